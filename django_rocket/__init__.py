@@ -1,0 +1,1 @@
+"""Robust scheduling for Django."""

@@ -1,0 +1,59 @@
+"""Settings for the test suite; DATABASE_URL picks the database (default SQLite)."""
+
+import os
+
+import environ
+
+BASE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+env = environ.Env()
+
+SECRET_KEY = "django-rocket-tests"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="sqlite:///" + os.path.join(BASE_DIR, "test.sqlite3"))
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file (not :memory:) so that real scheduler subprocesses share it.
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(BASE_DIR, "test-db.sqlite3")}
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_rocket",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "tests.urls"
+STATIC_URL = "/static/"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+ROCKET_TASKS: dict = {}
