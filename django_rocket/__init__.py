@@ -1,1 +1,26 @@
-"""Robust scheduling for Django."""
+"""Robust scheduling for Django: composable conditions, a durable run log, alerts."""
+
+__version__ = "0.1.0.dev0"
+
+
+class RocketError(Exception):
+    """Base class of django-rocket's domain errors."""
+
+
+class TaskInaction(Exception):  # noqa: N818 - the name says what the task reports
+    """Raise from a task to record the run as ``inaction`` (there was nothing to do)."""
+
+
+class TaskTerminated(Exception):  # noqa: N818
+    """Raised inside a thread run by :func:`django_rocket.check_terminate` when asked to stop."""
+
+
+def check_terminate() -> None:
+    """Raise :class:`TaskTerminated` if the scheduler asked the current thread run to stop."""
+    from django_rocket.execution import current_run_should_stop
+
+    if current_run_should_stop():
+        raise TaskTerminated("The scheduler asked this run to stop.")
+
+
+__all__ = ["RocketError", "TaskInaction", "TaskTerminated", "__version__", "check_terminate"]

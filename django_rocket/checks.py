@@ -1,0 +1,195 @@
+"""System checks for every ``ROCKET_*`` setting and every declared task.
+
+Each message names the setting or task, quotes the offending value, and gives
+the fix in ``hint``. The IDs are stable and listed in docs/reference/checks.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+
+from django_rocket import conf
+
+SETTING_CHECKS: list[Callable[[], list[checks.CheckMessage]]] = []
+
+
+def setting_check(func: Callable[[], list[checks.CheckMessage]]) -> Callable[..., Any]:
+    SETTING_CHECKS.append(func)
+    return func
+
+
+def _error(id: str, msg: str, hint: str, obj: Any = None) -> checks.Error:
+    return checks.Error(msg, hint=hint, obj=obj, id=id)
+
+
+@checks.register()
+def check_tasks(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Validate ROCKET_TASKS and each task in it."""
+    from django_rocket import registry
+
+    _, problems = registry.collect()
+    messages: list[checks.CheckMessage] = []
+    for problem in problems:
+        cls = checks.Warning if problem.warning else checks.Error
+        messages.append(cls(problem.msg, hint=problem.hint, id=problem.id))
+    return messages
+
+
+@checks.register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Validate every other ROCKET_* setting."""
+    messages: list[checks.CheckMessage] = []
+    for func in SETTING_CHECKS:
+        messages.extend(func())
+    return messages
+
+
+@setting_check
+def _time_zone() -> list[checks.CheckMessage]:
+    messages: list[checks.CheckMessage] = []
+    name = conf.time_zone()
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        messages.append(
+            _error(
+                "django_rocket.E021",
+                f"ROCKET_TIME_ZONE {name!r} is not a known time zone.",
+                "Use an IANA zone name such as 'Europe/Berlin' or 'UTC', or leave it unset "
+                "to use TIME_ZONE.",
+            )
+        )
+    if not settings.USE_TZ:
+        messages.append(
+            checks.Warning(
+                "USE_TZ is False; django-rocket stores aware datetimes and computes periods "
+                "in ROCKET_TIME_ZONE.",
+                hint="Set USE_TZ = True.",
+                id="django_rocket.W001",
+            )
+        )
+    return messages
+
+
+@setting_check
+def _execution() -> list[checks.CheckMessage]:
+    value = conf.execution()
+    if value not in conf.EXECUTIONS:
+        return [
+            _error(
+                "django_rocket.E022",
+                f"ROCKET_EXECUTION {value!r} is not one of {', '.join(conf.EXECUTIONS)}.",
+                "Use 'process' (the default), 'thread', 'async' or 'main'.",
+            )
+        ]
+    return []
+
+
+def _duration_setting(name: str, value: Any, id: str, allow_never: bool = False):
+    from django_rocket.conditions import parse_duration
+
+    if allow_never and (value is None or str(value).strip().lower() == "never"):
+        return []
+    try:
+        ok = parse_duration(value).total_seconds() > 0
+        reason = "it must be positive"
+    except (ValueError, TypeError) as exc:
+        ok, reason = False, str(exc)
+    if ok:
+        return []
+    extra = ", or 'never'" if allow_never else ""
+    return [
+        _error(
+            id,
+            f"{name} {value!r} is not a positive duration ({reason}).",
+            f"Use text like '30 seconds' or '1 hour 30 minutes', or a number of seconds{extra}.",
+        )
+    ]
+
+
+@setting_check
+def _durations() -> list[checks.CheckMessage]:
+    messages = []
+    messages += _duration_setting(
+        "ROCKET_TIMEOUT", conf.timeout(), "django_rocket.E023", allow_never=True
+    )
+    messages += _duration_setting(
+        "ROCKET_SHUTDOWN_GRACE", conf.shutdown_grace(), "django_rocket.E024"
+    )
+    messages += _duration_setting("ROCKET_HEARTBEAT", conf.heartbeat(), "django_rocket.E025")
+    messages += _duration_setting(
+        "ROCKET_LEASE_TIMEOUT", conf.lease_timeout(), "django_rocket.E026"
+    )
+    retention = conf.run_retention()
+    if retention is not None:
+        messages += _duration_setting(
+            "ROCKET_RUN_RETENTION", retention, "django_rocket.E027"
+        )
+    return messages
+
+
+@setting_check
+def _numbers() -> list[checks.CheckMessage]:
+    messages = []
+    value = conf.max_processes()
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        messages.append(
+            _error(
+                "django_rocket.E028",
+                f"ROCKET_MAX_PROCESSES {value!r} is not a positive integer.",
+                "Use a number such as 4, or None for the number of CPUs.",
+            )
+        )
+    raw_poll = getattr(settings, "ROCKET_POLL_INTERVAL", conf.DEFAULTS["ROCKET_POLL_INTERVAL"])
+    if not isinstance(raw_poll, int | float) or isinstance(raw_poll, bool) or raw_poll <= 0:
+        messages.append(
+            _error(
+                "django_rocket.E029",
+                f"ROCKET_POLL_INTERVAL {raw_poll!r} is not a positive number of seconds.",
+                "Use a number such as 1.0.",
+            )
+        )
+    retry = getattr(settings, "ROCKET_LOG_RETRY", None)
+    if retry is not None:
+        good = isinstance(retry, dict) and set(retry) <= {"attempts", "backoff", "max_backoff"}
+        if good:
+            attempts = retry.get("attempts", 1)
+            good = isinstance(attempts, int) and attempts >= 1 and all(
+                isinstance(retry.get(k, 0), int | float) and retry.get(k, 0) >= 0
+                for k in ("backoff", "max_backoff")
+            )
+        if not good:
+            messages.append(
+                _error(
+                    "django_rocket.E030",
+                    f"ROCKET_LOG_RETRY {retry!r} is not valid.",
+                    "Use a dict like {'attempts': 5, 'backoff': 0.5, 'max_backoff': 30}: "
+                    "attempts is an integer >= 1, the others are seconds >= 0.",
+                )
+            )
+    return messages
+
+
+@setting_check
+def _silence_flags() -> list[checks.CheckMessage]:
+    messages = []
+    for name in (
+        "ROCKET_SILENCE_TASK_PRERUN",
+        "ROCKET_SILENCE_TASK_LOGGING",
+        "ROCKET_SILENCE_COND_CHECK",
+    ):
+        value = getattr(settings, name, False)
+        if not isinstance(value, bool):
+            messages.append(
+                _error(
+                    "django_rocket.E031",
+                    f"{name} must be True or False, not {value!r}.",
+                    f"Write {name} = True to keep the scheduler running on such errors.",
+                )
+            )
+    return messages

@@ -1,0 +1,211 @@
+"""The run log: declared tasks, their runs, and the scheduler processes."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCESS = "success", _("Success")
+    FAIL = "fail", _("Fail")
+    TERMINATE = "terminate", _("Terminate")
+    INACTION = "inaction", _("Inaction")
+    CRASH = "crash", _("Crash")
+
+
+FINISHED_STATUSES = (
+    RunStatus.SUCCESS,
+    RunStatus.FAIL,
+    RunStatus.TERMINATE,
+    RunStatus.INACTION,
+    RunStatus.CRASH,
+)
+OPEN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class RunTrigger(models.TextChoices):
+    SCHEDULED = "scheduled", _("Scheduled")
+    RETRY = "retry", _("Retry")
+    MANUAL = "manual", _("Manual")
+
+
+class TaskQuerySet(models.QuerySet["Task"]):
+    def declared(self) -> TaskQuerySet:
+        return self.filter(declared=True)
+
+    def enabled(self) -> TaskQuerySet:
+        return self.filter(declared=True, enabled=True)
+
+
+class Task(models.Model):
+    """A task declared in ``ROCKET_TASKS``; synced from settings when the scheduler starts."""
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    func = models.CharField(_("function"), max_length=300, help_text=_("Dotted path."))
+    start_cond = models.TextField(_("start condition"), blank=True)
+    end_cond = models.TextField(_("end condition"), blank=True)
+    execution = models.CharField(_("execution"), max_length=20, blank=True)
+    description = models.TextField(_("description"), blank=True)
+    enabled = models.BooleanField(
+        _("enabled"), default=True, help_text=_("Paused tasks are not started by the scheduler.")
+    )
+    declared = models.BooleanField(
+        _("declared"),
+        default=True,
+        help_text=_("False once the task is removed from ROCKET_TASKS; its history is kept."),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True, db_index=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("task")
+        verbose_name_plural = _("tasks")
+        ordering = ["name"]
+        permissions = [("run_task", _("Can run, retry and pause tasks"))]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TaskRunQuerySet(models.QuerySet["TaskRun"]):
+    def queued(self) -> TaskRunQuerySet:
+        return self.filter(status=RunStatus.QUEUED)
+
+    def running(self) -> TaskRunQuerySet:
+        return self.filter(status=RunStatus.RUNNING)
+
+    def open(self) -> TaskRunQuerySet:
+        return self.filter(status__in=OPEN_STATUSES)
+
+    def finished(self) -> TaskRunQuerySet:
+        return self.filter(status__in=FINISHED_STATUSES)
+
+    def succeeded(self) -> TaskRunQuerySet:
+        return self.filter(status=RunStatus.SUCCESS)
+
+    def failed(self) -> TaskRunQuerySet:
+        return self.filter(status=RunStatus.FAIL)
+
+    def for_task(self, name: str) -> TaskRunQuerySet:
+        return self.filter(task__name=name)
+
+
+class TaskRun(models.Model):
+    """One run of a task. Written before the function starts, updated when it ends."""
+
+    task = models.ForeignKey(Task, models.CASCADE, related_name="runs", verbose_name=_("task"))
+    run_id = models.UUIDField(_("run id"), default=uuid.uuid4, unique=True, editable=False)
+    status = models.CharField(_("status"), max_length=10, choices=RunStatus.choices)
+    trigger = models.CharField(
+        _("trigger"), max_length=10, choices=RunTrigger.choices, default=RunTrigger.SCHEDULED
+    )
+    retry_of = models.ForeignKey(
+        "self",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="retries",
+        verbose_name=_("retry of"),
+    )
+    queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    runtime = models.DurationField(_("runtime"), null=True, blank=True)
+    message = models.TextField(_("message"), blank=True)
+    exc_text = models.TextField(_("traceback"), blank=True)
+    result = models.JSONField(_("result"), null=True, blank=True)
+    host = models.CharField(_("host"), max_length=255, blank=True)
+    pid = models.IntegerField(_("pid"), null=True, blank=True)
+    scheduler = models.ForeignKey(
+        "SchedulerInstance",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="runs",
+        verbose_name=_("scheduler"),
+    )
+
+    objects = TaskRunQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("task run")
+        verbose_name_plural = _("task runs")
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            # History snapshot and the task page: a task's runs in time order.
+            models.Index(fields=["task", "started_at"], name="rocket_run_task_started"),
+            # Latest finish of each outcome per task.
+            models.Index(fields=["task", "status", "finished_at"], name="rocket_run_task_status_fin"),
+            # The run changelist, its date hierarchy, and pruning.
+            models.Index(fields=["started_at", "id"], name="rocket_run_started"),
+            models.Index(fields=["finished_at"], name="rocket_run_finished"),
+            # The scheduler's poll for queued and running rows stays small whatever the log size.
+            models.Index(
+                fields=["status"],
+                name="rocket_run_open",
+                condition=Q(status__in=["queued", "running"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id and self.task.name} {self.run_id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+
+class SchedulerRole(models.TextChoices):
+    ACTIVE = "active", _("Active")
+    STANDBY = "standby", _("Standby")
+    STOPPED = "stopped", _("Stopped")
+
+
+class SchedulerInstance(models.Model):
+    """A ``runscheduler`` process, seen through its heartbeat."""
+
+    host = models.CharField(_("host"), max_length=255)
+    pid = models.IntegerField(_("pid"))
+    role = models.CharField(
+        _("role"), max_length=10, choices=SchedulerRole.choices, default=SchedulerRole.STANDBY
+    )
+    token = models.BigIntegerField(_("fencing token"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    last_seen = models.DateTimeField(_("last seen"), default=timezone.now, db_index=True)
+    stopped_at = models.DateTimeField(_("stopped"), null=True, blank=True)
+    version = models.CharField(_("version"), max_length=50, blank=True)
+
+    class Meta:
+        verbose_name = _("scheduler instance")
+        verbose_name_plural = _("scheduler instances")
+        ordering = ["-last_seen"]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid} ({self.role})"
+
+
+class SchedulerLease(models.Model):
+    """The single row deciding which scheduler starts runs; ``token`` fences old holders."""
+
+    name = models.CharField(_("name"), max_length=50, primary_key=True, default="default")
+    holder = models.ForeignKey(
+        SchedulerInstance, models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    token = models.BigIntegerField(_("fencing token"), default=0)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("scheduler lease")
+        verbose_name_plural = _("scheduler leases")
+
+    def __str__(self) -> str:
+        return f"lease {self.name} (token {self.token})"

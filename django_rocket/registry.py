@@ -1,0 +1,360 @@
+"""The tasks declared in ``ROCKET_TASKS``, validated into :class:`TaskSpec` values.
+
+No ORM here: the system checks and the scheduler both read tasks through
+:func:`collect`, so a task that passes ``manage.py check`` is exactly a task
+the scheduler can run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from django_rocket import conf
+from django_rocket.conditions import Condition, ConditionSyntaxError, parse, parse_duration
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One declared task, with its conditions parsed and its options resolved."""
+
+    name: str
+    func: str
+    start_cond: Condition
+    end_cond: Condition | None = None
+    execution: str = "process"
+    timeout: timedelta | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    multilaunch: bool = False
+    enabled: bool = True
+    description: str = ""
+
+    def load_function(self) -> Callable[..., Any]:
+        return import_string(self.func)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A configuration error found in the settings; becomes a system check message."""
+
+    id: str
+    msg: str
+    hint: str
+    task: str | None = None
+    warning: bool = False
+
+
+def parse_timeout(value: Any) -> timedelta | None:
+    """Return the timeout as a timedelta, or None for ``"never"``; raise ValueError if bad."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "never"):
+        return None
+    duration = parse_duration(value)
+    if duration <= timedelta(0):
+        raise ValueError("a timeout must be positive")
+    return duration
+
+
+def import_condition_modules() -> list[Problem]:
+    problems = []
+    for module in conf.condition_modules():
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            problems.append(
+                Problem(
+                    "django_rocket.E020",
+                    f"ROCKET_CONDITION_MODULES lists {module!r}, which cannot be imported: "
+                    f"{type(exc).__name__}: {exc}.",
+                    "List importable module paths such as 'myapp.conditions'.",
+                )
+            )
+    return problems
+
+
+def _parse_condition(
+    name: str, key: str, text: Any, problems: list[Problem], error_id: str
+) -> Condition | None:
+    if isinstance(text, Condition):
+        return text
+    if not isinstance(text, str):
+        problems.append(
+            Problem(
+                error_id,
+                f"Task {name!r}: {key} must be a condition string or object, "
+                f"not {type(text).__name__} ({text!r}).",
+                f"Write it as text, e.g. \"{key}\": \"daily | retry(3)\".",
+                task=name,
+            )
+        )
+        return None
+    try:
+        return parse(text)
+    except ConditionSyntaxError as exc:
+        problems.append(
+            Problem(
+                error_id,
+                f"Task {name!r}: {key} does not parse:\n{exc}",
+                "Fix the condition text; docs/reference/conditions lists every condition "
+                "and docs/reference/condition-syntax the grammar.",
+                task=name,
+            )
+        )
+        return None
+
+
+def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | None:
+    if not isinstance(name, str) or not name.strip():
+        problems.append(
+            Problem(
+                "django_rocket.E002",
+                f"ROCKET_TASKS has a key {name!r} that is not a task name.",
+                "Use a non-empty string naming the task as the key.",
+            )
+        )
+        return None
+    if not isinstance(entry, dict):
+        problems.append(
+            Problem(
+                "django_rocket.E002",
+                f"Task {name!r}: its entry must be a dict, not {type(entry).__name__} ({entry!r}).",
+                f'Declare it as "{name}": {{"func": "app.tasks.{name}", '
+                f'"start_cond": "daily"}}.',
+                task=name,
+            )
+        )
+        return None
+    ok = True
+    unknown = sorted(set(entry) - set(conf.TASK_KEYS), key=str)
+    for key in unknown:
+        import difflib
+
+        close = difflib.get_close_matches(str(key), conf.TASK_KEYS, n=1)
+        suggestion = f"Did you mean {close[0]!r}? " if close else ""
+        problems.append(
+            Problem(
+                "django_rocket.E003",
+                f"Task {name!r}: unknown key {key!r}.",
+                f"{suggestion}Known keys: {', '.join(conf.TASK_KEYS)}.",
+                task=name,
+            )
+        )
+        ok = False
+    for key in ("func", "start_cond"):
+        if key not in entry:
+            problems.append(
+                Problem(
+                    "django_rocket.E004",
+                    f"Task {name!r}: the required key {key!r} is missing.",
+                    f"Add {key!r}: {conf.TASK_KEYS[key]}.",
+                    task=name,
+                )
+            )
+            ok = False
+    func_path = entry.get("func")
+    func = None
+    if "func" in entry:
+        if not isinstance(func_path, str):
+            problems.append(
+                Problem(
+                    "django_rocket.E005",
+                    f"Task {name!r}: func must be a dotted path string, not {func_path!r}.",
+                    "Write the path to the function, e.g. 'myapp.tasks.send_report'.",
+                    task=name,
+                )
+            )
+            ok = False
+        else:
+            try:
+                func = import_string(func_path)
+            except Exception as exc:
+                problems.append(
+                    Problem(
+                        "django_rocket.E005",
+                        f"Task {name!r}: func {func_path!r} cannot be imported: "
+                        f"{type(exc).__name__}: {exc}.",
+                        "Check the module and function name; the path must be importable "
+                        "from the project, e.g. 'myapp.tasks.send_report'.",
+                        task=name,
+                    )
+                )
+                ok = False
+            else:
+                if not callable(func):
+                    problems.append(
+                        Problem(
+                            "django_rocket.E005",
+                            f"Task {name!r}: func {func_path!r} is not callable.",
+                            "Point func at a function.",
+                            task=name,
+                        )
+                    )
+                    ok = False
+    start_cond = None
+    if "start_cond" in entry:
+        start_cond = _parse_condition(
+            name, "start_cond", entry["start_cond"], problems, "django_rocket.E006"
+        )
+        ok = ok and start_cond is not None
+    end_cond = None
+    if entry.get("end_cond") not in (None, ""):
+        end_cond = _parse_condition(
+            name, "end_cond", entry["end_cond"], problems, "django_rocket.E008"
+        )
+        ok = ok and end_cond is not None
+    execution = entry.get("execution", conf.execution())
+    if execution not in conf.EXECUTIONS:
+        problems.append(
+            Problem(
+                "django_rocket.E009",
+                f"Task {name!r}: execution {execution!r} is not one of "
+                f"{', '.join(conf.EXECUTIONS)}.",
+                "Use 'process' (isolated, can be killed on timeout), 'thread', "
+                "'async' (coroutine functions) or 'main'.",
+                task=name,
+            )
+        )
+        ok = False
+    elif func is not None:
+        is_coroutine = asyncio.iscoroutinefunction(func)
+        if execution == "async" and not is_coroutine:
+            problems.append(
+                Problem(
+                    "django_rocket.E013",
+                    f"Task {name!r}: execution 'async' needs a coroutine function, "
+                    f"but {func_path!r} is a plain function.",
+                    "Define it with 'async def', or use execution 'thread' or 'process'.",
+                    task=name,
+                )
+            )
+            ok = False
+    timeout = None
+    raw_timeout = entry.get("timeout", conf.timeout())
+    try:
+        timeout = parse_timeout(raw_timeout)
+    except (ValueError, TypeError) as exc:
+        problems.append(
+            Problem(
+                "django_rocket.E010",
+                f"Task {name!r}: timeout {raw_timeout!r} is not a duration ({exc}).",
+                "Use text like '10 minutes' or '1 hour 30 minutes', a number of seconds, "
+                "or 'never'.",
+                task=name,
+            )
+        )
+        ok = False
+    parameters = entry.get("parameters", {})
+    if not isinstance(parameters, dict) or not all(isinstance(k, str) for k in parameters):
+        problems.append(
+            Problem(
+                "django_rocket.E011",
+                f"Task {name!r}: parameters must be a dict of keyword arguments, "
+                f"not {parameters!r}.",
+                'Write e.g. "parameters": {"days": 7}.',
+                task=name,
+            )
+        )
+        ok = False
+    elif func is not None:
+        try:
+            inspect.signature(func).bind(**parameters)
+        except TypeError as exc:
+            problems.append(
+                Problem(
+                    "django_rocket.E011",
+                    f"Task {name!r}: parameters {parameters!r} do not fit the signature of "
+                    f"{func_path!r}: {exc}.",
+                    "Make the keys match the function's keyword arguments.",
+                    task=name,
+                )
+            )
+            ok = False
+    flags = {}
+    for key, default in (("multilaunch", False), ("enabled", True)):
+        value = entry.get(key, default)
+        if not isinstance(value, bool):
+            problems.append(
+                Problem(
+                    "django_rocket.E012",
+                    f"Task {name!r}: {key} must be True or False, not {value!r}.",
+                    f'Write "{key}": {default}.',
+                    task=name,
+                )
+            )
+            ok = False
+        flags[key] = value
+    description = entry.get("description", "")
+    if not ok or start_cond is None or not isinstance(func_path, str):
+        return None
+    return TaskSpec(
+        name=name,
+        func=func_path,
+        start_cond=start_cond,
+        end_cond=end_cond,
+        execution=execution,
+        timeout=timeout,
+        parameters=dict(parameters),
+        multilaunch=flags["multilaunch"],
+        enabled=flags["enabled"],
+        description=str(description),
+    )
+
+
+def collect() -> tuple[dict[str, TaskSpec], list[Problem]]:
+    """Validate ``ROCKET_TASKS``; return the good tasks and every problem found."""
+    problems = import_condition_modules()
+    raw = conf.tasks()
+    if not isinstance(raw, dict):
+        problems.append(
+            Problem(
+                "django_rocket.E001",
+                f"ROCKET_TASKS must be a dict of task name to task entry, "
+                f"not {type(raw).__name__}.",
+                'Write ROCKET_TASKS = {"report": {"func": "myapp.tasks.report", '
+                '"start_cond": "daily"}}.',
+            )
+        )
+        return {}, problems
+    specs: dict[str, TaskSpec] = {}
+    for name, entry in raw.items():
+        spec = _task_spec(name, entry, problems)
+        if spec is not None:
+            specs[name] = spec
+    known = set(raw)
+    for spec in specs.values():
+        for key, cond in (("start_cond", spec.start_cond), ("end_cond", spec.end_cond)):
+            if cond is None:
+                continue
+            for other in sorted(cond.depends_on(spec.name) - known):
+                problems.append(
+                    Problem(
+                        "django_rocket.E007",
+                        f"Task {spec.name!r}: {key} {str(cond)!r} refers to the task "
+                        f"{other!r}, which is not in ROCKET_TASKS.",
+                        f"Declare {other!r} in ROCKET_TASKS or fix the task name.",
+                        task=spec.name,
+                    )
+                )
+    return specs, problems
+
+
+def tasks() -> dict[str, TaskSpec]:
+    """Return the declared tasks, raising ImproperlyConfigured if any is invalid."""
+    specs, problems = collect()
+    errors = [p for p in problems if not p.warning]
+    if errors:
+        lines = "\n".join(f"{p.id}: {p.msg} HINT: {p.hint}" for p in errors)
+        raise ImproperlyConfigured(f"ROCKET_TASKS is invalid; run 'manage.py check'.\n{lines}")
+    return specs
+
+
+def scheduler_zone() -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(conf.time_zone())
