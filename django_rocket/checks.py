@@ -127,9 +127,7 @@ def _durations() -> list[checks.CheckMessage]:
     )
     retention = conf.run_retention()
     if retention is not None:
-        messages += _duration_setting(
-            "ROCKET_RUN_RETENTION", retention, "django_rocket.E027"
-        )
+        messages += _duration_setting("ROCKET_RUN_RETENTION", retention, "django_rocket.E027")
     return messages
 
 
@@ -159,9 +157,13 @@ def _numbers() -> list[checks.CheckMessage]:
         good = isinstance(retry, dict) and set(retry) <= {"attempts", "backoff", "max_backoff"}
         if good:
             attempts = retry.get("attempts", 1)
-            good = isinstance(attempts, int) and attempts >= 1 and all(
-                isinstance(retry.get(k, 0), int | float) and retry.get(k, 0) >= 0
-                for k in ("backoff", "max_backoff")
+            good = (
+                isinstance(attempts, int)
+                and attempts >= 1
+                and all(
+                    isinstance(retry.get(k, 0), int | float) and retry.get(k, 0) >= 0
+                    for k in ("backoff", "max_backoff")
+                )
             )
         if not good:
             messages.append(

@@ -91,7 +91,7 @@ def _parse_condition(
                 error_id,
                 f"Task {name!r}: {key} must be a condition string or object, "
                 f"not {type(text).__name__} ({text!r}).",
-                f"Write it as text, e.g. \"{key}\": \"daily | retry(3)\".",
+                f'Write it as text, e.g. "{key}": "daily | retry(3)".',
                 task=name,
             )
         )
@@ -126,8 +126,7 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
             Problem(
                 "django_rocket.E002",
                 f"Task {name!r}: its entry must be a dict, not {type(entry).__name__} ({entry!r}).",
-                f'Declare it as "{name}": {{"func": "app.tasks.{name}", '
-                f'"start_cond": "daily"}}.',
+                f'Declare it as "{name}": {{"func": "app.tasks.{name}", "start_cond": "daily"}}.',
                 task=name,
             )
         )

@@ -1,0 +1,393 @@
+"""Run task functions: in the scheduler's loop, a thread, an event loop, or a child process.
+
+Every run ends as one :class:`Outcome` handed to the ``report`` callback, whatever
+happened to it: a return, an exception, a timeout, or a child process that died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connections
+from django.utils.module_loading import import_string
+
+from django_rocket import TaskInaction, TaskTerminated
+
+logger = logging.getLogger("django_rocket.scheduler")
+
+SUCCESS, FAIL, TERMINATE, INACTION = "success", "fail", "terminate", "inaction"
+
+
+@dataclass
+class Outcome:
+    """How one run ended."""
+
+    run_id: str
+    task: str
+    status: str
+    finished_at: datetime | None = None
+    message: str = ""
+    exc_text: str = ""
+    result: Any = None
+
+
+@dataclass
+class Launch:
+    """What an executor needs to start one run."""
+
+    run_id: str
+    task: str
+    func: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    execution: str = "process"
+
+
+_local = threading.local()
+
+
+def current_run_should_stop() -> bool:
+    """Return True when the scheduler asked the calling thread run to stop."""
+    event = getattr(_local, "stop", None)
+    return bool(event is not None and event.is_set())
+
+
+def _encode_result(value: Any, max_bytes: int) -> tuple[Any, str]:
+    if value is None:
+        return None, ""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        return None, f"Return value not kept: {type(value).__name__} is not JSON-serialisable."
+    if len(text.encode()) > max_bytes:
+        return None, f"Return value not kept: {len(text.encode())} bytes is over {max_bytes}."
+    return json.loads(text), ""
+
+
+def call_task(func: Callable[..., Any], parameters: dict[str, Any], max_bytes: int) -> dict:
+    """Call a task function and describe how it ended (status, message, traceback, result)."""
+    try:
+        value = func(**parameters)
+        if asyncio.iscoroutine(value):
+            value = asyncio.run(value)
+    except TaskInaction as exc:
+        return {"status": INACTION, "message": str(exc)}
+    except TaskTerminated as exc:
+        return {"status": TERMINATE, "message": str(exc) or "Terminated on request."}
+    except BaseException as exc:  # a task's failure is a run outcome, never a scheduler error
+        return {
+            "status": FAIL,
+            "message": f"{type(exc).__name__}: {exc}"[:2000],
+            "exc_text": traceback.format_exc(),
+        }
+    result, note = _encode_result(value, max_bytes)
+    return {"status": SUCCESS, "result": result, "message": note}
+
+
+# --- child processes ------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child when its parent (the fork server) goes away."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _child_main(
+    conn: multiprocessing.connection.Connection,
+    launch: Launch,
+    db_names: dict[str, Any],
+    max_bytes: int,
+    parent_pid: int,
+) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
+    import django
+
+    if not getattr(django, "_rocket_ready", False):
+        django.setup()
+    for alias, name in db_names.items():
+        # The parent may run against a test database the settings module does not name.
+        connections.databases[alias]["NAME"] = name
+    try:
+        func = import_string(launch.func)
+        outcome = call_task(func, launch.parameters, max_bytes)
+    except BaseException:
+        outcome = {
+            "status": FAIL,
+            "message": "Could not import the task function.",
+            "exc_text": traceback.format_exc(),
+        }
+    finally:
+        connections.close_all()
+    conn.send(outcome)
+    conn.close()
+
+
+@dataclass
+class _Active:
+    launch: Launch
+    kind: str
+    handle: Any = None
+    conn: Any = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    terminate_reason: str = ""
+
+
+class Runner:
+    """Start runs in the requested execution mode and report each outcome exactly once."""
+
+    def __init__(
+        self,
+        report: Callable[[Outcome], None],
+        now: Callable[[], datetime],
+        *,
+        max_processes: int | None = None,
+        result_max_bytes: int = 65536,
+        preload: list[str] | None = None,
+    ) -> None:
+        self._report = report
+        self._now = now
+        self.max_processes = max_processes or os.cpu_count() or 1
+        self.result_max_bytes = result_max_bytes
+        self._preload = preload or []
+        self._active: dict[str, _Active] = {}
+        self._lock = threading.Lock()
+        self._mp: Any = None
+        self._monitor: threading.Thread | None = None
+        self._monitor_wake_r: Any = None
+        self._monitor_wake_w: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._closed = False
+
+    # -- bookkeeping
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._active)
+
+    def process_slots(self) -> int:
+        with self._lock:
+            used = sum(1 for a in self._active.values() if a.kind == "process")
+        return max(self.max_processes - used, 0)
+
+    def is_running(self, run_id: str) -> bool:
+        return run_id in self._active
+
+    def _finish(self, run_id: str, data: dict) -> None:
+        with self._lock:
+            active = self._active.pop(run_id, None)
+        if active is None:
+            return
+        status = data.get("status", FAIL)
+        message = data.get("message", "")
+        if active.terminate_reason:
+            status = TERMINATE
+            message = active.terminate_reason + (f" ({message})" if message else "")
+        self._report(
+            Outcome(
+                run_id=run_id,
+                task=active.launch.task,
+                status=status,
+                finished_at=self._now(),
+                message=message,
+                exc_text=data.get("exc_text", ""),
+                result=data.get("result"),
+            )
+        )
+
+    # -- launching
+
+    def launch(self, launch: Launch) -> None:
+        """Start the run; raise if it cannot be started (the caller records that as a fail)."""
+        active = _Active(launch, launch.execution)
+        with self._lock:
+            self._active[launch.run_id] = active
+        try:
+            getattr(self, f"_launch_{launch.execution}")(active)
+        except BaseException:
+            with self._lock:
+                self._active.pop(launch.run_id, None)
+            raise
+
+    def _launch_main(self, active: _Active) -> None:
+        func = import_string(active.launch.func)
+        self._finish(
+            active.launch.run_id, call_task(func, active.launch.parameters, self.result_max_bytes)
+        )
+
+    def _launch_thread(self, active: _Active) -> None:
+        func = import_string(active.launch.func)
+
+        def target() -> None:
+            _local.stop = active.stop
+            try:
+                data = call_task(func, active.launch.parameters, self.result_max_bytes)
+            finally:
+                connections.close_all()
+                _local.stop = None
+            self._finish(active.launch.run_id, data)
+
+        thread = threading.Thread(target=target, name=f"rocket-{active.launch.task}", daemon=True)
+        active.handle = thread
+        thread.start()
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._loop_thread = threading.Thread(
+                target=self._loop.run_forever, name="rocket-async", daemon=True
+            )
+            self._loop_thread.start()
+        return self._loop
+
+    def _launch_async(self, active: _Active) -> None:
+        func = import_string(active.launch.func)
+        loop = self._ensure_loop()
+
+        async def wrapper() -> None:
+            try:
+                await func(**active.launch.parameters)
+                data = {"status": SUCCESS}
+            except asyncio.CancelledError:
+                data = {"status": TERMINATE, "message": "Cancelled."}
+            except TaskInaction as exc:
+                data = {"status": INACTION, "message": str(exc)}
+            except BaseException as exc:
+                data = {
+                    "status": FAIL,
+                    "message": f"{type(exc).__name__}: {exc}"[:2000],
+                    "exc_text": traceback.format_exc(),
+                }
+            self._finish(active.launch.run_id, data)
+
+        def create() -> None:
+            active.handle = loop.create_task(wrapper())
+
+        loop.call_soon_threadsafe(create)
+
+    def _context(self) -> Any:
+        if self._mp is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["django_rocket.child", *self._preload])
+            self._mp = ctx
+        return self._mp
+
+    def _launch_process(self, active: _Active) -> None:
+        ctx = self._context()
+        parent_conn, child_conn = ctx.Pipe(duplex=False)
+        db_names = {alias: connections.databases[alias]["NAME"] for alias in connections}
+        proc = ctx.Process(
+            target=_child_main,
+            args=(child_conn, active.launch, db_names, self.result_max_bytes, os.getpid()),
+            name=f"rocket-{active.launch.task}",
+            daemon=False,
+        )
+        proc.start()
+        child_conn.close()
+        active.handle = proc
+        active.conn = parent_conn
+        self._ensure_monitor()
+        os.write(self._monitor_wake_w, b"x")
+
+    def _ensure_monitor(self) -> None:
+        if self._monitor is not None:
+            return
+        self._monitor_wake_r, self._monitor_wake_w = os.pipe()
+        self._monitor = threading.Thread(
+            target=self._watch_processes, name="rocket-monitor", daemon=True
+        )
+        self._monitor.start()
+
+    def _watch_processes(self) -> None:
+        while not self._closed:
+            with self._lock:
+                procs = {
+                    a.handle.sentinel: a
+                    for a in self._active.values()
+                    if a.kind == "process" and a.handle is not None
+                }
+            ready = multiprocessing.connection.wait([*procs, self._monitor_wake_r])
+            for item in ready:
+                if item == self._monitor_wake_r:
+                    os.read(self._monitor_wake_r, 4096)
+                    continue
+                self._reap(procs[item])
+
+    def _reap(self, active: _Active) -> None:
+        proc = active.handle
+        data = None
+        try:
+            if active.conn.poll():
+                data = active.conn.recv()
+        except (EOFError, OSError):
+            data = None
+        proc.join(timeout=5)
+        active.conn.close()
+        if data is None:
+            code = proc.exitcode
+            if code is not None and code < 0:
+                try:
+                    name = signal.Signals(-code).name
+                except ValueError:
+                    name = str(-code)
+                message = f"The child process was killed by signal {name}."
+            else:
+                message = f"The child process exited with code {code} before reporting."
+            data = {"status": FAIL, "message": message}
+        self._finish(active.launch.run_id, data)
+
+    # -- stopping
+
+    def terminate(self, run_id: str, reason: str) -> None:
+        """Ask a run to stop: kill a process, cancel a coroutine, flag a thread."""
+        active = self._active.get(run_id)
+        if active is None or active.terminate_reason:
+            return
+        active.terminate_reason = reason
+        active.stop.set()
+        if active.kind == "process" and active.handle is not None:
+            proc = active.handle
+            proc.terminate()
+            timer = threading.Timer(5.0, lambda: proc.is_alive() and proc.kill())
+            timer.daemon = True
+            timer.start()
+        elif active.kind == "async" and active.handle is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(active.handle.cancel)
+
+    def abandon(self, reason: str) -> None:
+        """Report every run still going as terminated (used when shutdown cannot wait longer)."""
+        for run_id in list(self._active):
+            active = self._active.get(run_id)
+            if active is None:
+                continue
+            if active.kind == "process" and active.handle is not None:
+                active.handle.kill()
+            active.terminate_reason = active.terminate_reason or reason
+            self._finish(run_id, {"status": TERMINATE})
+
+    def close(self) -> None:
+        self._closed = True
+        if self._monitor_wake_w is not None:
+            os.write(self._monitor_wake_w, b"x")
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)

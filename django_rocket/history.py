@@ -1,0 +1,105 @@
+"""Load the run history the conditions read, in a bounded number of queries.
+
+The scheduler keeps one :class:`~django_rocket.conditions.MemoryHistory` as its
+snapshot. Loading it reads, for every task at once: the latest start and the
+latest finish of each outcome, the most recent runs (for retry chains), the runs
+in progress, and the recent events that counting conditions look at. Each query
+is index-backed, so the load time does not grow with the size of the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.db import connection
+from django.db.models import OuterRef, Subquery
+
+from django_rocket.conditions import MemoryHistory, RunRecord
+from django_rocket.models import FINISHED_STATUSES, RunStatus, Task, TaskRun
+
+RECENT_RUNS_PER_TASK = 50
+COUNT_HORIZON = timedelta(days=35)
+
+
+def record_of(run: TaskRun, task_name: str) -> RunRecord:
+    finished = run.status in FINISHED_STATUSES
+    return RunRecord(
+        task=task_name,
+        run_id=str(run.run_id),
+        started_at=run.started_at,
+        finished_at=run.finished_at if finished else None,
+        outcome=run.status if finished else None,
+        trigger=run.trigger,
+    )
+
+
+def _latest_ids(task_ids: list[int]) -> set[int]:
+    """Ids of the latest started run and the latest finish of each outcome, per task."""
+    if not task_ids:
+        return set()
+    runs = TaskRun.objects.filter(task=OuterRef("pk"))
+    annotations = {
+        "latest_start": Subquery(
+            runs.filter(started_at__isnull=False).order_by("-started_at", "-id").values("id")[:1]
+        )
+    }
+    for status in FINISHED_STATUSES:
+        annotations[f"latest_{status}"] = Subquery(
+            runs.filter(status=status).order_by("-finished_at", "-id").values("id")[:1]
+        )
+    ids: set[int] = set()
+    for row in Task.objects.filter(pk__in=task_ids).annotate(**annotations).values(*annotations):
+        ids.update(value for value in row.values() if value is not None)
+    return ids
+
+
+def _recent_ids(limit: int) -> set[int]:
+    """Ids of each task's ``limit`` most recent runs, in one correlated query."""
+    run_table = TaskRun._meta.db_table
+    task_table = Task._meta.db_table
+    qn = connection.ops.quote_name
+    sql = (
+        f"SELECT r.id FROM {qn(task_table)} t JOIN {qn(run_table)} r ON r.id IN ("
+        f"SELECT r2.id FROM {qn(run_table)} r2 WHERE r2.task_id = t.id "
+        f"AND r2.started_at IS NOT NULL ORDER BY r2.started_at DESC, r2.id DESC LIMIT %s)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [limit])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def load(
+    now: datetime,
+    *,
+    counting_tasks: Iterable[str] = (),
+    horizon: timedelta = COUNT_HORIZON,
+    recent: int = RECENT_RUNS_PER_TASK,
+) -> tuple[MemoryHistory, dict[str, int]]:
+    """Build the snapshot; return it with the id of each task's latest failed run."""
+    names = dict(Task.objects.values_list("pk", "name"))
+    ids = _latest_ids(list(names)) | _recent_ids(recent)
+    rows = list(
+        TaskRun.objects.filter(pk__in=ids)
+        .exclude(status=RunStatus.QUEUED)
+        .only("id", "task_id", "run_id", "status", "trigger", "started_at", "finished_at")
+    )
+    rows += list(
+        TaskRun.objects.running()
+        .exclude(pk__in=ids)
+        .only("id", "task_id", "run_id", "status", "trigger", "started_at", "finished_at")
+    )
+    counting_ids = [pk for pk, name in names.items() if name in set(counting_tasks)]
+    if counting_ids:
+        rows += list(
+            TaskRun.objects.filter(task_id__in=counting_ids, started_at__gte=now - horizon)
+            .exclude(pk__in=[r.pk for r in rows])
+            .only("id", "task_id", "run_id", "status", "trigger", "started_at", "finished_at")
+        )
+    rows.sort(key=lambda r: (r.started_at or now, r.pk))
+    history = MemoryHistory(record_of(r, names[r.task_id]) for r in rows if r.started_at)
+    last_failed: dict[str, int] = {}
+    for run in rows:
+        if run.status == RunStatus.FAIL:
+            last_failed[names[run.task_id]] = run.pk
+    return history, last_failed

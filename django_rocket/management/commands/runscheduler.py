@@ -1,0 +1,51 @@
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_rocket.scheduler import Scheduler
+
+
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise CommandError(f"--duration must be a number of seconds, not {value!r}.") from None
+    if number <= 0:
+        raise CommandError(f"--duration must be positive, not {value!r}.")
+    return number
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the scheduler: start each task when its condition is true and record every run. "
+        "Example: python manage.py runscheduler --duration 3600"
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--once",
+            action="store_true",
+            help="Run one cycle: start what is due, wait for it to finish, and exit.",
+        )
+        parser.add_argument(
+            "--duration",
+            type=positive_float,
+            metavar="SECONDS",
+            help="Stop gracefully after this many seconds.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        scheduler = Scheduler(once=options["once"], duration=options["duration"])
+
+        def on_signal(signum: int, frame: Any) -> None:
+            scheduler.request_stop(f"received {signal.Signals(signum).name}")
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            code = scheduler.run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if code:
+            raise SystemExit(code)

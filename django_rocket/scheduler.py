@@ -1,0 +1,944 @@
+"""The scheduler service: startup recovery, the loop, and shutdown.
+
+One tick: heartbeat and lease (when due), poll for admin requests (when due),
+record finished runs in one batch, enforce timeouts and end conditions, then
+evaluate only the tasks whose conditions may have changed and start the due
+ones, writing all their rows in one transaction before any of them begins.
+Between ticks the loop sleeps until the earliest instant anything can change.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import os
+import queue
+import socket
+import tempfile
+import threading
+import traceback
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+import django_rocket
+from django_rocket import conf, history, registry
+from django_rocket.clock import SystemClock
+from django_rocket.conditions import Context, parse_duration
+from django_rocket.execution import Launch, Outcome, Runner
+from django_rocket.models import (
+    RunStatus,
+    RunTrigger,
+    SchedulerInstance,
+    SchedulerLease,
+    SchedulerRole,
+    Task,
+    TaskRun,
+)
+from django_rocket.registry import TaskSpec
+
+logger = logging.getLogger("django_rocket.scheduler")
+task_logger = logging.getLogger("django_rocket.task")
+
+FAR = timedelta(days=3650)
+LEASE = "default"
+
+
+class SchedulerShutdown(django_rocket.RocketError):
+    """An unsilenced error stopped the scheduler."""
+
+
+@dataclass
+class RunState:
+    """A run this scheduler started and has not seen finish."""
+
+    run_id: str
+    pk: int
+    task: str
+    started_at: datetime
+    deadline: datetime | None
+    trigger: str
+
+
+@dataclass(order=True)
+class _Wake:
+    at: datetime
+    task: str = field(compare=False)
+    version: int = field(compare=False)
+
+
+def _duration(value: Any) -> timedelta:
+    return parse_duration(value)
+
+
+class Scheduler:
+    """Decide what is due, start it, and keep the run log true."""
+
+    def __init__(
+        self,
+        tasks: dict[str, TaskSpec] | None = None,
+        *,
+        clock: Any = None,
+        once: bool = False,
+        duration: float | None = None,
+    ) -> None:
+        self.clock = clock or SystemClock()
+        self.specs = tasks if tasks is not None else registry.tasks()
+        self.tz = registry.scheduler_zone()
+        self.once = once
+        self.duration = duration
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.wakeup = threading.Event()
+        self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self.runner = Runner(
+            self._report,
+            self.clock.now,
+            max_processes=conf.max_processes(),
+            result_max_bytes=conf.result_max_bytes(),
+            preload=sorted(
+                {s.func.rpartition(".")[0] for s in self.specs.values() if s.execution == "process"}
+            ),
+        )
+        self.instance: SchedulerInstance | None = None
+        self.token: int | None = None
+        self.history: Any = None
+        self.task_pks: dict[str, int] = {}
+        self.enabled: dict[str, bool] = {}
+        self.running: dict[str, RunState] = {}
+        self.running_by_task: dict[str, set[str]] = {}
+        self.last_failed: dict[str, int] = {}
+        self.dependents: dict[str, set[str]] = {}
+        self.counting: set[str] = set()
+        self.dirty: set[str] = set()
+        self.wakes: list[_Wake] = []
+        self.versions: dict[str, int] = {}
+        self.end_dirty: set[str] = set()
+        self.end_wakes: dict[str, datetime] = {}
+        self.queued: dict[str, list[TaskRun]] = {}
+        self.pending: list[Outcome] = []
+        self.write_attempts = 0
+        self.next_write_attempt: float = 0.0
+        self.spool_path: Path | None = None
+        self.stop_requested = False
+        self.force_stop = False
+        self.stop_reason = ""
+        self.exit_code = 0
+        self.next_heartbeat: float = 0.0
+        self.next_poll: float = 0.0
+        self.poll_cursor = 0
+        self.task_cursor: datetime | None = None
+        self.heartbeat_every = _duration(conf.heartbeat()).total_seconds()
+        self.lease_timeout = _duration(conf.lease_timeout())
+        self.poll_every = conf.poll_interval()
+        self.started_mono: float = 0.0
+        self.ticks = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self) -> int:
+        """Run until stopped; return the process exit code."""
+        self.startup()
+        try:
+            while not self.stop_requested:
+                sleep = self.tick()
+                if self.once and not self.stop_requested:
+                    if not self.running and not self.pending and self.ticks > 0:
+                        self.stop_requested = True
+                        break
+                    sleep = min(sleep, 0.05)
+                if self.duration is not None:
+                    left = self.started_mono + self.duration - self.clock.monotonic()
+                    if left <= 0:
+                        self.request_stop("duration reached")
+                        break
+                    sleep = min(sleep, left)
+                if not self.stop_requested and sleep > 0:
+                    self.clock.wait(self.wakeup, sleep)
+                self.wakeup.clear()
+        finally:
+            self.shutdown()
+        return self.exit_code
+
+    def request_stop(self, reason: str = "stop requested", *, force: bool = False) -> None:
+        """Stop starting runs; called from signal handlers, so it only sets flags."""
+        if self.stop_requested:
+            self.force_stop = True
+        self.stop_requested = True
+        self.force_stop = self.force_stop or force
+        self.stop_reason = self.stop_reason or reason
+        self.wakeup.set()
+
+    def fail_stop(self, what: str, exc: BaseException | None = None) -> None:
+        """Shut down because of an error the settings do not silence."""
+        logger.error("Shutting down: %s", what, exc_info=exc)
+        self.exit_code = 1
+        self.request_stop(what)
+
+    def startup(self) -> None:
+        self.started_mono = self.clock.monotonic()
+        now = self.clock.now()
+        self._prepare_conditions()
+        self._apply_spool()
+        self.instance = SchedulerInstance.objects.create(
+            host=self.host,
+            pid=self.pid,
+            started_at=now,
+            last_seen=now,
+            version=django_rocket.__version__,
+        )
+        self.spool_path = (
+            self._spool_dir() / f"spool-{self.host}-{self.pid}-{self.instance.pk}.jsonl"
+        )
+        SchedulerLease.objects.get_or_create(name=LEASE)
+        self._sync_tasks()
+        logger.info(
+            "Scheduler %s:%s started with %d task(s) in %s.",
+            self.host,
+            self.pid,
+            len(self.specs),
+            self.tz,
+        )
+        self._heartbeat(now)
+
+    def _prepare_conditions(self) -> None:
+        for name, spec in self.specs.items():
+            for cond in (spec.start_cond, spec.end_cond):
+                if cond is None:
+                    continue
+                for dep in cond.depends_on(name):
+                    self.dependents.setdefault(dep, set()).add(name)
+            if _uses_counts(spec.start_cond) or _uses_counts(spec.end_cond):
+                self.counting.add(name)
+
+    def _sync_tasks(self) -> None:
+        """Make the Task table match ROCKET_TASKS; tasks no longer declared keep their history."""
+        existing = {t.name: t for t in Task.objects.all()}
+        now = self.clock.now()
+        for name, spec in self.specs.items():
+            values = {
+                "func": spec.func,
+                "start_cond": str(spec.start_cond),
+                "end_cond": str(spec.end_cond) if spec.end_cond is not None else "",
+                "execution": spec.execution,
+                "description": spec.description,
+                "declared": True,
+            }
+            row = existing.get(name)
+            if row is None:
+                row = Task.objects.create(name=name, enabled=spec.enabled, **values)
+            elif any(getattr(row, k) != v for k, v in values.items()):
+                for key, value in values.items():
+                    setattr(row, key, value)
+                row.save(update_fields=[*values, "updated_at"])
+            self.task_pks[name] = row.pk
+            self.enabled[name] = row.enabled
+        gone = [n for n, t in existing.items() if n not in self.specs and t.declared]
+        if gone:
+            Task.objects.filter(name__in=gone).update(declared=False, updated_at=now)
+        latest = Task.objects.order_by("-updated_at").values_list("updated_at", flat=True).first()
+        self.task_cursor = latest
+
+    # ------------------------------------------------------------------ leadership
+
+    def _heartbeat(self, now: datetime) -> None:
+        """Record that this instance is alive; renew or try to take the lease."""
+        self.next_heartbeat = self.clock.monotonic() + self.heartbeat_every
+        assert self.instance is not None
+        try:
+            SchedulerInstance.objects.filter(pk=self.instance.pk).update(last_seen=now)
+            if self.token is not None:
+                if not self._renew(now):
+                    logger.warning("Lost the scheduler lease; standing by.")
+                    self.token = None
+                    self._set_role(SchedulerRole.STANDBY)
+            else:
+                self._try_acquire(now)
+        except DatabaseError:
+            logger.warning("Heartbeat failed; will retry.", exc_info=True)
+            self._reconnect()
+
+    def _renew(self, now: datetime) -> bool:
+        return bool(
+            SchedulerLease.objects.filter(name=LEASE, token=self.token).update(
+                expires_at=now + self.lease_timeout
+            )
+        )
+
+    def _try_acquire(self, now: datetime) -> None:
+        assert self.instance is not None
+        with transaction.atomic():
+            taken = (
+                SchedulerLease.objects.filter(name=LEASE)
+                .filter(_lease_free(now))
+                .update(
+                    holder=self.instance, token=F("token") + 1, expires_at=now + self.lease_timeout
+                )
+            )
+            if not taken:
+                return
+            self.token = SchedulerLease.objects.values_list("token", flat=True).get(name=LEASE)
+        self._set_role(SchedulerRole.ACTIVE)
+        logger.info("This scheduler is now active (fencing token %s).", self.token)
+        self._become_active(now)
+
+    def _set_role(self, role: str) -> None:
+        assert self.instance is not None
+        self.instance.role = role
+        SchedulerInstance.objects.filter(pk=self.instance.pk).update(role=role, token=self.token)
+
+    def _become_active(self, now: datetime) -> None:
+        self.recover_crashed(now)
+        self.history, self.last_failed = history.load(now, counting_tasks=self.counting)
+        self.poll_cursor = TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        for run in TaskRun.objects.queued().select_related("task"):
+            self.queued.setdefault(run.task.name, []).append(run)
+        self.dirty = set(self.specs)
+        self.next_poll = 0.0
+
+    def recover_crashed(self, now: datetime) -> int:
+        """Mark runs left ``running`` by a scheduler that is gone as ``crash``."""
+        stale_before = now - self.lease_timeout
+        crashed = []
+        for run in TaskRun.objects.running().select_related("scheduler", "task"):
+            if run.run_id and str(run.run_id) in self.running:
+                continue
+            inst = run.scheduler
+            if inst is not None and inst.pk == getattr(self.instance, "pk", None):
+                continue
+            gone = False
+            if run.host == self.host and run.pid and not _pid_alive(run.pid):
+                gone = True
+            elif inst is not None and (
+                inst.stopped_at is not None or inst.last_seen < stale_before
+            ):
+                gone = True
+            elif inst is None and run.host != self.host:
+                spec = self.specs.get(run.task.name)
+                limit = spec.timeout if spec and spec.timeout else timedelta(days=1)
+                gone = (
+                    run.started_at is not None and run.started_at < now - limit - self.lease_timeout
+                )
+            if gone:
+                crashed.append(run)
+        for run in crashed:
+            who = f"{run.host}:{run.pid}" if run.host else "an unknown scheduler"
+            run.status = RunStatus.CRASH
+            run.finished_at = now
+            run.runtime = now - run.started_at if run.started_at else None
+            run.message = (
+                f"The scheduler {who} stopped while this run was in progress; "
+                f"detected at {now.isoformat()} by {self.host}:{self.pid}."
+            )
+            run.save(update_fields=["status", "finished_at", "runtime", "message"])
+            self._log_event(
+                run.task.name,
+                str(run.run_id),
+                "crash",
+                run.started_at,
+                now,
+                level=logging.ERROR,
+                message=run.message,
+            )
+        if crashed:
+            logger.warning("Recorded %d run(s) as crash.", len(crashed))
+        return len(crashed)
+
+    @property
+    def active(self) -> bool:
+        return self.token is not None
+
+    # ------------------------------------------------------------------ the tick
+
+    def tick(self) -> float:
+        """Do one cycle; return how many seconds the loop may sleep."""
+        self.ticks += 1
+        close_old_connections()
+        now = self.clock.now()
+        mono = self.clock.monotonic()
+        if mono >= self.next_heartbeat:
+            self._heartbeat(now)
+        self._drain_outcomes()
+        self._flush(now)
+        if not self.active:
+            return max(self.next_heartbeat - self.clock.monotonic(), 0.0)
+        if mono >= self.next_poll:
+            self._poll(now)
+        self._enforce_deadlines(now)
+        self._check_end_conditions(now)
+        if not self.stop_requested:
+            self._start_due(now)
+        return self._sleep_seconds()
+
+    def _sleep_seconds(self) -> float:
+        if self.dirty or self.end_dirty or not self.outcomes.empty():
+            return 0.0
+        now = self.clock.now()
+        mono = self.clock.monotonic()
+        candidates = [self.next_heartbeat - mono, self.next_poll - mono]
+        if self.pending:
+            candidates.append(self.next_write_attempt - mono)
+        if self.wakes:
+            candidates.append((self.wakes[0].at - now).total_seconds())
+        for run in self.running.values():
+            if run.deadline is not None:
+                candidates.append((run.deadline - now).total_seconds())
+        for at in self.end_wakes.values():
+            candidates.append((at - now).total_seconds())
+        return max(min(candidates), 0.0)
+
+    # -- reading the outside world
+
+    def _poll(self, now: datetime) -> None:
+        """Pick up admin requests: queued runs, paused tasks, runs other processes wrote."""
+        self.next_poll = self.clock.monotonic() + self.poll_every
+        try:
+            new_queued = [
+                r
+                for r in TaskRun.objects.queued().select_related("task")
+                if not any(q.pk == r.pk for q in self.queued.get(r.task.name, []))
+            ]
+            for run in new_queued:
+                self.queued.setdefault(run.task.name, []).append(run)
+                self.dirty.add(run.task.name)
+            changed = Task.objects.all()
+            if self.task_cursor is not None:
+                changed = changed.filter(updated_at__gt=self.task_cursor)
+            for task in changed.only("name", "enabled", "updated_at"):
+                self.task_cursor = max(self.task_cursor or task.updated_at, task.updated_at)
+                if task.name in self.enabled and self.enabled[task.name] != task.enabled:
+                    self.enabled[task.name] = task.enabled
+                    logger.info("Task %r %s.", task.name, "resumed" if task.enabled else "paused")
+                    self.dirty.add(task.name)
+            external = (
+                TaskRun.objects.filter(pk__gt=self.poll_cursor)
+                .exclude(status=RunStatus.QUEUED)
+                .select_related("task")
+                .order_by("pk")
+            )
+            if self.instance is not None:
+                external = external.exclude(scheduler=self.instance)
+            for run in external:
+                if run.started_at and self.history is not None:
+                    self.history.record_start(history.record_of(run, run.task.name))
+                    if run.is_finished:
+                        self.history.record_finish(
+                            run.task.name, str(run.run_id), run.finished_at, run.status
+                        )
+                    self._history_changed(run.task.name)
+            self.poll_cursor = (
+                TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first()
+                or self.poll_cursor
+            )
+        except DatabaseError:
+            logger.warning("Polling the database failed; will retry.", exc_info=True)
+            self._reconnect()
+
+    def _reconnect(self) -> None:
+        try:
+            connection.close()
+        except DatabaseError:
+            pass
+
+    # -- deciding what is due
+
+    def _context(self, name: str, now: datetime) -> Context:
+        return Context(task=name, now=now.astimezone(self.tz), history=self.history, tz=self.tz)
+
+    def _schedule(self, name: str, at: datetime | None) -> None:
+        version = self.versions.get(name, 0) + 1
+        self.versions[name] = version
+        if at is not None:
+            heapq.heappush(self.wakes, _Wake(at, name, version))
+
+    def _history_changed(self, name: str) -> None:
+        self.dirty.add(name)
+        self.dirty.update(self.dependents.get(name, ()))
+        if name in self.running_by_task:
+            self.end_dirty.add(name)
+
+    def _due_candidates(self, now: datetime) -> set[str]:
+        names = set(self.dirty)
+        self.dirty.clear()
+        while self.wakes and self.wakes[0].at <= now:
+            wake = heapq.heappop(self.wakes)
+            if self.versions.get(wake.task) == wake.version:
+                names.add(wake.task)
+        return names
+
+    def _start_due(self, now: datetime) -> None:
+        to_start: list[tuple[TaskSpec, str, TaskRun | None]] = []
+        slots = self.runner.process_slots()
+        for name in sorted(self._due_candidates(now)):
+            spec = self.specs.get(name)
+            if spec is None:
+                continue
+            busy = bool(self.running_by_task.get(name))
+            queued = self.queued.get(name) or []
+            if queued and (spec.multilaunch or not busy):
+                if spec.execution == "process" and slots <= 0:
+                    self._schedule(name, now + timedelta(seconds=self.poll_every))
+                    continue
+                run = queued.pop(0)
+                to_start.append((spec, RunTrigger.MANUAL, run))
+                slots -= spec.execution == "process"
+                self.dirty.add(name)
+                continue
+            if not self.enabled.get(name, False):
+                self._schedule(name, None)
+                continue
+            ctx = self._context(name, now)
+            try:
+                due = spec.start_cond.is_true(ctx)
+                next_change = spec.start_cond.next_change(ctx)
+                is_retry = (
+                    due
+                    and spec.start_cond.has_retry()
+                    and not spec.start_cond.is_true(replace(ctx, retry_disabled=True))
+                )
+            except Exception as exc:
+                if conf.silence_cond_check():
+                    logger.error(
+                        "Condition of task %r raised; treated as false.", name, exc_info=True
+                    )
+                    self._schedule(name, now + timedelta(seconds=max(self.poll_every, 1.0)))
+                    continue
+                self.fail_stop(f"the condition of task {name!r} raised {exc!r}", exc)
+                return
+            self._schedule(name, next_change)
+            if not due or (busy and not spec.multilaunch):
+                continue
+            if spec.execution == "process" and slots <= 0:
+                self._schedule(name, now + timedelta(seconds=self.poll_every))
+                continue
+            slots -= spec.execution == "process"
+            to_start.append((spec, RunTrigger.RETRY if is_retry else RunTrigger.SCHEDULED, None))
+        if to_start:
+            self._start(now, to_start)
+
+    # -- starting
+
+    def _start(self, now: datetime, batch: list[tuple[TaskSpec, str, TaskRun | None]]) -> None:
+        """Write every run's row in one fenced transaction, then launch them."""
+        new_rows: list[TaskRun] = []
+        queued_rows: list[TaskRun] = []
+        for spec, trigger, queued in batch:
+            if queued is not None:
+                queued.status = RunStatus.RUNNING
+                queued.started_at = now
+                queued.host, queued.pid, queued.scheduler = self.host, self.pid, self.instance
+                queued_rows.append(queued)
+            else:
+                new_rows.append(
+                    TaskRun(
+                        task_id=self.task_pks[spec.name],
+                        run_id=uuid.uuid4(),
+                        status=RunStatus.RUNNING,
+                        trigger=trigger,
+                        retry_of_id=self.last_failed.get(spec.name)
+                        if trigger == RunTrigger.RETRY
+                        else None,
+                        started_at=now,
+                        host=self.host,
+                        pid=self.pid,
+                        scheduler=self.instance,
+                    )
+                )
+        try:
+            with transaction.atomic():
+                if not self._renew(now):
+                    raise _LeaseLost
+                TaskRun.objects.bulk_create(new_rows)
+                for row in queued_rows:
+                    updated = TaskRun.objects.filter(pk=row.pk, status=RunStatus.QUEUED).update(
+                        status=RunStatus.RUNNING,
+                        started_at=now,
+                        host=self.host,
+                        pid=self.pid,
+                        scheduler=self.instance,
+                    )
+                    if not updated:
+                        row.status = ""  # cancelled or taken meanwhile
+        except _LeaseLost:
+            logger.warning("Lost the scheduler lease before starting runs; standing by.")
+            self.token = None
+            self._set_role(SchedulerRole.STANDBY)
+            return
+        except DatabaseError:
+            # Write-ahead: a run whose row is not committed never starts.
+            logger.error(
+                "Could not record the start of %d run(s); will retry.", len(batch), exc_info=True
+            )
+            self._reconnect()
+            for spec, _, queued in batch:
+                if queued is not None:
+                    self.queued.setdefault(spec.name, []).insert(0, queued)
+                self._schedule(spec.name, now + timedelta(seconds=1))
+            return
+        by_id = {id(r): r for r in new_rows + queued_rows}
+        rows = [r for r in new_rows + queued_rows if r.status == RunStatus.RUNNING]
+        for row in rows:
+            spec = self.specs[_name_of(row, self.task_pks)]
+            run_id = str(row.run_id)
+            deadline = now + spec.timeout if spec.timeout is not None else None
+            state = RunState(run_id, row.pk, spec.name, now, deadline, row.trigger)
+            self.running[run_id] = state
+            self.running_by_task.setdefault(spec.name, set()).add(run_id)
+            self.history.record_start(history.record_of(row, spec.name))
+            self._history_changed(spec.name)
+            self._log_event(spec.name, run_id, "run", now, None)
+            try:
+                self.runner.launch(
+                    Launch(run_id, spec.name, spec.func, spec.parameters, spec.execution)
+                )
+            except Exception as exc:
+                self._report(
+                    Outcome(
+                        run_id,
+                        spec.name,
+                        RunStatus.FAIL,
+                        self.clock.now(),
+                        message=f"The run could not be started: {type(exc).__name__}: {exc}",
+                        exc_text=traceback.format_exc(),
+                    )
+                )
+                if not conf.silence_task_prerun():
+                    self.fail_stop(f"task {spec.name!r} could not be started", exc)
+        del by_id
+
+    # -- finishing
+
+    def _report(self, outcome: Outcome) -> None:
+        """Called from any thread when a run ends."""
+        self.outcomes.put(outcome)
+        self.wakeup.set()
+
+    def _drain_outcomes(self) -> None:
+        while True:
+            try:
+                outcome = self.outcomes.get_nowait()
+            except queue.Empty:
+                break
+            state = self.running.pop(outcome.run_id, None)
+            if state is None:
+                continue
+            self.running_by_task.get(state.task, set()).discard(outcome.run_id)
+            if not self.running_by_task.get(state.task):
+                self.running_by_task.pop(state.task, None)
+                self.end_wakes.pop(state.task, None)
+            finished = outcome.finished_at or self.clock.now()
+            outcome.finished_at = finished
+            self.history.record_finish(state.task, outcome.run_id, finished, outcome.status)
+            if outcome.status == RunStatus.FAIL:
+                self.last_failed[state.task] = state.pk
+            self._history_changed(state.task)
+            self.pending.append(outcome)
+            level = logging.ERROR if outcome.status == RunStatus.FAIL else logging.INFO
+            self._log_event(
+                state.task,
+                outcome.run_id,
+                outcome.status,
+                state.started_at,
+                finished,
+                level=level,
+                message=outcome.message,
+                exc_text=outcome.exc_text,
+            )
+
+    def _flush(self, now: datetime) -> None:
+        """Write finished runs in one batch, retrying with backoff; spool while the DB is down."""
+        if not self.pending or self.clock.monotonic() < self.next_write_attempt:
+            return
+        batch = list(self.pending)
+        try:
+            self._write_finishes(batch)
+        except DatabaseError as exc:
+            self.write_attempts += 1
+            policy = conf.log_retry()
+            delay = min(policy["backoff"] * 2 ** (self.write_attempts - 1), policy["max_backoff"])
+            self.next_write_attempt = self.clock.monotonic() + delay
+            self._reconnect()
+            if self.write_attempts >= policy["attempts"]:
+                self._spool(batch)
+                if self.write_attempts == policy["attempts"]:
+                    logger.error(
+                        "Recording %d finished run(s) failed %d times; kept in memory and "
+                        "spooled to %s until the database is back.",
+                        len(batch),
+                        self.write_attempts,
+                        self.spool_path,
+                        exc_info=True,
+                    )
+                    if not conf.silence_task_logging():
+                        self.fail_stop("the run log could not be written", exc)
+            else:
+                logger.warning(
+                    "Recording finished runs failed (attempt %d); retrying in %.1fs.",
+                    self.write_attempts,
+                    delay,
+                    exc_info=True,
+                )
+            return
+        written = {o.run_id for o in batch}
+        self.pending = [o for o in self.pending if o.run_id not in written]
+        if self.write_attempts:
+            logger.info("The run log is writable again; %d run(s) recorded.", len(batch))
+            self._clear_spool()
+        self.write_attempts = 0
+        self.next_write_attempt = 0.0
+
+    def _write_finishes(self, batch: list[Outcome]) -> None:
+        rows = {
+            str(r.run_id): r
+            for r in TaskRun.objects.filter(run_id__in=[o.run_id for o in batch]).only(
+                "id", "run_id", "started_at"
+            )
+        }
+        updates = []
+        for outcome in batch:
+            row = rows.get(outcome.run_id)
+            if row is None:
+                continue
+            row.status = outcome.status
+            row.finished_at = outcome.finished_at
+            row.runtime = (outcome.finished_at - row.started_at) if row.started_at else None
+            row.message = outcome.message or ""
+            row.exc_text = outcome.exc_text or ""
+            row.result = outcome.result
+            updates.append(row)
+        with transaction.atomic():
+            TaskRun.objects.bulk_update(
+                updates, ["status", "finished_at", "runtime", "message", "exc_text", "result"]
+            )
+
+    # -- spool
+
+    def _spool_dir(self) -> Path:
+        configured = conf.spool_dir()
+        if configured:
+            path = Path(configured)
+        else:
+            db = str(connection.settings_dict.get("NAME", "default"))
+            path = (
+                Path(tempfile.gettempdir()) / f"django-rocket-{uuid.uuid5(uuid.NAMESPACE_URL, db)}"
+            )
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _spool(self, batch: list[Outcome]) -> None:
+        if self.spool_path is None:
+            return
+        with open(self.spool_path, "w", encoding="utf-8") as fh:
+            for o in batch:
+                fh.write(
+                    json.dumps(
+                        {
+                            "run_id": o.run_id,
+                            "task": o.task,
+                            "status": o.status,
+                            "finished_at": o.finished_at.isoformat() if o.finished_at else None,
+                            "message": o.message,
+                            "exc_text": o.exc_text,
+                            "result": o.result,
+                        }
+                    )
+                    + "\n"
+                )
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _clear_spool(self) -> None:
+        if self.spool_path is not None and self.spool_path.exists():
+            self.spool_path.unlink()
+
+    def _apply_spool(self) -> None:
+        """Write finishes that an earlier process spooled while the database was down."""
+        directory = self._spool_dir()
+        for path in sorted(directory.glob("spool-*.jsonl")):
+            outcomes = []
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                data = json.loads(line)
+                finished = data["finished_at"]
+                outcomes.append(
+                    Outcome(
+                        data["run_id"],
+                        data["task"],
+                        data["status"],
+                        datetime.fromisoformat(finished) if finished else timezone.now(),
+                        data.get("message", ""),
+                        data.get("exc_text", ""),
+                        data.get("result"),
+                    )
+                )
+            self._write_finishes(outcomes)
+            path.unlink()
+            logger.info("Recorded %d spooled run(s) from %s.", len(outcomes), path.name)
+
+    # -- timeouts and end conditions
+
+    def _enforce_deadlines(self, now: datetime) -> None:
+        for state in list(self.running.values()):
+            if state.deadline is not None and now >= state.deadline:
+                spec = self.specs[state.task]
+                self.runner.terminate(state.run_id, f"Timed out after {spec.timeout}.")
+                state.deadline = None
+
+    def _check_end_conditions(self, now: datetime) -> None:
+        due = set(self.end_dirty)
+        self.end_dirty.clear()
+        for name, at in list(self.end_wakes.items()):
+            if at <= now:
+                due.add(name)
+        for name in self.running_by_task:
+            if name not in self.end_wakes and self.specs[name].end_cond is not None:
+                due.add(name)
+        for name in due:
+            spec = self.specs.get(name)
+            if spec is None or spec.end_cond is None or not self.running_by_task.get(name):
+                self.end_wakes.pop(name, None)
+                continue
+            ctx = self._context(name, now)
+            try:
+                end = spec.end_cond.is_true(ctx)
+                at = spec.end_cond.next_change(ctx)
+            except Exception as exc:
+                if conf.silence_cond_check():
+                    logger.error(
+                        "End condition of task %r raised; treated as false.", name, exc_info=True
+                    )
+                    self.end_wakes[name] = now + timedelta(seconds=1)
+                    continue
+                self.fail_stop(f"the end condition of task {name!r} raised {exc!r}", exc)
+                return
+            self.end_wakes[name] = at or now + FAR
+            if end:
+                for run_id in list(self.running_by_task.get(name, ())):
+                    self.runner.terminate(run_id, f"End condition {spec.end_cond} became true.")
+
+    # -- logging
+
+    def _log_event(
+        self,
+        task: str,
+        run_id: str,
+        action: str,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        level: int = logging.INFO,
+        message: str = "",
+        exc_text: str = "",
+    ) -> None:
+        runtime = (end - start).total_seconds() if start and end else None
+        text = f"Task {task!r} {action}" + (f": {message}" if message else "")
+        try:
+            task_logger.log(
+                level,
+                text,
+                extra={
+                    "task_name": task,
+                    "run_id": run_id,
+                    "action": action,
+                    "start": start,
+                    "end": end,
+                    "runtime": runtime,
+                    "exc_text": exc_text or None,
+                },
+            )
+        except Exception:
+            logger.error("A handler on django_rocket.task raised.", exc_info=True)
+
+    # -- shutdown
+
+    def shutdown(self) -> None:
+        """Stop starting runs, let running ones finish within the grace, record everything."""
+        grace = _duration(conf.shutdown_grace()).total_seconds()
+        deadline = self.clock.monotonic() + (0.0 if self.force_stop else grace)
+        if self.running:
+            logger.info("Stopping: waiting up to %.0fs for %d run(s).", grace, len(self.running))
+        while self.running and self.clock.monotonic() < deadline and not self.force_stop:
+            self.clock.wait(self.wakeup, min(deadline - self.clock.monotonic(), 0.5))
+            self.wakeup.clear()
+            self._drain_outcomes()
+        if self.running:
+            for run_id in list(self.running):
+                self.runner.terminate(run_id, "Terminated at scheduler shutdown.")
+            end = self.clock.monotonic() + 5.0
+            while self.running and self.clock.monotonic() < end:
+                self.clock.wait(self.wakeup, 0.2)
+                self.wakeup.clear()
+                self._drain_outcomes()
+            self.runner.abandon("Terminated at scheduler shutdown.")
+            self._drain_outcomes()
+        self.runner.close()
+        for attempt in range(3):
+            if not self.pending:
+                break
+            self.next_write_attempt = 0.0
+            self._flush(self.clock.now())
+        if self.pending:
+            self._spool(self.pending)
+            logger.error(
+                "%d finished run(s) could not be recorded; spooled to %s.",
+                len(self.pending),
+                self.spool_path,
+            )
+        try:
+            if self.instance is not None:
+                now = self.clock.now()
+                SchedulerInstance.objects.filter(pk=self.instance.pk).update(
+                    role=SchedulerRole.STOPPED, stopped_at=now, last_seen=now, token=None
+                )
+                if self.token is not None:
+                    SchedulerLease.objects.filter(name=LEASE, token=self.token).update(
+                        holder=None, expires_at=now
+                    )
+        except DatabaseError:
+            logger.warning("Could not mark this scheduler stopped.", exc_info=True)
+        logger.info("Scheduler stopped (%s).", self.stop_reason or "done")
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+def _lease_free(now: datetime) -> Any:
+    from django.db.models import Q
+
+    return Q(holder__isnull=True) | Q(expires_at__isnull=True) | Q(expires_at__lt=now)
+
+
+def _name_of(row: TaskRun, pks: dict[str, int]) -> str:
+    for name, pk in pks.items():
+        if pk == row.task_id:
+            return name
+    raise KeyError(row.task_id)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _uses_counts(cond: Any) -> bool:
+    """Whether a condition counts events in a period, so the snapshot must hold them."""
+    if cond is None:
+        return False
+    uses = getattr(cond, "uses_counts", None)
+    if callable(uses):
+        return bool(uses())
+    return True

@@ -1,0 +1,117 @@
+"""Settings for the django-rocket example project.
+
+Configuration comes from the environment through django-environ: DATABASE_URL
+(default: a SQLite file beside this project, in WAL mode) and EMAIL_URL.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env(DEBUG=(bool, True))
+environ.Env.read_env(BASE_DIR / ".env")  # optional; missing file is fine
+
+SECRET_KEY = env("SECRET_KEY", default="django-insecure-example-only-change-me")
+DEBUG = env("DEBUG")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_rocket",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "example.wsgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the admin read while the scheduler writes, and commits ~8x faster.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+
+EMAIL_CONFIG = env.email("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="scheduler@localhost")
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "django_rocket": {"handlers": ["console"], "level": "INFO"},
+    },
+}
+
+# --- django-rocket --------------------------------------------------------------------------
+
+ROCKET_TASKS = {
+    "heartbeat": {
+        "func": "example.tasks.heartbeat",
+        "start_cond": "every('10 seconds')",
+        "execution": "thread",
+        "description": "Writes a line every ten seconds: proof the scheduler is alive.",
+    },
+    "flaky_report": {
+        "func": "example.tasks.flaky_report",
+        "start_cond": "daily | retry(3)",
+        "description": "Runs once a day, fails at random, and is retried up to three times.",
+    },
+    "always_fails": {
+        "func": "example.tasks.always_fails",
+        "start_cond": "every('30 seconds')",
+        "description": "Always fails, so there is a traceback to look at in the admin.",
+    },
+    "after_report": {
+        "func": "example.tasks.heartbeat",
+        "start_cond": "after_success('flaky_report')",
+        "execution": "thread",
+        "description": "Runs after each success of flaky_report.",
+    },
+}
+ROCKET_TIMEOUT = "5 minutes"
+ROCKET_ADMIN_BASE_URL = env("ROCKET_ADMIN_BASE_URL", default="http://127.0.0.1:8000")

@@ -1,0 +1,61 @@
+"""Task functions the tests schedule."""
+
+import os
+import time
+from pathlib import Path
+
+from django_rocket import TaskInaction, check_terminate
+
+CALLS: list[str] = []
+
+
+def noop() -> None:
+    CALLS.append("noop")
+
+
+def returns_value(n: int = 1) -> dict:
+    return {"n": n, "items": list(range(n))}
+
+
+def fails() -> None:
+    raise ValueError("boom: the task failed on purpose")
+
+
+def nothing_to_do() -> None:
+    raise TaskInaction("No new files.")
+
+
+def write_marker(path: str) -> str:
+    Path(path).write_text(str(os.getpid()))
+    return path
+
+
+def wait_for_file(marker: str, release: str, limit: float = 60.0) -> str:
+    """Announce start through ``marker``, then wait until ``release`` exists (or the limit)."""
+    Path(marker).write_text(str(os.getpid()))
+    deadline = time.monotonic() + limit
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "released"
+
+
+def cooperative_wait(marker: str, limit: float = 60.0) -> None:
+    Path(marker).write_text(str(os.getpid()))
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        check_terminate()
+        time.sleep(0.01)
+
+
+def exit_hard(code: int = 3) -> None:
+    os._exit(code)
+
+
+def kill_self() -> None:
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def async_noop() -> str:
+    return "async"
