@@ -144,7 +144,9 @@ class TaskRun(models.Model):
             # History snapshot and the task page: a task's runs in time order.
             models.Index(fields=["task", "started_at"], name="rocket_run_task_started"),
             # Latest finish of each outcome per task.
-            models.Index(fields=["task", "status", "finished_at"], name="rocket_run_task_status_fin"),
+            models.Index(
+                fields=["task", "status", "finished_at"], name="rocket_run_task_status_fin"
+            ),
             # The run changelist, its date hierarchy, and pruning.
             models.Index(fields=["started_at", "id"], name="rocket_run_started"),
             models.Index(fields=["finished_at"], name="rocket_run_finished"),
@@ -153,6 +155,14 @@ class TaskRun(models.Model):
                 fields=["status"],
                 name="rocket_run_open",
                 condition=Q(status__in=["queued", "running"]),
+            ),
+        ]
+        constraints = [
+            # A double-submitted "Run now" or "Retry" creates one queued run, not two.
+            models.UniqueConstraint(
+                fields=["task"],
+                condition=Q(status="queued"),
+                name="rocket_one_queued_run_per_task",
             ),
         ]
 

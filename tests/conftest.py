@@ -1,0 +1,93 @@
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from django_rocket.clock import FakeClock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(predicate: Callable[[], object], limit: float = 30.0, what: str = "") -> object:
+    """Poll a condition in a real subprocess test; fail with a message after ``limit``."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"Timed out after {limit}s waiting for {what or predicate}.")
+
+
+def database_url() -> str:
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    user = s.get("USER") or "postgres"
+    host = s.get("HOST") or "127.0.0.1"
+    port = s.get("PORT") or 5432
+    return f"postgres://{user}@{host}:{port}/{s['NAME']}"
+
+
+class SchedulerProcess:
+    """A real ``runscheduler`` subprocess against the test database."""
+
+    def __init__(self, tasks: dict, settings: dict | None = None, args: tuple = ()) -> None:
+        env = os.environ.copy()
+        env.update(
+            DATABASE_URL=database_url(),
+            DJANGO_SETTINGS_MODULE="tests.settings",
+            PYTHONPATH=str(ROOT),
+            ROCKET_TEST_TASKS=json.dumps(tasks),
+            ROCKET_TEST_SETTINGS=json.dumps(settings or {}),
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "django", "runscheduler", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def output(self) -> str:
+        try:
+            out, _ = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return out or ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def scheduler_process(transactional_db):
+    started: list[SchedulerProcess] = []
+
+    def start(tasks: dict, settings: dict | None = None, args: tuple = ()) -> SchedulerProcess:
+        proc = SchedulerProcess(tasks, settings, args)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))

@@ -1,5 +1,6 @@
 """Settings for the test suite; DATABASE_URL picks the database (default SQLite)."""
 
+import json
 import os
 
 import environ
@@ -20,6 +21,11 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so that real scheduler subprocesses share it.
     DATABASES["default"]["TEST"] = {"NAME": os.path.join(BASE_DIR, "test-db.sqlite3")}
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -56,4 +62,15 @@ TEMPLATES = [
     }
 ]
 
-ROCKET_TASKS: dict = {}
+# Scheduler subprocesses started by the tests receive their tasks and settings as JSON.
+ROCKET_TASKS: dict = json.loads(os.environ.get("ROCKET_TEST_TASKS", "{}"))
+for _name, _value in json.loads(os.environ.get("ROCKET_TEST_SETTINGS", "{}")).items():
+    globals()[_name] = _value
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"django_rocket": {"handlers": ["stderr"], "level": "INFO", "propagate": True}},
+}
