@@ -1,0 +1,106 @@
+"""``runscheduler`` through call_command, with the injected clock where time matters."""
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
+from django_rocket.scheduler import Scheduler
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def task(func: str, cond: str = "every('1 hour')", **extra) -> dict:
+    return {"func": func, "start_cond": cond, "execution": "main", **extra}
+
+
+def test_once_runs_due_tasks_and_records_them(settings):
+    settings.ROCKET_TASKS = {
+        "ok": task("tests.tasks.returns_value", parameters={"n": 2}),
+        "bad": task("tests.tasks.fails"),
+        "idle": task("tests.tasks.nothing_to_do"),
+        "never": task("tests.tasks.noop", "false"),
+    }
+    call_command("runscheduler", "--once")
+    runs = {r.task.name: r for r in TaskRun.objects.select_related("task")}
+    assert set(runs) == {"ok", "bad", "idle"}
+    ok, bad, idle = runs["ok"], runs["bad"], runs["idle"]
+    assert ok.status == RunStatus.SUCCESS
+    assert ok.result == {"n": 2, "items": [0, 1]}
+    assert ok.trigger == RunTrigger.SCHEDULED
+    assert ok.started_at <= ok.finished_at
+    assert ok.runtime == ok.finished_at - ok.started_at
+    assert ok.host and ok.pid
+    assert bad.status == RunStatus.FAIL
+    assert "ValueError: boom" in bad.message
+    assert "Traceback (most recent call last)" in bad.exc_text
+    assert "raise ValueError" in bad.exc_text
+    assert idle.status == RunStatus.INACTION
+    assert idle.message == "No new files."
+
+
+@pytest.mark.parametrize("execution", ["thread", "process", "async"])
+def test_once_in_each_execution_mode(settings, execution):
+    func = "tests.tasks.async_noop" if execution == "async" else "tests.tasks.returns_value"
+    settings.ROCKET_TASKS = {"t": task(func, execution=execution)}
+    call_command("runscheduler", "--once")
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.SUCCESS, run.message
+
+
+def test_process_failure_keeps_traceback(settings):
+    settings.ROCKET_TASKS = {"bad": task("tests.tasks.fails", execution="process")}
+    call_command("runscheduler", "--once")
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.FAIL
+    assert "boom: the task failed on purpose" in run.exc_text
+
+
+def test_tasks_are_synced_and_removed_tasks_keep_history(settings):
+    settings.ROCKET_TASKS = {"a": task("tests.tasks.noop"), "b": task("tests.tasks.noop")}
+    call_command("runscheduler", "--once")
+    assert TaskRun.objects.count() == 2
+    settings.ROCKET_TASKS = {"a": task("tests.tasks.noop", "daily")}
+    call_command("runscheduler", "--once")
+    a, b = Task.objects.order_by("name")
+    assert (a.declared, a.start_cond) == (True, "daily")
+    assert b.declared is False
+    assert b.runs.count() == 1
+
+
+def test_paused_task_does_not_run(settings):
+    settings.ROCKET_TASKS = {"a": task("tests.tasks.noop")}
+    Task.objects.create(name="a", func="tests.tasks.noop", enabled=False)
+    call_command("runscheduler", "--once")
+    assert not TaskRun.objects.exists()
+
+
+def test_duration_must_be_positive():
+    with pytest.raises(CommandError, match="positive"):
+        call_command("runscheduler", "--duration", "0")
+    with pytest.raises(CommandError, match="number of seconds"):
+        call_command("runscheduler", "--duration", "soon")
+
+
+def test_invalid_settings_stop_the_command(settings):
+    settings.ROCKET_TASKS = {"a": {"func": "tests.tasks.noop", "start_cond": "dayly"}}
+    with pytest.raises(Exception, match="django_rocket.E006"):
+        call_command("runscheduler", "--once")
+
+
+def test_daily_runs_once_a_day_with_the_clock(settings, clock):
+    settings.ROCKET_TASKS = {"d": task("tests.tasks.noop", "daily")}
+    scheduler = Scheduler(clock=clock, duration=3 * 86400)
+    assert scheduler.run() == 0
+    assert TaskRun.objects.count() == 3
+    days = sorted(r.started_at.date() for r in TaskRun.objects.all())
+    assert len(set(days)) == 3
+
+
+def test_retry_after_failure_is_marked_retry(settings, clock):
+    settings.ROCKET_TASKS = {"f": task("tests.tasks.fails", "daily | retry(2)")}
+    Scheduler(clock=clock, duration=600).run()
+    runs = list(TaskRun.objects.order_by("started_at", "id"))
+    assert [r.trigger for r in runs] == ["scheduled", "retry", "retry"]
+    assert runs[1].retry_of_id == runs[0].pk
+    assert runs[2].retry_of_id == runs[1].pk
