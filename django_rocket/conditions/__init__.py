@@ -1,0 +1,166 @@
+"""The condition language: when a task should run, as composable values.
+
+This package imports nothing from Django, so settings.py can use it::
+
+    from django_rocket.conditions import daily, retry, time_of_day
+
+    condition = (daily | retry(3)) & time_of_day.between("10:00", "12:00")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from .base import All, Any, Condition, Context, Explanation, Not, false, true
+from .cron import Cron, CronTime, cron, crontime
+from .custom import RESERVED, Custom, condition, custom_conditions
+from .durations import format_duration, parse_duration
+from .history import History, MemoryHistory, RunRecord
+from .periods import Span
+from .tasks import (
+    After,
+    Retry,
+    Running,
+    TaskEvent,
+    after_all_fail,
+    after_all_finish,
+    after_all_success,
+    after_any_fail,
+    after_any_finish,
+    after_any_success,
+    after_fail,
+    after_finish,
+    after_success,
+    failed,
+    finished,
+    inacted,
+    retry,
+    running,
+    started,
+    succeeded,
+    terminated,
+)
+from .timing import (
+    Every,
+    PeriodRun,
+    TimeOf,
+    daily,
+    every,
+    hourly,
+    minutely,
+    monthly,
+    secondly,
+    time_of_day,
+    time_of_hour,
+    time_of_minute,
+    time_of_month,
+    time_of_week,
+    weekly,
+)
+
+__all__ = [
+    "NAMESPACE",
+    "After",
+    "All",
+    "Any",
+    "Condition",
+    "ConditionSyntaxError",
+    "Context",
+    "Cron",
+    "CronTime",
+    "Custom",
+    "Every",
+    "Explanation",
+    "History",
+    "MemoryHistory",
+    "Not",
+    "PeriodRun",
+    "Retry",
+    "RunRecord",
+    "Running",
+    "Span",
+    "TaskEvent",
+    "TimeOf",
+    "after_all_fail",
+    "after_all_finish",
+    "after_all_success",
+    "after_any_fail",
+    "after_any_finish",
+    "after_any_success",
+    "after_fail",
+    "after_finish",
+    "after_success",
+    "condition",
+    "cron",
+    "crontime",
+    "custom_conditions",
+    "daily",
+    "every",
+    "failed",
+    "false",
+    "finished",
+    "format_duration",
+    "hourly",
+    "inacted",
+    "minutely",
+    "monthly",
+    "parse",
+    "parse_duration",
+    "retry",
+    "running",
+    "secondly",
+    "started",
+    "succeeded",
+    "terminated",
+    "time_of_day",
+    "time_of_hour",
+    "time_of_minute",
+    "time_of_month",
+    "time_of_week",
+    "true",
+    "weekly",
+]
+
+#: Every name a condition string may use, mapped to its value in this package.
+NAMESPACE: Mapping[str, object] = MappingProxyType(
+    {
+        "true": true,
+        "false": false,
+        "secondly": secondly,
+        "minutely": minutely,
+        "hourly": hourly,
+        "daily": daily,
+        "weekly": weekly,
+        "monthly": monthly,
+        "every": every,
+        "cron": cron,
+        "crontime": crontime,
+        "time_of_minute": time_of_minute,
+        "time_of_hour": time_of_hour,
+        "time_of_day": time_of_day,
+        "time_of_week": time_of_week,
+        "time_of_month": time_of_month,
+        "started": started,
+        "succeeded": succeeded,
+        "failed": failed,
+        "finished": finished,
+        "terminated": terminated,
+        "inacted": inacted,
+        "running": running,
+        "retry": retry,
+        "after_success": after_success,
+        "after_fail": after_fail,
+        "after_finish": after_finish,
+        "after_all_success": after_all_success,
+        "after_all_fail": after_all_fail,
+        "after_all_finish": after_all_finish,
+        "after_any_success": after_any_success,
+        "after_any_fail": after_any_fail,
+        "after_any_finish": after_any_finish,
+    }
+)
+RESERVED.update(NAMESPACE)
+
+from .errors import ConditionSyntaxError  # noqa: E402
+from .parser import parse  # noqa: E402

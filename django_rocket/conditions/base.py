@@ -1,0 +1,350 @@
+"""The condition base class, the evaluation context, explanations and the operators."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from functools import cached_property
+from typing import Any as AnyType
+from typing import ClassVar
+
+from .history import History
+
+__all__ = [
+    "All",
+    "Any",
+    "Condition",
+    "Constant",
+    "Context",
+    "Explanation",
+    "Not",
+    "false",
+    "true",
+]
+
+# Binding strength when rendering: a child weaker than its slot is parenthesised.
+COMPARE, OR, AND, NOT, ATOM = 0, 1, 2, 3, 4
+
+COMPARISONS: dict[str, Callable[[int, int], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a condition is evaluated against."""
+
+    task: str
+    now: datetime
+    history: History
+    tz: tzinfo
+    retry_disabled: bool = False
+
+    def __post_init__(self) -> None:
+        if self.now.utcoffset() is None:
+            raise ValueError(f"Context.now must be an aware datetime, got {self.now!r}.")
+
+    @cached_property
+    def utc(self) -> datetime:
+        """Return now in UTC (the form histories and windows use)."""
+        now = self.now
+        return now if now.tzinfo is UTC else now.astimezone(UTC)
+
+    @cached_property
+    def wall(self) -> datetime:
+        """Return now on the local wall clock of the scheduler's zone."""
+        return self.now.astimezone(self.tz)
+
+
+def _json(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_json(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _json(item) for key, item in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a condition has its value at one instant: a tree mirroring the condition."""
+
+    text: str
+    value: bool
+    facts: dict[str, object] = field(default_factory=dict)
+    children: tuple[Explanation, ...] = ()
+    next_change: datetime | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the explanation as JSON-able data."""
+        return {
+            "text": self.text,
+            "value": self.value,
+            "facts": _json(self.facts),
+            "children": [child.to_dict() for child in self.children],
+            "next_change": None if self.next_change is None else self.next_change.isoformat(),
+        }
+
+    def render(self, indent: str = "") -> str:
+        """Return the tree as indented lines of text."""
+        facts = ", ".join(f"{key}={_json(value)}" for key, value in self.facts.items())
+        line = f"{indent}{'TRUE ' if self.value else 'false'} {self.text}"
+        if facts:
+            line += f"  [{facts}]"
+        return "\n".join([line, *(child.render(indent + "    ") for child in self.children)])
+
+
+class Condition:
+    """A statement about time and run history that is true or false at an instant.
+
+    Conditions are immutable values: equal when built the same way, hashable,
+    combined with ``&``, ``|`` and ``~``. ``str(condition)`` is the canonical
+    expression text, which :func:`~django_rocket.conditions.parse` reads back.
+    """
+
+    __slots__ = ()
+    precedence: ClassVar[int] = ATOM
+
+    def is_true(self, ctx: Context) -> bool:
+        """Return the value of the condition at ``ctx.now``."""
+        raise NotImplementedError
+
+    def evaluate(self, ctx: Context) -> tuple[bool, datetime | None]:
+        """Return the value and the earliest instant after now when it may change.
+
+        None means the value holds until the history changes.
+        """
+        raise NotImplementedError
+
+    def next_change(self, ctx: Context) -> datetime | None:
+        """Return the earliest instant after now at which the value may differ.
+
+        The value is the same at every instant in ``[now, next_change)`` as long
+        as the history does not change; None means only a change in the history
+        can change it.
+        """
+        return self.evaluate(ctx)[1]
+
+    def explain(self, ctx: Context) -> Explanation:
+        """Return why the condition has its value at ``ctx.now``."""
+        value, when = self.evaluate(ctx)
+        return Explanation(str(self), value, self.facts(ctx), (), when)
+
+    def facts(self, ctx: Context) -> dict[str, object]:
+        """Return the facts that decided the value, for :meth:`explain`."""
+        return {}
+
+    def depends_on(self, task: str) -> frozenset[str]:
+        """Return the names of the tasks whose history the condition reads for ``task``."""
+        return frozenset()
+
+    def has_retry(self) -> bool:
+        """Return whether a ``retry`` appears in the condition."""
+        return False
+
+    def children(self) -> tuple[Condition, ...]:
+        """Return the direct sub-conditions."""
+        return ()
+
+    # Rendering
+
+    def text(self) -> str:
+        """Return the canonical expression, ignoring the surrounding operator."""
+        raise NotImplementedError
+
+    def render(self, slot: int = COMPARE) -> str:
+        """Return the canonical expression, parenthesised if weaker than ``slot``."""
+        text = self.text()
+        return f"({text})" if self.precedence < slot else text
+
+    def __str__(self) -> str:
+        return self.render()
+
+    # Operators
+
+    def __and__(self, other: object) -> Condition:
+        if not isinstance(other, Condition):
+            return NotImplemented
+        return All(_flatten(All, (self, other)))
+
+    def __or__(self, other: object) -> Condition:
+        if not isinstance(other, Condition):
+            return NotImplemented
+        return Any(_flatten(Any, (self, other)))
+
+    def __invert__(self) -> Condition:
+        return Not(self)
+
+    def __bool__(self) -> bool:
+        raise TypeError(
+            "A condition has no truth value of its own; combine conditions with & | ~ "
+            "(not 'and', 'or', 'not') and evaluate one with condition.is_true(context)."
+        )
+
+
+def _flatten(kind: type[All | Any], items: tuple[Condition, ...]) -> tuple[Condition, ...]:
+    flat: list[Condition] = []
+    for item in items:
+        if type(item) is kind:
+            flat.extend(item.items)  # type: ignore[union-attr]
+        else:
+            flat.append(item)
+    return tuple(flat)
+
+
+def _earliest(times: list[datetime | None]) -> datetime | None:
+    known = [when for when in times if when is not None]
+    return min(known) if known else None
+
+
+def _latest(times: list[datetime | None]) -> datetime | None:
+    if any(when is None for when in times):
+        return None
+    return max(times)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True, repr=False)
+class Constant(Condition):
+    """Always true or always false."""
+
+    value: bool
+
+    def is_true(self, ctx: Context) -> bool:
+        return self.value
+
+    def evaluate(self, ctx: Context) -> tuple[bool, datetime | None]:
+        return self.value, None
+
+    def text(self) -> str:
+        return "true" if self.value else "false"
+
+    def __repr__(self) -> str:
+        return self.text()
+
+
+@dataclass(frozen=True, repr=False)
+class All(Condition):
+    """True when every sub-condition is true (``a & b``)."""
+
+    items: tuple[Condition, ...]
+    precedence: ClassVar[int] = AND
+
+    def is_true(self, ctx: Context) -> bool:
+        return all(item.is_true(ctx) for item in self.items)
+
+    def evaluate(self, ctx: Context) -> tuple[bool, datetime | None]:
+        results = [item.evaluate(ctx) for item in self.items]
+        if all(value for value, _ in results):
+            # True until the first child may turn false.
+            return True, _earliest([when for _, when in results])
+        # False until every false child may have turned true.
+        return False, _latest([when for value, when in results if not value])
+
+    def explain(self, ctx: Context) -> Explanation:
+        children = tuple(item.explain(ctx) for item in self.items)
+        value, when = self.evaluate(ctx)
+        return Explanation(str(self), value, {}, children, when)
+
+    def depends_on(self, task: str) -> frozenset[str]:
+        return frozenset().union(*(item.depends_on(task) for item in self.items))
+
+    def has_retry(self) -> bool:
+        return any(item.has_retry() for item in self.items)
+
+    def children(self) -> tuple[Condition, ...]:
+        return self.items
+
+    def text(self) -> str:
+        return " & ".join(item.render(AND) for item in self.items)
+
+    def __repr__(self) -> str:
+        return f"All({', '.join(map(repr, self.items))})"
+
+
+@dataclass(frozen=True, repr=False)
+class Any(Condition):
+    """True when at least one sub-condition is true (``a | b``)."""
+
+    items: tuple[Condition, ...]
+    precedence: ClassVar[int] = OR
+
+    def is_true(self, ctx: Context) -> bool:
+        return any(item.is_true(ctx) for item in self.items)
+
+    def evaluate(self, ctx: Context) -> tuple[bool, datetime | None]:
+        results = [item.evaluate(ctx) for item in self.items]
+        if any(value for value, _ in results):
+            # True until every true child may have turned false.
+            return True, _latest([when for value, when in results if value])
+        return False, _earliest([when for _, when in results])
+
+    def explain(self, ctx: Context) -> Explanation:
+        children = tuple(item.explain(ctx) for item in self.items)
+        value, when = self.evaluate(ctx)
+        return Explanation(str(self), value, {}, children, when)
+
+    def depends_on(self, task: str) -> frozenset[str]:
+        return frozenset().union(*(item.depends_on(task) for item in self.items))
+
+    def has_retry(self) -> bool:
+        return any(item.has_retry() for item in self.items)
+
+    def children(self) -> tuple[Condition, ...]:
+        return self.items
+
+    def text(self) -> str:
+        return " | ".join(item.render(OR) for item in self.items)
+
+    def __repr__(self) -> str:
+        return f"Any({', '.join(map(repr, self.items))})"
+
+
+@dataclass(frozen=True, repr=False)
+class Not(Condition):
+    """True when the sub-condition is false (``~a``)."""
+
+    item: Condition
+    precedence: ClassVar[int] = NOT
+
+    def is_true(self, ctx: Context) -> bool:
+        return not self.item.is_true(ctx)
+
+    def evaluate(self, ctx: Context) -> tuple[bool, datetime | None]:
+        value, when = self.item.evaluate(ctx)
+        return not value, when
+
+    def explain(self, ctx: Context) -> Explanation:
+        child = self.item.explain(ctx)
+        return Explanation(str(self), not child.value, {}, (child,), child.next_change)
+
+    def depends_on(self, task: str) -> frozenset[str]:
+        return self.item.depends_on(task)
+
+    def has_retry(self) -> bool:
+        return self.item.has_retry()
+
+    def children(self) -> tuple[Condition, ...]:
+        return (self.item,)
+
+    def text(self) -> str:
+        return f"~{self.item.render(NOT)}"
+
+    def __repr__(self) -> str:
+        return f"Not({self.item!r})"
+
+
+true = Constant(True)
+false = Constant(False)
+
+
+def check_condition(value: AnyType, what: str = "condition") -> Condition:
+    """Return ``value`` if it is a condition, else raise a TypeError that says what it is."""
+    if not isinstance(value, Condition):
+        raise TypeError(f"Expected a {what}, got {type(value).__name__}: {value!r}.")
+    return value
