@@ -61,6 +61,17 @@ class Context:
         return self.now.astimezone(self.tz)
 
 
+def _localise(value: AnyType, tz: tzinfo) -> AnyType:
+    """Return ``value`` with every datetime in it shown in the zone ``tz``."""
+    if isinstance(value, datetime):
+        return value.astimezone(tz)
+    if isinstance(value, list | tuple):
+        return type(value)(_localise(item, tz) for item in value)
+    if isinstance(value, dict):
+        return {key: _localise(item, tz) for key, item in value.items()}
+    return value
+
+
 def _json(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -134,7 +145,9 @@ class Condition:
     def explain(self, ctx: Context) -> Explanation:
         """Return why the condition has its value at ``ctx.now``."""
         value, when = self.evaluate(ctx)
-        return Explanation(str(self), value, self.facts(ctx), (), when)
+        return Explanation(
+            str(self), value, _localise(self.facts(ctx), ctx.tz), (), _localise(when, ctx.tz)
+        )
 
     def facts(self, ctx: Context) -> dict[str, object]:
         """Return the facts that decided the value, for :meth:`explain`."""
@@ -249,7 +262,7 @@ class All(Condition):
     def explain(self, ctx: Context) -> Explanation:
         children = tuple(item.explain(ctx) for item in self.items)
         value, when = self.evaluate(ctx)
-        return Explanation(str(self), value, {}, children, when)
+        return Explanation(str(self), value, {}, children, _localise(when, ctx.tz))
 
     def depends_on(self, task: str) -> frozenset[str]:
         return frozenset().union(*(item.depends_on(task) for item in self.items))
@@ -287,7 +300,7 @@ class Any(Condition):
     def explain(self, ctx: Context) -> Explanation:
         children = tuple(item.explain(ctx) for item in self.items)
         value, when = self.evaluate(ctx)
-        return Explanation(str(self), value, {}, children, when)
+        return Explanation(str(self), value, {}, children, _localise(when, ctx.tz))
 
     def depends_on(self, task: str) -> frozenset[str]:
         return frozenset().union(*(item.depends_on(task) for item in self.items))

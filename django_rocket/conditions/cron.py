@@ -2,7 +2,7 @@
 
 Fields are minute, hour, day of month, month and day of week, with ``*``,
 lists, ranges, steps and English names. When both day fields are restricted
-(neither starts with ``*``) a day matches either of them, as in Vixie cron.
+(each leaves out some day) a day matches either of them.
 
 A matching wall-clock minute that a spring-forward gap skips is moved to the
 first instant after the gap; a minute that a fall-back transition repeats
@@ -113,7 +113,8 @@ class CronSchedule:
             ("minutes", "hours", "days", "months", "weekdays"), sets, strict=True
         ):
             object.__setattr__(self, attr, values)
-        either = not parts[2].startswith("*") and not parts[4].startswith("*")
+        # A day field is restricted when it leaves out some day ("*/2" does, as in croniter).
+        either = len(self.days) < 31 and len(self.weekdays) < 7
         object.__setattr__(self, "either_day", either)
         possible = either or any(
             day <= _DAYS_IN_MONTH[month - 1] for month in self.months for day in self.days

@@ -210,8 +210,8 @@ class Window(NamedTuple):
     def __contains__(self, instant: object) -> bool:
         return isinstance(instant, datetime) and self.start <= instant < self.end
 
-    def to_list(self) -> list[str]:
-        return [self.start.isoformat(), self.end.isoformat()]
+    def to_list(self) -> list[datetime]:
+        return [self.start, self.end]
 
 
 _METHODS = ("between", "before", "after", "at", "starting")
@@ -336,10 +336,9 @@ class Span:
 
     def next_start(self, now: datetime, wall: datetime, tz: tzinfo) -> datetime:
         """Return the first start of an occurrence strictly after now."""
-        for window in self.cycles(now, wall, tz, range(0, 4)):
-            if window.start > now:
-                return window.start
-        raise AssertionError("A span occurs in every cycle.")  # pragma: no cover
+        later = [window for window in self.cycles(now, wall, tz, range(0, 4)) if window.start > now]
+        # Skip occurrences that a short month (or a DST gap) leaves empty.
+        return next((window.start for window in later if window.start < window.end), later[0].start)
 
 
 def _cycle_date(unit: str, day: date) -> date:
@@ -370,7 +369,11 @@ def _calendar_occurrence(unit: str, start: int, end: int, cycle: date, tz: tzinf
         finish = min(first + timedelta(microseconds=end), second)
     else:
         finish = min(second + timedelta(microseconds=end), limit)
-    return Window(resolve_wall(begin, tz), resolve_wall(finish, tz))
+    start_at, end_at = resolve_wall(begin, tz), resolve_wall(finish, tz)
+    if start_at == end_at and begin < finish:
+        # The whole window falls in a spring-forward gap: it runs after the gap instead.
+        end_at = start_at + (finish - begin)
+    return Window(start_at, end_at)
 
 
 def local_wall(now: datetime, tz: tzinfo) -> datetime:
