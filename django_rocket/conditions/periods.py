@@ -59,15 +59,16 @@ _MILLISECOND = re.compile(r"(?P<ms>\d{1,3})(?:\.(?P<f>\d{1,3}))?")
 _WEEKDAY = re.compile(r"(?P<day>[A-Za-z]+)(?:\s+(?P<time>\S.*))?")
 _MONTHDAY = re.compile(r"(?P<day>\d{1,2})(?:st|nd|rd|th|\.)?(?:\s+(?P<time>\S.*))?", re.IGNORECASE)
 
+# Formats in placeholders only, so that a message names no value but the bad one.
 _FORMATS = {
-    "second": "milliseconds '0' to '999' (or a whole number of milliseconds)",
-    "minute": "seconds 'SS' such as '30' (or a whole number of seconds)",
-    "hour": "minutes and seconds 'MM:SS' such as '15:00' (or a whole number of minutes)",
-    "day": "a time 'HH:MM' or 'HH:MM:SS' such as '10:00' (or a whole hour 0-23)",
-    "week": "a weekday such as 'Mon' or 'Monday', optionally with a time: 'Mon 10:00' "
-    "(or 1-7 for Monday-Sunday)",
-    "month": "a day of the month such as '1st', '15th' or '15', optionally with a time: "
-    "'15th 10:00' (or 1-31)",
+    "second": "milliseconds as text 'NNN' (or a whole number of milliseconds)",
+    "minute": "seconds as text 'SS' (or a whole number of seconds)",
+    "hour": "minutes and seconds as text 'MM:SS' (or a whole number of minutes)",
+    "day": "a time 'HH:MM' or 'HH:MM:SS' (or a whole hour)",
+    "week": "a weekday name, optionally followed by a time 'HH:MM' (or a weekday number, "
+    "Monday being one)",
+    "month": "a day of the month such as 'Nth', optionally followed by a time 'HH:MM' "
+    "(or a whole day number)",
 }
 
 
@@ -104,13 +105,20 @@ def parse_value(unit: str, value: object, side: str) -> int:
             raise ValueError
         offset = _parse_str(unit, value.strip(), end)
     except ValueError:
-        raise ValueError(
-            f"{value!r} is not a valid {'end' if end else 'start'} for a time of {unit}; "
-            f"use {_FORMATS[unit]}."
+        raise _bad_value(
+            value, f"{value!r} is not a valid {'end' if end else 'start'} for a time of {unit}"
         ) from None
     if offset > cycle or (offset == cycle and not end):
-        raise ValueError(f"{value!r} is outside the {unit}; use {_FORMATS[unit]}.")
+        raise _bad_value(value, f"{value!r} is outside the {unit}")
     return offset
+
+
+def _bad_value(value: object, reason: str) -> ValueError:
+    unit = reason.rsplit(" ", 1)[-1]
+    error = ValueError(f"{reason}; use {_FORMATS[unit]}.")
+    # Lets a parser point at the argument at fault.
+    error.bad_value = value  # type: ignore[attr-defined]
+    return error
 
 
 def _parse_int(unit: str, value: int) -> int:
