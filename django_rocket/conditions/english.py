@@ -1,0 +1,228 @@
+"""Rocketry's English condition phrases, each built from the Python vocabulary.
+
+Every phrase is translated into calls of the public API, so it means exactly
+what its Python form means: ``daily between 10:00 and 12:00`` *is*
+``daily.between("10:00", "12:00")``. The grammar, with ``V`` a value (quoted,
+or bare text running to the next ``& | ( ) ~`` or the end) and ``'t'`` a task
+name in quotes::
+
+    true | false | always true | always false
+    secondly|minutely|hourly|daily|weekly|monthly [WINDOW]
+    every V
+    cron V
+    time of minute|hour|day|week|month WINDOW
+    after task 't' [succeeded|failed|finished]
+    after tasks 't', 't'... [succeeded|failed|finished]
+    after any tasks 't', 't'... [succeeded|failed|finished]
+    [task 't'] has succeeded|failed|started|finished|terminated|inacted [SPAN]
+    [while] task 't' is running [AGE]
+    is running [AGE]
+
+    WINDOW := between V and V | after V | before V | starting V | on V | at V
+    SPAN   := (today | this hour|minute|week|month) [WINDOW] | [in] past V
+    AGE    := more than V | less than V | between V and V
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .parser import Parser
+
+__all__ = ["LEADING_WORDS", "parse_phrase"]
+
+PERIODS = ("secondly", "minutely", "hourly", "daily", "weekly", "monthly")
+WINDOWS = ("between", "after", "before", "starting", "on", "at")
+TIME_UNITS = ("minute", "hour", "day", "week", "month")
+EVENTS = ("succeeded", "failed", "started", "finished", "terminated", "inacted")
+THIS_UNITS = ("hour", "minute", "week", "month")
+OUTCOMES = {"succeeded": "success", "failed": "fail", "finished": "finish"}
+
+_END = "&, | or the end of the condition"
+_WINDOW_CHOICES = "between, after, before, starting, on or at"
+_TASK_NAME = "a task name in quotes, such as 'etl'"
+_DURATION = "a duration, such as 10 minutes"
+
+
+def parse_phrase(parser: Parser, word: str) -> Any:
+    """Parse the English phrase starting with ``word`` at the parser's position."""
+    parser.skip_space()
+    parser.pos += len(word)
+    return _PHRASES[word](parser, word)
+
+
+def _constant(parser: Parser, word: str) -> Any:
+    return parser.builtin(word)
+
+
+def _always(parser: Parser, word: str) -> Any:
+    value = parser.expect_word("true", "false", expected="true or false")
+    return parser.builtin(value)
+
+
+def _period(parser: Parser, word: str) -> Any:
+    return _window(parser, parser.builtin(word), word, required=False)
+
+
+def _every(parser: Parser, word: str) -> Any:
+    return _call_with_value(parser, parser.builtin("every"), "every", _DURATION)
+
+
+def _cron(parser: Parser, word: str) -> Any:
+    expected = "a cron expression, such as 0 10 * * 1-5"
+    return _call_with_value(parser, parser.builtin("cron"), "cron", expected)
+
+
+def _time_of(parser: Parser, word: str) -> Any:
+    parser.expect_word("of", expected="'of', as in time of day between 10:00 and 12:00")
+    unit = parser.expect_word(*TIME_UNITS, expected="minute, hour, day, week or month")
+    name = f"time_of_{unit}"
+    return _window(parser, parser.builtin(name), name, required=True)
+
+
+def _after(parser: Parser, word: str) -> Any:
+    kind = parser.expect_word("task", "tasks", "any", expected="task, tasks or any tasks")
+    if kind == "any":
+        parser.expect_word("tasks", expected="tasks")
+    names = _task_names(parser, several=kind != "task")
+    given = parser.accept_word(*OUTCOMES)
+    _expect_end(parser, "" if given else "succeeded, failed, finished")
+    outcome = given or "succeeded"
+    prefix = {"task": "after", "tasks": "after_all", "any": "after_any"}[kind]
+    name = f"{prefix}_{OUTCOMES[outcome]}"
+    return parser.call(parser.builtin(name), name, [n for n, _ in names], {}, list(names))
+
+
+def _has(parser: Parser, word: str) -> Any:
+    return _event(parser, task=None)
+
+
+def _task(parser: Parser, word: str) -> Any:
+    task = _task_names(parser, several=False)[0]
+    verb = parser.expect_word("has", "is", expected="has or is, as in task 'etl' has failed")
+    if verb == "has":
+        return _event(parser, task=task)
+    parser.expect_word("running", expected="running")
+    return _running(parser, task=task)
+
+
+def _while(parser: Parser, word: str) -> Any:
+    parser.expect_word("task", expected="task, as in while task 'etl' is running")
+    task = _task_names(parser, several=False)[0]
+    parser.expect_word("is", expected="is")
+    parser.expect_word("running", expected="running")
+    return _running(parser, task=task)
+
+
+def _is(parser: Parser, word: str) -> Any:
+    parser.expect_word("running", expected="running")
+    return _running(parser, task=None)
+
+
+def _event(parser: Parser, task: tuple[str, int] | None) -> Any:
+    event = parser.expect_word(*EVENTS, expected=", ".join(EVENTS[:-1]) + " or " + EVENTS[-1])
+    condition, described = _for_task(parser, event, task)
+    if parser.accept_word("in"):
+        parser.expect_word("past", expected="past, as in has failed in past 10 minutes")
+        return _call_with_value(parser, condition.past, f"{described}.past", _DURATION)
+    if parser.accept_word("past"):
+        return _call_with_value(parser, condition.past, f"{described}.past", _DURATION)
+    if parser.accept_word("today"):
+        attribute = "today"
+    elif parser.accept_word("this"):
+        unit = parser.expect_word(*THIS_UNITS, expected="hour, minute, week or month")
+        attribute = f"this_{unit}"
+    else:
+        _expect_end(parser, "today, this hour, this minute, this week, this month, past")
+        return condition
+    return _window(parser, getattr(condition, attribute), f"{described}.{attribute}", False)
+
+
+def _running(parser: Parser, task: tuple[str, int] | None) -> Any:
+    condition, described = _for_task(parser, "running", task)
+    which = parser.accept_word("more", "less")
+    if which is not None:
+        parser.expect_word("than", expected="than")
+        method = f"{which}_than"
+        return _call_with_value(parser, getattr(condition, method), f"{described}.{method}")
+    if parser.accept_word("between"):
+        return _between(parser, condition.between, f"{described}.between", _DURATION)
+    _expect_end(parser, "more than, less than, between")
+    return condition
+
+
+def _for_task(parser: Parser, name: str, task: tuple[str, int] | None) -> tuple[Any, str]:
+    """Return the vocabulary entry, called with the task name if there is one."""
+    condition = parser.builtin(name)
+    if task is None:
+        return condition, name
+    return parser.call(condition, name, [task[0]], {}, [task]), f"{name}({task[0]!r})"
+
+
+def _window(parser: Parser, condition: Any, described: str, required: bool) -> Any:
+    keyword = parser.accept_word(*WINDOWS)
+    if keyword is None:
+        if required:
+            parser.fail_expected(_WINDOW_CHOICES)
+        _expect_end(parser, _WINDOW_CHOICES.replace(" or ", ", "))
+        return condition
+    method = _method(parser, condition, described, keyword)
+    if keyword == "between":
+        return _between(parser, method, f"{described}.between", "a time, such as 10:00")
+    return _call_with_value(parser, method, f"{described}.{keyword}", "a time, such as 10:00")
+
+
+def _method(parser: Parser, condition: Any, described: str, name: str) -> Any:
+    # ``name`` is always one of the fixed keywords above, never user text.
+    method = getattr(condition, name, None)
+    if method is None:
+        parser.fail(f"{described} has no {name!r} window.", parser.pos - len(name), _END)
+    return method
+
+
+def _between(parser: Parser, method: Any, described: str, expected: str) -> Any:
+    start = parser.read_value(expected, stop_word="and")
+    parser.expect_word("and", expected=f"'and', as in {described.split('.')[0]} between A and B")
+    end = parser.read_value(expected)
+    return parser.call(method, described, [start[0], end[0]], {}, [start, end])
+
+
+def _call_with_value(parser: Parser, method: Any, described: str, expected: str = _DURATION) -> Any:
+    value = parser.read_value(expected)
+    return parser.call(method, described, [value[0]], {}, [value])
+
+
+def _task_names(parser: Parser, several: bool) -> list[tuple[str, int]]:
+    names = []
+    while True:
+        parser.skip_space()
+        column = parser.pos
+        names.append((parser.read_string(_TASK_NAME), column))
+        if not several or not parser.accept(","):
+            return names
+
+
+def _expect_end(parser: Parser, choices: str) -> None:
+    """Fail if a word follows a complete phrase: only an operator may."""
+    if parser.peek() not in ("", "&", "|", ")"):
+        parser.fail_expected(f"{choices}, {_END}" if choices else _END)
+
+
+_PHRASES = {
+    "true": _constant,
+    "false": _constant,
+    "always": _always,
+    **dict.fromkeys(PERIODS, _period),
+    "every": _every,
+    "cron": _cron,
+    "time": _time_of,
+    "after": _after,
+    "has": _has,
+    "task": _task,
+    "while": _while,
+    "is": _is,
+}
+
+#: Words that start an English phrase when another word follows them.
+LEADING_WORDS = frozenset(_PHRASES)
