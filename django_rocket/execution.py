@@ -43,6 +43,7 @@ class Outcome:
     message: str = ""
     exc_text: str = ""
     result: Any = None
+    started_at: datetime | None = None
 
 
 @dataclass

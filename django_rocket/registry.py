@@ -196,6 +196,7 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
                             task=name,
                         )
                     )
+                    func = None
                     ok = False
     start_cond = None
     if "start_cond" in entry:

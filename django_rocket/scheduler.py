@@ -29,9 +29,9 @@ from django.db.models import F
 from django.utils import timezone
 
 import django_rocket
-from django_rocket import conf, history, registry
+from django_rocket import conf, history, registry, runlog
 from django_rocket.clock import SystemClock
-from django_rocket.conditions import Context, parse_duration
+from django_rocket.conditions import Context, RunRecord, parse_duration
 from django_rocket.execution import Launch, Outcome, Runner
 from django_rocket.models import (
     RunStatus,
@@ -60,7 +60,6 @@ class RunState:
     """A run this scheduler started and has not seen finish."""
 
     run_id: str
-    pk: int
     task: str
     started_at: datetime
     deadline: datetime | None
@@ -114,7 +113,7 @@ class Scheduler:
         self.enabled: dict[str, bool] = {}
         self.running: dict[str, RunState] = {}
         self.running_by_task: dict[str, set[str]] = {}
-        self.last_failed: dict[str, int] = {}
+        self.last_failed: dict[str, int | str] = {}
         self.dependents: dict[str, set[str]] = {}
         self.counting: set[str] = set()
         self.dirty: set[str] = set()
@@ -527,45 +526,47 @@ class Scheduler:
 
     def _start(self, now: datetime, batch: list[tuple[TaskSpec, str, TaskRun | None]]) -> None:
         """Write every run's row in one fenced transaction, then launch them."""
-        new_rows: list[TaskRun] = []
-        queued_rows: list[TaskRun] = []
-        for spec, trigger, queued in batch:
-            if queued is not None:
-                queued.status = RunStatus.RUNNING
-                queued.started_at = now
-                queued.host, queued.pid, queued.scheduler = self.host, self.pid, self.instance
-                queued_rows.append(queued)
-            else:
-                new_rows.append(
-                    TaskRun(
-                        task_id=self.task_pks[spec.name],
-                        run_id=uuid.uuid4(),
-                        status=RunStatus.RUNNING,
-                        trigger=trigger,
-                        retry_of_id=self.last_failed.get(spec.name)
-                        if trigger == RunTrigger.RETRY
-                        else None,
-                        started_at=now,
-                        host=self.host,
-                        pid=self.pid,
-                        scheduler=self.instance,
-                    )
-                )
+        starts: list[tuple[TaskSpec, str, str, TaskRun | None]] = [
+            (spec, trigger, str(queued.run_id) if queued else str(uuid.uuid4()), queued)
+            for spec, trigger, queued in batch
+        ]
+        instance_pk = self.instance.pk if self.instance else None
         try:
             with transaction.atomic():
                 if not self._renew(now):
                     raise _LeaseLost
-                TaskRun.objects.bulk_create(new_rows)
-                for row in queued_rows:
-                    updated = TaskRun.objects.filter(pk=row.pk, status=RunStatus.QUEUED).update(
+                retry_of = self._retry_parents(
+                    [spec.name for spec, trigger, _, _ in starts if trigger == RunTrigger.RETRY]
+                )
+                runlog.insert_runs(
+                    (
+                        self.task_pks[spec.name],
+                        run_id,
+                        RunStatus.RUNNING,
+                        trigger,
+                        retry_of.get(spec.name) if trigger == RunTrigger.RETRY else None,
+                        now,
+                        self.host,
+                        self.pid,
+                        instance_pk,
+                        "",
+                        "",
+                    )
+                    for spec, trigger, run_id, queued in starts
+                    if queued is None
+                )
+                taken = []
+                for spec, trigger, run_id, queued in starts:
+                    if queued is None:
+                        taken.append((spec, trigger, run_id))
+                    elif TaskRun.objects.filter(pk=queued.pk, status=RunStatus.QUEUED).update(
                         status=RunStatus.RUNNING,
                         started_at=now,
                         host=self.host,
                         pid=self.pid,
-                        scheduler=self.instance,
-                    )
-                    if not updated:
-                        row.status = ""  # cancelled or taken meanwhile
+                        scheduler_id=instance_pk,
+                    ):
+                        taken.append((spec, RunTrigger.MANUAL, run_id))
         except _LeaseLost:
             logger.warning("Lost the scheduler lease before starting runs; standing by.")
             self.token = None
@@ -577,21 +578,18 @@ class Scheduler:
                 "Could not record the start of %d run(s); will retry.", len(batch), exc_info=True
             )
             self._reconnect()
-            for spec, _, queued in batch:
+            for spec, _, _, queued in starts:
                 if queued is not None:
                     self.queued.setdefault(spec.name, []).insert(0, queued)
                 self._schedule(spec.name, now + timedelta(seconds=1))
             return
-        by_id = {id(r): r for r in new_rows + queued_rows}
-        rows = [r for r in new_rows + queued_rows if r.status == RunStatus.RUNNING]
-        for row in rows:
-            spec = self.specs[_name_of(row, self.task_pks)]
-            run_id = str(row.run_id)
+        for spec, trigger, run_id in taken:
             deadline = now + spec.timeout if spec.timeout is not None else None
-            state = RunState(run_id, row.pk, spec.name, now, deadline, row.trigger)
-            self.running[run_id] = state
+            self.running[run_id] = RunState(run_id, spec.name, now, deadline, trigger)
             self.running_by_task.setdefault(spec.name, set()).add(run_id)
-            self.history.record_start(history.record_of(row, spec.name))
+            self.history.record_start(
+                RunRecord(task=spec.name, run_id=run_id, started_at=now, trigger=trigger)
+            )
             self._history_changed(spec.name)
             self._log_event(spec.name, run_id, "run", now, None)
             try:
@@ -611,7 +609,18 @@ class Scheduler:
                 )
                 if not conf.silence_task_prerun():
                     self.fail_stop(f"task {spec.name!r} could not be started", exc)
-        del by_id
+
+    def _retry_parents(self, names: list[str]) -> dict[str, int]:
+        """Primary keys of the failed runs that the retries starting now follow."""
+        wanted = {n: self.last_failed[n] for n in names if n in self.last_failed}
+        by_run_id = {v: n for n, v in wanted.items() if isinstance(v, str)}
+        parents = {n: v for n, v in wanted.items() if isinstance(v, int)}
+        if by_run_id:
+            for run_id, pk in TaskRun.objects.filter(run_id__in=list(by_run_id)).values_list(
+                "run_id", "pk"
+            ):
+                parents[by_run_id[str(run_id)]] = pk
+        return parents
 
     # -- finishing
 
@@ -636,8 +645,9 @@ class Scheduler:
             finished = outcome.finished_at or self.clock.now()
             outcome.finished_at = finished
             self.history.record_finish(state.task, outcome.run_id, finished, outcome.status)
+            outcome.started_at = state.started_at
             if outcome.status == RunStatus.FAIL:
-                self.last_failed[state.task] = state.pk
+                self.last_failed[state.task] = outcome.run_id
             self._history_changed(state.task)
             self.pending.append(outcome)
             level = logging.ERROR if outcome.status == RunStatus.FAIL else logging.INFO
@@ -695,27 +705,28 @@ class Scheduler:
         self.next_write_attempt = 0.0
 
     def _write_finishes(self, batch: list[Outcome]) -> None:
-        rows = {
-            str(r.run_id): r
-            for r in TaskRun.objects.filter(run_id__in=[o.run_id for o in batch]).only(
-                "id", "run_id", "started_at"
+        missing = [o.run_id for o in batch if o.started_at is None]
+        if missing:
+            started = dict(
+                TaskRun.objects.filter(run_id__in=missing).values_list("run_id", "started_at")
             )
-        }
-        updates = []
-        for outcome in batch:
-            row = rows.get(outcome.run_id)
-            if row is None:
-                continue
-            row.status = outcome.status
-            row.finished_at = outcome.finished_at
-            row.runtime = (outcome.finished_at - row.started_at) if row.started_at else None
-            row.message = outcome.message or ""
-            row.exc_text = outcome.exc_text or ""
-            row.result = outcome.result
-            updates.append(row)
+            for outcome in batch:
+                if outcome.started_at is None:
+                    outcome.started_at = started.get(uuid.UUID(outcome.run_id))
         with transaction.atomic():
-            TaskRun.objects.bulk_update(
-                updates, ["status", "finished_at", "runtime", "message", "exc_text", "result"]
+            runlog.finish_runs(
+                (
+                    o.run_id,
+                    (
+                        o.status,
+                        o.finished_at,
+                        o.finished_at - o.started_at if o.started_at and o.finished_at else None,
+                        o.message or "",
+                        o.exc_text or "",
+                        o.result,
+                    ),
+                )
+                for o in batch
             )
 
     # -- spool
@@ -840,10 +851,17 @@ class Scheduler:
     ) -> None:
         runtime = (end - start).total_seconds() if start and end else None
         text = f"Task {task!r} {action}" + (f": {message}" if message else "")
+        if not task_logger.isEnabledFor(level):
+            return
         try:
-            task_logger.log(
+            record = task_logger.makeRecord(
+                task_logger.name,
                 level,
+                __file__,
+                0,
                 text,
+                (),
+                None,
                 extra={
                     "task_name": task,
                     "run_id": run_id,
@@ -851,9 +869,11 @@ class Scheduler:
                     "start": start,
                     "end": end,
                     "runtime": runtime,
-                    "exc_text": exc_text or None,
                 },
             )
+            # exc_text is the standard attribute formatters append, as Rocketry's records had.
+            record.exc_text = exc_text or None
+            task_logger.handle(record)
         except Exception:
             logger.error("A handler on django_rocket.task raised.", exc_info=True)
 
@@ -880,7 +900,7 @@ class Scheduler:
             self.runner.abandon("Terminated at scheduler shutdown.")
             self._drain_outcomes()
         self.runner.close()
-        for attempt in range(3):
+        for _ in range(3):
             if not self.pending:
                 break
             self.next_write_attempt = 0.0
@@ -915,13 +935,6 @@ def _lease_free(now: datetime) -> Any:
     from django.db.models import Q
 
     return Q(holder__isnull=True) | Q(expires_at__isnull=True) | Q(expires_at__lt=now)
-
-
-def _name_of(row: TaskRun, pks: dict[str, int]) -> str:
-    for name, pk in pks.items():
-        if pk == row.task_id:
-            return name
-    raise KeyError(row.task_id)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import tempfile
 
 import environ
 
@@ -18,14 +19,19 @@ ALLOWED_HOSTS = ["*"]
 DATABASES = {
     "default": env.db("DATABASE_URL", default="sqlite:///" + os.path.join(BASE_DIR, "test.sqlite3"))
 }
+# One test database per test run (by pid), so that concurrent runs never share one.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so that real scheduler subprocesses share it.
-    DATABASES["default"]["TEST"] = {"NAME": os.path.join(BASE_DIR, "test-db.sqlite3")}
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"django-rocket-test-{os.getpid()}.sqlite3")
+    }
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL;",
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 
 INSTALLED_APPS = [
     "django.contrib.admin",

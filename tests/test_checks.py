@@ -20,7 +20,10 @@ def run_task_checks(settings, tasks):
 
 
 def test_valid_tasks_pass(settings):
-    assert run_task_checks(settings, {"a": GOOD, "b": {**GOOD, "start_cond": "after_success('a')"}}) == []
+    assert (
+        run_task_checks(settings, {"a": GOOD, "b": {**GOOD, "start_cond": "after_success('a')"}})
+        == []
+    )
 
 
 def test_e001_tasks_not_a_dict(settings):
@@ -117,8 +120,8 @@ def test_e011_parameters(settings):
         "django_rocket.E011"
     ]
     messages = run_task_checks(
-        settings, {"r": {"func": "tests.tasks.returns_value", "start_cond": "daily",
-                         "parameters": {"m": 1}}}
+        settings,
+        {"r": {"func": "tests.tasks.returns_value", "start_cond": "daily", "parameters": {"m": 1}}},
     )
     assert ids(messages) == ["django_rocket.E011"]
     assert "signature" in messages[0].msg

@@ -1,0 +1,55 @@
+"""A tick's queries do not grow with the number of tasks or the size of the log."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from django_rocket.models import RunStatus, TaskRun
+from django_rocket.registry import tasks as declared_tasks
+from django_rocket.scheduler import Scheduler
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def declare(settings, count: int) -> None:
+    settings.ROCKET_TASKS = {
+        f"t{i:04d}": {
+            "func": "tests.tasks.noop",
+            "start_cond": "every('10 seconds')",
+            "execution": "main",
+        }
+        for i in range(count)
+    }
+    settings.ROCKET_HEARTBEAT = "1 hour"
+
+
+def queries_of(scheduler: Scheduler) -> list[str]:
+    with CaptureQueriesContext(connection) as ctx:
+        scheduler.tick()
+    return [q["sql"] for q in ctx.captured_queries]
+
+
+def profile(settings, clock, count: int) -> dict[str, int]:
+    declare(settings, count)
+    scheduler = Scheduler(declared_tasks(), clock=clock)
+    scheduler.startup()
+    starting = queries_of(scheduler)  # every task is due: all start in this tick
+    assert TaskRun.objects.count() == count
+    finishing = queries_of(scheduler)  # their finishes are written in one batch
+    assert TaskRun.objects.filter(status=RunStatus.SUCCESS).count() == count
+    clock.advance(timedelta(seconds=2))
+    idle = queries_of(scheduler)  # nothing due, a poll
+    scheduler.shutdown()
+    return {"starting": len(starting), "finishing": len(finishing), "idle": len(idle)}
+
+
+def test_tick_queries_are_the_same_for_10_and_1000_tasks(settings, clock):
+    small = profile(settings, clock, 10)
+    TaskRun.objects.all().delete()
+    large = profile(settings, clock, 1000)
+    assert small == large, (small, large)
+    assert large["idle"] <= 5
+    assert large["starting"] <= 8
+    assert large["finishing"] <= 8
