@@ -6,7 +6,6 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from functools import cached_property
 from typing import Any as AnyType
 from typing import ClassVar
 
@@ -37,28 +36,26 @@ COMPARISONS: dict[str, Callable[[int, int], bool]] = {
 
 @dataclass(frozen=True)
 class Context:
-    """Everything a condition is evaluated against."""
+    """Everything a condition is evaluated against.
+
+    ``utc`` and ``wall`` are derived from ``now``: the same instant in UTC (the
+    form histories and windows use) and on the local clock of ``tz``.
+    """
 
     task: str
     now: datetime
     history: History
     tz: tzinfo
     retry_disabled: bool = False
+    utc: datetime = field(init=False, repr=False, compare=False)
+    wall: datetime = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.now.utcoffset() is None:
-            raise ValueError(f"Context.now must be an aware datetime, got {self.now!r}.")
-
-    @cached_property
-    def utc(self) -> datetime:
-        """Return now in UTC (the form histories and windows use)."""
         now = self.now
-        return now if now.tzinfo is UTC else now.astimezone(UTC)
-
-    @cached_property
-    def wall(self) -> datetime:
-        """Return now on the local wall clock of the scheduler's zone."""
-        return self.now.astimezone(self.tz)
+        if now.utcoffset() is None:
+            raise ValueError(f"Context.now must be an aware datetime, got {now!r}.")
+        object.__setattr__(self, "utc", now if now.tzinfo is UTC else now.astimezone(UTC))
+        object.__setattr__(self, "wall", now.astimezone(self.tz))
 
 
 def _localise(value: AnyType, tz: tzinfo) -> AnyType:

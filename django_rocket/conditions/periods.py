@@ -333,7 +333,11 @@ class Span:
 
     def around(self, now: datetime, wall: datetime, tz: tzinfo) -> tuple[Window | None, Window]:
         """Return (the occurrence containing now or None, the latest occurrence begun by now)."""
-        previous, current = self.cycles(now, wall, tz, range(-1, 1))
+        if self.unit in CALENDAR_UNITS:
+            # The hot path of every evaluation: one cache lookup per local date.
+            previous, current = _calendar_pair(self.unit, self.start, self.end, wall.date(), tz)
+        else:
+            previous, current = self.cycles(now, wall, tz, range(-1, 1))
         if current.start <= now:
             return (current if now < current.end else None), current
         return (previous if now < previous.end else None), previous
@@ -344,7 +348,11 @@ class Span:
 
     def next_start(self, now: datetime, wall: datetime, tz: tzinfo) -> datetime:
         """Return the first start of an occurrence strictly after now."""
-        later = [window for window in self.cycles(now, wall, tz, range(0, 4)) if window.start > now]
+        if self.unit in CALENDAR_UNITS:
+            upcoming = _calendar_upcoming(self.unit, self.start, self.end, wall.date(), tz)
+        else:
+            upcoming = tuple(self.cycles(now, wall, tz, range(0, 4)))
+        later = [window for window in upcoming if window.start > now]
         # Skip occurrences that a short month (or a DST gap) leaves empty.
         return next((window.start for window in later if window.start < window.end), later[0].start)
 
@@ -364,6 +372,27 @@ def _shift_date(unit: str, base: date, k: int) -> date:
         return base + timedelta(weeks=k)
     month = base.year * 12 + base.month - 1 + k
     return date(month // 12, month % 12 + 1, 1)
+
+
+@lru_cache(maxsize=16384)
+def _calendar_pair(unit: str, start: int, end: int, day: date, tz: tzinfo) -> tuple[Window, Window]:
+    """Return the occurrences in the cycle before the one containing ``day`` and in that one."""
+    base = _cycle_date(unit, day)
+    return (
+        _calendar_occurrence(unit, start, end, _shift_date(unit, base, -1), tz),
+        _calendar_occurrence(unit, start, end, base, tz),
+    )
+
+
+@lru_cache(maxsize=16384)
+def _calendar_upcoming(
+    unit: str, start: int, end: int, day: date, tz: tzinfo
+) -> tuple[Window, ...]:
+    """Return the occurrences in the cycle containing ``day`` and the three after it."""
+    base = _cycle_date(unit, day)
+    return tuple(
+        _calendar_occurrence(unit, start, end, _shift_date(unit, base, k), tz) for k in range(4)
+    )
 
 
 @lru_cache(maxsize=4096)
