@@ -11,7 +11,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from django_rocket.conditions import cron, daily, every, hourly, time_of_day
+from django_rocket.conditions import (
+    Context,
+    MemoryHistory,
+    RunRecord,
+    cron,
+    daily,
+    every,
+    hourly,
+    time_of_day,
+)
 
 from .helpers import at, day_bounds, simulate, step_simulate
 
@@ -84,3 +93,31 @@ def test_every_keeps_real_spacing(tz, day, hours):
 def test_cron_every_half_hour_matches_each_wall_time_once(tz, day, count):
     # The skipped 02:00 and 02:30 merge into 03:00; the repeated 01:00-02:00 runs once.
     assert len(_runs_on(cron("*/30 * * * *"), tz, day)) == count
+
+
+def test_a_window_inside_the_gap_keeps_its_length_after_it():
+    condition = time_of_day.between("02:10", "02:20")
+    starts = _runs_on(daily.between("02:10", "02:20"), BERLIN, "2026-03-29")
+    assert starts == [at("2026-03-29 03:00", BERLIN)]
+    context = Context(
+        task="t", now=at("2026-03-29 03:05", BERLIN), history=MemoryHistory(), tz=BERLIN
+    )
+    assert condition.is_true(context)
+    assert condition.next_change(context) == at("2026-03-29 03:10", BERLIN)
+
+
+def test_documented_history_example():
+    history = MemoryHistory(
+        [
+            RunRecord(
+                "report",
+                run_id=1,
+                started_at=at("2026-03-02 09:00"),
+                finished_at=at("2026-03-02 09:05"),
+                outcome="success",
+            )
+        ]
+    )
+    context = Context(task="report", now=at("2026-03-02 12:00"), history=history, tz=BERLIN)
+    assert not daily.is_true(context)
+    assert daily.next_change(context) == at("2026-03-03 00:00", BERLIN)
