@@ -7,14 +7,13 @@ happened to it: a return, an exception, a timeout, or a child process that died.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import select
 import signal
-import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -101,15 +100,31 @@ def call_task(func: Callable[..., Any], parameters: dict[str, Any], max_bytes: i
 # --- child processes ------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this child when its parent (the fork server) goes away."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+def _die_with_scheduler(scheduler_pid: int) -> None:
+    """Kill this run's process group as soon as the scheduler process is gone.
+
+    The fork server keeps itself alive while its children live, so the kernel's
+    parent-death signal would never fire; the child watches the scheduler itself.
+    """
+    os.setpgrp()  # the run and anything it spawns form one group, killed together
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(scheduler_pid)
+        except ProcessLookupError:
+            os.killpg(0, signal.SIGKILL)
+            return
+        except (AttributeError, OSError):
+            while True:  # no pidfd (old kernel or not Linux): poll instead
+                try:
+                    os.kill(scheduler_pid, 0)
+                except ProcessLookupError:
+                    os.killpg(0, signal.SIGKILL)
+                threading.Event().wait(0.5)
+        select.select([fd], [], [])
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="rocket-watchdog", daemon=True).start()
 
 
 def _child_main(
@@ -119,7 +134,7 @@ def _child_main(
     max_bytes: int,
     parent_pid: int,
 ) -> None:
-    _die_with_parent()
+    _die_with_scheduler(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
     import django
 
@@ -141,6 +156,19 @@ def _child_main(
         connections.close_all()
     conn.send(outcome)
     conn.close()
+
+
+def _signal_group(proc: Any, sig: int) -> None:
+    """Signal a run's whole process group (the child leads it); ignore one already gone."""
+    if proc.pid is None or proc.exitcode is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 @dataclass
@@ -368,8 +396,8 @@ class Runner:
         active.stop.set()
         if active.kind == "process" and active.handle is not None:
             proc = active.handle
-            proc.terminate()
-            timer = threading.Timer(5.0, lambda: proc.is_alive() and proc.kill())
+            _signal_group(proc, signal.SIGTERM)
+            timer = threading.Timer(5.0, lambda: _signal_group(proc, signal.SIGKILL))
             timer.daemon = True
             timer.start()
         elif active.kind == "async" and active.handle is not None and self._loop is not None:
@@ -382,7 +410,7 @@ class Runner:
             if active is None:
                 continue
             if active.kind == "process" and active.handle is not None:
-                active.handle.kill()
+                _signal_group(active.handle, signal.SIGKILL)
             active.terminate_reason = active.terminate_reason or reason
             self._finish(run_id, {"status": TERMINATE})
 

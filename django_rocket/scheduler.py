@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 import django_rocket
@@ -274,11 +274,24 @@ class Scheduler:
     def _try_acquire(self, now: datetime) -> None:
         assert self.instance is not None
         with transaction.atomic():
+            free = _lease_free(now)
+            holder = (
+                SchedulerLease.objects.filter(name=LEASE)
+                .select_related("holder")
+                .values_list("token", "holder__host", "holder__pid")
+                .first()
+            )
+            if holder and holder[1] == self.host and holder[2] and not _pid_alive(holder[2]):
+                # The holder was on this machine and its process is gone: no need to wait
+                # for its lease to expire. Conditional on the token we saw, as always.
+                free = free | Q(token=holder[0])
             taken = (
                 SchedulerLease.objects.filter(name=LEASE)
-                .filter(_lease_free(now))
+                .filter(free)
                 .update(
-                    holder=self.instance, token=F("token") + 1, expires_at=now + self.lease_timeout
+                    holder=self.instance,
+                    token=F("token") + 1,
+                    expires_at=now + self.lease_timeout,
                 )
             )
             if not taken:
@@ -931,9 +944,7 @@ class _LeaseLost(Exception):
     pass
 
 
-def _lease_free(now: datetime) -> Any:
-    from django.db.models import Q
-
+def _lease_free(now: datetime) -> Q:
     return Q(holder__isnull=True) | Q(expires_at__isnull=True) | Q(expires_at__lt=now)
 
 

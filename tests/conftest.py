@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -56,17 +57,27 @@ class SchedulerProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait_for_output(self, text: str, limit: float = 30.0) -> None:
+        wait_until(lambda: any(text in line for line in self.lines), limit, repr(text))
 
     def wait(self, timeout: float = 60) -> int:
         return self.proc.wait(timeout=timeout)
 
     def output(self) -> str:
-        try:
-            out, _ = self.proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
+        if self.proc.poll() is None:
             self.proc.kill()
-            out, _ = self.proc.communicate()
-        return out or ""
+        self.proc.wait()
+        self._reader.join(timeout=10)
+        return "".join(self.lines)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -30,7 +30,7 @@ def test_sigterm_mid_run_lets_the_run_finish_and_records_it(scheduler_process, t
     assert TaskRun.objects.get().status == RunStatus.RUNNING  # written before the run began
     proc.proc.send_signal(signal.SIGTERM)
     (tmp_path / "release").write_text("go")
-    assert proc.wait() == 0, proc.output()
+    assert proc.wait(timeout=20) == 0, proc.output()
     run = TaskRun.objects.get()
     assert run.status == RunStatus.SUCCESS
     assert run.result == "released"
@@ -44,7 +44,7 @@ def test_sigterm_past_the_grace_terminates_and_records(scheduler_process, tmp_pa
     )
     wait_until((tmp_path / "started").exists, what="the task to start")
     proc.proc.send_signal(signal.SIGTERM)
-    assert proc.wait() == 0, proc.output()
+    assert proc.wait(timeout=20) == 0, proc.output()
     run = TaskRun.objects.get()
     assert run.status == RunStatus.TERMINATE
     assert "shutdown" in run.message
@@ -54,6 +54,7 @@ def test_sigint_twice_forces_stop(scheduler_process, tmp_path):
     proc = scheduler_process({"w": waiting_task(tmp_path, "process")})
     wait_until((tmp_path / "started").exists, what="the task to start")
     proc.proc.send_signal(signal.SIGINT)
+    proc.wait_for_output("Stopping: waiting")  # signals sent together would coalesce
     proc.proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 0, proc.output()
     assert TaskRun.objects.get().status == RunStatus.TERMINATE
