@@ -195,3 +195,10 @@ def _silence_flags() -> list[checks.CheckMessage]:
                 )
             )
     return messages
+
+
+@setting_check
+def _alerts() -> list[checks.CheckMessage]:
+    from django_rocket.alerts import check_alerts
+
+    return check_alerts()

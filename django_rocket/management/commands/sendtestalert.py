@@ -1,0 +1,36 @@
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from django_rocket import alerts
+
+
+class Command(BaseCommand):
+    help = "Send a test email through ROCKET_ALERTS to check the SMTP settings and the receivers."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        config = alerts.EmailConfig.from_settings()
+        if config is None:
+            raise CommandError(
+                "ROCKET_ALERTS has no 'email' entry; add one such as "
+                "{'email': {'receivers': ['ops@example.com']}}."
+            )
+        server = f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+        test = alerts.Alert(
+            level="INFO",
+            logger="django_rocket.task",
+            message="A test alert from manage.py sendtestalert.",
+            created=datetime.now(UTC),
+            task_name="sendtestalert",
+            is_test=True,
+        )
+        try:
+            alerts.send(config, test)
+        except Exception as exc:
+            raise CommandError(
+                f"Could not send the test alert through {server}: {alerts.describe_error(exc)}"
+            ) from None
+        receivers = ", ".join(config.receivers)
+        self.stdout.write(self.style.SUCCESS(f"Sent a test alert to {receivers} through {server}."))
