@@ -85,7 +85,10 @@ def _register(func: Callable[..., object], name: str | None, recheck: object) ->
             f"it also requires {', '.join(map(repr, unknown))}."
         )
     wants = tuple(p for p in ("task", "now") if p in parameters)
-    custom = Custom(name, func, parse_duration(recheck), wants)  # type: ignore[arg-type]
+    every = parse_duration(recheck)  # type: ignore[arg-type]
+    if every <= timedelta(0):
+        raise ValueError(f"The recheck interval of condition {name!r} must be longer than zero.")
+    custom = Custom(name, func, every, wants)
     existing = _REGISTRY.get(name)
     if existing is not None and _origin(existing.func) != _origin(func):
         raise ValueError(

@@ -198,6 +198,7 @@ class MemoryHistory:
         runs in progress and its current retry chain, so the latest-event
         conditions (``after_*``, ``every``, bare ``succeeded``, ``retry``) keep
         their values; only counts over periods older than ``cutoff`` change.
+        Costs O(n log n) in the number of runs, however many are dropped.
         """
         cutoff = _utc(cutoff)
         dropped = 0
@@ -205,18 +206,25 @@ class MemoryHistory:
             keep: set[object] = set(log.in_progress)
             chain = self.retry_chain(task) or 0
             keep.update(run_id for _, _, run_id in log.ordered[len(log.ordered) - max(chain, 1) :])
-            latest_of: dict[str, tuple[datetime, object]] = {}
+            latest_of: dict[str, tuple[datetime, int, object]] = {}
             for item in log.runs.values():
                 if item.outcome is not None and item.finished_at is not None:
+                    candidate = (item.finished_at, item.order, item.run_id)
                     best = latest_of.get(item.outcome)
-                    if best is None or item.finished_at >= best[0]:
-                        latest_of[item.outcome] = (item.finished_at, item.run_id)
-            keep.update(run_id for _, run_id in latest_of.values())
-            for item in list(log.runs.values()):
-                if item.run_id in keep or item.finished_at is None or item.finished_at >= cutoff:
-                    continue
-                self.forget(task, item.run_id)
-                dropped += 1
+                    if best is None or candidate[:2] > best[:2]:
+                        latest_of[item.outcome] = candidate
+            keep.update(run_id for _, _, run_id in latest_of.values())
+            doomed = [
+                run_id
+                for run_id, item in log.runs.items()
+                if run_id not in keep and item.finished_at is not None and item.finished_at < cutoff
+            ]
+            if not doomed:
+                continue
+            for run_id in doomed:
+                del log.runs[run_id]
+            _rebuild(log)
+            dropped += len(doomed)
         return dropped
 
     # History
@@ -271,6 +279,20 @@ class MemoryHistory:
         if log is None:
             return []
         return [_record(task, log.runs[run_id]) for _, _, run_id in log.ordered]
+
+
+def _rebuild(log: _TaskLog) -> None:
+    """Recompute a task's sorted lists from its runs."""
+    items = log.runs.values()
+    log.ordered = sorted((item.started_at, item.order, item.run_id) for item in items)
+    log.starts = sorted(item.started_at for item in items)
+    log.finishes = {}
+    for item in items:
+        if item.outcome is not None and item.finished_at is not None:
+            log.finishes.setdefault(item.outcome, []).append(item.finished_at)
+    for finishes in log.finishes.values():
+        finishes.sort()
+    log.chain_stale = True
 
 
 def _chain(log: _TaskLog) -> int | None:

@@ -151,3 +151,20 @@ def test_forget_and_forget_before_keep_the_latest_facts():
     assert len(history.runs("t")) == 4
     history.forget("t", "live")
     assert list(history.running("t")) == []
+
+
+def test_forget_before_leaves_a_consistent_history():
+    outcomes = ["success", "fail", "inaction", "terminate", "crash"]
+    runs = [
+        RunRecord("t", k, T0 + k * MINUTE, T0 + k * MINUTE + MINUTE / 2, outcomes[k % 5], "retry")
+        for k in range(200)
+    ]
+    history = MemoryHistory(runs)
+    assert history.forget_before(T0 + 150 * MINUTE) == 150
+    fresh = MemoryHistory(history.runs("t"))
+    for kind in ["start", *outcomes]:
+        assert list(history.events("t", kind, None, None)) == list(
+            fresh.events("t", kind, None, None)
+        )
+    assert history.retry_chain("t") == fresh.retry_chain("t")
+    assert history.last_finish("t", frozenset(outcomes)) == T0 + 199 * MINUTE + MINUTE / 2

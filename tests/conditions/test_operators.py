@@ -249,3 +249,8 @@ def test_explanation_datetimes_are_local():
     explanation = daily.explain(ctx(at("2026-03-02 10:00", berlin), tz=berlin))
     assert explanation.facts["window"][0].utcoffset() == timedelta(hours=1)
     assert explanation.to_dict()["next_change"] == "2026-03-03T00:00:00+01:00"
+
+
+def test_custom_condition_recheck_must_be_positive():
+    with pytest.raises(ValueError, match="longer than zero"):
+        condition("never_again", recheck=0)(lambda: True)
