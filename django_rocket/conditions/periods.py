@@ -328,8 +328,7 @@ class Span:
             if unit != "minute":
                 position += wall.minute * MINUTE
         begin = now - timedelta(microseconds=position)
-        length = timedelta(microseconds=CYCLE[unit])
-        return [self.occurrence(begin + k * length, tz) for k in offsets]
+        return [_elapsed_occurrence(unit, self.start, self.end, begin, k) for k in offsets]
 
     def around(self, now: datetime, wall: datetime, tz: tzinfo) -> tuple[Window | None, Window]:
         """Return (the occurrence containing now or None, the latest occurrence begun by now)."""
@@ -372,6 +371,15 @@ def _shift_date(unit: str, base: date, k: int) -> date:
         return base + timedelta(weeks=k)
     month = base.year * 12 + base.month - 1 + k
     return date(month // 12, month % 12 + 1, 1)
+
+
+@lru_cache(maxsize=4096)
+def _elapsed_occurrence(unit: str, start: int, end: int, begin: datetime, k: int) -> Window:
+    """Return the occurrence in the ``k``-th cycle after the one that begins at ``begin``."""
+    length = CYCLE[unit]
+    first = begin + timedelta(microseconds=k * length)
+    last = end if start < end else end + length
+    return Window(first + timedelta(microseconds=start), first + timedelta(microseconds=last))
 
 
 @lru_cache(maxsize=16384)
