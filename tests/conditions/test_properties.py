@@ -1,5 +1,6 @@
 """Property tests: DST over a year of days, and next_change (reasoned from SEMANTICS.md)."""
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -227,7 +228,9 @@ def test_the_value_holds_until_the_next_change(condition, zone, offset, micro, s
     context = Context(task="t", now=now, history=history, tz=tz)
     value, change = condition.evaluate(context)
     assert value is condition.is_true(context)
-    assert condition.explain(context).value is value
+    explanation = condition.explain(context)
+    assert explanation.value is value
+    json.dumps(explanation.to_dict())
     if change is not None:
         assert change > now
     horizon = (change if change is not None else now + timedelta(days=40)) - now
