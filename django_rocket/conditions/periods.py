@@ -55,7 +55,7 @@ _WEEKDAY_NAMES.update(
 _CLOCK = re.compile(r"(?P<h>\d{1,2}):(?P<m>\d\d)(?::(?P<s>\d\d)(?:\.(?P<f>\d{1,6}))?)?")
 _MINUTE_SECOND = re.compile(r"(?P<m>\d{1,2}):(?P<s>\d\d)(?:\.(?P<f>\d{1,6}))?")
 _SECOND = re.compile(r"(?P<s>\d{1,2})(?:\.(?P<f>\d{1,6}))?")
-_MILLISECOND = re.compile(r"(?P<ms>\d{1,3})(?:\.(?P<f>\d{1,3}))?")
+_MILLISECOND = re.compile(r"(?P<ms>\d{1,4})(?:\.(?P<f>\d{1,3}))?")
 _WEEKDAY = re.compile(r"(?P<day>[A-Za-z]+)(?:\s+(?P<time>\S.*))?")
 _MONTHDAY = re.compile(r"(?P<day>\d{1,2})(?:st|nd|rd|th|\.)?(?:\s+(?P<time>\S.*))?", re.IGNORECASE)
 

@@ -242,3 +242,27 @@ def test_the_value_holds_until_the_next_change(condition, zone, offset, micro, s
             continue  # a probe rounded up onto the change itself
         later = Context(task="t", now=instant, history=history, tz=tz)
         assert condition.is_true(later) is value, (instant, change)
+
+
+# Window values ------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    unit=st.sampled_from(["second", "minute", "hour", "day", "week", "month"]),
+    fraction=st.floats(0, 1),
+    coarse=st.booleans(),
+    side=st.sampled_from(["start", "end"]),
+)
+def test_window_values_render_and_read_back(unit, fraction, coarse, side):
+    from django_rocket.conditions.periods import CYCLE, STEP, parse_value, render_value
+
+    offset = int(CYCLE[unit] * fraction)
+    if coarse:
+        offset -= offset % STEP[unit]
+    if side == "end":
+        offset = max(offset, 1)
+    else:
+        offset = min(offset, CYCLE[unit] - 1)
+    text = render_value(unit, offset, side)
+    assert parse_value(unit, text, side) == offset, text
