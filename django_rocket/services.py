@@ -1,0 +1,379 @@
+"""Operations on tasks and runs shared by the admin and management commands.
+
+Requests from people (run now, retry, pause) go through here, never through
+the scheduler: they are rows the running scheduler picks up at its next poll.
+The read helpers compute what the admin shows for a page of tasks in a fixed
+number of index-backed queries, whatever the size of the run log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+
+from django_rocket import RocketError, conf
+from django_rocket.models import (
+    FINISHED_STATUSES,
+    RunStatus,
+    RunTrigger,
+    SchedulerInstance,
+    SchedulerRole,
+    Task,
+    TaskRun,
+)
+
+logger = logging.getLogger("django_rocket.services")
+
+# Outcomes that count as failures: "Last failure", the success rate, and what Retry accepts.
+FAILURE_STATUSES = (RunStatus.FAIL, RunStatus.CRASH, RunStatus.TERMINATE)
+RETRYABLE_STATUSES = FAILURE_STATUSES
+# How many of a task's latest runs the success rate and mean runtime look at.
+RECENT_RUNS = 20
+
+_RUN_FIELDS = (
+    "id",
+    "task_id",
+    "run_id",
+    "status",
+    "trigger",
+    "started_at",
+    "finished_at",
+    "runtime",
+)
+
+
+class RunRefused(RocketError):
+    """A run cannot be queued; the message says why and what to do."""
+
+
+# ---------------------------------------------------------------------- requests
+
+
+def queue_run(
+    task: Task, *, retry_of: TaskRun | None = None, user: Any = None
+) -> tuple[TaskRun, bool]:
+    """Queue a manual run of ``task``; return it and whether it was created.
+
+    A task has at most one queued run (a database constraint), so a double
+    submission, even from two requests racing each other, returns the run the
+    first one queued.
+    """
+    if not task.declared:
+        raise RunRefused(
+            f"The task “{task.name}” is no longer declared in ROCKET_TASKS, so no scheduler "
+            "can run it. Declare it again to run it."
+        )
+    if retry_of is not None:
+        if retry_of.task_id != task.pk:
+            raise RunRefused(f"Run {retry_of.run_id} is not a run of the task “{task.name}”.")
+        if retry_of.status not in RETRYABLE_STATUSES:
+            raise RunRefused(
+                f"Run {retry_of.run_id} ended with “{retry_of.get_status_display()}”; "
+                "only failed, crashed or terminated runs can be retried."
+            )
+    existing = _queued_run(task)
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            run = TaskRun.objects.create(
+                task=task,
+                status=RunStatus.QUEUED,
+                trigger=RunTrigger.MANUAL,
+                retry_of=retry_of,
+                queued_at=timezone.now(),
+            )
+    except IntegrityError:
+        # Another request queued one between our check and our insert. It may even
+        # have started already, so return the newest manual run rather than a second one.
+        winner = TaskRun.objects.filter(task=task, trigger=RunTrigger.MANUAL).order_by("-pk")
+        run = winner.first()  # type: ignore[assignment]
+        if run is None:
+            raise
+        return run, False
+    logger.info(
+        "Queued a manual run of task %r%s%s.",
+        task.name,
+        f" retrying run {retry_of.run_id}" if retry_of is not None else "",
+        f" for {user}" if user is not None else "",
+        extra={"task_name": task.name, "run_id": str(run.run_id)},
+    )
+    return run, True
+
+
+def _queued_run(task: Task) -> TaskRun | None:
+    return TaskRun.objects.queued().filter(task=task).first()
+
+
+def set_enabled(tasks: Task | QuerySet[Task], enabled: bool) -> int:
+    """Pause or resume tasks; return how many changed.
+
+    ``updated_at`` moves with ``enabled`` because it is what the scheduler
+    polls for, so the change takes effect at its next tick.
+    """
+    now = timezone.now()
+    if isinstance(tasks, Task):
+        changed = (
+            Task.objects.filter(pk=tasks.pk)
+            .exclude(enabled=enabled)
+            .update(enabled=enabled, updated_at=now)
+        )
+        tasks.enabled = enabled
+        if changed:
+            tasks.updated_at = now
+        return changed
+    return tasks.exclude(enabled=enabled).update(enabled=enabled, updated_at=now)
+
+
+def active_scheduler(max_age: float | timedelta | None = None) -> SchedulerInstance | None:
+    """Return the active scheduler if it was seen within ``max_age`` (ROCKET_HEALTH_MAX_AGE)."""
+    if max_age is None:
+        max_age = conf.health_max_age()
+    if not isinstance(max_age, timedelta):
+        max_age = timedelta(seconds=max_age)
+    return (
+        SchedulerInstance.objects.filter(
+            role=SchedulerRole.ACTIVE, last_seen__gte=timezone.now() - max_age
+        )
+        .order_by("-last_seen")
+        .first()
+    )
+
+
+def last_seen_scheduler() -> SchedulerInstance | None:
+    """Return the scheduler instance seen most recently, whatever its role."""
+    return SchedulerInstance.objects.order_by("-last_seen").first()
+
+
+# ---------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class NextRun:
+    """When a task may next start, as far as its start condition can tell.
+
+    ``state`` is one of: ``"at"`` (see ``at``), ``"due"`` (its condition is
+    true now), ``"event"`` (only another run can make it true), ``"busy"``
+    (due, but its run in progress must finish first), ``"paused"``,
+    ``"undeclared"`` or ``"unknown"`` (the condition could not be evaluated).
+    """
+
+    state: str
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TaskOverview:
+    """What the admin shows about one task."""
+
+    status: str = ""  # "running", "queued", the latest run's outcome, or "" if it never ran
+    last_run: TaskRun | None = None  # the latest run started
+    last_success: TaskRun | None = None  # the latest run that finished with success
+    last_failure: TaskRun | None = None  # the latest to finish failed, crashed or terminated
+    recent_finished: int = 0
+    success_rate: float | None = None  # share of recent finished runs that did not fail
+    mean_runtime: timedelta | None = None
+    next_run: NextRun = NextRun("unknown")
+
+
+def _run_subquery(**filters: Any) -> QuerySet[TaskRun]:
+    return TaskRun.objects.filter(task=OuterRef("pk"), **filters)
+
+
+def task_overview(
+    tasks: Sequence[Task], *, now: datetime | None = None, recent: int = RECENT_RUNS
+) -> dict[int, TaskOverview]:
+    """Return the overview of each task, keyed by pk, in two queries.
+
+    The first reads, per task, the ids of its latest start and latest finish of
+    each outcome, its queued run, and the start time of its ``recent``-th latest
+    run; the second reads those runs, the runs in that recent window and the runs
+    in progress. Every lookup walks an index on ``(task, …)``.
+    """
+    if not tasks:
+        return {}
+    now = now or timezone.now()
+    specs = declared_specs()
+    wanted = {task.name for task in tasks}
+    if specs:
+        for task in tasks:
+            spec = specs.get(task.name)
+            if spec is not None:
+                for cond in (spec.start_cond, spec.end_cond):
+                    if cond is not None:
+                        wanted |= set(cond.depends_on(task.name))
+    started = {"started_at__isnull": False}
+    annotations: dict[str, Any] = {
+        "latest_start": Subquery(
+            _run_subquery(**started).order_by("-started_at", "-id").values("id")[:1]
+        ),
+        "window_start": Subquery(
+            _run_subquery(**started)
+            .order_by("-started_at", "-id")
+            .values("started_at")[recent - 1 : recent]
+        ),
+        "has_queued": Exists(_run_subquery(status=RunStatus.QUEUED)),
+    }
+    for status in FINISHED_STATUSES:
+        annotations[f"latest_{status}"] = Subquery(
+            _run_subquery(status=status, finished_at__isnull=False)
+            .order_by("-finished_at", "-id")
+            .values("id")[:1]
+        )
+    rows = list(
+        Task.objects.filter(Q(pk__in=[t.pk for t in tasks]) | Q(name__in=wanted))
+        .annotate(**annotations)
+        .values("pk", "name", *annotations)
+    )
+    ids: set[int] = set()
+    scope = Q(status=RunStatus.RUNNING, task_id__in=[row["pk"] for row in rows])
+    whole = []
+    for row in rows:
+        ids.update(row[key] for key in annotations if key.startswith("latest_") and row[key])
+        if row["window_start"] is None:
+            whole.append(row["pk"])
+        else:
+            scope |= Q(task_id=row["pk"], started_at__gte=row["window_start"])
+    if whole:
+        scope |= Q(task_id__in=whole, started_at__isnull=False)
+    if ids:
+        scope |= Q(pk__in=ids)
+    runs: dict[int, list[TaskRun]] = {row["pk"]: [] for row in rows}
+    by_id: dict[int, TaskRun] = {}
+    for run in TaskRun.objects.filter(scope).order_by().only(*_RUN_FIELDS):
+        runs[run.task_id].append(run)
+        by_id[run.pk] = run
+    names = {row["pk"]: row["name"] for row in rows}
+    history = _history(runs, names)
+    by_task = {row["pk"]: row for row in rows}
+    return {
+        task.pk: _overview(
+            task, by_task[task.pk], runs[task.pk], by_id, recent, specs, history, now
+        )
+        for task in tasks
+    }
+
+
+def _overview(
+    task: Task,
+    row: dict[str, Any],
+    runs: list[TaskRun],
+    by_id: dict[int, TaskRun],
+    recent: int,
+    specs: dict[str, Any] | None,
+    history: Any,
+    now: datetime,
+) -> TaskOverview:
+    def latest(key: str) -> TaskRun | None:
+        return by_id.get(row[key]) if row[key] else None
+
+    newest = latest("latest_start")
+    running = [r for r in runs if r.status == RunStatus.RUNNING]
+    if running:
+        status = RunStatus.RUNNING
+    elif row["has_queued"]:
+        status = RunStatus.QUEUED
+    else:
+        status = newest.status if newest is not None else ""
+    success = latest(f"latest_{RunStatus.SUCCESS}")
+    failures = [r for r in (latest(f"latest_{s}") for s in FAILURE_STATUSES) if r]
+    window = sorted(
+        (r for r in runs if r.started_at is not None), key=lambda r: (r.started_at, r.pk)
+    )[-recent:]
+    finished = [r for r in window if r.status in FINISHED_STATUSES]
+    timed = [r.runtime for r in finished if r.runtime is not None]
+    return TaskOverview(
+        status=status,
+        last_run=newest,
+        last_success=success,
+        last_failure=max(failures, key=lambda r: (r.finished_at, r.pk), default=None),
+        recent_finished=len(finished),
+        success_rate=(
+            sum(r.status not in FAILURE_STATUSES for r in finished) / len(finished)
+            if finished
+            else None
+        ),
+        mean_runtime=sum(timed, timedelta()) / len(timed) if timed else None,
+        next_run=next_run(task, specs, history, now, busy=bool(running)),
+    )
+
+
+def recent_runs(task: Task, limit: int = 50) -> list[TaskRun]:
+    """Return the task's latest ``limit`` started runs, oldest first."""
+    runs = list(task.runs.filter(started_at__isnull=False).order_by("-started_at", "-id")[:limit])
+    runs.reverse()
+    return runs
+
+
+# ---------------------------------------------------------------------- next run
+
+
+def declared_specs() -> dict[str, Any] | None:
+    """Return the declared task specs, or None if the settings or conditions cannot be read."""
+    try:
+        from django_rocket import registry
+
+        return registry.tasks()
+    except Exception:
+        # The admin must stay usable while ROCKET_TASKS is broken; `manage.py check` says why.
+        logger.debug("The declared tasks cannot be read; next runs are unknown.", exc_info=True)
+        return None
+
+
+def _history(runs: dict[int, list[TaskRun]], names: dict[int, str]) -> Any:
+    try:
+        from django_rocket.conditions import MemoryHistory
+        from django_rocket.history import record_of
+    except ImportError:
+        return None
+    records = [
+        record_of(run, names[task_pk])
+        for task_pk, task_runs in runs.items()
+        for run in task_runs
+        if run.started_at is not None
+    ]
+    try:
+        return MemoryHistory(records)
+    except (TypeError, ValueError):
+        logger.debug("The run history could not be built.", exc_info=True)
+        return None
+
+
+def next_run(
+    task: Task, specs: dict[str, Any] | None, history: Any, now: datetime, *, busy: bool = False
+) -> NextRun:
+    """Return when ``task`` may next start, evaluating its start condition on ``history``.
+
+    The history holds the task's recent runs and its latest finish of each
+    outcome, so conditions counting runs over long periods are approximate.
+    """
+    if not task.declared:
+        return NextRun("undeclared")
+    if not task.enabled:
+        return NextRun("paused")
+    spec = (specs or {}).get(task.name)
+    if spec is None or history is None:
+        return NextRun("unknown")
+    try:
+        from django_rocket import registry
+        from django_rocket.conditions import Context
+
+        tz = registry.scheduler_zone()
+        ctx = Context(task=task.name, now=now.astimezone(tz), history=history, tz=tz)
+        due = spec.start_cond.is_true(ctx)
+        change = spec.start_cond.next_change(ctx)
+    except Exception:
+        logger.debug("The start condition of %r could not be evaluated.", task.name, exc_info=True)
+        return NextRun("unknown")
+    if due:
+        return NextRun("busy" if busy and not spec.multilaunch else "due")
+    if change is None:
+        return NextRun("event")
+    return NextRun("at", change)
