@@ -68,11 +68,6 @@ TEMPLATES = [
     }
 ]
 
-# Scheduler subprocesses started by the tests receive their tasks and settings as JSON.
-ROCKET_TASKS: dict = json.loads(os.environ.get("ROCKET_TEST_TASKS", "{}"))
-for _name, _value in json.loads(os.environ.get("ROCKET_TEST_SETTINGS", "{}")).items():
-    globals()[_name] = _value
-
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -80,3 +75,9 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {"django_rocket": {"handlers": ["stderr"], "level": "INFO", "propagate": True}},
 }
+
+# Scheduler subprocesses started by the tests receive their tasks and settings as JSON;
+# the settings come last so that they can replace any above (LOGGING included).
+ROCKET_TASKS: dict = json.loads(os.environ.get("ROCKET_TEST_TASKS", "{}"))
+for _name, _value in json.loads(os.environ.get("ROCKET_TEST_SETTINGS", "{}")).items():
+    globals()[_name] = _value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
@@ -33,16 +34,19 @@ class Inbox:
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted"
 
-    def wait_for(self, count: int, limit: float = 10.0) -> list[EmailMessage]:
+    def wait_for(
+        self, count: int, limit: float = 10.0, what: Callable[[], str] | None = None
+    ) -> list[EmailMessage]:
+        """Wait for ``count`` messages; on failure show ``what()`` (a subprocess's output)."""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             with self._lock:
                 if len(self.messages) >= count:
                     return list(self.messages)
             time.sleep(0.01)
-        raise AssertionError(
-            f"Expected {count} email(s) within {limit}s, got {len(self.messages)}."
-        )
+        got = len(self.messages)
+        detail = f"\n{what()}" if what else ""
+        raise AssertionError(f"Expected {count} email(s) within {limit}s, got {got}.{detail}")
 
 
 class SMTPServer:
