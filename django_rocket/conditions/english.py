@@ -47,8 +47,7 @@ _DURATION = "a duration, such as 10 minutes"
 
 def parse_phrase(parser: Parser, word: str) -> Any:
     """Parse the English phrase starting with ``word`` at the parser's position."""
-    parser.skip_space()
-    parser.pos += len(word)
+    parser.advance()
     return _PHRASES[word](parser, word)
 
 
@@ -177,7 +176,7 @@ def _method(parser: Parser, condition: Any, described: str, name: str) -> Any:
     # ``name`` is always one of the fixed keywords above, never user text.
     method = getattr(condition, name, None)
     if method is None:
-        parser.fail(f"{described} has no {name!r} window.", parser.pos - len(name), _END)
+        parser.fail(f"{described} has no {name!r} window.", parser.previous.start, _END)
     return method
 
 
@@ -196,8 +195,7 @@ def _call_with_value(parser: Parser, method: Any, described: str, expected: str 
 def _task_names(parser: Parser, several: bool) -> list[tuple[str, int]]:
     names = []
     while True:
-        parser.skip_space()
-        column = parser.pos
+        column = parser.column
         names.append((parser.read_string(_TASK_NAME), column))
         if not several or not parser.accept(","):
             return names

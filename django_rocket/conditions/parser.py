@@ -1,16 +1,15 @@
 """Parse condition strings written as Python expressions or as Rocketry's English phrases.
 
-Both syntaxes share one grammar for the operators::
+The text is split into tokens, then parsed by precedence climbing over one
+grammar shared by both syntaxes::
 
-    condition  := or_expr
-    or_expr    := and_expr ("|" and_expr)*
-    and_expr   := not_expr ("&" not_expr)*
-    not_expr   := "~" not_expr | "(" or_expr ")" | operand
+    condition  := operand_expr ( ("&" | "|") operand_expr )*     "|" < "&"
+    operand_expr := "~" operand_expr | "(" condition ")" | operand
     operand    := python_operand | english_phrase
     python_operand := NAME ("." ATTRIBUTE | "(" arguments ")")* [COMPARISON INTEGER]
 
 An operand is read as an English phrase when it starts with one of the
-phrase's leading words followed by another word (``daily between ...``,
+phrases' leading words followed by another word (``daily between ...``,
 ``every 10 minutes``); otherwise it is a Python operand. Every operand is
 built by calling the public vocabulary, so a phrase and its Python form give
 equal conditions. Nothing is ever evaluated: names are looked up in the
@@ -22,12 +21,13 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import keyword
 import operator
 import re
 import warnings
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from . import english
 from .errors import ConditionSyntaxError
@@ -35,12 +35,14 @@ from .errors import ConditionSyntaxError
 if TYPE_CHECKING:
     from . import Condition
 
-__all__ = ["MAX_DEPTH", "MAX_LENGTH", "parse"]
+__all__ = ["ATTRIBUTES", "MAX_DEPTH", "MAX_LENGTH", "parse"]
 
 #: Longest condition string accepted, in characters.
 MAX_LENGTH = 10_000
 #: Deepest nesting of parentheses and ``~`` accepted.
 MAX_DEPTH = 100
+# Longer texts are parsed each time rather than kept in the cache.
+_CACHED_LENGTH = 1_000
 
 #: The only attributes a Python operand may read: the public condition API,
 #: in the order error messages suggest them.
@@ -61,34 +63,62 @@ ATTRIBUTES = (
     "less_than",
 )
 
-# Where an unparenthesized comparison is: its start, its operator and its end.
-_Span = tuple[int, int, int]
-
 _COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge,
     ">": operator.gt,
     "<=": operator.le,
     "<": operator.lt,
 }
+_COMPARISON_TOKENS = frozenset([*_COMPARISONS, "==", "!="])
+_BINARY = {"|": (1, operator.or_), "&": (2, operator.and_)}
 
-_NAME = re.compile(r"[^\W\d]\w*")
-_NUMBER = re.compile(r"(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?")
-_COMPARISON = re.compile(r"==|!=|>=|<=|>|<")
-_KEYWORD_ARGUMENT = re.compile(r"([^\W\d]\w*)\s*=(?!=)")
-_STRING_START = re.compile(r"""([A-Za-z]{0,2})('''|\"\"\"|'|")""")
-_TOKEN = re.compile(r"[^\W\d]\w*|\d[\w.]*|'[^']*'?|\"[^\"]*\"?|\S")
+# One pass of the regular expression splits the whole text; ``other`` takes
+# any character no other kind does, so tokenizing never fails. Strings are
+# matched whole (escapes included) with linear-time patterns; a name is never
+# a string prefix (the r of r'...').
+_TOKENS = re.compile(
+    r"""
+    \s*(?:
+      (?P<name>(?![rRuUbBfF]{1,2}['"])[^\W\d]\w*)
+    | (?P<op>==|!=|>=|<=|[&|~().,=<>])
+    | (?P<string>[rRuUbBfF]{0,2}(?:
+          '''[^'\\]*(?:(?:\\.|'(?!''))[^'\\]*)*'''
+        | \"\"\"[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*\"\"\"
+        | '[^'\\\n]*(?:\\.[^'\\\n]*)*'
+        | "[^"\\\n]*(?:\\.[^"\\\n]*)*"
+      ))
+    | (?P<number>(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?)
+    | (?P<other>\S)
+    )
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+_QUOTE = re.compile(r"""'''|\"\"\"|'|\"""")
 
-# Characters that end a bare value in an English phrase.
-STOP_CHARACTERS = frozenset("&|()~")
-# What may follow a name for it to be read as Python rather than as a phrase.
-_PYTHON_FOLLOWERS = frozenset(".(&|)<>=!,")
+# Tokens that end a bare value in an English phrase.
+STOP_TOKENS = frozenset("&|()~")
+# What may follow a leading word for it to be read as Python rather than as a phrase.
+# The end of the text (an empty token) counts as one.
+_PYTHON_FOLLOWERS = frozenset(["", ".", "(", "&", "|", ")", ",", "=", *_COMPARISON_TOKENS])
 
 _OPERAND = "a condition, such as daily, every('10 minutes') or after_success('etl')"
+_END = "&, | or the end of the condition"
 _KEYWORD_HINTS = {
     "and": "use & for 'and'",
     "or": "use | for 'or'",
     "not": "use ~ for 'not'",
 }
+_LITERAL_NAMES = {"True": True, "False": False, "None": None}
+
+
+class Token(NamedTuple):
+    kind: str  # space is dropped; "end" marks the end of the text
+    text: str
+    start: int
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.text)
 
 
 def parse(text: str | Condition, *, names: Mapping[str, object] | None = None) -> Condition:
@@ -98,40 +128,50 @@ def parse(text: str | Condition, *, names: Mapping[str, object] | None = None) -
     of those registered with ``@condition``. Raise ``ConditionSyntaxError``
     for text that does not describe a condition.
     """
-    from . import Condition
+    from . import Condition, custom_conditions
 
     if isinstance(text, Condition):
         return text
     if not isinstance(text, str):
         raise TypeError(f"Expected a condition or a string, got {type(text).__name__}.")
-    return Parser(text, names or {}).parse()
+    if names or len(text) > _CACHED_LENGTH:
+        return Parser(text, names or {}).parse()
+    # Conditions are immutable, so equal texts can share one; the registered
+    # custom conditions are part of the key since they change what names mean.
+    return _parse_cached(text, frozenset(custom_conditions().items()))
 
 
-def _vocabulary() -> Mapping[str, object]:
-    from . import NAMESPACE
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(text: str, custom: frozenset[tuple[str, object]]) -> Condition:
+    """Parse ``text`` with the custom conditions ``custom`` (the cache key) registered."""
+    return Parser(text, {}).parse()
 
-    return NAMESPACE
 
-
-def _custom_names(names: Mapping[str, object]) -> Mapping[str, object]:
-    """Return the registered custom conditions, overlaid with ``names``."""
-    from . import custom_conditions
-
-    return {**custom_conditions(), **names}
+def tokenize(text: str) -> list[Token]:
+    """Split ``text`` into tokens, without spaces, ending with an ``end`` token."""
+    tokens = [
+        Token(kind, match.group(kind), match.start(kind))
+        for match in _TOKENS.finditer(text)
+        for kind in (match.lastgroup,)
+    ]
+    tokens.append(Token("end", "", len(text)))
+    return tokens
 
 
 class Parser:
-    """Recursive-descent parser over one condition string."""
+    """Precedence-climbing parser over the tokens of one condition string."""
 
     def __init__(self, text: str, names: Mapping[str, object]) -> None:
-        from . import Condition
+        from . import NAMESPACE, Condition, custom_conditions
 
         self.text = text
-        self.pos = 0
-        self.depth = 0
         self.condition_class = Condition
-        self.vocabulary = _vocabulary()
-        self.names = _custom_names(names)
+        self.vocabulary: Mapping[str, object] = NAMESPACE
+        self.custom = custom_conditions()
+        self.names = names
+        self.tokens: list[Token] = []
+        self.index = 0
+        self.depth = 0
 
     # -- entry point -------------------------------------------------------
 
@@ -143,12 +183,13 @@ class Parser:
                 MAX_LENGTH,
                 f"at most {MAX_LENGTH} characters",
             )
-        condition, _ = self.parse_or()
-        self.skip_space()
-        if self.pos < len(self.text):
-            if self.text[self.pos] == ")":
-                self.fail("Unmatched ')'.", self.pos, "&, | or the end of the condition")
-            self.fail_expected("&, | or the end of the condition")
+        self.tokens = tokenize(self.text)
+        condition, _ = self.parse_expression(1)
+        token = self.token
+        if token.kind != "end":
+            if token.text == ")":
+                self.fail("Unmatched ')'.", token.start, _END)
+            self.fail_expected(_END)
         return condition
 
     # -- errors ------------------------------------------------------------
@@ -156,57 +197,63 @@ class Parser:
     def fail(self, message: str, column: int, expected: str = "") -> NoReturn:
         raise ConditionSyntaxError(message, text=self.text, column=column, expected=expected)
 
-    def describe_next(self) -> str:
-        """Describe the token at the current position, for error messages."""
-        if self.pos >= len(self.text):
-            return "the end of the condition"
-        token = _TOKEN.match(self.text, self.pos)
-        assert token is not None  # \S matches any non-space character
-        shown = token.group()
-        if len(shown) > 30:
-            shown = shown[:27] + "..."
-        return repr(shown)
-
     def fail_expected(self, expected: str) -> NoReturn:
-        self.skip_space()
-        found = self.describe_next()
+        token = self.token
+        if token.kind == "end":
+            found = "the end of the condition"
+        else:
+            found = repr(token.text if len(token.text) <= 30 else token.text[:27] + "...")
         message = f"Expected {expected}, found {found}."
-        word = self.peek_word()
-        if word in _KEYWORD_HINTS:
-            message = f"{message[:-1]}; {_KEYWORD_HINTS[word]}."
-        self.fail(message, self.pos, expected)
+        if token.kind == "name" and token.text in _KEYWORD_HINTS:
+            message = f"{message[:-1]}; {_KEYWORD_HINTS[token.text]}."
+        self.fail(message, token.start, expected)
 
-    # -- scanning ----------------------------------------------------------
+    # -- tokens ------------------------------------------------------------
 
-    def skip_space(self) -> None:
-        text, pos = self.text, self.pos
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        self.pos = pos
+    @property
+    def token(self) -> Token:
+        return self.tokens[self.index]
+
+    @property
+    def column(self) -> int:
+        """Return where the current token starts."""
+        return self.tokens[self.index].start
+
+    @property
+    def previous(self) -> Token:
+        return self.tokens[self.index - 1]
+
+    def following(self) -> Token:
+        """Return the token after the current one (the end token at the end)."""
+        return self.tokens[min(self.index + 1, len(self.tokens) - 1)]
+
+    def advance(self) -> Token:
+        token = self.tokens[self.index]
+        if token.kind != "end":
+            self.index += 1
+        return token
 
     def peek(self) -> str:
-        """Return the next non-space character, or '' at the end."""
-        self.skip_space()
-        return self.text[self.pos] if self.pos < len(self.text) else ""
+        """Return the current token's text: '' at the end."""
+        return self.tokens[self.index].text
 
     def accept(self, symbol: str) -> bool:
-        self.skip_space()
-        if self.text.startswith(symbol, self.pos):
-            self.pos += len(symbol)
+        token = self.tokens[self.index]
+        if token.kind == "op" and token.text == symbol:
+            self.index += 1
             return True
         return False
 
     def peek_word(self) -> str | None:
-        self.skip_space()
-        match = _NAME.match(self.text, self.pos)
-        return match.group() if match else None
+        token = self.tokens[self.index]
+        return token.text if token.kind == "name" else None
 
     def accept_word(self, *words: str) -> str | None:
-        """Consume and return the next word if it is one of ``words``."""
-        word = self.peek_word()
-        if word is not None and word in words:
-            self.pos += len(word)
-            return word
+        """Consume and return the current word if it is one of ``words``."""
+        token = self.tokens[self.index]
+        if token.kind == "name" and token.text in words:
+            self.index += 1
+            return token.text
         return None
 
     def expect_word(self, *words: str, expected: str) -> str:
@@ -215,52 +262,39 @@ class Parser:
             self.fail_expected(expected)
         return word
 
-    def read_name(self) -> str:
-        word = self.peek_word()
-        if word is None:
-            self.fail_expected("a name")
-        self.pos += len(word)
-        return word
-
     def at_string(self) -> bool:
-        self.skip_space()
-        return _STRING_START.match(self.text, self.pos) is not None
+        return self.token.kind == "string" or (
+            self.token.kind == "other" and self.token.text in "'\""
+        )
 
     def read_string(self, expected: str) -> str:
         """Read a quoted string with Python's rules for quotes and escapes."""
-        self.skip_space()
-        start = self.pos
-        match = _STRING_START.match(self.text, start)
-        if match is None:
+        token = self.token
+        if token.kind == "other" and token.text in "'\"":
+            self.fail("Unterminated string.", token.start, f"a closing {token.text}")
+        if token.kind != "string":
             self.fail_expected(expected)
-        prefix, quote = match.groups()
-        lowered = prefix.lower()
-        if "f" in lowered:
-            self.fail("f-strings are not allowed; write a plain string.", start, "a plain string")
-        if "b" in lowered:
-            self.fail("Bytes are not allowed; write a plain string.", start, "a plain string")
-        if lowered not in ("", "r", "u"):
+        quote = _QUOTE.search(token.text)
+        assert quote is not None  # the token pattern requires one
+        prefix = token.text[: quote.start()].lower()
+        if "f" in prefix:
+            self.fail("f-strings are not allowed; write a plain string.", token.start, "a string")
+        if "b" in prefix:
+            self.fail("Bytes are not allowed; write a plain string.", token.start, "a string")
+        if prefix not in ("", "r", "u"):
             self.fail_expected(expected)
-        pos = match.end()
-        text = self.text
-        while True:
-            if pos >= len(text) or (len(quote) == 1 and text[pos] == "\n"):
-                self.fail("Unterminated string.", start, f"a closing {quote}")
-            if text.startswith(quote, pos):
-                break
-            pos += 2 if text[pos] == "\\" else 1
-        end = pos + len(quote)
-        body = text[match.end() : pos]
-        self.pos = end
+        self.index += 1
+        body = token.text[quote.end() : len(token.text) - len(quote.group())]
         if "\\" not in body:
             return body
         try:
             # A lone string literal: literal_eval only decodes it, it runs nothing.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                value = ast.literal_eval(text[start:end])
+                value = ast.literal_eval(token.text)
         except (SyntaxError, ValueError) as exc:
-            self.fail(f"Invalid string: {exc.args[0] if exc.args else exc}.", start, "a string")
+            reason = exc.args[0] if exc.args else exc
+            self.fail(f"Invalid string: {reason}.", token.start, "a string")
         assert isinstance(value, str)
         return value
 
@@ -271,29 +305,59 @@ class Parser:
         ``stop_word`` (the ``and`` of ``between ... and ...``). Return the
         value and its column.
         """
-        self.skip_space()
-        start = self.pos
+        first = self.token
         if self.at_string():
-            return self.read_string(expected), start
-        text = self.text
-        pos = end = start
-        while pos < len(text) and text[pos] not in STOP_CHARACTERS:
-            if text[pos].isspace():
-                pos += 1
-                continue
-            word_start = pos
-            while pos < len(text) and not text[pos].isspace() and text[pos] not in STOP_CHARACTERS:
-                pos += 1
-            if stop_word is not None and text[word_start:pos] == stop_word:
-                pos = word_start
+            return self.read_string(expected), first.start
+        last = None
+        while True:
+            token = self.token
+            if token.kind == "end" or (token.kind == "op" and token.text in STOP_TOKENS):
                 break
-            end = pos
-        if end == start:
+            if token.kind == "name" and token.text == stop_word:
+                break
+            last = self.advance()
+        if last is None:
             self.fail_expected(expected)
-        self.pos = end
-        return text[start:end], start
+        return self.text[first.start : last.end], first.start
 
     # -- operators ---------------------------------------------------------
+
+    def parse_expression(self, min_precedence: int) -> tuple[Condition, Token | None]:
+        """Parse operands joined by ``&`` and ``|`` binding at least ``min_precedence``.
+
+        The second item returned is the operator token of a comparison left
+        unparenthesized in the operand (``failed.today >= 3``), which may not
+        be combined with other operators.
+        """
+        left, comparison = self.parse_unary()
+        while True:
+            token = self.token
+            if token.kind != "op" or token.text not in _BINARY:
+                return left, comparison
+            precedence, function = _BINARY[token.text]
+            if precedence < min_precedence:
+                return left, comparison
+            self.index += 1
+            right, right_comparison = self.parse_expression(precedence + 1)
+            self.forbid_bare_comparison(comparison, right_comparison)
+            left, comparison = self.combine(function, left, right, token.start), None
+
+    def parse_unary(self) -> tuple[Condition, Token | None]:
+        token = self.token
+        if self.accept("~"):
+            self.enter(token.start)
+            operand, comparison = self.parse_unary()
+            self.depth -= 1
+            self.forbid_bare_comparison(comparison)
+            return self.combine(operator.inv, operand, None, token.start), None
+        if self.accept("("):
+            self.enter(token.start)
+            condition, _ = self.parse_expression(1)
+            self.depth -= 1
+            if not self.accept(")"):
+                self.fail_expected(f"')' to close the '(' at column {token.start}")
+            return condition, None
+        return self.parse_operand()
 
     def enter(self, column: int) -> None:
         self.depth += 1
@@ -305,56 +369,13 @@ class Parser:
                 "less nesting",
             )
 
-    def parse_or(self) -> tuple[Condition, _Span | None]:
-        left, comparison = self.parse_and()
-        while self.accept("|"):
-            column = self.pos - 1
-            right, right_comparison = self.parse_and()
-            self.forbid_bare_comparison(comparison, right_comparison)
-            left, comparison = self.combine(operator.or_, left, right, column), None
-        return left, comparison
-
-    def parse_and(self) -> tuple[Condition, _Span | None]:
-        left, comparison = self.parse_not()
-        while self.accept("&"):
-            column = self.pos - 1
-            right, right_comparison = self.parse_not()
-            self.forbid_bare_comparison(comparison, right_comparison)
-            left, comparison = self.combine(operator.and_, left, right, column), None
-        return left, comparison
-
-    def parse_not(self) -> tuple[Condition, _Span | None]:
-        """Parse a negation, a parenthesized group or an operand.
-
-        The second item returned is the column of a comparison operator left
-        unparenthesized in the operand (``failed.today >= 3``), which may not
-        be combined with other operators.
-        """
-        self.skip_space()
-        start = self.pos
-        if self.accept("~"):
-            self.enter(start)
-            operand, comparison = self.parse_not()
-            self.depth -= 1
-            self.forbid_bare_comparison(comparison)
-            return self.combine(operator.inv, operand, None, start), None
-        if self.accept("("):
-            self.enter(start)
-            condition, _ = self.parse_or()
-            self.depth -= 1
-            if not self.accept(")"):
-                self.fail_expected(f"')' to close the '(' at column {start}")
-            return condition, None
-        return self.parse_operand()
-
-    def forbid_bare_comparison(self, *comparisons: _Span | None) -> None:
+    def forbid_bare_comparison(self, *comparisons: Token | None) -> None:
         for comparison in comparisons:
             if comparison is not None:
-                start, operator_column, end = comparison
                 self.fail(
-                    f"Put the comparison in parentheses: ({self.text[start:end]}). In Python "
+                    f"Put the comparison in parentheses: ({comparison.text}). In Python "
                     "a comparison binds more loosely than &, | and ~.",
-                    operator_column,
+                    comparison.start,
                     "a comparison in parentheses",
                 )
 
@@ -362,51 +383,42 @@ class Parser:
         self, function: Callable[..., Any], left: Any, right: Any, column: int
     ) -> Condition:
         try:
-            result = function(left) if right is None else function(left, right)
+            return function(left) if right is None else function(left, right)
         except Exception as exc:
             self.fail(f"These conditions cannot be combined: {exc}", column, "conditions")
-        return result
 
     # -- operands ----------------------------------------------------------
 
-    def parse_operand(self) -> tuple[Condition, _Span | None]:
-        self.skip_space()
-        start = self.pos
-        word = self.peek_word()
-        if word is None:
+    def parse_operand(self) -> tuple[Condition, Token | None]:
+        token = self.token
+        if token.kind != "name":
             self.fail_expected(_OPERAND)
+        word = token.text
         if word in english.LEADING_WORDS and (
-            not self.is_name(word) or not self.followed_by_python(start + len(word))
+            not self.is_name(word) or self.following().text not in _PYTHON_FOLLOWERS
         ):
             return english.parse_phrase(self, word), None
         if word in _KEYWORD_HINTS:
-            self.fail(f"Unexpected '{word}'; {_KEYWORD_HINTS[word]}.", start, _OPERAND)
-        if keyword.iskeyword(word) and word not in ("True", "False", "None"):
+            self.fail(f"Unexpected '{word}'; {_KEYWORD_HINTS[word]}.", token.start, _OPERAND)
+        if keyword.iskeyword(word) and word not in _LITERAL_NAMES:
             self.fail(
                 f"{word!r} is not allowed: a condition is made of condition names, calls "
                 "with literal arguments, &, |, ~ and parentheses.",
-                start,
+                token.start,
                 _OPERAND,
             )
         return self.parse_python_operand()
 
-    def followed_by_python(self, pos: int) -> bool:
-        text = self.text
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        return pos == len(text) or text[pos] in _PYTHON_FOLLOWERS
-
     def is_name(self, name: str) -> bool:
-        return name in self.vocabulary or name in self.names
+        return name in self.vocabulary or name in self.names or name in self.custom
 
-    def lookup(self, name: str, column: int) -> object:
-        if name in self.vocabulary:
-            return self.vocabulary[name]
-        if name in self.names:
-            return self.names[name]
-        candidates = [*self.vocabulary, *self.names, *english.LEADING_WORDS]
-        candidates = [candidate for candidate in candidates if candidate != name]
-        close = difflib.get_close_matches(name, candidates, n=1)
+    def lookup(self, token: Token) -> object:
+        name = token.text
+        for names in (self.vocabulary, self.names, self.custom):
+            if name in names:
+                return names[name]
+        candidates = [*self.vocabulary, *self.names, *self.custom, *english.LEADING_WORDS]
+        close = difflib.get_close_matches(name, [c for c in candidates if c != name], n=1)
         if close:
             message = f"Unknown condition {name!r}; did you mean {close[0]!r}?"
         else:
@@ -414,34 +426,31 @@ class Parser:
                 f"Unknown condition {name!r}. Custom conditions must be registered "
                 "with @condition before the string is parsed."
             )
-        self.fail(message, column, _OPERAND)
+        self.fail(message, token.start, _OPERAND)
 
     def builtin(self, name: str) -> Any:
         """Return a vocabulary object by name, for phrases."""
         return self.vocabulary[name]
 
-    def parse_python_operand(self) -> tuple[Condition, _Span | None]:
-        self.skip_space()
-        start = self.pos
-        name = self.read_name()
-        obj: Any = self.lookup(name, start)
+    def parse_python_operand(self) -> tuple[Condition, Token | None]:
+        first = self.advance()
+        obj: Any = self.lookup(first)
         while True:
-            self.skip_space()
             if self.accept("."):
-                obj = self.read_attribute(obj, start)
-            elif self.peek() == "(":
-                obj = self.read_call(obj, start)
+                obj = self.read_attribute(obj, first.start)
+            elif self.token.text == "(" and self.token.kind == "op":
+                obj = self.read_call(obj, first.start)
             else:
                 break
-        described = self.text[start : self.pos].strip()
+        described = self.text[first.start : self.previous.end]
         if not isinstance(obj, self.condition_class):
-            self.fail_incomplete(obj, described, start)
-        self.skip_space()
-        comparison = _COMPARISON.match(self.text, self.pos)
-        if comparison is None:
+            self.fail_incomplete(obj, described, first.start)
+        token = self.token
+        if token.kind != "op" or token.text not in _COMPARISON_TOKENS:
             return obj, None
-        result = self.read_comparison(obj, described, comparison.group())
-        return result, (start, comparison.start(), self.pos)
+        result = self.read_comparison(obj, described)
+        span = Token("comparison", self.text[first.start : self.previous.end], token.start)
+        return result, span
 
     def fail_incomplete(self, obj: object, described: str, column: int) -> NoReturn:
         methods = [f".{name}(...)" for name in ATTRIBUTES if _has(obj, name)]
@@ -454,14 +463,13 @@ class Parser:
         self.fail(f"{described} is not a condition by itself; {hint}.", column, "a condition")
 
     def read_attribute(self, obj: object, start: int) -> object:
-        self.skip_space()
-        column = self.pos
-        described = self.text[start : column - 1].strip()
-        name = self.peek_word()
-        if name is None:
+        described = self.text[start : self.previous.start]
+        token = self.token
+        if token.kind != "name":
             self.fail_expected(f"an attribute of {described}")
-        available = [attr for attr in ATTRIBUTES if _has(obj, attr)]
-        if name not in available:
+        name = token.text
+        if name not in ATTRIBUTES or not _has(obj, name):
+            available = [attr for attr in ATTRIBUTES if _has(obj, attr)]
             close = difflib.get_close_matches(name, available, n=1)
             message = f"{described} has no attribute {name!r}"
             if close:
@@ -470,106 +478,99 @@ class Parser:
                 message += f"; it has {_join_choices(available)}."
             else:
                 message += "."
-            self.fail(message, column, _join_choices(available) or "no attribute")
-        self.pos += len(name)
+            self.fail(message, token.start, _join_choices(available) or "no attribute")
+        self.index += 1
         try:
             return getattr(obj, name)
         except Exception as exc:
-            self.fail(f"{described}.{name} failed: {exc}", column, "a condition")
+            self.fail(f"{described}.{name} failed: {exc}", token.start, "a condition")
 
     def read_call(self, function: object, start: int) -> object:
-        described = self.text[start : self.pos].strip()
-        self.accept("(")
-        open_column = self.pos - 1
+        described = self.text[start : self.token.start].strip()
+        opening = self.advance()
         if not callable(function):
-            self.fail(f"{described} cannot be called.", open_column, "&, | or the end")
+            self.fail(f"{described} cannot be called.", opening.start, _END)
         args: list[object] = []
         kwargs: dict[str, object] = {}
         columns: list[tuple[object, int]] = []
         keyword_columns: dict[str, int] = {}
         while not self.accept(")"):
-            self.skip_space()
-            column = self.pos
-            keyword_argument = _KEYWORD_ARGUMENT.match(self.text, column)
-            if keyword_argument:
-                name = keyword_argument.group(1)
-                if name in kwargs:
-                    self.fail(f"Argument {name!r} is given twice.", column, "each argument once")
-                keyword_columns[name] = column
-                self.pos = keyword_argument.end()
-                self.skip_space()
-                column = self.pos
-                kwargs[name] = value = self.read_constant()
+            token = self.token
+            following = self.following()
+            if token.kind == "name" and following.kind == "op" and following.text == "=":
+                if token.text in kwargs:
+                    self.fail(f"Argument {token.text!r} is given twice.", token.start, "once")
+                self.index += 2
+                keyword_columns[token.text] = token.start
+                column = self.column
+                kwargs[token.text] = value = self.read_constant()
             else:
                 if kwargs:
                     self.fail(
                         "A positional argument cannot follow a keyword argument.",
-                        column,
+                        token.start,
                         "a keyword argument",
                     )
+                column = token.start
                 args.append(value := self.read_constant())
             columns.append((value, column))
             if not self.accept(","):
                 if self.accept(")"):
                     break
                 self.fail_expected("',' or ')'")
-        columns = columns or [(None, open_column)]
+        columns = columns or [(None, opening.start)]
         return self.call(function, described, args, kwargs, columns, keyword_columns)
 
     def read_constant(self) -> object:
         """Read a literal argument: a string, a number, True, False or None."""
         expected = "a string or a number, such as '10 minutes' or 3"
-        self.skip_space()
         if self.at_string():
             value = self.read_string(expected)
             while self.at_string():  # Python joins adjacent literals: 'a' 'b' is 'ab'
                 value += self.read_string(expected)
             return value
-        word = self.accept_word("True", "False", "None")
+        word = self.accept_word(*_LITERAL_NAMES)
         if word is not None:
-            return {"True": True, "False": False, "None": None}[word]
+            return _LITERAL_NAMES[word]
         return self.read_number(expected)
 
     def read_number(self, expected: str) -> int | float:
-        self.skip_space()
-        match = _NUMBER.match(self.text, self.pos)
-        if match is None:
+        token = self.token
+        if token.kind != "number":
             self.fail_expected(expected)
-        literal = match.group().replace("_", "")
+        literal = token.text.replace("_", "")
         try:
             number: int | float = (
                 float(literal) if any(c in literal for c in ".eE") else int(literal)
             )
         except ValueError:
-            self.fail(f"Invalid number {match.group()!r}.", self.pos, expected)
-        self.pos = match.end()
+            self.fail(f"Invalid number {token.text!r}.", token.start, expected)
+        self.index += 1
         return number
 
-    def read_comparison(self, obj: Any, described: str, symbol: str) -> Condition:
-        column = self.pos
-        if symbol not in _COMPARISONS:
+    def read_comparison(self, obj: Any, described: str) -> Condition:
+        token = self.advance()
+        if token.text not in _COMPARISONS:
             self.fail(
-                f"{symbol} cannot be used here: compare a count with >=, >, <= or <, "
+                f"{token.text} cannot be used here: compare a count with >=, >, <= or <, "
                 f"as in {described} >= 3.",
-                column,
+                token.start,
                 ">=, >, <= or <",
             )
-        self.pos += len(symbol)
-        self.skip_space()
-        number_column = self.pos
+        number_column = self.column
         number = self.read_number("a whole number")
         if not isinstance(number, int):
             self.fail("Expected a whole number.", number_column, "a whole number")
         try:
-            result = _COMPARISONS[symbol](obj, number)
+            result = _COMPARISONS[token.text](obj, number)
         except Exception:
             result = None
         if not isinstance(result, self.condition_class):
             self.fail(
                 f"{described} cannot be compared with a number; only counts such as "
                 "failed.today and running can.",
-                column,
-                "&, | or the end of the condition",
+                token.start,
+                _END,
             )
         return result
 

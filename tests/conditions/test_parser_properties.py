@@ -180,3 +180,17 @@ TOKENS = [
 @given(st.lists(st.sampled_from(TOKENS), max_size=12), st.sampled_from([" ", ""]))
 def test_token_soup_parses_or_raises_a_syntax_error(tokens, separator):
     _parses_or_fails_cleanly(separator.join(tokens))
+
+
+def _documented_examples():
+    from tests.conditions.test_english import PHRASES
+    from tests.conditions.test_parser import PYTHON_FORMS
+
+    return [text for text, _ in PYTHON_FORMS] + [phrase for phrase, _ in PHRASES]
+
+
+def test_every_cut_and_deletion_of_the_examples_parses_or_fails_cleanly():
+    for text in _documented_examples():
+        for index in range(len(text)):
+            _parses_or_fails_cleanly(text[:index])
+            _parses_or_fails_cleanly(text[:index] + text[index + 1 :])
