@@ -124,9 +124,9 @@ def _event(parser: Parser, task: tuple[str, int] | None) -> Any:
     condition, described = _for_task(parser, event, task)
     if parser.accept_word("in"):
         parser.expect_word("past", expected="past, as in has failed in past 10 minutes")
-        return _call_with_value(parser, condition.past, f"{described}.past", _DURATION)
+        return _past(parser, condition, described)
     if parser.accept_word("past"):
-        return _call_with_value(parser, condition.past, f"{described}.past", _DURATION)
+        return _past(parser, condition, described)
     if parser.accept_word("today"):
         attribute = "today"
     elif parser.accept_word("this"):
@@ -135,7 +135,13 @@ def _event(parser: Parser, task: tuple[str, int] | None) -> Any:
     else:
         _expect_end(parser, "today, this hour, this minute, this week, this month, past")
         return condition
-    return _window(parser, getattr(condition, attribute), f"{described}.{attribute}", False)
+    span = _method(parser, condition, described, attribute)
+    return _window(parser, span, f"{described}.{attribute}", required=False)
+
+
+def _past(parser: Parser, condition: Any, described: str) -> Any:
+    past = _method(parser, condition, described, "past")
+    return _call_with_value(parser, past, f"{described}.past", _DURATION)
 
 
 def _running(parser: Parser, task: tuple[str, int] | None) -> Any:
@@ -144,9 +150,11 @@ def _running(parser: Parser, task: tuple[str, int] | None) -> Any:
     if which is not None:
         parser.expect_word("than", expected="than")
         method = f"{which}_than"
-        return _call_with_value(parser, getattr(condition, method), f"{described}.{method}")
+        age = _method(parser, condition, described, method)
+        return _call_with_value(parser, age, f"{described}.{method}")
     if parser.accept_word("between"):
-        return _between(parser, condition.between, f"{described}.between", _DURATION)
+        between = _method(parser, condition, described, "between")
+        return _between(parser, between, f"{described}.between", _DURATION, "1 minute and 1 hour")
     _expect_end(parser, "more than, less than, between")
     return condition
 
@@ -168,21 +176,26 @@ def _window(parser: Parser, condition: Any, described: str, required: bool) -> A
         return condition
     method = _method(parser, condition, described, keyword)
     if keyword == "between":
-        return _between(parser, method, f"{described}.between", "a time, such as 10:00")
+        return _between(
+            parser, method, f"{described}.between", "a time, such as 10:00", "10:00 and 12:00"
+        )
     return _call_with_value(parser, method, f"{described}.{keyword}", "a time, such as 10:00")
 
 
 def _method(parser: Parser, condition: Any, described: str, name: str) -> Any:
-    # ``name`` is always one of the fixed keywords above, never user text.
-    method = getattr(condition, name, None)
+    """Return an attribute of the condition API; ``name`` is fixed here, never user text."""
+    try:
+        method = getattr(condition, name)
+    except AttributeError:
+        method = None
     if method is None:
-        parser.fail(f"{described} has no {name!r} window.", parser.previous.start, _END)
+        parser.fail(f"{described} has no {name!r}.", parser.previous.start, _END)
     return method
 
 
-def _between(parser: Parser, method: Any, described: str, expected: str) -> Any:
+def _between(parser: Parser, method: Any, described: str, expected: str, example: str) -> Any:
     start = parser.read_value(expected, stop_word="and")
-    parser.expect_word("and", expected=f"'and', as in {described.split('.')[0]} between A and B")
+    parser.expect_word("and", expected=f"'and', as in between {example}")
     end = parser.read_value(expected)
     return parser.call(method, described, [start[0], end[0]], {}, [start, end])
 

@@ -165,7 +165,10 @@ def test_unknown_word_after_a_phrase():
 def test_between_needs_and():
     error = _error("daily between 10:00")
     assert error.column == len("daily between 10:00")
-    assert error.expected == "'and', as in daily between A and B"
+    assert error.expected == "'and', as in between 10:00 and 12:00"
+    assert _error("is running between 1 minute").expected == (
+        "'and', as in between 1 minute and 1 hour"
+    )
 
 
 def test_bad_time_points_at_the_value():
