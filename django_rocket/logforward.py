@@ -110,7 +110,8 @@ class LogListener:
     def __init__(self) -> None:
         self._conns: list[multiprocessing.connection.Connection] = []
         self._lock = threading.Lock()
-        self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
+        self._wake_r: multiprocessing.connection.Connection | None = None
+        self._wake_w: multiprocessing.connection.Connection | None = None
         self._closing = False
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -127,17 +128,25 @@ class LogListener:
         with self._lock:
             self._conns.append(receiving)
         self._start()
-        self._wake_w.send_bytes(b"")
+        self._wake()
         return sending
 
     def _start(self) -> None:
         with self._lock:
             if self._thread is not None:
                 return
+            # Created with the first child, so a runner that never forks holds no pipes.
+            self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
             self._thread = threading.Thread(target=self._run, name="rocket-logs", daemon=True)
             self._thread.start()
 
+    def _wake(self) -> None:
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                self._wake_w.send_bytes(b"")
+
     def _run(self) -> None:
+        assert self._wake_r is not None
         while not self._stopped:
             with self._lock:
                 conns = list(self._conns)
@@ -180,24 +189,27 @@ class LogListener:
         """
         self._closing = True
         thread = self._thread
-        if thread is not None:
-            self._wake_w.send_bytes(b"")
-            thread.join(timeout)
+        if thread is None:
+            return True
+        self._wake()
+        thread.join(timeout)
+        if not thread.is_alive():
+            for conn in (self._wake_r, self._wake_w):
+                if conn is not None:
+                    conn.close()
+            return True
+        # A child still holds its pipe open (or a handler is stuck): stop reading.
         self._stopped = True
-        done = thread is None or not thread.is_alive()
-        if thread is not None and thread.is_alive():
-            self._wake_w.send_bytes(b"")
-            thread.join(1.0)
+        self._wake()
         with self._lock:
             left, self._conns = self._conns, []
         for conn in left:
             conn.close()
-        if left and not done:
-            logger.warning(
-                "Stopped reading the logs of %d child process(es) that were still writing.",
-                len(left),
-            )
-        return done and not left
+        logger.warning(
+            "Stopped reading the logs of %d child process(es) that were still writing.",
+            len(left),
+        )
+        return False
 
     @property
     def open_channels(self) -> int:
