@@ -59,7 +59,10 @@ def time_ago(value: datetime | None, now: datetime, url: str = "") -> str:
     """Return "5 minutes ago" with the exact time in a tooltip, linked to ``url`` if given."""
     if value is None:
         return NOTHING
-    text = gettext("%(time)s ago") % {"time": timesince(value, now, depth=1)}
+    if now - value < timedelta(minutes=1):
+        text = gettext("just now")
+    else:
+        text = gettext("%(time)s ago") % {"time": timesince(value, now, depth=1)}
     if url:
         return format_html(
             '<a href="{}" title="{}"><time datetime="{}">{}</time></a>',
@@ -202,7 +205,15 @@ class RecentRunInline(admin.TabularInline):
     verbose_name_plural = format_lazy(
         "{} ({})", _("recent runs"), _("the latest %(count)d") % {"count": INLINE_RUNS}
     )
-    fields = ("run_link", "status_badge", "trigger", "started_at", "runtime", "host", "message")
+    fields = (
+        "run_link",
+        "status_badge",
+        "trigger",
+        "started_at",
+        "runtime_display",
+        "host",
+        "message",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -226,7 +237,7 @@ class RecentRunInline(admin.TabularInline):
         return status_badge(run.status)
 
     @admin.display(description=_("runtime"))
-    def runtime(self, run: TaskRun) -> str:
+    def runtime_display(self, run: TaskRun) -> str:
         return format_runtime(run.runtime)
 
 

@@ -150,6 +150,9 @@ class TaskRun(models.Model):
             # The run changelist, its date hierarchy, and pruning.
             models.Index(fields=["started_at", "id"], name="rocket_run_started"),
             models.Index(fields=["finished_at"], name="rocket_run_finished"),
+            # The run changelist filtered by status or by trigger, newest first.
+            models.Index(fields=["status", "started_at", "id"], name="rocket_run_status_started"),
+            models.Index(fields=["trigger", "started_at", "id"], name="rocket_run_trigger_started"),
             # The scheduler's poll for queued and running rows stays small whatever the log size.
             models.Index(
                 fields=["status"],

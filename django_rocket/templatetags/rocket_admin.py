@@ -148,13 +148,18 @@ def _existing(
         start = datetime(day.year, day.month, day.day)
         return timezone.make_aware(start) if settings.USE_TZ else start
 
+    manager = queryset.model._default_manager
+    # The period's bounds come first in each probe's WHERE clause: SQLite bounds its index
+    # range with the first constraints it meets, and the page's own date filter (the whole
+    # month, say) would otherwise make every probe scan from the start of that month.
     probes = {
         f"rocket_{index}": Exists(
-            queryset.filter(**{f"{field}__gte": moment(start), f"{field}__lt": moment(end)})
+            manager.filter(**{f"{field}__gte": moment(start), f"{field}__lt": moment(end)})
+            & queryset
         )
         for index, (start, end) in enumerate(periods)
     }
-    found = list(queryset.model._default_manager.order_by().annotate(**probes).values(*probes)[:1])
+    found = list(manager.order_by().annotate(**probes).values(*probes)[:1])
     if not found:
         return []
     return [period for index, period in enumerate(periods) if found[0][f"rocket_{index}"]]
