@@ -24,7 +24,7 @@ from typing import Any
 from django.db import connections
 from django.utils.module_loading import import_string
 
-from django_rocket import TaskInaction, TaskTerminated
+from django_rocket import TaskInaction, TaskTerminated, logforward
 
 logger = logging.getLogger("django_rocket.scheduler")
 
@@ -133,6 +133,7 @@ def _child_main(
     db_names: dict[str, Any],
     max_bytes: int,
     parent_pid: int,
+    log_conn: multiprocessing.connection.Connection | None = None,
 ) -> None:
     _die_with_scheduler(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
@@ -140,6 +141,8 @@ def _child_main(
 
     if not getattr(django, "_rocket_ready", False):
         django.setup()
+    if log_conn is not None:
+        logforward.forward_to(log_conn)  # records go to the scheduler process's handlers
     for alias, name in db_names.items():
         # The parent may run against a test database the settings module does not name.
         connections.databases[alias]["NAME"] = name
@@ -207,6 +210,7 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._closed = False
+        self._logs = logforward.LogListener()
 
     # -- bookkeeping
 
@@ -325,14 +329,17 @@ class Runner:
         ctx = self._context()
         parent_conn, child_conn = ctx.Pipe(duplex=False)
         db_names = {alias: connections.databases[alias]["NAME"] for alias in connections}
+        log_conn = self._logs.channel()
         proc = ctx.Process(
             target=_child_main,
             args=(child_conn, active.launch, db_names, self.result_max_bytes, os.getpid()),
+            kwargs={"log_conn": log_conn},
             name=f"rocket-{active.launch.task}",
             daemon=False,
         )
         proc.start()
         child_conn.close()
+        log_conn.close()
         active.handle = proc
         active.conn = parent_conn
         self._ensure_monitor()
@@ -416,6 +423,7 @@ class Runner:
 
     def close(self) -> None:
         self._closed = True
+        self._logs.close(timeout=2.0)
         if self._monitor_wake_w is not None:
             os.write(self._monitor_wake_w, b"x")
         if self._loop is not None:

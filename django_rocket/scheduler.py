@@ -30,6 +30,7 @@ from django.utils import timezone
 
 import django_rocket
 from django_rocket import conf, history, registry, runlog
+from django_rocket.alerts import install_alerts, shutdown_alerts
 from django_rocket.clock import SystemClock
 from django_rocket.conditions import Context, RunRecord, parse_duration
 from django_rocket.execution import Launch, Outcome, Runner
@@ -182,6 +183,7 @@ class Scheduler:
         self.request_stop(what)
 
     def startup(self) -> None:
+        install_alerts()  # ROCKET_ALERTS: a queued email handler on django_rocket.task
         self.started_mono = self.clock.monotonic()
         now = self.clock.now()
         self._prepare_conditions()
@@ -938,6 +940,7 @@ class Scheduler:
         except DatabaseError:
             logger.warning("Could not mark this scheduler stopped.", exc_info=True)
         logger.info("Scheduler stopped (%s).", self.stop_reason or "done")
+        shutdown_alerts(timeout=5.0)  # send queued alerts, but never wait longer than this
 
 
 class _LeaseLost(Exception):
