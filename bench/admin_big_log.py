@@ -188,7 +188,9 @@ def fill(rows: int) -> None:
             rate = done / (time.perf_counter() - began)
             print(f"  {done:>9,} runs ({rate:,.0f}/s)", flush=True)
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        # What autovacuum does to a table in steady state: statistics for the planner and,
+        # on PostgreSQL, the visibility map that lets counts read the index alone.
+        cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
     print(f"Filled {rows:,} runs in {time.perf_counter() - began:.0f} s.")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from django import template
 from django.conf import settings
-from django.db.models import Exists, QuerySet, Subquery
+from django.db.models import QuerySet, Subquery
 from django.utils import formats, timezone
 from django.utils.text import capfirst
 from django.utils.translation import gettext
@@ -149,17 +149,26 @@ def _existing(
         return timezone.make_aware(start) if settings.USE_TZ else start
 
     manager = queryset.model._default_manager
-    # The period's bounds come first in each probe's WHERE clause: SQLite bounds its index
-    # range with the first constraints it meets, and the page's own date filter (the whole
-    # month, say) would otherwise make every probe scan from the start of that month.
+    # Each probe reads the first row of its period in index order. (An EXISTS lets
+    # PostgreSQL pick a sequential scan that stops at the first match, which is fast or
+    # reads the whole table depending on where the scan happens to start.) The period's
+    # bounds come first in the WHERE clause because SQLite bounds its index range with
+    # the first constraints it meets, and the page's own date filter (the whole month,
+    # say) would otherwise make every probe start from the beginning of that month.
     probes = {
-        f"rocket_{index}": Exists(
-            manager.filter(**{f"{field}__gte": moment(start), f"{field}__lt": moment(end)})
-            & queryset
+        f"rocket_{index}": Subquery(
+            (
+                manager.filter(**{f"{field}__gte": moment(start), f"{field}__lt": moment(end)})
+                & queryset
+            )
+            .order_by(field)
+            .values(field)[:1]
         )
         for index, (start, end) in enumerate(periods)
     }
     found = list(manager.order_by().annotate(**probes).values(*probes)[:1])
     if not found:
         return []
-    return [period for index, period in enumerate(periods) if found[0][f"rocket_{index}"]]
+    return [
+        period for index, period in enumerate(periods) if found[0][f"rocket_{index}"] is not None
+    ]
