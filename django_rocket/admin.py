@@ -46,6 +46,7 @@ from django_rocket.pagination import EstimatedCountPaginator
 RUN_PERMISSION = "django_rocket.run_task"
 CHART_RUNS = 50
 INLINE_RUNS = 20
+OVERVIEW = "rocket_overview"  # where a page's tasks carry their overview
 
 
 # ---------------------------------------------------------------------- formatting
@@ -74,6 +75,13 @@ def time_ago(value: datetime | None, now: datetime, url: str = "") -> str:
     return format_html(
         '<time datetime="{}" title="{}">{}</time>', value.isoformat(), exact_time(value), text
     )
+
+
+def run_time_ago(run: TaskRun | None, field: str) -> str:
+    """Return how long ago ``run`` started or finished, linked to its page."""
+    if run is None:
+        return NOTHING
+    return time_ago(getattr(run, field), timezone.now(), run_url(run.pk))
 
 
 def format_next_run(next_run: services.NextRun, now: datetime) -> str:
@@ -272,7 +280,7 @@ class TaskChangeList(ChangeList):
         self.result_list = list(self.result_list)
         overviews = services.task_overview(self.result_list)
         for task in self.result_list:
-            task.overview = overviews[task.pk]
+            setattr(task, OVERVIEW, overviews[task.pk])
 
 
 @admin.register(Task)
@@ -315,7 +323,26 @@ class TaskAdmin(RocketModelAdmin):
         ),
         (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
-    readonly_fields = tuple(name for _title, opts in fieldsets for name in opts["fields"])
+    readonly_fields = (
+        "name",
+        "description",
+        "func",
+        "condition",
+        "end_condition",
+        "execution",
+        "options",
+        "enabled",
+        "declared",
+        "status",
+        "last_run",
+        "last_success",
+        "last_failure",
+        "next_run",
+        "success_rate",
+        "mean_runtime",
+        "created_at",
+        "updated_at",
+    )
     inlines = (RecentRunInline,)
     actions = ("run_now", "pause", "resume")
 
@@ -341,10 +368,11 @@ class TaskAdmin(RocketModelAdmin):
     ) -> HttpResponse:
         if obj is not None:
             now = timezone.now()
-            obj.overview = services.task_overview([obj], now=now)[obj.pk]
+            overview = services.task_overview([obj], now=now)[obj.pk]
+            setattr(obj, OVERVIEW, overview)
             runs_url = reverse("admin:django_rocket_taskrun_changelist")
             context.update(
-                overview=obj.overview,
+                overview=overview,
                 chart=runtime_chart(services.recent_runs(obj, CHART_RUNS), now),
                 can_run=self.has_run_permission(request),
                 statuses=[c for c in RunStatus.choices if c[0] != RunStatus.QUEUED],
@@ -355,9 +383,10 @@ class TaskAdmin(RocketModelAdmin):
     # -- columns
 
     def _overview(self, task: Task) -> services.TaskOverview:
-        overview = getattr(task, "overview", None)
+        overview = getattr(task, OVERVIEW, None)
         if overview is None:
-            overview = task.overview = services.task_overview([task])[task.pk]
+            overview = services.task_overview([task])[task.pk]
+            setattr(task, OVERVIEW, overview)
         return overview
 
     @admin.display(description=_("condition"), ordering="start_cond")
@@ -376,18 +405,15 @@ class TaskAdmin(RocketModelAdmin):
 
     @admin.display(description=_("last run"))
     def last_run(self, task: Task) -> str:
-        run = self._overview(task).last_run
-        return time_ago(run and run.started_at, timezone.now(), run and run_url(run.pk))
+        return run_time_ago(self._overview(task).last_run, "started_at")
 
     @admin.display(description=_("last success"))
     def last_success(self, task: Task) -> str:
-        run = self._overview(task).last_success
-        return time_ago(run and run.finished_at, timezone.now(), run and run_url(run.pk))
+        return run_time_ago(self._overview(task).last_success, "finished_at")
 
     @admin.display(description=_("last failure"))
     def last_failure(self, task: Task) -> str:
-        run = self._overview(task).last_failure
-        return time_ago(run and run.finished_at, timezone.now(), run and run_url(run.pk))
+        return run_time_ago(self._overview(task).last_failure, "finished_at")
 
     @admin.display(description=_("next run"))
     def next_run(self, task: Task) -> str:
@@ -517,7 +543,7 @@ class IndexedChangeList(ChangeList):
     """
 
     def get_ordering_field(self, field_name: Any) -> Any:
-        if field_name not in self.sortable_by:
+        if self.sortable_by is not None and field_name not in self.sortable_by:
             return None
         return super().get_ordering_field(field_name)
 

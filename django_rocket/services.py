@@ -276,6 +276,7 @@ def _overview(
 
     newest = latest("latest_start")
     running = [r for r in runs if r.status == RunStatus.RUNNING]
+    status: str
     if running:
         status = RunStatus.RUNNING
     elif row["has_queued"]:
