@@ -317,11 +317,15 @@ def recent_runs(task: Task, limit: int = 50) -> list[TaskRun]:
 
 
 def declared_specs() -> dict[str, Any] | None:
-    """Return the declared task specs, or None if the settings or conditions cannot be read."""
+    """Return the valid declared task specs, or None if ROCKET_TASKS cannot be read at all.
+
+    A task with a configuration error is left out (``manage.py check`` names it);
+    the others keep their next run.
+    """
     try:
         from django_rocket import registry
 
-        return registry.tasks()
+        return registry.collect()[0]
     except Exception:
         # The admin must stay usable while ROCKET_TASKS is broken; `manage.py check` says why.
         logger.debug("The declared tasks cannot be read; next runs are unknown.", exc_info=True)

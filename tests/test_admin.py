@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
+from django_rocket.models import RunStatus, RunTrigger, SchedulerInstance, Task, TaskRun
 
 from .admin_helpers import (
     DECLARED,
@@ -436,6 +436,12 @@ def test_everything_from_task_data_is_escaped(superuser_client):
     response = superuser_client.post(task_url(evil, "pause"), follow=True)
     assert "<script>alert" not in response.content.decode()
     assert "&lt;script&gt;" in response.content.decode()
+    # The health banner names the last scheduler seen: escaped too.
+    SchedulerInstance.objects.update(last_seen=timezone.now() - timedelta(hours=1))
+    page = superuser_client.get(task_url(evil)).content.decode()
+    assert "rocket-health" in page
+    assert "&lt;i&gt;host&lt;/i&gt;" in page
+    assert "<i>host" not in page
 
 
 def test_run_changelist_columns_filters_and_search(superuser_client, report, failed_run):

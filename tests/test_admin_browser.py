@@ -4,9 +4,10 @@ A real ``runscheduler`` subprocess runs against the same test database, so
 "Run now" is started by the scheduler and the page shows its final status.
 Screenshots of the task page and the run list land in ``test-artifacts/``.
 
-Debian's Chromium is used (``apt-get install chromium``); Playwright's own
-browser download is not needed. Without Chromium the test is skipped, unless
-``ROCKET_BROWSER=required`` (as in CI), when it fails.
+Debian's Chromium is used (``apt-get install chromium``; ``ROCKET_CHROMIUM``
+names another binary); Playwright's own browser download is not needed.
+Without Chromium the test is skipped, unless ``ROCKET_BROWSER=required`` (as
+in CI), when it fails.
 """
 
 from __future__ import annotations

@@ -270,8 +270,19 @@ def test_next_run_of_a_condition_on_another_task(settings):
     assert services.task_overview([notify])[notify.pk].next_run.state == "due"
 
 
-def test_next_run_is_unknown_when_settings_are_broken(settings):
-    settings.ROCKET_TASKS = {"report": {"func": "no.such.module", "start_cond": "daily"}}
+def test_next_run_is_unknown_only_for_a_broken_task(settings):
+    settings.ROCKET_TASKS = {
+        **DECLARED,
+        "broken": {"func": "no.such.module", "start_cond": "daily"},
+    }
+    broken, report = make_task("broken"), make_task("report")
+    overviews = services.task_overview([broken, report])
+    assert overviews[broken.pk].next_run == services.NextRun("unknown")
+    assert overviews[report.pk].next_run == services.NextRun("due")
+
+
+def test_next_run_is_unknown_when_rocket_tasks_is_not_a_dict(settings):
+    settings.ROCKET_TASKS = ["report"]
     task = make_task("report")
     assert services.task_overview([task])[task.pk].next_run == services.NextRun("unknown")
 
