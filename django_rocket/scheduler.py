@@ -128,6 +128,7 @@ class Scheduler:
         self.next_write_attempt: float = 0.0
         self.spool_path: Path | None = None
         self.stop_requested = False
+        self.starting = True
         self.force_stop = False
         self.stop_reason = ""
         self.exit_code = 0
@@ -150,7 +151,9 @@ class Scheduler:
             while not self.stop_requested:
                 sleep = self.tick()
                 if self.once and not self.stop_requested:
-                    if not self.running and not self.pending and self.ticks > 0:
+                    # One cycle: what the first active tick started, then wait for it.
+                    self.starting = not self.active
+                    if self.active and not self.running and not self.pending:
                         self.stop_requested = True
                         break
                     sleep = min(sleep, 0.05)
@@ -387,7 +390,7 @@ class Scheduler:
             self._poll(now)
         self._enforce_deadlines(now)
         self._check_end_conditions(now)
-        if not self.stop_requested:
+        if self.starting and not self.stop_requested:
             self._start_due(now)
         return self._sleep_seconds()
 

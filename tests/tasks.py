@@ -59,3 +59,31 @@ def kill_self() -> None:
 
 async def async_noop() -> str:
     return "async"
+
+
+def segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+def big_result() -> str:
+    return "x" * 100_000
+
+
+def unserialisable() -> object:
+    return object()
+
+
+def wait_and_count(marker: str, release: str) -> str:
+    """Like wait_for_file, but appends a line per run so overlapping runs can be counted."""
+    with open(marker, "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    deadline = time.monotonic() + 30
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "done"
+
+
+def raising_condition_module_marker() -> None:
+    """Referenced by tests that need an importable but unused function."""

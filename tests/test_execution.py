@@ -1,0 +1,139 @@
+"""Execution modes, timeouts, dying children, end conditions, multilaunch, results."""
+
+import pytest
+
+from django_rocket.models import RunStatus, TaskRun
+from django_rocket.scheduler import Scheduler
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_once(settings, tasks: dict, **extra) -> dict[str, list[TaskRun]]:
+    settings.ROCKET_TASKS = tasks
+    for key, value in extra.items():
+        setattr(settings, key, value)
+    Scheduler(once=True).run()
+    runs: dict[str, list[TaskRun]] = {}
+    for run in TaskRun.objects.select_related("task").order_by("started_at", "id"):
+        runs.setdefault(run.task.name, []).append(run)
+    return runs
+
+
+def entry(func: str, execution: str = "process", cond: str = "every('1 hour')", **extra):
+    return {"func": func, "start_cond": cond, "execution": execution, **extra}
+
+
+@pytest.mark.parametrize(
+    ("func", "fragment"),
+    [
+        ("tests.tasks.exit_hard", "exited with code 3"),
+        ("tests.tasks.kill_self", "killed by signal SIGKILL"),
+        ("tests.tasks.segfault", "killed by signal SIGSEGV"),
+    ],
+)
+def test_a_child_that_dies_is_recorded_as_fail(settings, func, fragment):
+    (run,) = run_once(settings, {"t": entry(func)})["t"]
+    assert run.status == RunStatus.FAIL
+    assert fragment in run.message
+    assert run.finished_at is not None
+
+
+def test_process_timeout_terminates(settings, tmp_path):
+    params = {"marker": str(tmp_path / "m"), "release": str(tmp_path / "never")}
+    (run,) = run_once(
+        settings, {"t": entry("tests.tasks.wait_for_file", timeout="1 second", parameters=params)}
+    )["t"]
+    assert run.status == RunStatus.TERMINATE
+    assert "Timed out after 0:00:01" in run.message
+    assert run.runtime.total_seconds() < 10
+
+
+def test_thread_timeout_sets_the_cooperative_flag(settings, tmp_path):
+    (run,) = run_once(
+        settings,
+        {
+            "t": entry(
+                "tests.tasks.cooperative_wait",
+                "thread",
+                timeout="1 second",
+                parameters={"marker": str(tmp_path / "m")},
+            )
+        },
+    )["t"]
+    assert run.status == RunStatus.TERMINATE
+    assert "Timed out" in run.message
+
+
+def test_end_condition_terminates_a_running_run(settings, tmp_path):
+    params = {"marker": str(tmp_path / "m"), "release": str(tmp_path / "never")}
+    (run,) = run_once(
+        settings,
+        {
+            "t": entry(
+                "tests.tasks.wait_for_file",
+                end_cond="running.more_than('1 second')",
+                parameters=params,
+            )
+        },
+    )["t"]
+    assert run.status == RunStatus.TERMINATE
+    assert "End condition" in run.message
+
+
+def test_results_are_kept_capped_or_explained(settings):
+    runs = run_once(
+        settings,
+        {
+            "ok": entry("tests.tasks.returns_value", "thread", parameters={"n": 3}),
+            "big": entry("tests.tasks.big_result", "thread"),
+            "odd": entry("tests.tasks.unserialisable", "thread"),
+        },
+        ROCKET_RESULT_MAX_BYTES=1000,
+    )
+    assert runs["ok"][0].result == {"n": 3, "items": [0, 1, 2]}
+    assert runs["big"][0].status == RunStatus.SUCCESS
+    assert runs["big"][0].result is None
+    assert "over 1000" in runs["big"][0].message
+    assert runs["odd"][0].result is None
+    assert "not JSON-serialisable" in runs["odd"][0].message
+
+
+def test_unimportable_function_in_process_run_fails_the_run(settings, tmp_path):
+    # The check rejects it, so declare the spec directly: the scheduler must still cope.
+    from django_rocket.conditions import parse
+    from django_rocket.registry import TaskSpec
+
+    spec = TaskSpec(
+        name="t", func="tests.tasks.missing", start_cond=parse("true"), execution="process"
+    )
+    settings.ROCKET_SILENCE_TASK_PRERUN = True
+    Scheduler({"t": spec}, once=True).run()
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.FAIL
+    assert "import" in run.message.lower() or "missing" in run.exc_text
+
+
+def test_multilaunch_off_blocks_overlap_and_on_allows_it(settings, tmp_path):
+    for multilaunch, expected_max in ((False, 1), (True, 3)):
+        release = tmp_path / f"release-{multilaunch}"
+        TaskRun.objects.all().delete()
+        marker = tmp_path / f"m-{multilaunch}"
+        settings.ROCKET_TASKS = {
+            "t": entry(
+                "tests.tasks.wait_and_count",
+                "thread",
+                "true",
+                multilaunch=multilaunch,
+                parameters={"marker": str(marker), "release": str(release)},
+            )
+        }
+        settings.ROCKET_POLL_INTERVAL = 0.05
+        scheduler = Scheduler()
+        scheduler.startup()
+        for _ in range(3):
+            scheduler.tick()
+        assert TaskRun.objects.filter(status=RunStatus.RUNNING).count() <= expected_max
+        assert TaskRun.objects.count() == expected_max
+        release.write_text("go")
+        scheduler.request_stop()
+        scheduler.shutdown()
