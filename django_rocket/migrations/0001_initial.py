@@ -7,93 +7,253 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='SchedulerInstance',
+            name="SchedulerInstance",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('host', models.CharField(max_length=255, verbose_name='host')),
-                ('pid', models.IntegerField(verbose_name='pid')),
-                ('role', models.CharField(choices=[('active', 'Active'), ('standby', 'Standby'), ('stopped', 'Stopped')], default='standby', max_length=10, verbose_name='role')),
-                ('token', models.BigIntegerField(blank=True, null=True, verbose_name='fencing token')),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='started')),
-                ('last_seen', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='last seen')),
-                ('stopped_at', models.DateTimeField(blank=True, null=True, verbose_name='stopped')),
-                ('version', models.CharField(blank=True, max_length=50, verbose_name='version')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("host", models.CharField(max_length=255, verbose_name="host")),
+                ("pid", models.IntegerField(verbose_name="pid")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("active", "Active"),
+                            ("standby", "Standby"),
+                            ("stopped", "Stopped"),
+                        ],
+                        default="standby",
+                        max_length=10,
+                        verbose_name="role",
+                    ),
+                ),
+                (
+                    "token",
+                    models.BigIntegerField(blank=True, null=True, verbose_name="fencing token"),
+                ),
+                (
+                    "started_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="started"),
+                ),
+                (
+                    "last_seen",
+                    models.DateTimeField(
+                        db_index=True, default=django.utils.timezone.now, verbose_name="last seen"
+                    ),
+                ),
+                ("stopped_at", models.DateTimeField(blank=True, null=True, verbose_name="stopped")),
+                ("version", models.CharField(blank=True, max_length=50, verbose_name="version")),
             ],
             options={
-                'verbose_name': 'scheduler instance',
-                'verbose_name_plural': 'scheduler instances',
-                'ordering': ['-last_seen'],
+                "verbose_name": "scheduler instance",
+                "verbose_name_plural": "scheduler instances",
+                "ordering": ["-last_seen"],
             },
         ),
         migrations.CreateModel(
-            name='Task',
+            name="Task",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True, verbose_name='name')),
-                ('func', models.CharField(help_text='Dotted path.', max_length=300, verbose_name='function')),
-                ('start_cond', models.TextField(blank=True, verbose_name='start condition')),
-                ('end_cond', models.TextField(blank=True, verbose_name='end condition')),
-                ('execution', models.CharField(blank=True, max_length=20, verbose_name='execution')),
-                ('description', models.TextField(blank=True, verbose_name='description')),
-                ('enabled', models.BooleanField(default=True, help_text='Paused tasks are not started by the scheduler.', verbose_name='enabled')),
-                ('declared', models.BooleanField(default=True, help_text='False once the task is removed from ROCKET_TASKS; its history is kept.', verbose_name='declared')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
-                ('updated_at', models.DateTimeField(auto_now=True, db_index=True, verbose_name='updated')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True, verbose_name="name")),
+                (
+                    "func",
+                    models.CharField(
+                        help_text="Dotted path.", max_length=300, verbose_name="function"
+                    ),
+                ),
+                ("start_cond", models.TextField(blank=True, verbose_name="start condition")),
+                ("end_cond", models.TextField(blank=True, verbose_name="end condition")),
+                (
+                    "execution",
+                    models.CharField(blank=True, max_length=20, verbose_name="execution"),
+                ),
+                ("description", models.TextField(blank=True, verbose_name="description")),
+                (
+                    "enabled",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Paused tasks are not started by the scheduler.",
+                        verbose_name="enabled",
+                    ),
+                ),
+                (
+                    "declared",
+                    models.BooleanField(
+                        default=True,
+                        help_text="False once the task is removed from ROCKET_TASKS; its history is kept.",
+                        verbose_name="declared",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
+                (
+                    "updated_at",
+                    models.DateTimeField(auto_now=True, db_index=True, verbose_name="updated"),
+                ),
             ],
             options={
-                'verbose_name': 'task',
-                'verbose_name_plural': 'tasks',
-                'ordering': ['name'],
-                'permissions': [('run_task', 'Can run, retry and pause tasks')],
+                "verbose_name": "task",
+                "verbose_name_plural": "tasks",
+                "ordering": ["name"],
+                "permissions": [("run_task", "Can run, retry and pause tasks")],
             },
         ),
         migrations.CreateModel(
-            name='SchedulerLease',
+            name="SchedulerLease",
             fields=[
-                ('name', models.CharField(default='default', max_length=50, primary_key=True, serialize=False, verbose_name='name')),
-                ('token', models.BigIntegerField(default=0, verbose_name='fencing token')),
-                ('expires_at', models.DateTimeField(blank=True, null=True, verbose_name='expires')),
-                ('holder', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='django_rocket.schedulerinstance')),
+                (
+                    "name",
+                    models.CharField(
+                        default="default",
+                        max_length=50,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="name",
+                    ),
+                ),
+                ("token", models.BigIntegerField(default=0, verbose_name="fencing token")),
+                ("expires_at", models.DateTimeField(blank=True, null=True, verbose_name="expires")),
+                (
+                    "holder",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="django_rocket.schedulerinstance",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'scheduler lease',
-                'verbose_name_plural': 'scheduler leases',
+                "verbose_name": "scheduler lease",
+                "verbose_name_plural": "scheduler leases",
             },
         ),
         migrations.CreateModel(
-            name='TaskRun',
+            name="TaskRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('run_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='run id')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('success', 'Success'), ('fail', 'Fail'), ('terminate', 'Terminate'), ('inaction', 'Inaction'), ('crash', 'Crash')], max_length=10, verbose_name='status')),
-                ('trigger', models.CharField(choices=[('scheduled', 'Scheduled'), ('retry', 'Retry'), ('manual', 'Manual')], default='scheduled', max_length=10, verbose_name='trigger')),
-                ('queued_at', models.DateTimeField(blank=True, null=True, verbose_name='queued')),
-                ('started_at', models.DateTimeField(blank=True, null=True, verbose_name='started')),
-                ('finished_at', models.DateTimeField(blank=True, null=True, verbose_name='finished')),
-                ('runtime', models.DurationField(blank=True, null=True, verbose_name='runtime')),
-                ('message', models.TextField(blank=True, verbose_name='message')),
-                ('exc_text', models.TextField(blank=True, verbose_name='traceback')),
-                ('result', models.JSONField(blank=True, null=True, verbose_name='result')),
-                ('host', models.CharField(blank=True, max_length=255, verbose_name='host')),
-                ('pid', models.IntegerField(blank=True, null=True, verbose_name='pid')),
-                ('retry_of', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='retries', to='django_rocket.taskrun', verbose_name='retry of')),
-                ('scheduler', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='runs', to='django_rocket.schedulerinstance', verbose_name='scheduler')),
-                ('task', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='django_rocket.task', verbose_name='task')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "run_id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, unique=True, verbose_name="run id"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("success", "Success"),
+                            ("fail", "Fail"),
+                            ("terminate", "Terminate"),
+                            ("inaction", "Inaction"),
+                            ("crash", "Crash"),
+                        ],
+                        max_length=10,
+                        verbose_name="status",
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("scheduled", "Scheduled"),
+                            ("retry", "Retry"),
+                            ("manual", "Manual"),
+                        ],
+                        default="scheduled",
+                        max_length=10,
+                        verbose_name="trigger",
+                    ),
+                ),
+                ("queued_at", models.DateTimeField(blank=True, null=True, verbose_name="queued")),
+                ("started_at", models.DateTimeField(blank=True, null=True, verbose_name="started")),
+                (
+                    "finished_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="finished"),
+                ),
+                ("runtime", models.DurationField(blank=True, null=True, verbose_name="runtime")),
+                ("message", models.TextField(blank=True, verbose_name="message")),
+                ("exc_text", models.TextField(blank=True, verbose_name="traceback")),
+                ("result", models.JSONField(blank=True, null=True, verbose_name="result")),
+                ("host", models.CharField(blank=True, max_length=255, verbose_name="host")),
+                ("pid", models.IntegerField(blank=True, null=True, verbose_name="pid")),
+                (
+                    "retry_of",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="retries",
+                        to="django_rocket.taskrun",
+                        verbose_name="retry of",
+                    ),
+                ),
+                (
+                    "scheduler",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="runs",
+                        to="django_rocket.schedulerinstance",
+                        verbose_name="scheduler",
+                    ),
+                ),
+                (
+                    "task",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="runs",
+                        to="django_rocket.task",
+                        verbose_name="task",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'task run',
-                'verbose_name_plural': 'task runs',
-                'ordering': ['-started_at', '-id'],
-                'indexes': [models.Index(fields=['task', 'started_at'], name='rocket_run_task_started'), models.Index(fields=['task', 'status', 'finished_at'], name='rocket_run_task_status_fin'), models.Index(fields=['started_at', 'id'], name='rocket_run_started'), models.Index(fields=['finished_at'], name='rocket_run_finished'), models.Index(condition=models.Q(('status__in', ['queued', 'running'])), fields=['status'], name='rocket_run_open')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status', 'queued')), fields=('task',), name='rocket_one_queued_run_per_task')],
+                "verbose_name": "task run",
+                "verbose_name_plural": "task runs",
+                "ordering": ["-started_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["task", "started_at"], name="rocket_run_task_started"),
+                    models.Index(
+                        fields=["task", "status", "finished_at"], name="rocket_run_task_status_fin"
+                    ),
+                    models.Index(fields=["started_at", "id"], name="rocket_run_started"),
+                    models.Index(fields=["finished_at"], name="rocket_run_finished"),
+                    models.Index(
+                        condition=models.Q(("status__in", ["queued", "running"])),
+                        fields=["status"],
+                        name="rocket_run_open",
+                    ),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status", "queued")),
+                        fields=("task",),
+                        name="rocket_one_queued_run_per_task",
+                    )
+                ],
             },
         ),
     ]
