@@ -33,6 +33,7 @@ from django_rocket import conf, history, registry, runlog
 from django_rocket.alerts import install_alerts, shutdown_alerts
 from django_rocket.clock import SystemClock
 from django_rocket.conditions import Context, RunRecord, parse_duration
+from django_rocket.conditions.tasks import TaskEvent
 from django_rocket.execution import Launch, Outcome, Runner
 from django_rocket.models import (
     RunStatus,
@@ -49,6 +50,8 @@ logger = logging.getLogger("django_rocket.scheduler")
 task_logger = logging.getLogger("django_rocket.task")
 
 FAR = timedelta(days=3650)
+# Without counting conditions the snapshot needs only recent runs (latest ones are kept).
+SNAPSHOT_HORIZON = timedelta(hours=1)
 LEASE = "default"
 
 
@@ -134,6 +137,7 @@ class Scheduler:
         self.exit_code = 0
         self.next_heartbeat: float = 0.0
         self.next_poll: float = 0.0
+        self.next_maintenance: float = 0.0
         self.poll_cursor = 0
         self.task_cursor: datetime | None = None
         self.heartbeat_every = _duration(conf.heartbeat()).total_seconds()
@@ -219,8 +223,8 @@ class Scheduler:
                     continue
                 for dep in cond.depends_on(name):
                     self.dependents.setdefault(dep, set()).add(name)
-            if _uses_counts(spec.start_cond) or _uses_counts(spec.end_cond):
-                self.counting.add(name)
+            self.counting.update(_counted_tasks(name, spec.start_cond))
+            self.counting.update(_counted_tasks(name, spec.end_cond))
 
     def _sync_tasks(self) -> None:
         """Make the Task table match ROCKET_TASKS; tasks no longer declared keep their history."""
@@ -319,6 +323,7 @@ class Scheduler:
             self.queued.setdefault(run.task.name, []).append(run)
         self.dirty = set(self.specs)
         self.next_poll = 0.0
+        self.next_maintenance = self.clock.monotonic() + self.lease_timeout.total_seconds()
 
     def recover_crashed(self, now: datetime) -> int:
         """Mark runs left ``running`` by a scheduler that is gone as ``crash``."""
@@ -388,6 +393,8 @@ class Scheduler:
             return max(self.next_heartbeat - self.clock.monotonic(), 0.0)
         if mono >= self.next_poll:
             self._poll(now)
+        if mono >= self.next_maintenance:
+            self._maintain(now)
         self._enforce_deadlines(now)
         self._check_end_conditions(now)
         if self.starting and not self.stop_requested:
@@ -458,6 +465,17 @@ class Scheduler:
             logger.warning("Polling the database failed; will retry.", exc_info=True)
             self._reconnect()
 
+    def _maintain(self, now: datetime) -> None:
+        """Now and then: record crashes of other schedulers, keep the snapshot bounded."""
+        self.next_maintenance = self.clock.monotonic() + self.lease_timeout.total_seconds()
+        try:
+            self.recover_crashed(now)
+        except DatabaseError:
+            logger.warning("Crash recovery failed; will retry.", exc_info=True)
+            self._reconnect()
+        horizon = history.COUNT_HORIZON if self.counting else SNAPSHOT_HORIZON
+        self.history.forget_before(now - horizon)
+
     def _reconnect(self) -> None:
         try:
             connection.close()
@@ -513,8 +531,7 @@ class Scheduler:
                 continue
             ctx = self._context(name, now)
             try:
-                due = spec.start_cond.is_true(ctx)
-                next_change = spec.start_cond.next_change(ctx)
+                due, next_change = spec.start_cond.evaluate(ctx)
                 is_retry = (
                     due
                     and spec.start_cond.has_retry()
@@ -625,7 +642,11 @@ class Scheduler:
                         exc_text=traceback.format_exc(),
                     )
                 )
-                if not conf.silence_task_prerun():
+                if conf.silence_task_prerun():
+                    logger.error(
+                        "Task %r could not be started; recorded as fail.", spec.name, exc_info=True
+                    )
+                else:
                     self.fail_stop(f"task {spec.name!r} could not be started", exc)
 
     def _retry_parents(self, names: list[str]) -> dict[str, int]:
@@ -837,8 +858,7 @@ class Scheduler:
                 continue
             ctx = self._context(name, now)
             try:
-                end = spec.end_cond.is_true(ctx)
-                at = spec.end_cond.next_change(ctx)
+                end, at = spec.end_cond.evaluate(ctx)
             except Exception as exc:
                 if conf.silence_cond_check():
                     logger.error(
@@ -964,11 +984,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _uses_counts(cond: Any) -> bool:
-    """Whether a condition counts events in a period, so the snapshot must hold them."""
+def _counted_tasks(owner: str, cond: Any) -> set[str]:
+    """Tasks whose events a condition counts in a period, so the snapshot must hold them."""
     if cond is None:
-        return False
-    uses = getattr(cond, "uses_counts", None)
-    if callable(uses):
-        return bool(uses())
-    return True
+        return set()
+    if isinstance(cond, TaskEvent):
+        return set(cond.depends_on(owner))
+    found: set[str] = set()
+    for child in cond.children():
+        found |= _counted_tasks(owner, child)
+    return found
