@@ -27,23 +27,26 @@ def wait_until(predicate: Callable[[], object], limit: float = 30.0, what: str =
     raise AssertionError(f"Timed out after {limit}s waiting for {what or predicate}.")
 
 
-def database_url() -> str:
+def database_url(port: int = 0) -> str:
+    """The test database's URL, optionally through another port (a proxy)."""
     s = connection.settings_dict
     if s["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{s['NAME']}"
     user = s.get("USER") or "postgres"
     host = s.get("HOST") or "127.0.0.1"
-    port = s.get("PORT") or 5432
+    port = port or s.get("PORT") or 5432
     return f"postgres://{user}@{host}:{port}/{s['NAME']}"
 
 
 class SchedulerProcess:
     """A real ``runscheduler`` subprocess against the test database."""
 
-    def __init__(self, tasks: dict, settings: dict | None = None, args: tuple = ()) -> None:
+    def __init__(
+        self, tasks: dict, settings: dict | None = None, args: tuple = (), db_port: int = 0
+    ) -> None:
         env = os.environ.copy()
         env.update(
-            DATABASE_URL=database_url(),
+            DATABASE_URL=database_url(db_port),
             DJANGO_SETTINGS_MODULE="tests.settings",
             PYTHONPATH=str(ROOT),
             ROCKET_TEST_TASKS=json.dumps(tasks),
@@ -89,8 +92,10 @@ class SchedulerProcess:
 def scheduler_process(transactional_db):
     started: list[SchedulerProcess] = []
 
-    def start(tasks: dict, settings: dict | None = None, args: tuple = ()) -> SchedulerProcess:
-        proc = SchedulerProcess(tasks, settings, args)
+    def start(
+        tasks: dict, settings: dict | None = None, args: tuple = (), db_port: int = 0
+    ) -> SchedulerProcess:
+        proc = SchedulerProcess(tasks, settings, args, db_port)
         started.append(proc)
         return proc
 
