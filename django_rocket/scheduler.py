@@ -228,10 +228,9 @@ class Scheduler:
 
     def _sync_tasks(self) -> None:
         """Make the Task table match ROCKET_TASKS; tasks no longer declared keep their history."""
-        existing = {t.name: t for t in Task.objects.all()}
         now = self.clock.now()
-        for name, spec in self.specs.items():
-            values = {
+        declared = {
+            name: {
                 "func": spec.func,
                 "start_cond": str(spec.start_cond),
                 "end_cond": str(spec.end_cond) if spec.end_cond is not None else "",
@@ -239,18 +238,30 @@ class Scheduler:
                 "description": spec.description,
                 "declared": True,
             }
+            for name, spec in self.specs.items()
+        }
+        existing = {t.name: t for t in Task.objects.all()}
+        # Several schedulers may start at once: whoever inserts first wins, others skip.
+        Task.objects.bulk_create(
+            [
+                Task(name=name, enabled=self.specs[name].enabled, **values)
+                for name, values in declared.items()
+                if name not in existing
+            ],
+            ignore_conflicts=True,
+        )
+        for name, values in declared.items():
             row = existing.get(name)
-            if row is None:
-                row = Task.objects.create(name=name, enabled=spec.enabled, **values)
-            elif any(getattr(row, k) != v for k, v in values.items()):
-                for key, value in values.items():
-                    setattr(row, key, value)
-                row.save(update_fields=[*values, "updated_at"])
-            self.task_pks[name] = row.pk
-            self.enabled[name] = row.enabled
-        gone = [n for n, t in existing.items() if n not in self.specs and t.declared]
+            if row is not None and any(getattr(row, k) != v for k, v in values.items()):
+                Task.objects.filter(pk=row.pk).update(updated_at=now, **values)
+        gone = [n for n, t in existing.items() if n not in declared and t.declared]
         if gone:
             Task.objects.filter(name__in=gone).update(declared=False, updated_at=now)
+        for pk, name, enabled in Task.objects.filter(name__in=list(declared)).values_list(
+            "pk", "name", "enabled"
+        ):
+            self.task_pks[name] = pk
+            self.enabled[name] = enabled
         latest = Task.objects.order_by("-updated_at").values_list("updated_at", flat=True).first()
         self.task_cursor = latest
 
