@@ -2,6 +2,7 @@
 
 import pytest
 from django.core.management import call_command
+from django.db.models import Count
 from django.core.management.base import CommandError
 
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
@@ -117,3 +118,21 @@ def test_retry_after_failure_is_marked_retry(settings, clock, quiet):
     assert [r.trigger for r in runs] == ["scheduled", "retry", "retry"]
     assert runs[1].retry_of_id == runs[0].pk
     assert runs[2].retry_of_id == runs[1].pk
+
+
+def test_missed_windows_are_coalesced_into_one_run(settings, clock, quiet):
+    """After three days of downtime a daily task runs once, not once per missed day."""
+    settings.ROCKET_TASKS = {
+        "d": task("tests.tasks.noop", "daily"),
+        "c": task("tests.tasks.noop", "cron('0 * * * *')"),
+    }
+    clock.advance(30 * 60)  # 09:30: inside no cron minute
+    Scheduler(clock=clock, duration=60).run()
+    assert list(TaskRun.objects.values_list("task__name", flat=True)) == ["d"]
+    clock.advance(3 * 86400)  # the scheduler was down for three days: 72 hourly slots missed
+    Scheduler(clock=clock, duration=60).run()
+    counts = dict(
+        TaskRun.objects.values("task__name").annotate(n=Count("id")).values_list("task__name", "n")
+    )
+    # daily: once for today, not once per missed day; cron: missed minutes are not replayed.
+    assert counts == {"d": 2}
