@@ -421,6 +421,14 @@ class Runner:
             active.terminate_reason = active.terminate_reason or reason
             self._finish(run_id, {"status": TERMINATE})
 
+    def poll(self, now: datetime) -> float | None:
+        """Follow runs executed elsewhere; return seconds until the next poll is due, if any.
+
+        Called once per scheduler tick. Local executions report by themselves; a
+        remote execution backend checks its results here, batched, at a bounded rate.
+        """
+        return None
+
     def close(self) -> None:
         self._closed = True
         self._logs.close(timeout=2.0)

@@ -138,6 +138,7 @@ class Scheduler:
         self.next_heartbeat: float = 0.0
         self.next_poll: float = 0.0
         self.next_maintenance: float = 0.0
+        self.remote_poll: float | None = None
         self.poll_cursor = 0
         self.task_cursor: datetime | None = None
         self.heartbeat_every = _duration(conf.heartbeat()).total_seconds()
@@ -398,6 +399,7 @@ class Scheduler:
         mono = self.clock.monotonic()
         if mono >= self.next_heartbeat:
             self._heartbeat(now)
+        self.remote_poll = self.runner.poll(now)
         self._drain_outcomes()
         self._flush(now)
         if not self.active:
@@ -422,6 +424,8 @@ class Scheduler:
             candidates.append(self.next_write_attempt - mono)
         if self.wakes:
             candidates.append((self.wakes[0].at - now).total_seconds())
+        if self.remote_poll is not None:
+            candidates.append(self.remote_poll)
         for run in self.running.values():
             if run.deadline is not None:
                 candidates.append((run.deadline - now).total_seconds())
