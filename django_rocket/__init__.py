@@ -7,11 +7,11 @@ class RocketError(Exception):
     """Base class of django-rocket's domain errors."""
 
 
-class TaskInaction(Exception):  # noqa: N818 - the name says what the task reports
+class TaskInaction(Exception):
     """Raise from a task to record the run as ``inaction`` (there was nothing to do)."""
 
 
-class TaskTerminated(Exception):  # noqa: N818
+class TaskTerminated(Exception):
     """Raised inside a thread run by :func:`django_rocket.check_terminate` when asked to stop."""
 
 

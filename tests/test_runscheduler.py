@@ -2,8 +2,8 @@
 
 import pytest
 from django.core.management import call_command
-from django.db.models import Count
 from django.core.management.base import CommandError
+from django.db.models import Count
 
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.scheduler import Scheduler
