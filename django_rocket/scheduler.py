@@ -151,10 +151,21 @@ class Scheduler:
 
     def run(self) -> int:
         """Run until stopped; return the process exit code."""
-        self.startup()
+        if not self._start_up_when_the_database_answers():
+            return self.exit_code
         try:
             while not self.stop_requested:
-                sleep = self.tick()
+                try:
+                    sleep = self.tick()
+                except DatabaseError:
+                    # Steps that talk to the database catch their own errors; this is the
+                    # net under them. The loop reconnects and goes on.
+                    logger.warning("A database error interrupted a tick.", exc_info=True)
+                    self._reconnect()
+                    sleep = 1.0
+                except Exception as exc:
+                    self.fail_stop("an unexpected error in the scheduler loop", exc)
+                    break
                 if self.once and not self.stop_requested:
                     # One cycle: what the first active tick started, then wait for it.
                     self.starting = not self.active
@@ -174,6 +185,25 @@ class Scheduler:
         finally:
             self.shutdown()
         return self.exit_code
+
+    def _start_up_when_the_database_answers(self) -> bool:
+        """Run startup, waiting out a database that is not reachable yet; False if stopped."""
+        delay = 0.5
+        while True:
+            try:
+                self.startup()
+                return True
+            except DatabaseError:
+                logger.error(
+                    "The database is not reachable; retrying start-up in %.0fs.",
+                    delay,
+                    exc_info=True,
+                )
+                self._reconnect()
+            if self.stop_requested:
+                return False
+            self.clock.wait(self.wakeup, delay)
+            delay = min(delay * 2, 30.0)
 
     def request_stop(self, reason: str = "stop requested", *, force: bool = False) -> None:
         """Stop starting runs; called from signal handlers, so it only sets flags."""
@@ -196,7 +226,7 @@ class Scheduler:
         now = self.clock.now()
         self._prepare_conditions()
         self._apply_spool()
-        self.instance = SchedulerInstance.objects.create(
+        self.instance = self.instance or SchedulerInstance.objects.create(
             host=self.host,
             pid=self.pid,
             started_at=now,

@@ -121,3 +121,15 @@ def test_killed_during_outage_the_spool_is_written_by_the_next_scheduler(
     assert slow.status == RunStatus.SUCCESS
     assert slow.result == "released"
     assert not spooled(tmp_path)
+
+
+def test_start_up_waits_for_the_database(scheduler_process, proxy, tmp_path):
+    tasks, settings = setup(tmp_path)
+    proxy.cut()
+    proc = scheduler_process({"tick": tasks["tick"]}, settings, db_port=proxy.port)
+    proc.wait_for_output("The database is not reachable")
+    assert proc.proc.poll() is None
+    proxy.restore()
+    wait_until(lambda: successes("tick") >= 1, what="the first run once the database is back")
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, proc.output()
