@@ -1,0 +1,447 @@
+"""Why a task is or is not due: the service behind ``explaintask`` and ``showtasks``.
+
+Both read the run history through :func:`django_rocket.history.load`, the
+snapshot the scheduler itself loads when it becomes active, so they see what
+the scheduler sees: the latest start and finish of each outcome, the recent
+runs, the runs in progress, and the recent events that counting conditions
+look at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, tzinfo
+from typing import Any
+
+from django.utils import timezone
+
+from django_rocket import RocketError, conf, history, registry, services
+from django_rocket.conditions import Condition, Context, Explanation, MemoryHistory, parse
+from django_rocket.conditions.tasks import TaskEvent
+from django_rocket.display import format_runtime
+from django_rocket.models import FINISHED_STATUSES, Task, TaskRun
+from django_rocket.registry import TaskSpec
+
+NOTHING = "—"
+
+
+class ConditionFailed(RocketError):
+    """Evaluating a condition raised; the message names the task and the error."""
+
+
+def counted_tasks(owner: str, cond: Condition | None) -> set[str]:
+    """Return the tasks whose events ``cond`` counts in a period (as the scheduler loads them)."""
+    if cond is None:
+        return set()
+    if isinstance(cond, TaskEvent):
+        return set(cond.depends_on(owner))
+    found: set[str] = set()
+    for child in cond.children():
+        found |= counted_tasks(owner, child)
+    return found
+
+
+def _snapshot(now: datetime, conditions: dict[str, list[Condition | None]]) -> MemoryHistory:
+    counting: set[str] = set()
+    for owner, conds in conditions.items():
+        for cond in conds:
+            counting |= counted_tasks(owner, cond)
+    return history.load(now, counting_tasks=counting)[0]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A start condition evaluated for one task at one instant, with what else decides."""
+
+    condition_true: bool
+    next_change: datetime | None
+    enabled: bool
+    running: tuple[datetime, ...]
+    multilaunch: bool
+    retry: bool = False
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.running) and not self.multilaunch
+
+    @property
+    def due(self) -> bool:
+        return self.condition_true and self.enabled and not self.blocked
+
+    @property
+    def state(self) -> str:
+        """``due``, ``busy``, ``paused``, ``at`` (see next_change) or ``event``."""
+        if not self.enabled:
+            return "paused"
+        if self.condition_true:
+            return "busy" if self.blocked else "due"
+        return "at" if self.next_change is not None else "event"
+
+
+def _verdict(
+    spec: TaskSpec, cond: Condition, enabled: bool, snapshot: MemoryHistory, at: datetime
+) -> tuple[Verdict, Context]:
+    tz = registry.scheduler_zone()
+    ctx = Context(task=spec.name, now=at.astimezone(tz), history=snapshot, tz=tz)
+    try:
+        value, change = cond.evaluate(ctx)
+        # As the scheduler decides the trigger: a retry if only a retry node made it true.
+        retry = value and cond.has_retry() and not cond.is_true(replace(ctx, retry_disabled=True))
+    except Exception as exc:
+        raise ConditionFailed(
+            f"The condition {str(cond)!r} of task {spec.name!r} raised {type(exc).__name__}: {exc}"
+        ) from exc
+    verdict = Verdict(
+        condition_true=value,
+        next_change=change.astimezone(tz) if change is not None else None,
+        enabled=enabled,
+        running=tuple(t.astimezone(tz) for t in snapshot.running(spec.name)),
+        multilaunch=spec.multilaunch,
+        retry=retry,
+    )
+    return verdict, ctx
+
+
+# ---------------------------------------------------------------------- explaintask
+
+
+@dataclass(frozen=True)
+class TaskExplanation:
+    """Why one task is or is not due at one instant."""
+
+    task: str
+    at: datetime
+    time_zone: str
+    condition: str
+    is_start_condition: bool
+    declared: bool
+    queued: bool
+    verdict: Verdict
+    tree: Explanation
+    history: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def due(self) -> bool:
+        return self.verdict.due
+
+    @property
+    def reason(self) -> str:
+        """One sentence saying whether the task is due and why."""
+        v = self.verdict
+        if v.due:
+            kind = " as a retry" if v.retry else ""
+            return f"Due: the condition is true; the scheduler starts it{kind} at its next tick."
+        reasons = []
+        if not v.condition_true:
+            reasons.append("the condition is false")
+        if not v.enabled:
+            reasons.append("the task is paused")
+        if v.condition_true and v.blocked:
+            started = _when(v.running[-1])
+            reasons.append(f"a run started at {started} is in progress and multilaunch is off")
+        if not self.declared:
+            reasons.append("the task is no longer in ROCKET_TASKS")
+        text = "Not due: " + "; ".join(reasons) + "."
+        if self.queued:
+            text += " A manual run is queued; the scheduler starts it whatever the condition."
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the explanation as JSON-able data."""
+        v = self.verdict
+        return {
+            "task": self.task,
+            "at": self.at.isoformat(),
+            "time_zone": self.time_zone,
+            "condition": self.condition,
+            "is_start_condition": self.is_start_condition,
+            "condition_true": v.condition_true,
+            "enabled": v.enabled,
+            "declared": self.declared,
+            "multilaunch": v.multilaunch,
+            "running": [t.isoformat() for t in v.running],
+            "queued": self.queued,
+            "due": v.due,
+            "trigger": ("retry" if v.retry else "scheduled") if v.due else None,
+            "reason": self.reason,
+            "next_change": _iso(v.next_change),
+            "tree": self.tree.to_dict(),
+            "history": {
+                name: {key: _jsonable(value) for key, value in facts.items()}
+                for name, facts in self.history.items()
+            },
+        }
+
+    def render(self) -> str:
+        """Return the explanation as text for a terminal."""
+        v = self.verdict
+        which = "Condition" if self.is_start_condition else "Condition (from --condition)"
+        lines = [
+            f"Task {self.task!r} at {_when(self.at)} ({self.time_zone})",
+            f"{which}: {self.condition}",
+            f"Enabled: {'yes' if v.enabled else 'no (paused)'}"
+            + ("" if self.declared else "; not declared in ROCKET_TASKS"),
+            self.reason,
+            f"Next change: {_change(v.next_change, self.at)}",
+            "",
+            "Condition tree (value, condition, facts it used, when it may change):",
+            _render_tree(self.tree, "  "),
+            "",
+            "Run history the conditions read:",
+        ]
+        for name, facts in self.history.items():
+            lines.append(f"  {name}:")
+            for key, value in facts.items():
+                lines.append(f"    {key.replace('_', ' ')}: {_fact(value)}")
+        return "\n".join(lines)
+
+
+def explain_task(
+    spec: TaskSpec, *, at: datetime | None = None, condition: Condition | str | None = None
+) -> TaskExplanation:
+    """Explain ``spec``'s start condition (or ``condition``) at ``at`` (default: now).
+
+    ``at`` may be naive: it is then wall time in ``ROCKET_TIME_ZONE``. The run
+    log is read as stored, so runs after ``at`` are not hidden.
+    """
+    tz = registry.scheduler_zone()
+    if at is None:
+        at = timezone.now()
+    elif at.utcoffset() is None:
+        at = at.replace(tzinfo=tz)
+    at = at.astimezone(tz)
+    if isinstance(condition, str):
+        condition = parse(condition)
+    cond = condition if condition is not None else spec.start_cond
+    row = Task.objects.filter(name=spec.name).only("enabled", "declared").first()
+    enabled = row.enabled if row is not None else spec.enabled
+    declared = row.declared if row is not None else True
+    snapshot = _snapshot(at, {spec.name: [cond]})
+    verdict, ctx = _verdict(spec, cond, enabled, snapshot, at)
+    try:
+        tree = cond.explain(ctx)
+    except Exception as exc:
+        raise ConditionFailed(
+            f"Explaining the condition {str(cond)!r} of task {spec.name!r} raised "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    queued = TaskRun.objects.queued().filter(task__name=spec.name).exists()
+    names = [spec.name, *sorted(cond.depends_on(spec.name) - {spec.name})]
+    return TaskExplanation(
+        task=spec.name,
+        at=at,
+        time_zone=str(tz),
+        condition=str(cond),
+        is_start_condition=condition is None,
+        declared=declared,
+        queued=queued,
+        verdict=verdict,
+        tree=tree,
+        history={name: _history_facts(snapshot, name, tz) for name in names},
+    )
+
+
+def _history_facts(snapshot: MemoryHistory, name: str, tz: tzinfo) -> dict[str, Any]:
+    def local(value: datetime | None) -> datetime | None:
+        return value.astimezone(tz) if value is not None else None
+
+    facts: dict[str, Any] = {"last_start": local(snapshot.last_start(name))}
+    for outcome in FINISHED_STATUSES:
+        kind = str(outcome.value)
+        facts[f"last_{kind}"] = local(snapshot.last_finish(name, frozenset({kind})))
+    facts["running_since"] = [local(t) for t in snapshot.running(name)]
+    facts["retry_chain"] = snapshot.retry_chain(name)
+    return facts
+
+
+# ---------------------------------------------------------------------- showtasks
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """One line of ``showtasks``."""
+
+    task: str
+    condition: str
+    enabled: bool | None = None
+    status: str = ""
+    last_run: datetime | None = None
+    last_success: datetime | None = None
+    last_failure: datetime | None = None
+    verdict: Verdict | None = None
+    problem: str = ""
+
+    @property
+    def next(self) -> str:
+        if self.problem:
+            return "invalid"
+        return self.verdict.state if self.verdict is not None else "unknown"
+
+    def to_dict(self) -> dict[str, Any]:
+        v = self.verdict
+        return {
+            "task": self.task,
+            "enabled": self.enabled,
+            "condition": self.condition,
+            "status": self.status or None,
+            "last_run": _iso(self.last_run),
+            "last_success": _iso(self.last_success),
+            "last_failure": _iso(self.last_failure),
+            "condition_true": v.condition_true if v is not None else None,
+            "due": v.due if v is not None else False,
+            "next": self.next,
+            "next_change": _iso(v.next_change) if v is not None else None,
+            "problem": self.problem or None,
+        }
+
+
+def task_states(at: datetime | None = None) -> list[TaskState]:
+    """Return the state of every task in ``ROCKET_TASKS``, in declaration order."""
+    tz = registry.scheduler_zone()
+    at = (at or timezone.now()).astimezone(tz)
+    raw = conf.tasks()
+    if not isinstance(raw, dict):
+        return []
+    specs, problems = registry.collect()
+    rows = {t.name: t for t in Task.objects.filter(name__in=[str(n) for n in raw])}
+    overview = services.task_overview(list(rows.values()), now=at)
+    snapshot = _snapshot(
+        at, {name: [spec.start_cond, spec.end_cond] for name, spec in specs.items()}
+    )
+    states = []
+    for name in raw:
+        spec = specs.get(name)
+        if spec is None:
+            own = [p for p in problems if p.task == name and not p.warning]
+            text = raw[name].get("start_cond", "") if isinstance(raw[name], dict) else ""
+            states.append(
+                TaskState(
+                    task=str(name),
+                    condition=str(text),
+                    problem=own[0].msg if own else "invalid; run manage.py check",
+                )
+            )
+            continue
+        row = rows.get(name)
+        enabled = row.enabled if row is not None else spec.enabled
+        info = overview.get(row.pk) if row is not None else None
+        try:
+            verdict, _ = _verdict(spec, spec.start_cond, enabled, snapshot, at)
+        except ConditionFailed as exc:
+            states.append(TaskState(task=name, condition=str(spec.start_cond), problem=str(exc)))
+            continue
+        states.append(
+            TaskState(
+                task=name,
+                condition=str(spec.start_cond),
+                enabled=enabled,
+                status=info.status if info else "",
+                last_run=_local(info.last_run.started_at, tz) if info and info.last_run else None,
+                last_success=(
+                    _local(info.last_success.finished_at, tz)
+                    if info and info.last_success
+                    else None
+                ),
+                last_failure=(
+                    _local(info.last_failure.finished_at, tz)
+                    if info and info.last_failure
+                    else None
+                ),
+                verdict=verdict,
+            )
+        )
+    return states
+
+
+def render_table(states: list[TaskState], at: datetime) -> str:
+    """Return the states as an aligned text table."""
+    header = ("TASK", "ENABLED", "STATUS", "LAST RUN", "LAST SUCCESS", "LAST FAILURE", "NEXT")
+    rows = []
+    for s in states:
+        if s.problem:
+            problem = s.problem.splitlines()[0]
+            rows.append((s.task, NOTHING, "invalid", NOTHING, NOTHING, NOTHING, "—", problem))
+            continue
+        rows.append(
+            (
+                s.task,
+                "yes" if s.enabled else "paused",
+                s.status or "never run",
+                _short(s.last_run),
+                _short(s.last_success),
+                _short(s.last_failure),
+                _next(s, at),
+                s.condition,
+            )
+        )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + "  CONDITION"]
+    for row in rows:
+        cells = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
+        lines.append(f"{cells}  {row[-1]}".rstrip())
+    return "\n".join(lines)
+
+
+def _next(state: TaskState, at: datetime) -> str:
+    v = state.verdict
+    if v is None:
+        return "unknown"
+    return {
+        "due": "now (retry)" if v.retry else "now",
+        "busy": "after the run in progress",
+        "paused": "paused",
+        "event": "after a run",
+        "at": _short(v.next_change),
+    }[v.state]
+
+
+# ---------------------------------------------------------------------- formatting
+
+
+def _local(value: datetime | None, tz: tzinfo) -> datetime | None:
+    return value.astimezone(tz) if value is not None else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _when(value: datetime) -> str:
+    return value.isoformat(sep=" ", timespec="seconds")
+
+
+def _short(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else NOTHING
+
+
+def _change(value: datetime | None, at: datetime) -> str:
+    if value is None:
+        return "only when a run starts or finishes"
+    return f"{_when(value)} (in {format_runtime(value - at)})"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def _fact(value: Any) -> str:
+    if value is None:
+        return NOTHING
+    if isinstance(value, datetime):
+        return _when(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_fact(item) for item in value) + "]" if value else "none"
+    return str(value)
+
+
+def _render_tree(node: Explanation, indent: str) -> str:
+    line = f"{indent}{'TRUE ' if node.value else 'false'} {node.text}"
+    if node.facts:
+        line += "  [" + ", ".join(f"{k}={_fact(v)}" for k, v in node.facts.items()) + "]"
+    if node.next_change is not None:
+        line += f"  (changes {_when(node.next_change)})"
+    return "\n".join([line, *(_render_tree(child, indent + "    ") for child in node.children)])

@@ -1,0 +1,96 @@
+"""Export the run log as CSV or JSON Lines, streamed in constant memory.
+
+Rows are read with ``values_list(...).iterator(chunk_size=...)`` (a server-side
+cursor on PostgreSQL, chunked fetches on SQLite), in start order along the
+``(started_at, id)`` index, and written as they arrive: memory does not grow
+with the number of runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from django_rocket.models import TaskRun
+
+FORMATS = ("csv", "jsonl")
+COLUMNS = (
+    "task_name",
+    "run_id",
+    "status",
+    "trigger",
+    "started_at",
+    "finished_at",
+    "runtime",
+    "message",
+    "exc_text",
+)
+_FIELDS = (
+    "task__name",
+    "run_id",
+    "status",
+    "trigger",
+    "started_at",
+    "finished_at",
+    "runtime",
+    "message",
+    "exc_text",
+)
+CHUNK_SIZE = 2000
+
+
+def export_rows(
+    *, task: str | None = None, since: datetime | None = None, chunk_size: int = CHUNK_SIZE
+) -> Iterator[tuple[object, ...]]:
+    """Yield one tuple of COLUMNS per started run, oldest first; times in UTC, runtime in s."""
+    runs = TaskRun.objects.filter(started_at__isnull=False)
+    if task is not None:
+        runs = runs.filter(task__name=task)
+    if since is not None:
+        runs = runs.filter(started_at__gte=since)
+    rows = runs.order_by("started_at", "id").values_list(*_FIELDS).iterator(chunk_size=chunk_size)
+    for name, run_id, status, trigger, started, finished, runtime, message, exc_text in rows:
+        yield (
+            name,
+            str(run_id),
+            status,
+            trigger,
+            _iso(started),
+            _iso(finished),
+            runtime.total_seconds() if runtime is not None else None,
+            message,
+            exc_text,
+        )
+
+
+def export_lines(
+    fmt: str,
+    *,
+    task: str | None = None,
+    since: datetime | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> Iterator[str]:
+    """Yield the export as text: a header line then one line per run (CSV), or one object each."""
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    rows = export_rows(task=task, since=since, chunk_size=chunk_size)
+    if fmt == "jsonl":
+        for row in rows:
+            yield json.dumps(dict(zip(COLUMNS, row, strict=True))) + "\n"
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    yield buffer.getvalue()
+    for row in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(["" if value is None else value for value in row])
+        yield buffer.getvalue()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None

@@ -1,0 +1,60 @@
+from datetime import timedelta
+from typing import Any, NoReturn
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import DatabaseError
+from django.utils import timezone
+
+from django_rocket import conf, services
+from django_rocket.display import format_runtime
+from django_rocket.management.arguments import positive_seconds
+from django_rocket.models import SchedulerRole
+
+
+class Command(BaseCommand):
+    help = (
+        "Exit 0 if an active scheduler was seen within --max-age seconds, else exit 1 with a "
+        "one-line reason: for container health checks and monitoring. "
+        "Example: python manage.py checkscheduler --max-age 60"
+    )
+    # A health probe must be cheap, and must not fail because a task elsewhere is misdeclared.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--max-age",
+            type=positive_seconds,
+            metavar="SECONDS",
+            help="How recent the scheduler's heartbeat must be. Default: ROCKET_HEALTH_MAX_AGE.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        max_age = options["max_age"] if options["max_age"] is not None else conf.health_max_age()
+        try:
+            active = services.active_scheduler(max_age)
+            last = services.last_seen_scheduler() if active is None else active
+        except DatabaseError as exc:
+            self.fail(f"cannot read the scheduler table: {str(exc).strip().splitlines()[0]}")
+        now = timezone.now()
+        if active is not None:
+            age = format_runtime(max(now - active.last_seen, timedelta(0)))
+            self.stdout.write(
+                f"OK: scheduler {active.host}:{active.pid} is active, seen {age} ago."
+            )
+            return
+        if last is None:
+            self.fail("no scheduler has ever run against this database.")
+        who = f"{last.host}:{last.pid}"
+        age = format_runtime(now - last.last_seen)
+        if last.role == SchedulerRole.STOPPED:
+            self.fail(f"no active scheduler; the last one, {who}, stopped {age} ago.")
+        if last.last_seen >= now - timedelta(seconds=max_age):
+            self.fail(f"no active scheduler; {who} is on standby (seen {age} ago).")
+        self.fail(
+            f"no active scheduler seen in the last {max_age:g} s; the last, {who} "
+            f"({last.role}), was seen {age} ago."
+        )
+
+    def fail(self, reason: str) -> NoReturn:
+        self.stderr.write(f"FAIL: {reason}")
+        raise SystemExit(1)

@@ -1,0 +1,69 @@
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_rocket.conditions import Condition, ConditionSyntaxError, parse
+from django_rocket.explain import ConditionFailed, explain_task
+from django_rocket.management.arguments import declared_spec, iso_datetime, local
+from django_rocket.models import Task
+from django_rocket.registry import TaskSpec
+
+
+class Command(BaseCommand):
+    help = (
+        "Explain why a task is or is not due: its condition tree with each node's value, the "
+        "run history it read, and when it may next change. "
+        "Example: python manage.py explaintask nightly_report --at 2026-03-02T10:15"
+    )
+
+    # It reports a problem with the task it explains; others' problems must not stop it.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("task", metavar="NAME", help="The task's name in ROCKET_TASKS.")
+        parser.add_argument(
+            "--at",
+            type=iso_datetime,
+            metavar="DATETIME",
+            help="Evaluate at this instant instead of now, against the run log as stored "
+            "(ISO 8601; without an offset it is local time in ROCKET_TIME_ZONE).",
+        )
+        parser.add_argument(
+            "--condition",
+            metavar="EXPR",
+            help="Evaluate this condition instead of the task's start condition, against the "
+            "task's history, e.g. \"daily & time_of_day.after('10:00')\".",
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="Print one JSON object instead of text."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        name = options["task"]
+        condition = None
+        if options["condition"] is not None:
+            try:
+                condition = parse(options["condition"])
+            except ConditionSyntaxError as exc:
+                raise CommandError(f"--condition does not parse:\n{exc}") from None
+        spec = self.spec(name, condition)
+        at = local(options["at"]) if options["at"] is not None else None
+        try:
+            explanation = explain_task(spec, at=at, condition=condition)
+        except ConditionFailed as exc:
+            raise CommandError(str(exc)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(explanation.to_dict(), indent=2))
+        else:
+            self.stdout.write(explanation.render())
+
+    def spec(self, name: str, condition: Condition | None) -> TaskSpec:
+        """Return the declared task, or with --condition a task known only from its history."""
+        try:
+            return declared_spec(name)
+        except CommandError:
+            row = Task.objects.filter(name=name).first() if condition is not None else None
+            if row is None:
+                raise
+            return TaskSpec(name=name, func=row.func, start_cond=condition)  # type: ignore[arg-type]

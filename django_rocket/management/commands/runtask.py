@@ -1,0 +1,84 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from django_rocket import alerts, conf, oneoff, services
+from django_rocket.display import format_runtime
+from django_rocket.management.arguments import declared_spec
+from django_rocket.models import RunStatus, Task
+
+
+class Command(BaseCommand):
+    help = (
+        "Run a task now. With a scheduler alive, queue a manual run for it; with --wait, or "
+        "when none is alive, run it in this process. The exit code is 0 if the run succeeded "
+        "(or was queued), 1 otherwise. Example: python manage.py runtask nightly_report --wait"
+    )
+
+    # It validates the task it runs; a problem with another task must not stop it.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("task", metavar="NAME", help="The task's name in ROCKET_TASKS.")
+        parser.add_argument(
+            "--wait",
+            action="store_true",
+            help="Run it in this process and wait for the outcome, even if a scheduler is alive.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        spec = declared_spec(options["task"])
+        if not options["wait"]:
+            scheduler = services.active_scheduler(conf.health_max_age())
+            if scheduler is not None:
+                self.queue(spec.name, f"{scheduler.host}:{scheduler.pid}")
+                return
+            self.stdout.write(
+                "No active scheduler was seen in the last "
+                f"{conf.health_max_age():g} seconds; running the task in this process."
+            )
+        self.run_here(spec)
+
+    def queue(self, name: str, scheduler: str) -> None:
+        task = Task.objects.filter(name=name).first()
+        if task is None:
+            raise CommandError(
+                f"The running scheduler ({scheduler}) has not loaded the task {name!r}: it was "
+                "added to ROCKET_TASKS after the scheduler started. Restart the scheduler, or "
+                "run it here with --wait."
+            )
+        try:
+            run, created = services.queue_run(task)
+        except services.RunRefused as exc:
+            raise CommandError(str(exc)) from None
+        if created:
+            self.stdout.write(f"Queued run {run.run_id} of {name!r} for the scheduler {scheduler}.")
+        else:
+            self.stdout.write(
+                f"A manual run of {name!r} was already queued ({run.run_id}); "
+                f"the scheduler {scheduler} starts it at its next poll."
+            )
+
+    def run_here(self, spec: Any) -> None:
+        email = bool(conf.alerts().get("email"))
+        if email:
+            alerts.install_alerts()
+        try:
+            run = oneoff.run_in_process(spec, now=timezone.now)
+        finally:
+            if email:
+                alerts.shutdown_alerts(timeout=10.0)
+        summary = (
+            f"Run {run.run_id} of {spec.name!r} ended with {run.status} "
+            f"after {format_runtime(run.runtime)}"
+        )
+        if run.message:
+            summary += f": {run.message}"
+        if run.status == RunStatus.SUCCESS:
+            self.stdout.write(self.style.SUCCESS(summary))
+            return
+        if run.exc_text:
+            self.stderr.write(run.exc_text.rstrip())
+        self.stderr.write(summary)
+        raise SystemExit(1)

@@ -1,0 +1,192 @@
+"""``runtask``: queue for a live scheduler, or run in this process and exit with the outcome."""
+
+import logging
+import os
+import socket
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from django_rocket.models import (
+    RunStatus,
+    RunTrigger,
+    SchedulerInstance,
+    SchedulerRole,
+    Task,
+    TaskRun,
+)
+
+from .conftest import wait_until
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def tasks(settings):
+    settings.ROCKET_TASKS = {
+        "ok": {"func": "tests.tasks.returns_value", "start_cond": "daily", "parameters": {"n": 2}},
+        "bad": {"func": "tests.tasks.fails", "start_cond": "daily"},
+        "idle": {"func": "tests.tasks.nothing_to_do", "start_cond": "daily"},
+        "own_row": {"func": "tests.command_tasks.sees_its_own_row", "start_cond": "false"},
+        "coro": {
+            "func": "tests.command_tasks.async_value",
+            "start_cond": "daily",
+            "execution": "async",
+        },
+    }
+
+
+def runtask(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command("runtask", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def exit_code(*args: str) -> tuple[int, str, str]:
+    out, err = StringIO(), StringIO()
+    with pytest.raises(SystemExit) as info:
+        call_command("runtask", *args, stdout=out, stderr=err)
+    return info.value.code, out.getvalue(), err.getvalue()
+
+
+def alive_scheduler(**extra) -> SchedulerInstance:
+    values = {"host": "sched-host", "pid": 4242, "role": SchedulerRole.ACTIVE, **extra}
+    return SchedulerInstance.objects.create(**values)
+
+
+def test_without_a_scheduler_it_runs_here_and_records_a_manual_run():
+    out, _ = runtask("ok")
+    assert "No active scheduler was seen in the last 60 seconds" in out
+    run = TaskRun.objects.get()
+    assert f"Run {run.run_id} of 'ok' ended with success" in out
+    assert (run.status, run.trigger) == (RunStatus.SUCCESS, RunTrigger.MANUAL)
+    assert run.result == {"n": 2, "items": [0, 1]}
+    assert (run.host, run.pid) == (socket.gethostname(), os.getpid())
+    assert run.runtime == run.finished_at - run.started_at
+    assert run.task.name == "ok" and run.task.func == "tests.tasks.returns_value"
+
+
+def test_the_row_is_written_before_the_function_starts():
+    runtask("own_row")
+    run = TaskRun.objects.get()
+    assert run.result == {"status": "running", "trigger": "manual"}
+    assert run.status == RunStatus.SUCCESS
+
+
+def test_a_failure_exits_1_with_the_traceback():
+    code, _, err = exit_code("bad")
+    assert code == 1
+    assert "Traceback (most recent call last)" in err
+    assert "ended with fail" in err and "ValueError: boom" in err
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.FAIL
+    assert "raise ValueError" in run.exc_text
+
+
+def test_inaction_is_not_success():
+    code, _, err = exit_code("idle")
+    assert code == 1
+    assert "ended with inaction after" in err and "No new files." in err
+    assert TaskRun.objects.get().status == RunStatus.INACTION
+
+
+def test_a_coroutine_function_runs_too():
+    runtask("coro")
+    assert TaskRun.objects.get().result == 42
+
+
+def test_run_events_reach_the_task_logger(caplog):
+    with caplog.at_level(logging.INFO, logger="django_rocket.task"):
+        exit_code("bad")
+    events = [r for r in caplog.records if r.name == "django_rocket.task"]
+    assert [r.action for r in events] == ["run", "fail"]
+    run = TaskRun.objects.get()
+    assert {r.run_id for r in events} == {str(run.run_id)}
+    assert all(r.task_name == "bad" for r in events)
+    assert events[1].levelno == logging.ERROR
+    assert "raise ValueError" in events[1].exc_text
+    assert events[1].runtime == pytest.approx(run.runtime.total_seconds())
+
+
+def test_a_paused_task_can_still_be_run_by_hand():
+    Task.objects.create(name="ok", func="tests.tasks.returns_value", enabled=False)
+    runtask("ok")
+    assert TaskRun.objects.get().status == RunStatus.SUCCESS
+    assert Task.objects.get().enabled is False
+
+
+def test_with_a_live_scheduler_it_queues_a_manual_run():
+    alive_scheduler()
+    Task.objects.create(name="ok", func="tests.tasks.returns_value")
+    out, _ = runtask("ok")
+    run = TaskRun.objects.get()
+    assert out == f"Queued run {run.run_id} of 'ok' for the scheduler sched-host:4242.\n"
+    assert (run.status, run.trigger, run.started_at) == (RunStatus.QUEUED, RunTrigger.MANUAL, None)
+    out, _ = runtask("ok")
+    assert "was already queued" in out
+    assert TaskRun.objects.count() == 1
+
+
+def test_wait_runs_here_even_with_a_live_scheduler():
+    alive_scheduler()
+    out, _ = runtask("ok", "--wait")
+    assert "No active scheduler" not in out
+    assert TaskRun.objects.get().status == RunStatus.SUCCESS
+
+
+def test_a_stale_or_standby_scheduler_does_not_count(settings):
+    settings.ROCKET_HEALTH_MAX_AGE = 30
+    alive_scheduler(last_seen=timezone.now() - timedelta(seconds=31))
+    SchedulerInstance.objects.create(host="h", pid=1, role=SchedulerRole.STANDBY)
+    Task.objects.create(name="ok", func="tests.tasks.returns_value")
+    out, _ = runtask("ok")
+    assert "No active scheduler was seen in the last 30 seconds" in out
+    assert TaskRun.objects.get().status == RunStatus.SUCCESS
+
+
+def test_a_task_the_live_scheduler_has_not_loaded():
+    alive_scheduler()
+    with pytest.raises(CommandError, match=r"has not loaded the task 'ok'.*--wait"):
+        runtask("ok")
+
+
+def test_unknown_and_invalid_tasks(settings):
+    with pytest.raises(CommandError, match=r"no task 'bda' in ROCKET_TASKS\. Did you mean"):
+        runtask("bda")
+    settings.ROCKET_TASKS["broken"] = {"func": "tests.tasks.noop", "start_cond": "dayly"}
+    with pytest.raises(CommandError, match=r"(?s)declared but invalid.*E006.*did you mean 'daily'"):
+        runtask("broken")
+    assert not TaskRun.objects.exists()
+
+
+@pytest.mark.slow
+def test_queues_for_a_real_scheduler_which_runs_it(scheduler_process, tmp_path, settings):
+    marker = tmp_path / "ran"
+    tasks = {
+        "manual": {
+            "func": "tests.tasks.write_marker",
+            "start_cond": "false",
+            "execution": "thread",
+            "parameters": {"path": str(marker)},
+        }
+    }
+    settings.ROCKET_TASKS = tasks
+    proc = scheduler_process(tasks, {"ROCKET_POLL_INTERVAL": 0.2})
+    wait_until(
+        lambda: SchedulerInstance.objects.filter(role=SchedulerRole.ACTIVE).exists(),
+        what="the scheduler to become active",
+    )
+    out, _ = runtask("manual")
+    assert out.startswith("Queued run ")
+    wait_until(
+        lambda: TaskRun.objects.filter(status=RunStatus.SUCCESS).exists(),
+        what="the queued run to finish",
+    )
+    run = TaskRun.objects.get()
+    assert run.trigger == RunTrigger.MANUAL
+    assert run.scheduler is not None and run.pid == proc.proc.pid
+    assert marker.read_text() == str(proc.proc.pid)
