@@ -139,6 +139,7 @@ class Scheduler:
         self.next_poll: float = 0.0
         self.next_maintenance: float = 0.0
         self.remote_poll: float | None = None
+        self.external_open: set[int] = set()
         self.poll_cursor = 0
         self.task_cursor: datetime | None = None
         self.heartbeat_every = _duration(conf.heartbeat()).total_seconds()
@@ -494,14 +495,24 @@ class Scheduler:
             )
             if self.instance is not None:
                 external = external.exclude(scheduler=self.instance)
+            if self.external_open:
+                # Runs another process (runtask --wait) was still running at an earlier poll.
+                external = external | TaskRun.objects.filter(
+                    pk__in=list(self.external_open)
+                ).exclude(status=RunStatus.RUNNING)
             for run in external:
-                if run.started_at and self.history is not None:
+                if not run.started_at or self.history is None:
+                    continue
+                if run.pk in self.external_open:
+                    self.history.record_finish(
+                        run.task.name, str(run.run_id), run.finished_at, run.status
+                    )
+                    self.external_open.discard(run.pk)
+                else:
                     self.history.record_start(history.record_of(run, run.task.name))
-                    if run.is_finished:
-                        self.history.record_finish(
-                            run.task.name, str(run.run_id), run.finished_at, run.status
-                        )
-                    self._history_changed(run.task.name)
+                    if not run.is_finished:
+                        self.external_open.add(run.pk)
+                self._history_changed(run.task.name)
             self.poll_cursor = (
                 TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first()
                 or self.poll_cursor

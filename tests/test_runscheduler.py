@@ -136,3 +136,38 @@ def test_missed_windows_are_coalesced_into_one_run(settings, clock, quiet):
     )
     # daily: once for today, not once per missed day; cron: missed minutes are not replayed.
     assert counts == {"d": 2}
+
+
+def test_runs_written_by_another_process_reach_the_conditions(settings, clock, quiet):
+    """A run recorded elsewhere (``runtask --wait``) is seen when it starts and when it ends."""
+    settings.ROCKET_TASKS = {
+        "a": task("tests.tasks.noop", "false"),
+        "b": task("tests.tasks.noop", "after_success('a')"),
+    }
+    settings.ROCKET_POLL_INTERVAL = 1
+    scheduler = Scheduler(clock=clock)
+    scheduler.startup()
+    scheduler.tick()
+    assert not TaskRun.objects.exists()  # a has never succeeded
+    clock.advance(1)
+    external = TaskRun.objects.create(
+        task=Task.objects.get(name="a"),
+        status=RunStatus.RUNNING,
+        trigger=RunTrigger.MANUAL,
+        started_at=clock.now(),
+        host="elsewhere",
+        pid=1,
+    )
+    clock.advance(1)
+    scheduler.tick()
+    assert not TaskRun.objects.filter(task__name="b").exists()  # a is still running
+    clock.advance(1)
+    external.status, external.finished_at = RunStatus.SUCCESS, clock.now()
+    external.save()
+    clock.advance(1)
+    scheduler.tick()
+    scheduler.tick()
+    # a's success, seen through the poll, started b.
+    assert TaskRun.objects.filter(task__name="b").count() == 1
+    scheduler.request_stop()
+    scheduler.shutdown()
