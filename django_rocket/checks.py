@@ -84,7 +84,7 @@ def _execution() -> list[checks.CheckMessage]:
             _error(
                 "django_rocket.E022",
                 f"ROCKET_EXECUTION {value!r} is not one of {', '.join(conf.EXECUTIONS)}.",
-                "Use 'process' (the default), 'thread', 'async' or 'main'.",
+                "Use 'process' (the default), 'thread', 'async', 'main' or 'tasks'.",
             )
         ]
     return []
@@ -150,6 +150,15 @@ def _numbers() -> list[checks.CheckMessage]:
                 "django_rocket.E029",
                 f"ROCKET_POLL_INTERVAL {raw_poll!r} is not a positive number of seconds.",
                 "Use a number such as 1.0.",
+            )
+        )
+    age = getattr(settings, "ROCKET_HEALTH_MAX_AGE", conf.DEFAULTS["ROCKET_HEALTH_MAX_AGE"])
+    if not isinstance(age, int | float) or isinstance(age, bool) or age <= 0:
+        messages.append(
+            _error(
+                "django_rocket.E032",
+                f"ROCKET_HEALTH_MAX_AGE {age!r} is not a positive number of seconds.",
+                "Use a number such as 60: the admin warns when no scheduler was seen for longer.",
             )
         )
     retry = getattr(settings, "ROCKET_LOG_RETRY", None)
