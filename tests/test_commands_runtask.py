@@ -77,14 +77,22 @@ def test_the_row_is_written_before_the_function_starts():
     assert run.status == RunStatus.SUCCESS
 
 
-def test_a_failure_exits_1_with_the_traceback():
+def test_a_failure_exits_1_and_says_why():
     code, _, err = exit_code("bad")
     assert code == 1
-    assert "Traceback (most recent call last)" in err
-    assert "ended with fail" in err and "ValueError: boom" in err
+    assert "ended with fail after" in err and "ValueError: boom" in err
+    assert "(-v 2 shows the traceback, as does the run in the admin)" in err
+    assert "Traceback" not in err
     run = TaskRun.objects.get()
     assert run.status == RunStatus.FAIL
     assert "raise ValueError" in run.exc_text
+
+
+def test_verbosity_2_prints_the_traceback():
+    code, _, err = exit_code("bad", "-v", "2")
+    assert code == 1
+    assert err.startswith("Traceback (most recent call last)")
+    assert "raise ValueError" in err
 
 
 def test_inaction_is_not_success():

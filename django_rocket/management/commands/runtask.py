@@ -38,7 +38,7 @@ class Command(BaseCommand):
                 "No active scheduler was seen in the last "
                 f"{conf.health_max_age():g} seconds; running the task in this process."
             )
-        self.run_here(spec)
+        self.run_here(spec, options["verbosity"])
 
     def queue(self, name: str, scheduler: str) -> None:
         task = Task.objects.filter(name=name).first()
@@ -60,7 +60,7 @@ class Command(BaseCommand):
                 f"the scheduler {scheduler} starts it at its next poll."
             )
 
-    def run_here(self, spec: Any) -> None:
+    def run_here(self, spec: Any, verbosity: int) -> None:
         email = bool(conf.alerts().get("email"))
         if email:
             alerts.install_alerts()
@@ -78,7 +78,9 @@ class Command(BaseCommand):
         if run.status == RunStatus.SUCCESS:
             self.stdout.write(self.style.SUCCESS(summary))
             return
-        if run.exc_text:
+        if run.exc_text and verbosity >= 2:
             self.stderr.write(run.exc_text.rstrip())
+        elif run.exc_text:
+            summary += " (-v 2 shows the traceback, as does the run in the admin)"
         self.stderr.write(summary)
         raise SystemExit(1)
