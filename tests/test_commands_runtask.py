@@ -3,12 +3,15 @@
 import logging
 import os
 import socket
+import threading
+import time
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.utils import timezone
 
 from django_rocket.models import (
@@ -198,3 +201,50 @@ def test_queues_for_a_real_scheduler_which_runs_it(scheduler_process, tmp_path, 
     assert run.trigger == RunTrigger.MANUAL
     assert run.scheduler is not None and run.pid == proc.proc.pid
     assert marker.read_text() == str(proc.proc.pid)
+
+
+@pytest.mark.slow
+def test_wait_beside_a_real_scheduler_feeds_its_history(scheduler_process, tmp_path, settings):
+    """The scheduler sees a run made by ``runtask --wait`` start and finish, and reacts."""
+    marker, release = tmp_path / "started", tmp_path / "release"
+    tasks = {
+        "slow": {
+            "func": "tests.tasks.wait_for_file",
+            "start_cond": "false",
+            "execution": "thread",
+            "parameters": {"marker": str(marker), "release": str(release)},
+        },
+        "after": {
+            "func": "tests.tasks.noop",
+            "start_cond": "after_success('slow')",
+            "execution": "thread",
+        },
+    }
+    settings.ROCKET_TASKS = tasks
+    proc = scheduler_process(tasks, {"ROCKET_POLL_INTERVAL": 0.1})
+    wait_until(
+        lambda: SchedulerInstance.objects.filter(role=SchedulerRole.ACTIVE).exists(),
+        what="the scheduler to become active",
+    )
+
+    def run_here() -> None:
+        try:
+            runtask("slow", "--wait")
+        finally:
+            connection.close()
+
+    here = threading.Thread(target=run_here)
+    here.start()
+    wait_until(marker.exists, what="the run here to start")
+    time.sleep(0.4)  # a few polls: the scheduler records the run as in progress
+    release.write_text("go")
+    here.join(30)
+    wait_until(
+        lambda: TaskRun.objects.filter(task__name="after", status=RunStatus.SUCCESS).exists(),
+        limit=15,
+        what="the dependent task to run after the manual success",
+    )
+    slow = TaskRun.objects.get(task__name="slow")
+    assert (slow.status, slow.trigger, slow.scheduler) == (RunStatus.SUCCESS, "manual", None)
+    assert proc.proc.poll() is None
+    assert "Traceback" not in proc.output()
