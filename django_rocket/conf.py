@@ -37,15 +37,17 @@ TASK_KEYS: dict[str, str] = {
     "func": "dotted path of the function to run (required)",
     "start_cond": "condition text or object deciding when the task starts (required)",
     "end_cond": "condition that terminates a running run when it becomes true",
-    "execution": "'process', 'thread', 'async' or 'main'",
+    "execution": "'process', 'thread', 'async', 'main' or 'tasks' (Django's Tasks framework)",
     "timeout": "a duration such as '10 minutes', seconds, or 'never'",
     "parameters": "keyword arguments passed to the function (a dict)",
     "multilaunch": "allow a new run while one is in progress (default False)",
     "enabled": "initial pause switch for a newly declared task (default True)",
     "description": "a sentence shown in the admin",
+    "backend": "execution 'tasks': the alias in TASKS to enqueue on (default 'default')",
+    "queue": "execution 'tasks': the queue name to enqueue on (default 'default')",
 }
 
-EXECUTIONS = ("process", "thread", "async", "main")
+EXECUTIONS = ("process", "thread", "async", "main", "tasks")
 
 
 def _get(name: str) -> Any:

@@ -211,6 +211,7 @@ class Runner:
         self._loop_thread: threading.Thread | None = None
         self._closed = False
         self._logs = logforward.LogListener()
+        self._tasks: Any = None  # a TasksFollower, once a run uses execution "tasks"
 
     # -- bookkeeping
 
@@ -345,6 +346,18 @@ class Runner:
         self._ensure_monitor()
         os.write(self._monitor_wake_w, b"x")
 
+    # -- execution "tasks": Django's Tasks framework (django_rocket.tasks_execution)
+
+    def _tasks_follower(self) -> Any:
+        if self._tasks is None:
+            from django_rocket.tasks_execution import TasksFollower
+
+            self._tasks = TasksFollower(self._finish, result_max_bytes=self.result_max_bytes)
+        return self._tasks
+
+    def _launch_tasks(self, active: _Active) -> None:
+        self._tasks_follower().enqueue(active)
+
     def _ensure_monitor(self) -> None:
         if self._monitor is not None:
             return
@@ -399,6 +412,9 @@ class Runner:
         active = self._active.get(run_id)
         if active is None or active.terminate_reason:
             return
+        if active.kind == "tasks":
+            self._tasks_follower().terminate(active, reason)  # cancels if it can; reports
+            return
         active.terminate_reason = reason
         active.stop.set()
         if active.kind == "process" and active.handle is not None:
@@ -427,10 +443,12 @@ class Runner:
         Called once per scheduler tick. Local executions report by themselves; a
         remote execution backend checks its results here, batched, at a bounded rate.
         """
-        return None
+        return self._tasks.poll(now) if self._tasks is not None else None
 
     def close(self) -> None:
         self._closed = True
+        if self._tasks is not None:
+            self._tasks.close()
         self._logs.close(timeout=2.0)
         if self._monitor_wake_w is not None:
             os.write(self._monitor_wake_w, b"x")

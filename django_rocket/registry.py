@@ -19,7 +19,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from django_rocket import conf
+from django_rocket import conf, tasks_execution
 from django_rocket.conditions import Condition, ConditionSyntaxError, parse, parse_duration
 
 
@@ -160,6 +160,7 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
             ok = False
     func_path = entry.get("func")
     func = None
+    target = None  # what func names: a function, or a Django Task for execution 'tasks'
     if "func" in entry:
         if not isinstance(func_path, str):
             problems.append(
@@ -187,6 +188,7 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
                 )
                 ok = False
             else:
+                target, func = func, tasks_execution.plain_function(func)
                 if not callable(func):
                     problems.append(
                         Problem(
@@ -218,7 +220,7 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
                 f"Task {name!r}: execution {execution!r} is not one of "
                 f"{', '.join(conf.EXECUTIONS)}.",
                 "Use 'process' (isolated, can be killed on timeout), 'thread', "
-                "'async' (coroutine functions) or 'main'.",
+                "'async' (coroutine functions), 'main' or 'tasks' (Django's Tasks framework).",
                 task=name,
             )
         )
@@ -277,6 +279,10 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
                 )
             )
             ok = False
+    if execution in conf.EXECUTIONS:
+        remote = tasks_execution.task_problems(name, entry, execution, target)
+        problems.extend(remote)
+        ok = ok and all(p.warning for p in remote)
     flags = {}
     for key, default in (("multilaunch", False), ("enabled", True)):
         value = entry.get(key, default)

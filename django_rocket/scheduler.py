@@ -982,6 +982,7 @@ class Scheduler:
         while self.running and self.clock.monotonic() < deadline and not self.force_stop:
             self.clock.wait(self.wakeup, min(deadline - self.clock.monotonic(), 0.5))
             self.wakeup.clear()
+            self.runner.poll(self.clock.now())  # runs on remote workers report through polls
             self._drain_outcomes()
         if self.running:
             for run_id in list(self.running):
