@@ -42,6 +42,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_rocket",
 ]
+try:  # execution "tasks" is tested against django-tasks-db's queue table when it is installed
+    import django_tasks_db  # noqa: F401
+except ImportError:
+    pass
+else:
+    INSTALLED_APPS.append("django_tasks_db")
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
