@@ -7,6 +7,9 @@ throttle window, then a summary with the count) and queues it. A background thre
 renders the Django templates and talks to the SMTP server with a socket timeout, so
 a slow, refusing or silent server delays nothing but that thread; what it cannot
 send is logged on ``django_rocket.scheduler``.
+
+The SMTP server comes from :func:`smtp_settings`: a ``MAILERS`` alias on Django 6.1+
+when the project defines ``MAILERS``, else Django's ``EMAIL_*`` settings.
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
+import django
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.template import Context, Template, TemplateDoesNotExist, TemplateSyntaxError
 from django.template.loader import get_template, render_to_string
+from django.utils.functional import empty
+from django.utils.module_loading import import_string
 
 from django_rocket import conf
 
@@ -37,9 +43,12 @@ __all__ = [
     "Alert",
     "EmailAlertHandler",
     "EmailConfig",
+    "MailerError",
+    "SMTPSettings",
     "check_alerts",
     "install_alerts",
     "shutdown_alerts",
+    "smtp_settings",
 ]
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -53,12 +62,33 @@ EMAIL_KEYS: dict[str, str] = {
     "level": "the lowest level that sends an email, such as 'ERROR'",
     "throttle": "per task, after one email send at most one summary per this duration",
     "timeout": "seconds to wait for the SMTP server",
+    "mailer": "the MAILERS alias of the SMTP server on Django 6.1+ (default 'default')",
 }
 DEFAULT_SUBJECT = "[django-rocket] {{ headline }}"
 DEFAULT_HTML = "django_rocket/alerts/email.html"
 DEFAULT_TEXT = "django_rocket/alerts/email.txt"
 DEFAULT_THROTTLE = "15 minutes"
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAILER = "default"
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+LOCMEM_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Django reads MAILERS from 6.1 on; before that a MAILERS setting means nothing to it.
+MAILERS_SUPPORTED = django.VERSION >= (6, 1)
+# The OPTIONS Django 6.1's SMTP backend accepts (its keyword arguments); it refuses others.
+SMTP_OPTIONS = frozenset(
+    {
+        "host",
+        "port",
+        "username",
+        "password",
+        "use_tls",
+        "use_ssl",
+        "timeout",
+        "ssl_keyfile",
+        "ssl_certfile",
+        "fail_silently",
+    }
+)
 QUEUE_SIZE = 100
 SUBJECT_MAX = 200
 
@@ -86,6 +116,7 @@ class EmailConfig:
     level: int = logging.ERROR
     throttle: float = 900.0
     timeout: float = DEFAULT_TIMEOUT
+    mailer: str = DEFAULT_MAILER
 
     @classmethod
     def from_settings(cls) -> EmailConfig | None:
@@ -102,6 +133,7 @@ class EmailConfig:
             )
         email = raw["email"]
         receivers = email["receivers"]
+        mailer = email.get("mailer", DEFAULT_MAILER)
         return cls(
             receivers=(receivers,) if isinstance(receivers, str) else tuple(receivers),
             subject=email.get("subject", DEFAULT_SUBJECT),
@@ -109,12 +141,17 @@ class EmailConfig:
             text=email.get("text", DEFAULT_TEXT),
             level=_level(email.get("level", "ERROR")),
             throttle=_seconds(email.get("throttle", DEFAULT_THROTTLE)),
-            timeout=_seconds(email.get("timeout", _default_timeout())),
+            timeout=_seconds(email.get("timeout", _default_timeout(mailer))),
+            mailer=mailer,
         )
 
 
-def _default_timeout() -> float:
-    return getattr(settings, "EMAIL_TIMEOUT", None) or DEFAULT_TIMEOUT
+def _default_timeout(mailer: str = DEFAULT_MAILER) -> float:
+    """The mailer's ``timeout`` OPTION, or ``EMAIL_TIMEOUT``, or 10 seconds."""
+    try:
+        return smtp_settings(mailer).timeout or DEFAULT_TIMEOUT
+    except MailerError:  # reported by check E048, and again by each failed send
+        return DEFAULT_TIMEOUT
 
 
 def _seconds(value: Any) -> float:
@@ -138,6 +175,209 @@ def _level(value: Any) -> int:
 Problem = tuple[str, str, str]  # (check id, message, hint)
 
 
+# --- the SMTP server: MAILERS (Django 6.1+) or EMAIL_* ----------------------------------------
+
+
+class MailerError(ImproperlyConfigured):
+    """The mailer the alerts should send through cannot be used (check ``E048``)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class SMTPSettings:
+    """The SMTP server alerts are sent through, and how to talk to it."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False
+    use_ssl: bool = False
+    timeout: float | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    # False when the host is Django's default ('localhost'), not set by the project.
+    configured: bool = True
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def uses_mailers() -> bool:
+    """Whether the SMTP server comes from ``MAILERS`` (Django 6.1+ with MAILERS defined)."""
+    return MAILERS_SUPPORTED and hasattr(settings, "MAILERS")
+
+
+def smtp_settings(mailer: str = DEFAULT_MAILER) -> SMTPSettings:
+    """Resolve the SMTP server alerts use; raise :class:`MailerError` when it cannot be used.
+
+    With ``MAILERS`` (Django 6.1+): the ``OPTIONS`` of the alias ``mailer``, which must use
+    Django's SMTP backend, with the backend's defaults (port 25, 465 with ``use_ssl``, 587
+    with ``use_tls``). Otherwise: the ``EMAIL_*`` settings, read without Django 6.1's
+    deprecation warning (the project gets Django's own for defining them).
+    """
+    if not isinstance(mailer, str) or not mailer:
+        raise MailerError(
+            f"ROCKET_ALERTS['email']['mailer'] {mailer!r} is not a MAILERS alias.",
+            "Write the name of an entry of MAILERS, such as 'default'.",
+        )
+    if uses_mailers():
+        return _from_mailer(mailer)
+    if mailer != DEFAULT_MAILER:
+        why = "MAILERS is not defined" if MAILERS_SUPPORTED else "MAILERS needs Django 6.1"
+        raise MailerError(
+            f"ROCKET_ALERTS['email']['mailer'] is {mailer!r}, but {why}: alerts would be "
+            "sent with the EMAIL_* settings.",
+            "Define MAILERS with that alias (Django 6.1+), or remove the 'mailer' key.",
+        )
+    return _from_email_settings()
+
+
+def _mailers() -> Any:
+    return getattr(settings, "MAILERS", None)
+
+
+def _from_mailer(alias: str) -> SMTPSettings:
+    mailers = _mailers()
+    where = f"MAILERS[{alias!r}]"
+    if not isinstance(mailers, dict) or alias not in mailers:
+        known = ", ".join(repr(name) for name in mailers) if isinstance(mailers, dict) else ""
+        raise MailerError(
+            f"ROCKET_ALERTS['email'] sends through the mailer {alias!r}, which is not in "
+            f"MAILERS (it has {known or 'no entries'}).",
+            "Add that alias to MAILERS, or set ROCKET_ALERTS['email']['mailer'] to an "
+            "existing one.",
+        )
+    config = mailers[alias]
+    config = config if isinstance(config, dict) else {}
+    backend = config.get("BACKEND", SMTP_BACKEND)
+    if not _is_smtp_backend(backend):
+        raise MailerError(
+            f"{where} uses the backend {backend!r}; alerts need an SMTP server "
+            f"(Django's {SMTP_BACKEND}).",
+            "Point ROCKET_ALERTS['email']['mailer'] at a MAILERS alias whose BACKEND is "
+            "the SMTP backend (or omitted), or remove ROCKET_ALERTS where no email is sent.",
+        )
+    options = config.get("OPTIONS", {})
+    if not isinstance(options, dict):
+        options = {}
+    unknown = sorted(set(options) - SMTP_OPTIONS, key=str)
+    if unknown and backend == SMTP_BACKEND:  # a subclass may accept more
+        raise MailerError(
+            f"{where} has OPTIONS the SMTP backend does not accept: "
+            + ", ".join(repr(key) for key in unknown)
+            + ".",
+            "Its OPTIONS are " + ", ".join(sorted(SMTP_OPTIONS)) + ".",
+        )
+    host = options.get("host")
+    if not host or not isinstance(host, str):
+        raise MailerError(
+            f"{where} has no SMTP host: OPTIONS['host'] is {host!r}.",
+            f"Set {where}['OPTIONS']['host'] to your SMTP server, such as 'smtp.example.com'.",
+        )
+    use_tls = bool(options.get("use_tls") or False)
+    use_ssl = bool(options.get("use_ssl") or False)
+    if use_tls and use_ssl:
+        raise MailerError(
+            f"{where} sets both 'use_tls' and 'use_ssl' in OPTIONS.",
+            "Use 'use_tls' for STARTTLS (usually port 587) or 'use_ssl' for implicit TLS "
+            "(usually port 465), not both.",
+        )
+    port = options.get("port")
+    if port is None:
+        port = 465 if use_ssl else 587 if use_tls else 25
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise MailerError(
+            f"{where} OPTIONS['port'] {port!r} is not a port number.",
+            "Write a number such as 587.",
+        ) from None
+    return SMTPSettings(
+        host=host,
+        port=port,
+        username=options.get("username") or None,
+        password=options.get("password") or None,
+        use_tls=use_tls,
+        use_ssl=use_ssl,
+        timeout=options.get("timeout"),
+        ssl_certfile=options.get("ssl_certfile"),
+        ssl_keyfile=options.get("ssl_keyfile"),
+    )
+
+
+def _is_smtp_backend(path: Any) -> bool:
+    if path == SMTP_BACKEND:
+        return True
+    if not isinstance(path, str):
+        return False
+    from django.core.mail.backends.smtp import EmailBackend
+
+    try:
+        backend = import_string(path)
+    except ImportError:
+        return False
+    return isinstance(backend, type) and issubclass(backend, EmailBackend)
+
+
+def _from_email_settings() -> SMTPSettings:
+    host = _email_setting("EMAIL_HOST") or ""
+    use_ssl = bool(_email_setting("EMAIL_USE_SSL"))
+    return SMTPSettings(
+        host=host,
+        port=int(_email_setting("EMAIL_PORT") or 25),
+        username=_email_setting("EMAIL_HOST_USER") or None,
+        password=_email_setting("EMAIL_HOST_PASSWORD") or None,
+        use_tls=bool(_email_setting("EMAIL_USE_TLS")) and not use_ssl,
+        use_ssl=use_ssl,
+        timeout=_email_setting("EMAIL_TIMEOUT"),
+        ssl_certfile=_email_setting("EMAIL_SSL_CERTFILE"),
+        ssl_keyfile=_email_setting("EMAIL_SSL_KEYFILE"),
+        configured=bool(host) and settings.is_overridden("EMAIL_HOST"),
+    )
+
+
+def _email_setting(name: str) -> Any:
+    """Read an ``EMAIL_*`` setting without Django 6.1's ``RemovedInDjango2028Warning``.
+
+    Django warns in ``LazySettings.__getattr__``, so this reads the settings object it
+    wraps (the settings module's values, or the holder ``override_settings`` puts on top
+    of them), which holds the same values and never warns. That keeps the suppression to
+    this one read: ``warnings.catch_warnings()`` would change the process-wide warning
+    filters, and this runs in the alert sender's thread as well as in the main one.
+    """
+    lazy: Any = settings
+    if lazy._wrapped is empty:
+        lazy._setup()
+    return getattr(lazy._wrapped, name, None)
+
+
+def _in_test_environment(backend: Any) -> bool:
+    """Whether ``backend`` is the memory backend Django's test runner put on every mailer."""
+    from django.core import mail
+
+    return backend == LOCMEM_BACKEND and hasattr(mail, "outbox")
+
+
+def _mailer_problems(email: dict) -> list[Problem]:
+    """E048: the mailer alerts send through is missing, not SMTP, or unusable."""
+    mailer = email.get("mailer", DEFAULT_MAILER)
+    try:
+        smtp_settings(mailer)
+    except MailerError as exc:
+        mailers = _mailers() if uses_mailers() else None
+        if isinstance(mailers, dict) and isinstance(mailer, str):
+            config = mailers.get(mailer)
+            if isinstance(config, dict) and _in_test_environment(config.get("BACKEND")):
+                return []  # the project's OPTIONS are hidden while Django's tests run
+        return [("django_rocket.E048", str(exc), exc.hint)]
+    return []
+
+
 def _email_problems(email: Any) -> list[Problem]:
     """Describe what is wrong with ``ROCKET_ALERTS["email"]``; empty when it is valid."""
     where = "ROCKET_ALERTS['email']"
@@ -147,7 +387,7 @@ def _email_problems(email: Any) -> list[Problem]:
                 "django_rocket.E040",
                 f"{where} must be a dict, not {type(email).__name__}.",
                 "Write {'receivers': ['ops@example.com']} and optionally subject, html, text, "
-                "level, throttle, timeout.",
+                "level, throttle, timeout, mailer.",
             )
         ]
     problems: list[Problem] = []
@@ -202,6 +442,7 @@ def _email_problems(email: Any) -> list[Problem]:
             )
         )
     problems += _template_problems(email)
+    problems += _mailer_problems(email)
     return problems
 
 
@@ -309,7 +550,7 @@ def _template_problems(email: dict) -> list[Problem]:
 
 
 def check_alerts() -> list[checks.CheckMessage]:
-    """Validate ``ROCKET_ALERTS`` and ``ROCKET_ADMIN_BASE_URL`` (checks E040 to E047, W040)."""
+    """Validate ``ROCKET_ALERTS`` and ``ROCKET_ADMIN_BASE_URL`` (checks E040 to E048, W040)."""
     messages: list[checks.CheckMessage] = []
     raw = conf.alerts()
     base = conf.admin_base_url()
@@ -345,15 +586,30 @@ def check_alerts() -> list[checks.CheckMessage]:
             )
     if "email" not in raw:
         return messages
-    for id, msg, hint in _email_problems(raw["email"]):
+    problems = _email_problems(raw["email"])
+    for id, msg, hint in problems:
         messages.append(checks.Error(msg, hint=hint, id=id))
-    host = getattr(settings, "EMAIL_HOST", "")
-    if not host or not settings.is_overridden("EMAIL_HOST"):
+    if any(id == "django_rocket.E048" for id, _, _ in problems):
+        return messages
+    email = raw["email"]
+    mailer = email.get("mailer", DEFAULT_MAILER) if isinstance(email, dict) else DEFAULT_MAILER
+    try:
+        smtp = smtp_settings(mailer)
+    except MailerError:
+        return messages  # MAILERS under Django's test runner: nothing to check
+    if not smtp.host or not smtp.configured:
+        if MAILERS_SUPPORTED:
+            how = (
+                "Define MAILERS = {'default': {'OPTIONS': {'host': 'smtp.example.com', "
+                "'port': 587, 'use_tls': True}}} (EMAIL_HOST is deprecated since Django 6.1)"
+            )
+        else:
+            how = "Set EMAIL_HOST and EMAIL_PORT (or EMAIL_URL with django-environ)"
         messages.append(
             checks.Warning(
-                f"ROCKET_ALERTS sends email but EMAIL_HOST is not set (it is {host!r}).",
-                hint="Set EMAIL_HOST and EMAIL_PORT (or EMAIL_URL with django-environ) to your "
-                "SMTP server, then try it with manage.py sendtestalert.",
+                "ROCKET_ALERTS sends email but no SMTP host is configured (EMAIL_HOST or "
+                f"MAILERS); it would use {smtp.host!r}.",
+                hint=f"{how}, then try it with manage.py sendtestalert.",
                 id="django_rocket.W040",
             )
         )
@@ -518,9 +774,14 @@ def render(config: EmailConfig, alert: Alert) -> tuple[str, str | None, str | No
 # --- sending --------------------------------------------------------------------------------
 
 
-def smtp_sender(timeout: float) -> Any:
-    """A Red Mail sender for Django's EMAIL_* settings (TLS verified, socket timeout)."""
+def smtp_sender(timeout: float, mailer: str = DEFAULT_MAILER) -> Any:
+    """A Red Mail sender for :func:`smtp_settings` (TLS verified, socket timeout)."""
     from redmail import EmailSender
+
+    smtp = smtp_settings(mailer)
+    context = ssl.create_default_context()
+    if smtp.ssl_certfile:  # a client certificate, as Django's SMTP backend presents it
+        context.load_cert_chain(smtp.ssl_certfile, smtp.ssl_keyfile)
 
     class DjangoEmailSender(EmailSender):
         def get_params(self, sender: str) -> dict[str, Any]:
@@ -539,7 +800,7 @@ def smtp_sender(timeout: float) -> Any:
             server = self.cls_smtp(self.host, self.port, **self.kws_smtp)
             try:
                 if self.use_starttls:
-                    server.starttls(context=ssl.create_default_context())
+                    server.starttls(context=context)
                 if self.username or self.password:
                     server.login(self.username or "", self.password or "")
             except BaseException:
@@ -547,17 +808,16 @@ def smtp_sender(timeout: float) -> Any:
                 raise
             return server
 
-    use_ssl = bool(getattr(settings, "EMAIL_USE_SSL", False))
     extra: dict[str, Any] = {"timeout": timeout}
-    if use_ssl:
-        extra["context"] = ssl.create_default_context()
+    if smtp.use_ssl:
+        extra["context"] = context
     sender = DjangoEmailSender(
-        host=settings.EMAIL_HOST,
-        port=int(settings.EMAIL_PORT),
-        username=settings.EMAIL_HOST_USER or None,
-        password=settings.EMAIL_HOST_PASSWORD or None,
-        cls_smtp=smtplib.SMTP_SSL if use_ssl else smtplib.SMTP,
-        use_starttls=bool(settings.EMAIL_USE_TLS) and not use_ssl,
+        host=smtp.host,
+        port=smtp.port,
+        username=smtp.username,
+        password=smtp.password,
+        cls_smtp=smtplib.SMTP_SSL if smtp.use_ssl else smtplib.SMTP,
+        use_starttls=smtp.use_tls and not smtp.use_ssl,
         **extra,
     )
     sender.use_jinja = False  # our bodies are rendered (and escaped) by Django already
@@ -567,7 +827,7 @@ def smtp_sender(timeout: float) -> Any:
 def send(config: EmailConfig, alert: Alert, sender: Any = None) -> None:
     """Render and send one alert now, in the calling thread; raise what SMTP raises."""
     subject, html, text = render(config, alert)
-    (sender or smtp_sender(config.timeout)).send(
+    (sender or smtp_sender(config.timeout, config.mailer)).send(
         subject=subject,
         sender=settings.DEFAULT_FROM_EMAIL,
         receivers=list(config.receivers),
@@ -581,6 +841,8 @@ def describe_error(exc: BaseException) -> str:
     # smtplib turns a timeout while reading a reply into SMTPServerDisconnected.
     if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
         return "the SMTP server did not answer in time"
+    if isinstance(exc, MailerError):
+        return one_line(str(exc))
     if isinstance(exc, smtplib.SMTPResponseException):
         error = exc.smtp_error
         text = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
@@ -709,7 +971,7 @@ class EmailAlertHandler(logging.Handler):
     def _deliver(self, alert: Alert) -> None:
         try:
             if self._sender is None:
-                self._sender = smtp_sender(self.config.timeout)
+                self._sender = smtp_sender(self.config.timeout, self.config.mailer)
             send(self.config, alert, self._sender)
             self.sent += 1
         except Exception as exc:

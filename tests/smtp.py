@@ -9,6 +9,7 @@ from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
+import django
 from aiosmtpd.controller import Controller
 
 
@@ -101,9 +102,29 @@ class SilentServer:
         self.sock.close()
 
 
-def email_settings(port: int) -> dict:
+# Django 6.1 reads MAILERS and deprecates the EMAIL_* settings (setting one in a test warns);
+# before 6.1 only EMAIL_* exist. The tests configure SMTP the way the running Django wants.
+USE_MAILERS = django.VERSION >= (6, 1)
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
+def mailer(port: int, host: str = "127.0.0.1", **options: object) -> dict:
+    """A MAILERS entry for Django's SMTP backend."""
     return {
-        "EMAIL_HOST": "127.0.0.1",
+        "BACKEND": SMTP_BACKEND,
+        "OPTIONS": {"host": host, "port": port, "use_tls": False, "use_ssl": False, **options},
+    }
+
+
+def email_settings(port: int, host: str = "127.0.0.1") -> dict:
+    """Settings for the SMTP server at ``host:port``: MAILERS on Django 6.1+, else EMAIL_*."""
+    if USE_MAILERS:
+        return {
+            "MAILERS": {"default": mailer(port, host)},
+            "DEFAULT_FROM_EMAIL": "rocket@example.com",
+        }
+    return {
+        "EMAIL_HOST": host,
         "EMAIL_PORT": port,
         "EMAIL_HOST_USER": "",
         "EMAIL_HOST_PASSWORD": "",
@@ -111,6 +132,12 @@ def email_settings(port: int) -> dict:
         "EMAIL_USE_SSL": False,
         "DEFAULT_FROM_EMAIL": "rocket@example.com",
     }
+
+
+def use_smtp(settings, port: int, host: str = "127.0.0.1") -> None:
+    """Point pytest-django's ``settings`` fixture at the SMTP server at ``host:port``."""
+    for name, value in email_settings(port, host).items():
+        setattr(settings, name, value)
 
 
 def parts(message: EmailMessage) -> tuple[str, str]:

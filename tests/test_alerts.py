@@ -1,22 +1,29 @@
 """Email alerts against a real SMTP server (aiosmtpd), and against broken ones."""
 
+import inspect
 import logging
 import re
 import time
+import warnings
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+import django
 import pytest
 from django.contrib import admin
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.core.mail.backends.smtp import EmailBackend as SMTPEmailBackend
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import override_settings
 from django.urls import path
 
 from django_rocket import alerts
 from django_rocket.alerts import EmailAlertHandler, EmailConfig, install_alerts, shutdown_alerts
 from django_rocket.models import RunStatus, Task, TaskRun
 
-from .smtp import SilentServer, SMTPServer, email_settings, free_port, parts
+from .smtp import SilentServer, SMTPServer, free_port, parts, use_smtp
 
 TRACEBACK = (
     "Traceback (most recent call last):\n"
@@ -37,8 +44,7 @@ class FakeTime:
 @pytest.fixture
 def smtp(settings):
     with SMTPServer() as server:
-        for name, value in email_settings(server.port).items():
-            setattr(settings, name, value)
+        use_smtp(settings, server.port)
         yield server
 
 
@@ -229,7 +235,6 @@ def test_subject_is_one_line_and_headers_cannot_be_injected(smtp, make_handler):
 
 
 def test_no_settings_or_locals_leak(smtp, make_handler, settings):
-    settings.EMAIL_HOST_PASSWORD = ""
     handler = make_handler(subject="{{ settings.SECRET_KEY }}{{ request }}x")
     record = failure(password="hunter2-local-secret")
     handler.handle(record)
@@ -263,8 +268,7 @@ def test_exc_info_records_are_rendered_as_traceback(smtp, make_handler):
 
 
 def test_a_closed_port_is_logged_and_emit_returns_at_once(settings, make_handler, caplog):
-    for name, value in email_settings(free_port()).items():
-        setattr(settings, name, value)
+    use_smtp(settings, free_port())
     handler = make_handler(timeout=1.0)
     started = time.monotonic()
     handler.handle(failure())
@@ -279,8 +283,7 @@ def test_a_closed_port_is_logged_and_emit_returns_at_once(settings, make_handler
 
 def test_a_silent_server_never_blocks_emit_and_shutdown_is_bounded(settings, make_handler, caplog):
     with SilentServer() as silent:
-        for name, value in email_settings(silent.port).items():
-            setattr(settings, name, value)
+        use_smtp(settings, silent.port)
         handler = make_handler(timeout=5.0, queue_size=3)
         started = time.monotonic()
         for n in range(20):
@@ -298,8 +301,7 @@ def test_a_silent_server_never_blocks_emit_and_shutdown_is_bounded(settings, mak
 
 def test_a_silent_server_times_out_and_is_logged(settings, make_handler, caplog):
     with SilentServer() as silent:
-        for name, value in email_settings(silent.port).items():
-            setattr(settings, name, value)
+        use_smtp(settings, silent.port)
         handler = make_handler(timeout=0.3)
         handler.handle(failure())
         assert handler.shutdown(timeout=5)
@@ -309,14 +311,13 @@ def test_a_silent_server_times_out_and_is_logged(settings, make_handler, caplog)
 
 def test_sending_recovers_after_a_failure(settings, make_handler):
     with SMTPServer() as server:
-        for name, value in email_settings(free_port()).items():
-            setattr(settings, name, value)
+        use_smtp(settings, free_port())
         handler = make_handler(throttle=0)
         handler.handle(failure())
         deadline = time.monotonic() + 5
         while not handler.failed and time.monotonic() < deadline:
             time.sleep(0.01)
-        settings.EMAIL_PORT = server.port
+        use_smtp(settings, server.port)
         handler._sender = None  # settings are read when the sender is made
         handler.handle(failure())
         assert handler.shutdown(timeout=5)
@@ -403,7 +404,6 @@ def test_install_warns_when_the_logger_level_hides_the_alert_level(smtp, setting
 
 
 def test_config_from_settings(settings):
-    settings.EMAIL_TIMEOUT = None
     settings.ROCKET_ALERTS = {
         "email": {
             "receivers": "ops@example.com",
@@ -440,8 +440,7 @@ def test_sendtestalert_sends_and_says_so(smtp, settings, capsys):
 
 def test_sendtestalert_reports_a_refused_connection_in_one_line(settings):
     port = free_port()
-    for name, value in email_settings(port).items():
-        setattr(settings, name, value)
+    use_smtp(settings, port)
     settings.ROCKET_ALERTS = {"email": {"receivers": ["ops@example.com"]}}
     with pytest.raises(CommandError) as info:
         call_command("sendtestalert")
@@ -453,8 +452,7 @@ def test_sendtestalert_reports_a_refused_connection_in_one_line(settings):
 
 def test_sendtestalert_reports_a_silent_server(settings):
     with SilentServer() as silent:
-        for name, value in email_settings(silent.port).items():
-            setattr(settings, name, value)
+        use_smtp(settings, silent.port)
         settings.ROCKET_ALERTS = {"email": {"receivers": ["ops@example.com"], "timeout": 0.3}}
         with pytest.raises(CommandError, match=r"the SMTP server did not answer in time$"):
             call_command("sendtestalert")
@@ -475,7 +473,7 @@ def alert_check_ids() -> list[str]:
 
 @pytest.fixture
 def email_host(settings):
-    settings.EMAIL_HOST = "smtp.example.com"
+    use_smtp(settings, 587, host="smtp.example.com")
 
 
 def test_a_valid_configuration_passes(settings, email_host):
@@ -564,8 +562,11 @@ def test_alerts_without_email_host_warn(settings):
     settings.ROCKET_ALERTS = {"email": {"receivers": ["a@example.com"]}}
     (message,) = alerts.check_alerts()
     assert message.id == "django_rocket.W040"
-    assert "EMAIL_HOST is not set (it is 'localhost')" in message.msg
+    assert "no SMTP host is configured (EMAIL_HOST or MAILERS); it would use 'localhost'" in (
+        message.msg
+    )
     assert "sendtestalert" in message.hint
+    assert ("MAILERS = {" in message.hint) is (django.VERSION >= (6, 1))
 
 
 def test_bad_admin_base_url(settings):
@@ -579,3 +580,281 @@ def test_invalid_settings_refuse_to_install(settings):
     settings.ROCKET_ALERTS = {"email": {"receivers": ["nobody"]}}
     with pytest.raises(Exception, match=r"not valid: .*'nobody'"):
         install_alerts()
+
+
+# --- the SMTP server: MAILERS (Django 6.1+) or EMAIL_* --------------------------------------
+
+
+@pytest.fixture
+def mailers(settings, monkeypatch):
+    """Set MAILERS; before Django 6.1 (which ignores it) make the alerts read it anyway."""
+    if not alerts.MAILERS_SUPPORTED:
+        monkeypatch.setattr(alerts, "MAILERS_SUPPORTED", True)
+
+    def set_mailers(**entries: dict) -> None:
+        settings.MAILERS = entries
+
+    return set_mailers
+
+
+@contextmanager
+def deprecated_email_settings(**values):
+    """Override EMAIL_* settings, accepting Django 6.1's warning for setting and restoring them.
+
+    Only the override is excused: reading them (what django-rocket does) must not warn.
+    """
+    override = override_settings(**values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # RemovedInDjango2028Warning
+        override.enable()
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            override.disable()
+
+
+def mailer_entry(**options) -> dict:
+    """A MAILERS entry for Django's SMTP backend at smtp.example.com."""
+    return {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {"host": "smtp.example.com", **options},
+    }
+
+
+class SMTPSubclass(SMTPEmailBackend):
+    """A project's own SMTP backend."""
+
+
+def test_smtp_settings_from_a_mailer(mailers):
+    mailers(
+        default={
+            "OPTIONS": {  # no BACKEND: Django's SMTP backend
+                "host": "smtp.example.com",
+                "use_tls": True,
+                "username": "scheduler@example.com",
+                "password": "secret",
+                "timeout": 7,
+            }
+        }
+    )
+    assert alerts.smtp_settings() == alerts.SMTPSettings(
+        host="smtp.example.com",
+        port=587,
+        username="scheduler@example.com",
+        password="secret",
+        use_tls=True,
+        timeout=7,
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "port"),
+    [({}, 25), ({"use_tls": True}, 587), ({"use_ssl": True}, 465), ({"port": "2525"}, 2525)],
+)
+def test_a_mailer_port_defaults_like_django(mailers, options, port):
+    mailers(default=mailer_entry(**options))
+    assert alerts.smtp_settings().port == port
+
+
+@pytest.mark.skipif(django.VERSION < (6, 1), reason="mail.mailers is new in Django 6.1")
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"use_tls": True}, {"use_ssl": True, "timeout": 3}, {"username": "u", "password": "p"}],
+)
+def test_a_mailer_resolves_as_djangos_smtp_backend_does(mailers, options):
+    from django.core import mail
+
+    mailers(default=mailer_entry(**options))
+    backend = mail.mailers["default"]
+    smtp = alerts.smtp_settings()
+    for name in ("host", "port", "username", "password", "use_tls", "use_ssl", "timeout"):
+        assert getattr(smtp, name) == getattr(backend, name), name
+
+
+def test_the_smtp_options_are_those_of_djangos_smtp_backend():
+    parameters = inspect.signature(SMTPEmailBackend.__init__).parameters
+    accepted = {name for name, p in parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD}
+    assert accepted - {"self"} == alerts.SMTP_OPTIONS
+
+
+def test_alerts_send_through_the_mailer_key(mailers, settings, capsys):
+    with SMTPServer() as server:
+        mailers(
+            default={"BACKEND": "django.core.mail.backends.console.EmailBackend"},
+            alerts=mailer_entry(host="127.0.0.1", port=server.port),
+        )
+        settings.DEFAULT_FROM_EMAIL = "rocket@example.com"
+        settings.ROCKET_ALERTS = {"email": {"receivers": ["ops@example.com"], "mailer": "alerts"}}
+        assert alerts.check_alerts() == []
+        assert EmailConfig.from_settings().mailer == "alerts"
+        call_command("sendtestalert")
+        assert f"through 127.0.0.1:{server.port}." in capsys.readouterr().out
+        assert len(server.inbox.wait_for(1)) == 1
+        handler = install_alerts()
+        try:
+            logging.getLogger("django_rocket.task").error(
+                "Task 'nightly' fail", extra={"task_name": "nightly", "action": "fail"}
+            )
+        finally:
+            assert shutdown_alerts(timeout=5)
+        assert handler.sent == 1
+        assert server.inbox.wait_for(2)[1]["Subject"] == "[django-rocket] Task nightly failed"
+
+
+def test_the_timeout_defaults_to_the_mailers(mailers, settings):
+    mailers(default=mailer_entry(timeout=7))
+    settings.ROCKET_ALERTS = {"email": {"receivers": ["ops@example.com"]}}
+    assert EmailConfig.from_settings().timeout == 7.0
+    mailers(default=mailer_entry())
+    assert EmailConfig.from_settings().timeout == alerts.DEFAULT_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("entries", "email", "fragment"),
+    [
+        (
+            {"default": mailer_entry()},
+            {"mailer": "alerts"},
+            "the mailer 'alerts', which is not in MAILERS (it has 'default')",
+        ),
+        (
+            {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}},
+            {},
+            "MAILERS['default'] uses the backend 'django.core.mail.backends.console.EmailBackend'",
+        ),
+        (
+            {"default": {"BACKEND": "no.such.Backend", "OPTIONS": {"host": "x"}}},
+            {},
+            "uses the backend 'no.such.Backend'",
+        ),
+        (
+            {"default": mailer_entry(use_tsl=True)},
+            {},
+            "OPTIONS the SMTP backend does not accept: 'use_tsl'",
+        ),
+        ({"default": {"OPTIONS": {"port": 25}}}, {}, "has no SMTP host: OPTIONS['host'] is None"),
+        (
+            {"default": mailer_entry(use_tls=True, use_ssl=True)},
+            {},
+            "sets both 'use_tls' and 'use_ssl'",
+        ),
+        ({"default": mailer_entry(port="smtp")}, {}, "OPTIONS['port'] 'smtp' is not a port"),
+        ({"default": mailer_entry()}, {"mailer": ["default"]}, "is not a MAILERS alias"),
+    ],
+)
+def test_an_unusable_mailer_is_e048(mailers, settings, entries, email, fragment):
+    mailers(**entries)
+    settings.ROCKET_ALERTS = {"email": {"receivers": ["ops@example.com"], **email}}
+    (message,) = alerts.check_alerts()
+    assert message.id == "django_rocket.E048"
+    assert fragment in message.msg, message.msg
+    assert message.hint
+    assert "django_rocket.E048" in alert_check_ids()
+    with pytest.raises(ImproperlyConfigured, match=r"not valid: .*Run manage\.py check"):
+        install_alerts()
+    with pytest.raises(CommandError):
+        call_command("sendtestalert")
+
+
+@pytest.mark.skipif(django.VERSION < (6, 1), reason="mail.mailers is new in Django 6.1")
+@pytest.mark.parametrize(
+    "options", [{"use_tsl": True}, {"use_tls": True, "use_ssl": True}, {"host": None}]
+)
+def test_django_refuses_the_mailers_e048_refuses(mailers, options):
+    from django.core import mail
+
+    mailers(default=mailer_entry(**options))
+    with pytest.raises(mail.InvalidMailer):
+        mail.mailers["default"]
+    with pytest.raises(alerts.MailerError):
+        alerts.smtp_settings()
+
+
+def test_a_subclass_of_the_smtp_backend_is_accepted(mailers, settings):
+    mailers(default={"BACKEND": f"{__name__}.SMTPSubclass", "OPTIONS": {"host": "smtp.x.org"}})
+    settings.ROCKET_ALERTS = {"email": {"receivers": ["ops@example.com"]}}
+    assert alerts.check_alerts() == []
+    assert alerts.smtp_settings().host == "smtp.x.org"
+
+
+def test_the_test_runners_memory_mailer_is_not_an_error(mailers, settings):
+    # Django's test runner replaces every MAILERS entry with the memory backend.
+    from django.core import mail
+
+    assert hasattr(mail, "outbox")  # set up by the test environment
+    mailers(default={"BACKEND": "django.core.mail.backends.locmem.EmailBackend"})
+    settings.ROCKET_ALERTS = {"email": {"receivers": ["ops@example.com"]}}
+    assert alerts.check_alerts() == []
+    assert EmailConfig.from_settings().timeout == alerts.DEFAULT_TIMEOUT
+
+
+def test_a_mailer_key_without_mailers_is_e048(settings):
+    settings.ROCKET_ALERTS = {"email": {"receivers": ["ops@example.com"], "mailer": "alerts"}}
+    (message,) = alerts.check_alerts()
+    assert message.id == "django_rocket.E048"
+    why = "MAILERS is not defined" if django.VERSION >= (6, 1) else "MAILERS needs Django 6.1"
+    assert f"'mailer'] is 'alerts', but {why}" in message.msg
+
+
+def test_the_default_mailer_key_without_mailers_uses_email_settings(settings, email_host):
+    settings.ROCKET_ALERTS = {"email": {"receivers": ["ops@example.com"], "mailer": "default"}}
+    assert alerts.check_alerts() == []
+
+
+def test_email_settings_are_read_without_a_deprecation_warning(settings):
+    settings.ROCKET_ALERTS = {"email": {"receivers": ["ops@example.com"]}}
+    with (
+        deprecated_email_settings(
+            EMAIL_HOST="smtp.example.com",
+            EMAIL_PORT=465,
+            EMAIL_HOST_USER="scheduler@example.com",
+            EMAIL_HOST_PASSWORD="secret",
+            EMAIL_USE_SSL=True,
+            EMAIL_TIMEOUT=4,
+        ),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        smtp = alerts.smtp_settings()
+        assert alerts.check_alerts() == []
+        assert EmailConfig.from_settings().timeout == 4.0
+    assert [str(w.message) for w in caught] == []
+    assert smtp == alerts.SMTPSettings(
+        host="smtp.example.com",
+        port=465,
+        username="scheduler@example.com",
+        password="secret",
+        use_ssl=True,
+        timeout=4,
+    )
+
+
+def test_alerts_send_through_email_settings(settings, make_handler):
+    # Deprecated on Django 6.1 but still working: the sender thread reads them, silently
+    # (a warning there would be an error, and the email would not be sent).
+    settings.DEFAULT_FROM_EMAIL = "rocket@example.com"
+    with (
+        SMTPServer() as server,
+        deprecated_email_settings(EMAIL_HOST="127.0.0.1", EMAIL_PORT=server.port),
+    ):
+        handler = make_handler()
+        handler.handle(failure())
+        assert handler.shutdown(timeout=5)
+        assert handler.sent == 1
+        assert len(server.inbox.wait_for(1)) == 1
+
+
+@pytest.mark.skipif(django.VERSION >= (6, 1), reason="Django 6.1 reads MAILERS")
+def test_mailers_is_ignored_before_django_6_1(settings, email_host):
+    settings.MAILERS = {"default": mailer_entry(host="mailers.example.com")}
+    assert alerts.smtp_settings().host == "smtp.example.com"
+
+
+def test_a_client_certificate_is_loaded(mailers, tmp_path):
+    missing = tmp_path / "missing.pem"
+    mailers(default=mailer_entry(use_tls=True, ssl_certfile=str(missing)))
+    assert alerts.smtp_settings().ssl_certfile == str(missing)
+    with pytest.raises(FileNotFoundError):
+        alerts.smtp_sender(1.0)

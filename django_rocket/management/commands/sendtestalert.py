@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from django_rocket import alerts
@@ -11,13 +11,16 @@ class Command(BaseCommand):
     help = "Send a test email through ROCKET_ALERTS to check the SMTP settings and the receivers."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        config = alerts.EmailConfig.from_settings()
-        if config is None:
-            raise CommandError(
-                "ROCKET_ALERTS has no 'email' entry; add one such as "
-                "{'email': {'receivers': ['ops@example.com']}}."
-            )
-        server = f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+        try:
+            config = alerts.EmailConfig.from_settings()
+            if config is None:
+                raise CommandError(
+                    "ROCKET_ALERTS has no 'email' entry; add one such as "
+                    "{'email': {'receivers': ['ops@example.com']}}."
+                )
+            server = alerts.smtp_settings(config.mailer).address
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
         test = alerts.Alert(
             level="INFO",
             logger="django_rocket.task",
