@@ -29,7 +29,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 import django_rocket
-from django_rocket import conf, history, registry, runlog
+from django_rocket import conf, history, pruning, registry, runlog
 from django_rocket.alerts import install_alerts, shutdown_alerts
 from django_rocket.clock import SystemClock
 from django_rocket.conditions import Context, RunRecord, parse_duration
@@ -52,6 +52,8 @@ task_logger = logging.getLogger("django_rocket.task")
 FAR = timedelta(days=3650)
 # Without counting conditions the snapshot needs only recent runs (latest ones are kept).
 SNAPSHOT_HORIZON = timedelta(hours=1)
+# How many ids behind its cursor the poll looks again for rows that committed late.
+POLL_LOOKBACK = 200
 LEASE = "default"
 
 
@@ -138,8 +140,10 @@ class Scheduler:
         self.next_heartbeat: float = 0.0
         self.next_poll: float = 0.0
         self.next_maintenance: float = 0.0
+        self.next_prune: float = 0.0
         self.remote_poll: float | None = None
         self.external_open: set[int] = set()
+        self.external_seen: set[int] = set()
         self.poll_cursor = 0
         self.task_cursor: datetime | None = None
         self.heartbeat_every = _duration(conf.heartbeat()).total_seconds()
@@ -362,6 +366,16 @@ class Scheduler:
         self.recover_crashed(now)
         self.history, self.last_failed = history.load(now, counting_tasks=self.counting)
         self.poll_cursor = TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        # What the snapshot holds is not news to the poll; runs other processes still have
+        # going are followed until they finish.
+        self.external_seen = set(
+            TaskRun.objects.filter(pk__gt=self.poll_cursor - POLL_LOOKBACK).values_list(
+                "pk", flat=True
+            )
+        )
+        self.external_open = set(
+            TaskRun.objects.running().exclude(scheduler=self.instance).values_list("pk", flat=True)
+        )
         for run in TaskRun.objects.queued().select_related("task"):
             self.queued.setdefault(run.task.name, []).append(run)
         self.dirty = set(self.specs)
@@ -439,6 +453,8 @@ class Scheduler:
             self._poll(now)
         if mono >= self.next_maintenance:
             self._maintain(now)
+        if mono >= self.next_prune:
+            self._prune(now)
         self._enforce_deadlines(now)
         self._check_end_conditions(now)
         if self.starting and not self.stop_requested:
@@ -487,8 +503,14 @@ class Scheduler:
                     self.enabled[task.name] = task.enabled
                     logger.info("Task %r %s.", task.name, "resumed" if task.enabled else "paused")
                     self.dirty.add(task.name)
+            # Read the upper bound first, so a row committed meanwhile is left for the next
+            # poll instead of being skipped; look back a little because on PostgreSQL a row
+            # with a lower id can commit after one with a higher id.
+            newest = TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
             external = (
-                TaskRun.objects.filter(pk__gt=self.poll_cursor)
+                TaskRun.objects.filter(
+                    pk__gt=max(self.poll_cursor - POLL_LOOKBACK, 0), pk__lte=newest
+                )
                 .exclude(status=RunStatus.QUEUED)
                 .select_related("task")
                 .order_by("pk")
@@ -504,19 +526,23 @@ class Scheduler:
                 if not run.started_at or self.history is None:
                     continue
                 if run.pk in self.external_open:
+                    if not run.is_finished:
+                        continue  # still going; seen again through the look-back
                     self.history.record_finish(
                         run.task.name, str(run.run_id), run.finished_at, run.status
                     )
                     self.external_open.discard(run.pk)
+                elif run.pk in self.external_seen:
+                    continue
                 else:
                     self.history.record_start(history.record_of(run, run.task.name))
                     if not run.is_finished:
                         self.external_open.add(run.pk)
+                self.external_seen.add(run.pk)
                 self._history_changed(run.task.name)
-            self.poll_cursor = (
-                TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first()
-                or self.poll_cursor
-            )
+            self.poll_cursor = max(self.poll_cursor, newest)
+            floor = self.poll_cursor - POLL_LOOKBACK
+            self.external_seen = {pk for pk in self.external_seen if pk > floor}
         except DatabaseError:
             logger.warning("Polling the database failed; will retry.", exc_info=True)
             self._reconnect()
@@ -531,6 +557,17 @@ class Scheduler:
             self._reconnect()
         horizon = history.COUNT_HORIZON if self.counting else SNAPSHOT_HORIZON
         self.history.forget_before(now - horizon)
+
+    def _prune(self, now: datetime) -> None:
+        """Apply ROCKET_RUN_RETENTION a few batches at a time, so no tick waits long on it."""
+        try:
+            result = pruning.apply_retention(now=now, max_batches=2)
+        except DatabaseError:
+            logger.warning("Pruning the run log failed; will retry.", exc_info=True)
+            self._reconnect()
+            result = None
+        more = result is not None and not result.complete
+        self.next_prune = self.clock.monotonic() + (60.0 if more else 3600.0)
 
     def _reconnect(self) -> None:
         try:

@@ -1,5 +1,7 @@
 """``runscheduler`` through call_command, with the injected clock where time matters."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -171,3 +173,25 @@ def test_runs_written_by_another_process_reach_the_conditions(settings, clock, q
     assert TaskRun.objects.filter(task__name="b").count() == 1
     scheduler.request_stop()
     scheduler.shutdown()
+
+
+def test_the_scheduler_applies_run_retention(settings, clock, quiet):
+    settings.ROCKET_TASKS = {"d": task("tests.tasks.noop", "daily")}
+    settings.ROCKET_RUN_RETENTION = "7 days"
+    Scheduler(clock=clock, duration=1).run()  # creates the Task row
+    d = Task.objects.get(name="d")
+    old = [
+        TaskRun(
+            task=d,
+            status=RunStatus.SUCCESS,
+            started_at=clock.now() - timedelta(days=30 - i),
+            finished_at=clock.now() - timedelta(days=30 - i),
+        )
+        for i in range(10)
+    ]
+    TaskRun.objects.bulk_create(old)
+    assert TaskRun.objects.count() == 11
+    Scheduler(clock=clock, duration=1).run()
+    # The runs older than 7 days are gone; today's run is kept.
+    assert TaskRun.objects.filter(started_at__lt=clock.now() - timedelta(days=7)).count() == 0
+    assert TaskRun.objects.count() == 1
