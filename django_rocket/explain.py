@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from django_rocket import RocketError, conf, history, registry, services
 from django_rocket.conditions import Condition, Context, Explanation, MemoryHistory, parse
-from django_rocket.conditions.tasks import TaskEvent
 from django_rocket.display import format_runtime
 from django_rocket.models import FINISHED_STATUSES, Task, TaskRun
 from django_rocket.registry import TaskSpec
@@ -29,23 +28,11 @@ class ConditionFailed(RocketError):
     """Evaluating a condition raised; the message names the task and the error."""
 
 
-def counted_tasks(owner: str, cond: Condition | None) -> set[str]:
-    """Return the tasks whose events ``cond`` counts in a period (as the scheduler loads them)."""
-    if cond is None:
-        return set()
-    if isinstance(cond, TaskEvent):
-        return set(cond.depends_on(owner))
-    found: set[str] = set()
-    for child in cond.children():
-        found |= counted_tasks(owner, child)
-    return found
-
-
 def _snapshot(now: datetime, conditions: dict[str, list[Condition | None]]) -> MemoryHistory:
     counting: set[str] = set()
     for owner, conds in conditions.items():
         for cond in conds:
-            counting |= counted_tasks(owner, cond)
+            counting |= history.counted_tasks(owner, cond)
     return history.load(now, counting_tasks=counting)[0]
 
 

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from django.db import connection
 from django.db.models import OuterRef, Subquery
 
-from django_rocket.conditions import MemoryHistory, RunRecord
+from django_rocket.conditions import Condition, MemoryHistory, RunRecord
+from django_rocket.conditions.tasks import TaskEvent
 from django_rocket.models import FINISHED_STATUSES, RunStatus, Task, TaskRun
 
 RECENT_RUNS_PER_TASK = 50
@@ -34,7 +35,7 @@ def record_of(run: TaskRun, task_name: str) -> RunRecord:
     )
 
 
-def _latest_ids(task_ids: list[int]) -> set[int]:
+def latest_ids(task_ids: list[int]) -> set[int]:
     """Ids of the latest started run and the latest finish of each outcome, per task."""
     if not task_ids:
         return set()
@@ -52,6 +53,18 @@ def _latest_ids(task_ids: list[int]) -> set[int]:
     for row in Task.objects.filter(pk__in=task_ids).annotate(**annotations).values(*annotations):
         ids.update(value for value in row.values() if value is not None)
     return ids
+
+
+def counted_tasks(owner: str, cond: Condition | None) -> set[str]:
+    """Tasks whose events ``cond`` counts in a period, so the snapshot must hold them."""
+    if cond is None:
+        return set()
+    if isinstance(cond, TaskEvent):
+        return set(cond.depends_on(owner))
+    found: set[str] = set()
+    for child in cond.children():
+        found |= counted_tasks(owner, child)
+    return found
 
 
 def _recent_ids(limit: int) -> set[int]:
@@ -88,7 +101,7 @@ def load(
 ) -> tuple[MemoryHistory, dict[str, int]]:
     """Build the snapshot; return it with the id of each task's latest failed run."""
     names = dict(Task.objects.values_list("pk", "name"))
-    ids = _latest_ids(list(names)) | _recent_ids(recent)
+    ids = latest_ids(list(names)) | _recent_ids(recent)
     rows = list(
         TaskRun.objects.filter(pk__in=ids)
         .exclude(status=RunStatus.QUEUED)

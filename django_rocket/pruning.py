@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from django_rocket import conf
 from django_rocket.conditions import parse_duration
-from django_rocket.history import _latest_ids
+from django_rocket.history import latest_ids
 from django_rocket.models import FINISHED_STATUSES, RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.services import FAILURE_STATUSES
 
@@ -98,7 +98,7 @@ def apply_retention(
 def needed_runs() -> set[int]:
     """Return the ids of the runs that conditions still read, for every task."""
     task_ids = list(Task.objects.values_list("pk", flat=True))
-    keep = _latest_ids(task_ids)
+    keep = latest_ids(task_ids)
     for task_id in task_ids:
         keep |= _retry_chain(task_id)
     return keep

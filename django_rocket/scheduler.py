@@ -33,7 +33,6 @@ from django_rocket import conf, history, pruning, registry, runlog
 from django_rocket.alerts import install_alerts, shutdown_alerts
 from django_rocket.clock import SystemClock
 from django_rocket.conditions import Context, RunRecord, parse_duration
-from django_rocket.conditions.tasks import TaskEvent
 from django_rocket.execution import Launch, Outcome, Runner
 from django_rocket.models import (
     RunStatus,
@@ -259,8 +258,8 @@ class Scheduler:
                     continue
                 for dep in cond.depends_on(name):
                     self.dependents.setdefault(dep, set()).add(name)
-            self.counting.update(_counted_tasks(name, spec.start_cond))
-            self.counting.update(_counted_tasks(name, spec.end_cond))
+            self.counting.update(history.counted_tasks(name, spec.start_cond))
+            self.counting.update(history.counted_tasks(name, spec.end_cond))
 
     def _sync_tasks(self) -> None:
         """Make the Task table match ROCKET_TASKS; tasks no longer declared keep their history."""
@@ -1076,15 +1075,3 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _counted_tasks(owner: str, cond: Any) -> set[str]:
-    """Tasks whose events a condition counts in a period, so the snapshot must hold them."""
-    if cond is None:
-        return set()
-    if isinstance(cond, TaskEvent):
-        return set(cond.depends_on(owner))
-    found: set[str] = set()
-    for child in cond.children():
-        found |= _counted_tasks(owner, child)
-    return found
