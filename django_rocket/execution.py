@@ -65,6 +65,13 @@ def current_run_should_stop() -> bool:
     return bool(event is not None and event.is_set())
 
 
+def load_function(path: str) -> Callable[..., Any]:
+    """Import a task function; one decorated with Django's ``@task`` gives its plain function."""
+    from django_rocket.tasks_execution import plain_function
+
+    return plain_function(import_string(path))
+
+
 def _encode_result(value: Any, max_bytes: int) -> tuple[Any, str]:
     if value is None:
         return None, ""
@@ -147,7 +154,7 @@ def _child_main(
         # The parent may run against a test database the settings module does not name.
         connections.databases[alias]["NAME"] = name
     try:
-        func = import_string(launch.func)
+        func = load_function(launch.func)
         outcome = call_task(func, launch.parameters, max_bytes)
     except BaseException:
         outcome = {
@@ -264,13 +271,13 @@ class Runner:
             raise
 
     def _launch_main(self, active: _Active) -> None:
-        func = import_string(active.launch.func)
+        func = load_function(active.launch.func)
         self._finish(
             active.launch.run_id, call_task(func, active.launch.parameters, self.result_max_bytes)
         )
 
     def _launch_thread(self, active: _Active) -> None:
-        func = import_string(active.launch.func)
+        func = load_function(active.launch.func)
 
         def target() -> None:
             _local.stop = active.stop
@@ -295,7 +302,7 @@ class Runner:
         return self._loop
 
     def _launch_async(self, active: _Active) -> None:
-        func = import_string(active.launch.func)
+        func = load_function(active.launch.func)
         loop = self._ensure_loop()
 
         async def wrapper() -> None:

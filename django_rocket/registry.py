@@ -39,7 +39,9 @@ class TaskSpec:
     description: str = ""
 
     def load_function(self) -> Callable[..., Any]:
-        return import_string(self.func)
+        from django_rocket.execution import load_function
+
+        return load_function(self.func)
 
 
 @dataclass(frozen=True)

@@ -781,7 +781,11 @@ class Scheduler:
                 self.last_failed[state.task] = outcome.run_id
             self._history_changed(state.task)
             self.pending.append(outcome)
-            level = logging.ERROR if outcome.status == RunStatus.FAIL else logging.INFO
+            level = {
+                RunStatus.FAIL: logging.ERROR,
+                RunStatus.CRASH: logging.ERROR,
+                RunStatus.TERMINATE: logging.WARNING,
+            }.get(outcome.status, logging.INFO)
             self._log_event(
                 state.task,
                 outcome.run_id,

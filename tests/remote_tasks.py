@@ -50,3 +50,9 @@ def hang_the_first_time(marker: str) -> str:
         path.write_text(str(os.getpid()))
         time.sleep(120)
     return "done on the second try"
+
+
+@task()
+def double(n: int) -> int:
+    """A function decorated with Django's @task that a local execution calls directly."""
+    return 2 * n

@@ -137,3 +137,20 @@ def test_multilaunch_off_blocks_overlap_and_on_allows_it(settings, tmp_path):
         release.write_text("go")
         scheduler.request_stop()
         scheduler.shutdown()
+
+
+def test_runtask_wait_runs_a_djangos_task_function_in_this_process(settings):
+    """``runtask --wait`` calls the plain function behind a Django ``@task`` locally."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    settings.ROCKET_TASKS = {
+        "t": entry("tests.remote_tasks.double", "tasks", "false", parameters={"n": 21})
+    }
+    call_command("runtask", "t", "--wait", stdout=StringIO(), stderr=StringIO())
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.SUCCESS, run.exc_text
+    assert run.result == 42
+    assert run.trigger == "manual"
