@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db import connection
+from django.db import connection, models
 
 from django_rocket.models import TaskRun
 
@@ -31,12 +31,21 @@ START_FIELDS = (
 FINISH_FIELDS = ("status", "finished_at", "runtime", "message", "exc_text", "result")
 
 
+# Fields whose Python value is already what the database driver takes (text, integers,
+# foreign-key ids): get_db_prep_save would return it unchanged, one call per value.
+_PASS_THROUGH = (models.CharField, models.TextField, models.IntegerField, models.ForeignKey)
+
+
 def _columns(names: Sequence[str]) -> list[Any]:
     return [TaskRun._meta.get_field(name) for name in names]
 
 
 def _prep(fields: list[Any], values: Sequence[Any]) -> list[Any]:
-    return [f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)]
+    """Values as the database takes them; converts only datetimes, UUIDs, durations, JSON."""
+    return [
+        v if v is None or isinstance(f, _PASS_THROUGH) else f.get_db_prep_save(v, connection)
+        for f, v in zip(fields, values, strict=True)
+    ]
 
 
 def insert_runs(rows: Iterable[Sequence[Any]]) -> None:
