@@ -1,0 +1,749 @@
+"""django-rocket side by side with Rocketry and django-apscheduler: one command, one table.
+
+Run from the repository root (``make bench`` does the same)::
+
+    .venv/bin/python bench/run.py                 # every workload, 3 repetitions (~25 min)
+    .venv/bin/python bench/run.py --quick         # a smoke version (~3 min)
+    .venv/bin/python bench/run.py --workloads W1,W4 --systems rocket-sqlite,rocketry-sql
+
+The peers are installed on first use into their own virtualenvs under
+``~/.cache/django-rocket-bench/`` (``--cache-dir``) from PyPI; nothing of theirs
+is in this repository. Every measured scheduler runs as its own subprocess; this
+process samples its CPU (user+sys of the process tree, from /proc) and peak RSS,
+and each driver reads its run log after the scheduler stopped. bench/README.md
+explains the workloads and what "due" and "lateness" mean for each system; the
+table goes to stdout and to the top of bench/RESULTS.md (``--no-record`` skips that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+DRIVERS = BENCH / "drivers"
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+PEERS = {
+    "rocketry": ["rocketry==2.5.1", "pydantic<2", "sqlalchemy<2"],
+    "apscheduler": ["django-apscheduler==0.7.0", "Django>=5.2,<6", "psycopg[binary]>=3.1"],
+}
+SYSTEMS = {
+    # name: (venv, driver, database engine, label)
+    "rocket-sqlite": ("self", "rocket.py", "sqlite", "django-rocket, SQLite WAL"),
+    "rocket-pg": ("self", "rocket.py", "pg", "django-rocket, PostgreSQL"),
+    "rocketry-sql": ("rocketry", "rocketry_driver.py", "sqlite", "Rocketry 2.5.1, SQLRepo/SQLite"),
+    "rocketry-mem": ("rocketry", "rocketry_driver.py", "memory", "Rocketry 2.5.1, MemoryRepo"),
+    "aps-sqlite": ("apscheduler", "aps_driver.py", "sqlite", "django-apscheduler, SQLite WAL"),
+    "aps-pg": ("apscheduler", "aps_driver.py", "pg", "django-apscheduler, PostgreSQL"),
+    "raw-sqlite": ("self", "raw_insert.py", "sqlite", "raw INSERT+COMMIT, SQLite WAL"),
+    "raw-pg": ("self", "raw_insert.py", "pg", "raw INSERT+COMMIT, PostgreSQL"),
+}
+# Which systems take part in each workload (W3 needs history-reading conditions; W4's raw
+# rows are the physical limit).
+WORKLOAD_SYSTEMS = {
+    "W1": ["rocket-sqlite", "rocket-pg", "rocketry-sql", "rocketry-mem", "aps-sqlite", "aps-pg"],
+    "W2": ["rocket-sqlite", "rocket-pg", "rocketry-sql", "rocketry-mem", "aps-sqlite", "aps-pg"],
+    "W3": ["rocket-sqlite", "rocket-pg", "rocketry-sql"],
+    "W4": [
+        "raw-sqlite",
+        "raw-pg",
+        "rocket-sqlite",
+        "rocket-pg",
+        "rocketry-sql",
+        "rocketry-mem",
+        "aps-sqlite",
+        "aps-pg",
+    ],
+}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def tree(root: int) -> list[int]:
+    """The process and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def cpu_seconds(root: int) -> tuple[float, float]:
+    """(user+sys of the tree from /proc/PID/stat in clock ticks, including reaped children;
+    the same from the per-thread scheduler statistics in nanoseconds, live threads only)."""
+    ticks = 0.0
+    precise = 0.0
+    for pid in tree(root):
+        fields = _stat(pid)
+        if not fields:
+            continue
+        ticks += sum(int(x) for x in fields[11:15]) / CLK_TCK
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                    precise += int(fh.read().split()[0]) / 1e9
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        precise += sum(int(x) for x in fields[13:15]) / CLK_TCK
+    return ticks, precise
+
+
+def peak_rss_mb(root: int) -> float:
+    total = 0
+    for pid in tree(root):
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / 1024
+
+
+@dataclass
+class Sample:
+    at: float
+    ticks: float
+    precise: float
+
+
+def cpu_between(a: Sample, b: Sample) -> float:
+    # Per-thread statistics are exact but forget threads that ended; clock ticks remember
+    # them but round to 10 ms. The larger of the two is the better estimate.
+    return max(b.ticks - a.ticks, b.precise - a.precise)
+
+
+@dataclass
+class Measured:
+    launch: float
+    events: dict[str, float] = field(default_factory=dict)
+    samples: dict[str, Sample] = field(default_factory=dict)
+    rss_mb: float = 0.0
+    result: dict[str, Any] = field(default_factory=dict)
+    returncode: int = 0
+    stderr: str = ""
+
+
+def python_of(venv: str, cache: Path) -> str:
+    if venv == "self":
+        return sys.executable
+    return str(cache / venv / "bin" / "python")
+
+
+def drive(
+    python: str, driver: str, cfg: dict, work: Path, *, warmup: float = 0.0, timeout: float = 600
+) -> Measured:
+    """Run one driver; sample CPU at READY (+warmup) and at STOPPING; return what it saw."""
+    cfg = dict(cfg)
+    cfg["out"] = str(work / f"result-{time.monotonic_ns()}.json")
+    cfg_path = work / f"cfg-{time.monotonic_ns()}.json"
+    cfg_path.write_text(json.dumps(cfg))
+    err_path = work / f"stderr-{time.monotonic_ns()}.txt"
+    with open(err_path, "w") as err:
+        launch = time.time()
+        proc = subprocess.Popen(
+            [python, str(DRIVERS / driver), str(cfg_path)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            cwd=str(work),
+        )
+    m = Measured(launch=launch)
+
+    def sample(name: str) -> None:
+        ticks, precise = cpu_seconds(proc.pid)
+        m.samples[name] = Sample(time.time(), ticks, precise)
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in ("READY", "STOPPING", "STOPPED"):
+                m.events[parts[0]] = float(parts[1])
+                if parts[0] == "READY":
+                    if warmup:
+                        threading.Timer(warmup, sample, ("start",)).start()
+                    else:
+                        sample("start")
+                elif parts[0] == "STOPPING":
+                    sample("stop")
+                    m.rss_mb = peak_rss_mb(proc.pid)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    thread.join(timeout=10)
+    m.returncode = proc.returncode
+    m.stderr = err_path.read_text()[-3000:]
+    out = Path(cfg["out"])
+    if out.exists():
+        m.result = json.loads(out.read_text())
+    elif cfg.get("mode", "run") == "run" or proc.returncode:
+        raise RuntimeError(f"{driver} {cfg.get('mode')} failed ({proc.returncode}):\n{m.stderr}")
+    return m
+
+
+# ----------------------------------------------------------------------------- databases
+
+
+def pg(sql: str, dbname: str = "postgres") -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG_SERVER}/{dbname}", autocommit=True) as con:
+        con.execute(sql)
+
+
+def pg_available() -> bool:
+    try:
+        pg("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+class Databases:
+    """Throwaway databases: a migrated template per product, copied for each repetition."""
+
+    def __init__(self, work: Path, cache: Path) -> None:
+        self.work = work
+        self.cache = cache
+        self.templates: dict[tuple[str, str], Any] = {}
+        self.pg_names: list[str] = []
+        self.tag = f"{os.getpid()}"
+        self.w3: dict[tuple[str, int], dict] = {}
+
+    def _template(self, product: str, engine: str) -> Any:
+        key = (product, engine)
+        if key in self.templates:
+            return self.templates[key]
+        if product == "rocket":
+            venv, driver = "self", "rocket.py"
+        else:
+            venv, driver = "apscheduler", "aps_driver.py"
+        if engine == "sqlite":
+            db = {"engine": "sqlite", "path": str(self.work / f"tmpl-{product}.sqlite3")}
+        else:
+            name = f"rocketbench_{product}_tmpl_{self.tag}"
+            pg(f'DROP DATABASE IF EXISTS "{name}"')
+            pg(f'CREATE DATABASE "{name}"')
+            self.pg_names.append(name)
+            db = {"engine": "pg", "name": name}
+        drive(python_of(venv, self.cache), driver, {"mode": "migrate", "db": db}, self.work)
+        self.templates[key] = db
+        return db
+
+    def fresh(self, product: str, engine: str, label: str) -> dict:
+        """A new database for one repetition: a copy of the migrated template."""
+        if product == "rocketry":
+            if engine == "memory":
+                return {"engine": "memory"}
+            path = self.work / f"{label}.sqlite3"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            return {"engine": "sqlite", "path": str(path)}
+        template = self._template(product, engine)
+        if engine == "sqlite":
+            path = self.work / f"{label}.sqlite3"
+            for suffix in ("-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            shutil.copyfile(template["path"], path)
+            return {"engine": "sqlite", "path": str(path)}
+        name = f"rocketbench_{label}_{self.tag}".replace("-", "_").lower()
+        pg(f'DROP DATABASE IF EXISTS "{name}"')
+        pg(f'CREATE DATABASE "{name}" TEMPLATE "{template["name"]}"')
+        if name not in self.pg_names:
+            self.pg_names.append(name)
+        return {"engine": "pg", "name": name}
+
+    def drop(self, db: dict) -> None:
+        if db["engine"] == "pg":
+            pg(f'DROP DATABASE IF EXISTS "{db["name"]}" WITH (FORCE)')
+            self.pg_names.remove(db["name"]) if db["name"] in self.pg_names else None
+        elif db["engine"] == "sqlite":
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db['path']}{suffix}").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        for name in list(self.pg_names):
+            try:
+                pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except Exception as exc:
+                print(f"could not drop {name}: {exc}", file=sys.stderr)
+
+
+def product_of(system: str) -> str:
+    return {"rocket": "rocket", "raw": "rocket", "rocketry": "rocketry", "aps": "aps"}[
+        system.split("-")[0]
+    ]
+
+
+# ----------------------------------------------------------------------------- peers
+
+
+def ensure_peers(cache: Path, wanted: set[str]) -> dict[str, str]:
+    """Create each peer's venv once (a marker records what was installed); return versions."""
+    versions = {}
+    for venv, reqs in PEERS.items():
+        if venv not in wanted:
+            continue
+        target = cache / venv
+        marker = target / ".bench-installed"
+        if not marker.exists() or marker.read_text() != json.dumps(reqs):
+            print(f"Installing {venv} into {target} ...", flush=True)
+            shutil.rmtree(target, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
+            subprocess.run(
+                [str(target / "bin" / "python"), "-m", "pip", "install", "--quiet", *reqs],
+                check=True,
+            )
+            marker.write_text(json.dumps(reqs))
+        out = subprocess.run(
+            [str(target / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        names = {"rocketry", "redbird", "sqlalchemy", "pydantic", "django-apscheduler"}
+        names |= {"apscheduler", "django", "psycopg"}
+        for pkg in json.loads(out):
+            if pkg["name"].lower() in names:
+                versions[f"{venv}:{pkg['name']}"] = pkg["version"]
+    return versions
+
+
+# ----------------------------------------------------------------------------- workloads
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = min(round(q * (len(values) - 1)), len(values) - 1)
+    return values[k]
+
+
+def conditions(workload: str, system: str, hour: int) -> tuple[str, float | None]:
+    product = product_of(system)
+    if workload == "W1":
+        return {
+            "rocket": ("every('1 second')", 1.0),
+            "rocketry": ("every:1 second", 1.0),
+            "aps": ("every:1", None),
+        }[product]
+    if workload == "W2":
+        at = f"{hour:02d}:00"
+        texts = {
+            "rocket": f"daily.at('{at}')",
+            "rocketry": f"daily_at:{at}",
+            "aps": f"daily_at:{at}",
+        }
+        return texts[product], None
+    if workload == "W3":
+        return {"rocket": "daily | retry(3)", "rocketry": "daily|retry(3)"}[product], None
+    return {"rocket": "true", "rocketry": "true", "aps": "every:0.01"}[product], None
+
+
+@dataclass
+class Plan:
+    reps: int
+    w1_n: list[int]
+    w1_seconds: float
+    w2_n: list[int]
+    w2_seconds: float
+    w2_warmup: float
+    w3_rows: list[int]
+    w3_seconds: float
+    w4_n: int
+    w4_seconds: float
+
+
+FULL = Plan(3, [100, 1000], 10, [1000, 10000], 8, 2, [0, 100_000, 1_000_000], 8, 100, 6)
+QUICK = Plan(1, [100], 4, [1000], 4, 1, [0, 10_000], 3, 100, 3)
+
+
+def one_run(
+    workload: str, system: str, param: int, plan: Plan, dbs: Databases, cache: Path, hour: int
+) -> dict[str, float]:
+    """One repetition of one workload on one system; returns its metrics."""
+    venv, driver, engine, _ = SYSTEMS[system]
+    product = product_of(system)
+    label = f"{workload}-{system}-{param}"
+    cond, interval = conditions(workload, system, hour)
+    seconds = {"W1": plan.w1_seconds, "W2": plan.w2_seconds, "W3": plan.w3_seconds}.get(
+        workload, plan.w4_seconds
+    )
+    n = {"W1": param, "W2": param, "W3": 100, "W4": plan.w4_n}[workload]
+    tasks = {"n": n, "cond": cond, "prefix": f"{workload.lower()}-", "execution": "thread"}
+    cfg = {"mode": "run", "tasks": tasks, "seconds": seconds, "interval": interval}
+    python = python_of(venv, cache)
+    if workload == "W3":
+        db = dbs.w3[(system, param)]
+        cfg["db"] = db
+        since = time.time()
+        m = drive(python, driver, cfg, dbs.work, timeout=900)
+        drive(python, driver, {"mode": "reset", "db": db, "tasks": tasks, "since": since}, dbs.work)
+    else:
+        db = dbs.fresh(product, engine, label)
+        cfg["db"] = db
+        m = drive(python, driver, cfg, dbs.work, warmup=plan.w2_warmup if workload == "W2" else 0)
+        dbs.drop(db)
+    if m.returncode not in (0, None):
+        print(f"  ! {label} exited {m.returncode}: {m.stderr[-500:]}", file=sys.stderr)
+    ready, stop = m.events.get("READY", m.launch), m.events.get("STOPPING", time.time())
+    window = max(stop - ready, 1e-9)
+    cpu = cpu_between(m.samples["start"], m.samples["stop"]) if len(m.samples) == 2 else 0.0
+    out: dict[str, float] = {"rss_mb": m.rss_mb, "startup_s": ready - m.launch}
+    if system.startswith("raw"):
+        r = m.result
+        out["runs_s"] = r["inserted"] / r["elapsed"]
+        return out
+    runs = [tuple(r) for r in m.result.get("runs", [])]
+    in_window = [r for r in runs if ready <= r[0] <= stop]
+    if workload in ("W1", "W4"):
+        out["runs_s"] = len(in_window) / window
+        out["cpu_ms_run"] = 1000 * cpu / max(len(in_window), 1)
+        late = [1000 * (s - d) for s, d in in_window if d is not None]
+        out["late_p50"] = percentile(late, 0.5)
+        out["late_p99"] = percentile(late, 0.99)
+        out["late_max"] = max(late) if late else float("nan")
+    if workload == "W2":
+        span = m.samples["stop"].at - m.samples["start"].at
+        out["cpu_pct"] = 100 * cpu / span
+    if workload == "W3":
+        first = min((r[0] for r in runs), default=float("nan"))
+        out["first_decision_s"] = first - m.launch
+        ticks = m.result.get("tick_cpu", [])
+        out["ticks"] = len(ticks)
+        out["first_tick_ms"] = 1000 * max(ticks[:3], default=float("nan"))
+        steady = ticks[3:] if product == "rocket" else ticks
+        out["tick_ms"] = 1000 * statistics.median(steady) if steady else float("nan")
+    return out
+
+
+def prepare_w3(plan: Plan, systems: list[str], dbs: Databases, cache: Path) -> None:
+    """Build each W3 database once: the template copy plus ``rows`` runs in the log."""
+    dbs.w3 = {}
+    for system in systems:
+        venv, driver, engine, _ = SYSTEMS[system]
+        product = product_of(system)
+        for rows in plan.w3_rows:
+            label = f"w3-{system}-{rows}"
+            db = dbs.fresh(product, engine, label)
+            tasks = {"n": 100, "cond": conditions("W3", system, 0)[0], "prefix": "w3-"}
+            t = time.time()
+            drive(
+                python_of(venv, cache),
+                driver,
+                {"mode": "prefill", "db": db, "rows": rows, "tasks": tasks},
+                dbs.work,
+                timeout=1800,
+            )
+            print(f"  prefilled {label}: {rows:,} rows in {time.time() - t:.1f}s", flush=True)
+            dbs.w3[(system, rows)] = db
+
+
+# ----------------------------------------------------------------------------- reporting
+
+COLUMNS = {
+    "W1": [
+        ("runs_s", "runs/s", "{:.0f}"),
+        ("late_p50", "late p50 ms", "{:.1f}"),
+        ("late_p99", "late p99 ms", "{:.1f}"),
+        ("late_max", "late max ms", "{:.0f}"),
+        ("cpu_ms_run", "CPU ms/run", "{:.3f}"),
+        ("rss_mb", "peak RSS MB", "{:.0f}"),
+    ],
+    "W2": [
+        ("cpu_pct", "CPU % of a core", "{:.2f}"),
+        ("rss_mb", "peak RSS MB", "{:.0f}"),
+        ("startup_s", "start-up s", "{:.1f}"),
+    ],
+    "W3": [
+        ("first_decision_s", "1st decision s", "{:.2f}"),
+        ("first_tick_ms", "1st tick CPU ms", "{:.1f}"),
+        ("tick_ms", "tick CPU ms", "{:.2f}"),
+        ("rss_mb", "peak RSS MB", "{:.0f}"),
+    ],
+    "W4": [
+        ("runs_s", "runs/s", "{:.0f}"),
+        ("cpu_ms_run", "CPU ms/run", "{:.3f}"),
+        ("rss_mb", "peak RSS MB", "{:.0f}"),
+    ],
+}
+# The metric each ratio compares, and whether a higher value is better.
+RATIO = {
+    "W1": [("runs_s", True), ("cpu_ms_run", False)],
+    "W2": [("cpu_pct", False)],
+    "W3": [("first_decision_s", False)],
+    "W4": [("runs_s", True)],
+}
+TITLES = {
+    "W1": "W1 fan-out: N tasks every('1 second') doing nothing (thread)",
+    "W2": "W2 idle: N tasks not due for hours",
+    "W3": "W3 history: 100 tasks daily | retry(3), rows already in the run log",
+    "W4": "W4 log throughput: 100 tasks always due (true), thread runs",
+}
+
+
+def fmt(value: float | None, pattern: str) -> str:
+    if value is None or value != value:
+        return "n/a"
+    return pattern.format(value)
+
+
+def reference(system: str) -> str:
+    return "rocket-pg" if system.endswith("-pg") else "rocket-sqlite"
+
+
+def table(results: dict, workloads: list[str]) -> str:
+    lines = []
+    for workload in workloads:
+        rows = {k: v for k, v in results.items() if k[0] == workload}
+        if not rows:
+            continue
+        cols = COLUMNS[workload]
+        reps = max(len(v) for v in rows.values())
+        lines.append(f"**{TITLES[workload]}** (medians of {reps} repetitions)")
+        lines.append("")
+        ratio_heads = [f"ratio {c}" for c, _ in RATIO[workload]]
+        head = ["param", "system", *[c[1] for c in cols], *ratio_heads]
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for (_, system, param), reps in sorted(rows.items(), key=lambda kv: (kv[0][2], kv[0][1])):
+            med = {
+                key: statistics.median([r.get(key, float("nan")) for r in reps])
+                for key, _, _ in [*cols, ("runs_s", "", "")]
+            }
+            for key, _ in RATIO[workload]:
+                med[key] = statistics.median([r.get(key, float("nan")) for r in reps])
+            cells = [f"{param:,}", SYSTEMS[system][3]]
+            cells += [fmt(med.get(key), pattern) for key, _, pattern in cols]
+            ref = rows.get((workload, reference(system), param))
+            if system.startswith("raw") and workload == "W4":
+                ref_rows = rows.get((workload, system.replace("raw", "rocket"), param))
+                ours = statistics.median([r["runs_s"] for r in ref_rows]) if ref_rows else None
+                cells.append(f"ours = {ours / med['runs_s']:.2f} of this" if ours else "")
+                lines.append("| " + " | ".join(cells) + " |")
+                continue
+            for key, higher_better in RATIO[workload]:
+                if ref is None or system in ("rocket-sqlite", "rocket-pg"):
+                    cells.append("")
+                    continue
+                ours = statistics.median([r.get(key, float("nan")) for r in ref])
+                theirs = med.get(key)
+                if not ours or not theirs or ours != ours or theirs != theirs:
+                    cells.append("n/a")
+                    continue
+                ratio = ours / theirs if higher_better else theirs / ours
+                cells.append(f"{ratio:.1f}x")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append(
+        "Ratios: how many times better django-rocket is than that row on the same database "
+        "(SQLite WAL for SQLite and in-memory peers, PostgreSQL for PostgreSQL ones): "
+        "throughput ours/theirs, costs theirs/ours. For raw rows: django-rocket's recorded "
+        "runs/s as a fraction of one process's single-row INSERT+COMMIT rate."
+    )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as fh:
+        mem_kb = int(fh.readline().split()[1])
+    load = os.getloadavg()
+    return (
+        f"{os.cpu_count()} cores, {model}, {mem_kb / 1024**2:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}; load average at start "
+        f"{load[0]:.2f} (machine shared with other engineers' test runs)"
+    )
+
+
+def versions_text(peer_versions: dict[str, str]) -> str:
+    import django
+
+    server = "PostgreSQL (unavailable)"
+    try:
+        import psycopg
+
+        with psycopg.connect(f"{PG_SERVER}/postgres") as con:
+            server = "PostgreSQL " + con.execute("SHOW server_version").fetchone()[0].split()[0]
+    except Exception:
+        pass
+    import sqlite3
+
+    ours = (
+        f"django-rocket {rocket_version()} (git {git_head()}), Django {django.__version__}, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {server}"
+    )
+    peers = ", ".join(f"{k.split(':')[1]} {v}" for k, v in sorted(peer_versions.items()))
+    return f"{ours}; peers: {peers}"
+
+
+def rocket_version() -> str:
+    sys.path.insert(0, str(ROOT))
+    import django_rocket
+
+    return django_rocket.__version__
+
+
+def git_head() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def record(text: str) -> None:
+    path = BENCH / "RESULTS.md"
+    header = (
+        "# Benchmark results\n\n"
+        "Produced by `make bench` (`bench/run.py`); see bench/README.md for the workloads. "
+        "Newest first: earlier tables stay below so progress shows.\n\n"
+    )
+    old = path.read_text() if path.exists() else header
+    body = old[len(header) :] if old.startswith(header) else old
+    path.write_text(header + text + "\n\n" + body.lstrip("\n"))
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke version (~3 min)")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4", help="e.g. W1,W4")
+    parser.add_argument("--systems", default="", help=f"subset of {','.join(SYSTEMS)}")
+    parser.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --quick)")
+    parser.add_argument("--seconds", type=float, help="override the W1/W2/W4 window length")
+    parser.add_argument("--w3-rows", help="comma-separated run-log sizes for W3")
+    parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
+    parser.add_argument(
+        "--cache-dir",
+        default=os.environ.get(
+            "ROCKET_BENCH_CACHE", str(Path.home() / ".cache" / "django-rocket-bench")
+        ),
+        help="where the peers' virtualenvs and the throwaway SQLite files live",
+    )
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    if args.reps:
+        plan.reps = args.reps
+    if args.seconds:
+        plan.w1_seconds = plan.w2_seconds = plan.w4_seconds = args.seconds
+    if args.w3_rows:
+        plan.w3_rows = [int(x) for x in args.w3_rows.split(",")]
+    workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    wanted = set(args.systems.split(",")) if args.systems else set(SYSTEMS)
+    unknown = wanted - set(SYSTEMS)
+    if unknown:
+        parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    if not pg_available():
+        print("PostgreSQL is not reachable at", PG_SERVER, "- skipping PostgreSQL rows.")
+        wanted = {s for s in wanted if not s.endswith("-pg")}
+    cache = Path(args.cache_dir).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    peer_versions = ensure_peers(cache, {SYSTEMS[s][0] for s in wanted if SYSTEMS[s][0] != "self"})
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=cache))
+    dbs = Databases(work, cache)
+    started = time.time()
+    results: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    hour = (datetime.now(UTC) + timedelta(hours=6)).hour
+    try:
+        for workload in workloads:
+            systems = [s for s in WORKLOAD_SYSTEMS[workload] if s in wanted]
+            params = {
+                "W1": plan.w1_n,
+                "W2": plan.w2_n,
+                "W3": plan.w3_rows,
+                "W4": [plan.w4_n],
+            }[workload]
+            if workload == "W3" and systems:
+                prepare_w3(plan, systems, dbs, cache)
+            for param in params:
+                for rep in range(plan.reps):
+                    # Systems interleaved within a repetition, so that a burst of load from
+                    # other users of the machine lands on all of them alike.
+                    for system in systems:
+                        t = time.time()
+                        metrics = one_run(workload, system, param, plan, dbs, cache, hour)
+                        results.setdefault((workload, system, param), []).append(metrics)
+                        shown = ", ".join(
+                            f"{k}={v:.3g}" for k, v in metrics.items() if k != "startup_s"
+                        )
+                        print(
+                            f"[{time.time() - started:6.0f}s] {workload} {param:>9,} rep {rep + 1}"
+                            f" {system:<14} {shown} ({time.time() - t:.0f}s)",
+                            flush=True,
+                        )
+            if workload == "W3":
+                for db in dbs.w3.values():
+                    dbs.drop(db)
+    finally:
+        dbs.close()
+        shutil.rmtree(work, ignore_errors=True)
+    text = table(results, workloads)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    report = (
+        f"## {stamp}{' (--quick)' if args.quick else ''}\n\n"
+        f"Machine: {machine()}.\n\nVersions: {versions_text(peer_versions)}.\n\n"
+        f"Repetitions: {plan.reps}; windows: W1 {plan.w1_seconds:g}s, W2 {plan.w2_seconds:g}s "
+        f"(after {plan.w2_warmup:g}s warm-up), W3 {plan.w3_seconds:g}s, W4 {plan.w4_seconds:g}s; "
+        f"total wall time {(time.time() - started) / 60:.1f} min.\n\n{text}"
+    )
+    print()
+    print(report)
+    (BENCH / "results").mkdir(exist_ok=True)
+    (BENCH / "results" / f"{stamp.replace(' ', '_').replace(':', '')}.json").write_text(
+        json.dumps({"-".join(map(str, k)): v for k, v in results.items()}, indent=1)
+    )
+    if not args.no_record:
+        record(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
