@@ -17,6 +17,7 @@ import queue
 import socket
 import tempfile
 import threading
+import time
 import traceback
 import uuid
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -438,7 +439,7 @@ class Scheduler:
     def tick(self) -> float:
         """Do one cycle; return how many seconds the loop may sleep."""
         self.ticks += 1
-        close_old_connections()
+        _close_broken_connections()
         now = self.clock.now()
         mono = self.clock.monotonic()
         if mono >= self.next_heartbeat:
@@ -1069,6 +1070,30 @@ class _LeaseLost(Exception):
 
 def _lease_free(now: datetime) -> Q:
     return Q(holder__isnull=True) | Q(expires_at__isnull=True) | Q(expires_at__lt=now)
+
+
+def _close_broken_connections() -> None:
+    """Close a connection that is broken, or older than a positive ``CONN_MAX_AGE``.
+
+    Django's ``close_old_connections()`` is made for request boundaries: with the default
+    ``CONN_MAX_AGE = 0`` it closes the connection every time, so every tick reconnected
+    (a new SQLite handle and its PRAGMAs, or a PostgreSQL login): a quarter of an idle
+    tick's CPU and a third of W4's throughput (bench/RESULTS.md).
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None:
+            continue
+        if conn.errors_occurred:
+            if conn.is_usable():
+                conn.errors_occurred = False
+            else:
+                conn.close()
+        elif (
+            conn.settings_dict.get("CONN_MAX_AGE")
+            and conn.close_at is not None
+            and time.monotonic() >= conn.close_at
+        ):
+            conn.close()
 
 
 def _pid_alive(pid: int) -> bool:
