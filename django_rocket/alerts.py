@@ -337,7 +337,8 @@ def _from_email_settings() -> SMTPSettings:
         timeout=_email_setting("EMAIL_TIMEOUT"),
         ssl_certfile=_email_setting("EMAIL_SSL_CERTFILE"),
         ssl_keyfile=_email_setting("EMAIL_SSL_KEYFILE"),
-        configured=bool(host) and settings.is_overridden("EMAIL_HOST"),
+        # django-stubs' plugin checks every attribute of settings as a setting name.
+        configured=bool(host) and settings.is_overridden("EMAIL_HOST"),  # type: ignore[misc]
     )
 
 
@@ -797,7 +798,8 @@ def smtp_sender(timeout: float, mailer: str = DEFAULT_MAILER) -> Any:
                     connection.close()
 
         def get_server(self) -> smtplib.SMTP:
-            server = self.cls_smtp(self.host, self.port, **self.kws_smtp)
+            # Red Mail annotates cls_smtp as an SMTP instance; it holds the class.
+            server = self.cls_smtp(self.host, self.port, **self.kws_smtp)  # type: ignore[operator]
             try:
                 if self.use_starttls:
                     server.starttls(context=context)
@@ -811,12 +813,14 @@ def smtp_sender(timeout: float, mailer: str = DEFAULT_MAILER) -> Any:
     extra: dict[str, Any] = {"timeout": timeout}
     if smtp.use_ssl:
         extra["context"] = context
+    # Red Mail's hints are narrower than what it takes: username and password default to
+    # None (no login), and cls_smtp is an SMTP class, not an instance.
     sender = DjangoEmailSender(
         host=smtp.host,
         port=smtp.port,
-        username=smtp.username,
-        password=smtp.password,
-        cls_smtp=smtplib.SMTP_SSL if smtp.use_ssl else smtplib.SMTP,
+        username=smtp.username,  # type: ignore[arg-type]
+        password=smtp.password,  # type: ignore[arg-type]
+        cls_smtp=smtplib.SMTP_SSL if smtp.use_ssl else smtplib.SMTP,  # type: ignore[arg-type]
         use_starttls=smtp.use_tls and not smtp.use_ssl,
         **extra,
     )

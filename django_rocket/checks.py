@@ -133,7 +133,7 @@ def _durations() -> list[checks.CheckMessage]:
 
 @setting_check
 def _numbers() -> list[checks.CheckMessage]:
-    messages = []
+    messages: list[checks.CheckMessage] = []
     value = conf.max_processes()
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         messages.append(
@@ -188,7 +188,7 @@ def _numbers() -> list[checks.CheckMessage]:
 
 @setting_check
 def _silence_flags() -> list[checks.CheckMessage]:
-    messages = []
+    messages: list[checks.CheckMessage] = []
     for name in (
         "ROCKET_SILENCE_TASK_PRERUN",
         "ROCKET_SILENCE_TASK_LOGGING",

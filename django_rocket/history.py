@@ -24,6 +24,9 @@ COUNT_HORIZON = timedelta(days=35)
 
 
 def record_of(run: TaskRun, task_name: str) -> RunRecord:
+    if run.started_at is None:
+        # What RunRecord raises for it; callers pass started runs only.
+        raise TypeError("started_at must be a datetime, not NoneType.")
     finished = run.status in FINISHED_STATUSES
     return RunRecord(
         task=task_name,

@@ -67,6 +67,7 @@ def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]]) -> None:
     """Record finishes; each row is (run_id, values of FINISH_FIELDS)."""
     fields = _columns(FINISH_FIELDS)
     key = TaskRun._meta.get_field("run_id")
+    assert key.column is not None  # a concrete field always has a column
     qn = connection.ops.quote_name
     sql = "UPDATE {} SET {} WHERE {} = %s".format(
         qn(TaskRun._meta.db_table),

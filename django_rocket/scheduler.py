@@ -321,6 +321,7 @@ class Scheduler:
             self._reconnect()
 
     def _renew(self, now: datetime) -> bool:
+        assert self.token is not None  # called with the lease held (heartbeat, _start)
         return bool(
             SchedulerLease.objects.filter(name=LEASE, token=self.token).update(
                 expires_at=now + self.lease_timeout
@@ -364,7 +365,8 @@ class Scheduler:
 
     def _become_active(self, now: datetime) -> None:
         self.recover_crashed(now)
-        self.history, self.last_failed = history.load(now, counting_tasks=self.counting)
+        self.history, last_failed = history.load(now, counting_tasks=self.counting)
+        self.last_failed = dict(last_failed)
         self.poll_cursor = TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         # What the snapshot holds is not news to the poll; runs other processes still have
         # going are followed until they finish.
@@ -782,11 +784,12 @@ class Scheduler:
                 self.last_failed[state.task] = outcome.run_id
             self._history_changed(state.task)
             self.pending.append(outcome)
-            level = {
+            levels: dict[str, int] = {
                 RunStatus.FAIL: logging.ERROR,
                 RunStatus.CRASH: logging.ERROR,
                 RunStatus.TERMINATE: logging.WARNING,
-            }.get(outcome.status, logging.INFO)
+            }
+            level = levels.get(outcome.status, logging.INFO)
             self._log_event(
                 state.task,
                 outcome.run_id,
@@ -942,8 +945,8 @@ class Scheduler:
     def _check_end_conditions(self, now: datetime) -> None:
         due = set(self.end_dirty)
         self.end_dirty.clear()
-        for name, at in list(self.end_wakes.items()):
-            if at <= now:
+        for name, wake in list(self.end_wakes.items()):
+            if wake <= now:
                 due.add(name)
         for name in self.running_by_task:
             if name not in self.end_wakes and self.specs[name].end_cond is not None:

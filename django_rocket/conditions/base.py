@@ -202,7 +202,7 @@ def _flatten(kind: type[All | Any], items: tuple[Condition, ...]) -> tuple[Condi
     flat: list[Condition] = []
     for item in items:
         if type(item) is kind:
-            flat.extend(item.items)  # type: ignore[union-attr]
+            flat.extend(item.items)
         else:
             flat.append(item)
     return tuple(flat)

@@ -149,11 +149,11 @@ def _parse_cached(text: str, custom: frozenset[tuple[str, object]]) -> Condition
 
 def tokenize(text: str) -> list[Token]:
     """Split ``text`` into tokens, without spaces, ending with an ``end`` token."""
-    tokens = [
-        Token(kind, match.group(kind), match.start(kind))
-        for match in _TOKENS.finditer(text)
-        for kind in (match.lastgroup,)
-    ]
+    tokens = []
+    for match in _TOKENS.finditer(text):
+        kind = match.lastgroup
+        assert kind is not None  # every alternative of _TOKENS is a named group
+        tokens.append(Token(kind, match.group(kind), match.start(kind)))
     tokens.append(Token("end", "", len(text)))
     return tokens
 

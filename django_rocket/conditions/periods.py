@@ -309,7 +309,7 @@ class Span:
         ``cycle`` is a local date for calendar units and a UTC instant otherwise.
         """
         if self.unit in CALENDAR_UNITS:
-            return _calendar_occurrence(self.unit, self.start, self.end, cycle, tz)  # type: ignore[arg-type]
+            return _calendar_occurrence(self.unit, self.start, self.end, cycle, tz)
         begin: datetime = cycle  # type: ignore[assignment]
         end = self.end if self.start < self.end else self.end + CYCLE[self.unit]
         return Window(
