@@ -57,10 +57,6 @@ POLL_LOOKBACK = 200
 LEASE = "default"
 
 
-class SchedulerShutdown(django_rocket.RocketError):
-    """An unsilenced error stopped the scheduler."""
-
-
 @dataclass
 class RunState:
     """A run this scheduler started and has not seen finish."""
@@ -77,10 +73,6 @@ class _Wake:
     at: datetime
     task: str = field(compare=False)
     version: int = field(compare=False)
-
-
-def _duration(value: Any) -> timedelta:
-    return parse_duration(value)
 
 
 class Scheduler:
@@ -146,8 +138,8 @@ class Scheduler:
         self.external_seen: set[int] = set()
         self.poll_cursor = 0
         self.task_cursor: datetime | None = None
-        self.heartbeat_every = _duration(conf.heartbeat()).total_seconds()
-        self.lease_timeout = _duration(conf.lease_timeout())
+        self.heartbeat_every = parse_duration(conf.heartbeat()).total_seconds()
+        self.lease_timeout = parse_duration(conf.lease_timeout())
         self.poll_every = conf.poll_interval()
         self.started_mono: float = 0.0
         self.ticks = 0
@@ -1019,7 +1011,7 @@ class Scheduler:
 
     def shutdown(self) -> None:
         """Stop starting runs, let running ones finish within the grace, record everything."""
-        grace = _duration(conf.shutdown_grace()).total_seconds()
+        grace = parse_duration(conf.shutdown_grace()).total_seconds()
         deadline = self.clock.monotonic() + (0.0 if self.force_stop else grace)
         if self.running:
             logger.info("Stopping: waiting up to %.0fs for %d run(s).", grace, len(self.running))
