@@ -323,26 +323,8 @@ class TaskAdmin(RocketModelAdmin):
         ),
         (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
-    readonly_fields = (
-        "name",
-        "description",
-        "func",
-        "condition",
-        "end_condition",
-        "execution",
-        "options",
-        "enabled",
-        "declared",
-        "status",
-        "last_run",
-        "last_success",
-        "last_failure",
-        "next_run",
-        "success_rate",
-        "mean_runtime",
-        "created_at",
-        "updated_at",
-    )
+    # Everything on the page is read-only: settings are the source of truth.
+    readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
     inlines = (RecentRunInline,)
     actions = ("run_now", "pause", "resume")
 

@@ -131,6 +131,13 @@ def _durations() -> list[checks.CheckMessage]:
     return messages
 
 
+def _positive_seconds(name: str, id: str, hint: str) -> list[checks.CheckMessage]:
+    value = getattr(settings, name, conf.DEFAULTS[name])
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return []
+    return [_error(id, f"{name} {value!r} is not a positive number of seconds.", hint)]
+
+
 @setting_check
 def _numbers() -> list[checks.CheckMessage]:
     messages: list[checks.CheckMessage] = []
@@ -143,24 +150,14 @@ def _numbers() -> list[checks.CheckMessage]:
                 "Use a number such as 4, or None for the number of CPUs.",
             )
         )
-    raw_poll = getattr(settings, "ROCKET_POLL_INTERVAL", conf.DEFAULTS["ROCKET_POLL_INTERVAL"])
-    if not isinstance(raw_poll, int | float) or isinstance(raw_poll, bool) or raw_poll <= 0:
-        messages.append(
-            _error(
-                "django_rocket.E029",
-                f"ROCKET_POLL_INTERVAL {raw_poll!r} is not a positive number of seconds.",
-                "Use a number such as 1.0.",
-            )
-        )
-    age = getattr(settings, "ROCKET_HEALTH_MAX_AGE", conf.DEFAULTS["ROCKET_HEALTH_MAX_AGE"])
-    if not isinstance(age, int | float) or isinstance(age, bool) or age <= 0:
-        messages.append(
-            _error(
-                "django_rocket.E032",
-                f"ROCKET_HEALTH_MAX_AGE {age!r} is not a positive number of seconds.",
-                "Use a number such as 60: the admin warns when no scheduler was seen for longer.",
-            )
-        )
+    messages += _positive_seconds(
+        "ROCKET_POLL_INTERVAL", "django_rocket.E029", "Use a number such as 1.0."
+    )
+    messages += _positive_seconds(
+        "ROCKET_HEALTH_MAX_AGE",
+        "django_rocket.E032",
+        "Use a number such as 60: the admin warns when no scheduler was seen for longer.",
+    )
     retry = getattr(settings, "ROCKET_LOG_RETRY", None)
     if retry is not None:
         good = isinstance(retry, dict) and set(retry) <= {"attempts", "backoff", "max_backoff"}
