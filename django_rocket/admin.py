@@ -13,7 +13,7 @@ import math
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
@@ -324,7 +324,9 @@ class TaskAdmin(RocketModelAdmin):
         (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
     # Everything on the page is read-only: settings are the source of truth.
-    readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
+    readonly_fields = tuple(
+        name for _, options in fieldsets for name in cast("tuple[str, ...]", options["fields"])
+    )
     inlines = (RecentRunInline,)
     actions = ("run_now", "pause", "resume")
 
