@@ -9,6 +9,7 @@ prepared statement with many parameter rows, on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, models
@@ -40,12 +41,24 @@ def _columns(names: Sequence[str]) -> list[Any]:
     return [TaskRun._meta.get_field(name) for name in names]
 
 
-def _prep(fields: list[Any], values: Sequence[Any]) -> list[Any]:
-    """Values as the database takes them; converts only datetimes, UUIDs, durations, JSON."""
-    return [
-        v if v is None or isinstance(f, _PASS_THROUGH) else f.get_db_prep_save(v, connection)
-        for f, v in zip(fields, values, strict=True)
-    ]
+def _prep(fields: list[Any], values: Sequence[Any], memo: dict[Any, Any]) -> list[Any]:
+    """Values as the database takes them; converts only datetimes, UUIDs, durations, JSON.
+
+    ``memo`` holds the datetimes converted for this batch: a tick writes one instant for
+    all the runs it starts, so it is converted once, not once per row.
+    """
+    out = []
+    for f, v in zip(fields, values, strict=True):
+        if v is None or isinstance(f, _PASS_THROUGH):
+            out.append(v)
+        elif isinstance(v, datetime):
+            key = (f.attname, v)
+            if key not in memo:
+                memo[key] = f.get_db_prep_save(v, connection)
+            out.append(memo[key])
+        else:
+            out.append(f.get_db_prep_save(v, connection))
+    return out
 
 
 def insert_runs(rows: Iterable[Sequence[Any]]) -> None:
@@ -57,7 +70,8 @@ def insert_runs(rows: Iterable[Sequence[Any]]) -> None:
         ", ".join(qn(f.column) for f in fields),
         ", ".join(["%s"] * len(fields)),
     )
-    params = [_prep(fields, row) for row in rows]
+    memo: dict[Any, Any] = {}
+    params = [_prep(fields, row, memo) for row in rows]
     if params:
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
@@ -74,8 +88,9 @@ def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]]) -> None:
         ", ".join(f"{qn(f.column)} = %s" for f in fields),
         qn(key.column),
     )
+    memo: dict[Any, Any] = {}
     params = [
-        [*_prep(fields, values), key.get_db_prep_save(run_id, connection)]
+        [*_prep(fields, values, memo), key.get_db_prep_save(run_id, connection)]
         for run_id, values in rows
     ]
     if params:
