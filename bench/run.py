@@ -618,6 +618,7 @@ def versions_text(peer_versions: dict[str, str]) -> str:
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {server}"
     )
     peers = ", ".join(f"{k.split(':')[1]} {v}" for k, v in sorted(peer_versions.items()))
+    peers = peers or "none in this run"
     return f"{ours}; peers: {peers}"
 
 
@@ -660,6 +661,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --quick)")
     parser.add_argument("--seconds", type=float, help="override the W1/W2/W4 window length")
     parser.add_argument("--w3-rows", help="comma-separated run-log sizes for W3")
+    parser.add_argument("--w3-seconds", type=float, help="how long W3 keeps ticking (default 8)")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
     parser.add_argument(
         "--cache-dir",
@@ -674,6 +676,8 @@ def main() -> int:
         plan.reps = args.reps
     if args.seconds:
         plan.w1_seconds = plan.w2_seconds = plan.w4_seconds = args.seconds
+    if args.w3_seconds:
+        plan.w3_seconds = args.w3_seconds
     if args.w3_rows:
         plan.w3_rows = [int(x) for x in args.w3_rows.split(",")]
     workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
@@ -727,8 +731,11 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     text = table(results, workloads)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    subset = ""
+    if args.workloads != parser.get_default("workloads") or args.systems:
+        subset = f" — workloads {','.join(workloads)}; systems {','.join(sorted(wanted))}"
     report = (
-        f"## {stamp}{' (--quick)' if args.quick else ''}\n\n"
+        f"## {stamp}{' (--quick)' if args.quick else ''}{subset}\n\n"
         f"Machine: {machine()}.\n\nVersions: {versions_text(peer_versions)}.\n\n"
         f"Repetitions: {plan.reps}; windows: W1 {plan.w1_seconds:g}s, W2 {plan.w2_seconds:g}s "
         f"(after {plan.w2_warmup:g}s warm-up), W3 {plan.w3_seconds:g}s, W4 {plan.w4_seconds:g}s; "
