@@ -3,7 +3,7 @@
 Run from the repository root (``make bench`` does the same)::
 
     .venv/bin/python bench/run.py                 # every workload, 3 repetitions (~25 min)
-    .venv/bin/python bench/run.py --quick         # a smoke version (~3 min)
+    .venv/bin/python bench/run.py --quick         # a smoke version (~2 min)
     .venv/bin/python bench/run.py --workloads W1,W4 --systems rocket-sqlite,rocketry-sql
 
 The peers are installed on first use into their own virtualenvs under
