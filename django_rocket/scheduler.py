@@ -136,6 +136,7 @@ class Scheduler:
         self.remote_poll: float | None = None
         self.external_open: set[int] = set()
         self.external_seen: set[int] = set()
+        self.last_probe: tuple[Any, ...] | None = None
         self.poll_cursor = 0
         self.task_cursor: datetime | None = None
         self.heartbeat_every = parse_duration(conf.heartbeat()).total_seconds()
@@ -480,6 +481,10 @@ class Scheduler:
         """Pick up admin requests: queued runs, paused tasks, runs other processes wrote."""
         self.next_poll = self.clock.monotonic() + self.poll_every
         try:
+            probe = self._probe()
+            if probe == self.last_probe and not self.external_open:
+                return  # nothing was inserted, paused, resumed or committed late
+            self.last_probe = probe
             new_queued = [
                 r
                 for r in TaskRun.objects.queued().select_related("task")
@@ -540,6 +545,24 @@ class Scheduler:
         except DatabaseError:
             logger.warning("Polling the database failed; will retry.", exc_info=True)
             self._reconnect()
+
+    def _probe(self) -> tuple[Any, ...]:
+        """One index-backed statement that changes whenever the full poll could find news.
+
+        A queued run (run now, retry) or a run another process records inserts a row, so
+        the newest id moves; pausing or resuming moves a task's ``updated_at``; a row that
+        commits late inside the look-back window changes its count.
+        """
+        qn = connection.ops.quote_name
+        runs, tasks = qn(TaskRun._meta.db_table), qn(Task._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT (SELECT MAX(id) FROM {runs}), "
+                f"(SELECT COUNT(*) FROM {runs} WHERE id > (SELECT MAX(id) FROM {runs}) - %s), "
+                f"(SELECT MAX(updated_at) FROM {tasks})",
+                [POLL_LOOKBACK],
+            )
+            return tuple(cursor.fetchone())
 
     def _maintain(self, now: datetime) -> None:
         """Now and then: record crashes of other schedulers, keep the snapshot bounded."""
