@@ -102,6 +102,9 @@ def scheduler_process(transactional_db):
     yield start
     for proc in started:
         proc.stop()
+        # Shown by pytest only when the test failed: what each scheduler said.
+        print(f"--- scheduler pid {proc.proc.pid} (exit {proc.proc.returncode}):")
+        print(proc.output())
 
 
 @pytest.fixture
