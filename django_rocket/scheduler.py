@@ -524,19 +524,27 @@ class Scheduler:
             for run in external:
                 if not run.started_at or self.history is None:
                     continue
-                if run.pk in self.external_open:
-                    if not run.is_finished:
-                        continue  # still going; seen again through the look-back
-                    self.history.record_finish(
-                        run.task.name, str(run.run_id), run.finished_at, run.status
+                try:
+                    if run.pk in self.external_open:
+                        if not run.is_finished:
+                            continue  # still going; seen again through the look-back
+                        self.history.record_finish(
+                            run.task.name, str(run.run_id), run.finished_at, run.status
+                        )
+                        self.external_open.discard(run.pk)
+                    elif run.pk in self.external_seen:
+                        continue
+                    else:
+                        self.history.record_start(history.record_of(run, run.task.name))
+                        if not run.is_finished:
+                            self.external_open.add(run.pk)
+                except (ValueError, TypeError):
+                    # A row the snapshot cannot take (already known, or inconsistent) must
+                    # not stop the loop; the snapshot is reloaded when leadership changes.
+                    logger.warning(
+                        "Skipped run %s from another process.", run.run_id, exc_info=True
                     )
                     self.external_open.discard(run.pk)
-                elif run.pk in self.external_seen:
-                    continue
-                else:
-                    self.history.record_start(history.record_of(run, run.task.name))
-                    if not run.is_finished:
-                        self.external_open.add(run.pk)
                 self.external_seen.add(run.pk)
                 self._history_changed(run.task.name)
             self.poll_cursor = max(self.poll_cursor, newest)
