@@ -263,7 +263,8 @@ def test_a_scheduler_tick_costs_the_same_with_5_or_500_remote_runs_in_flight(set
     small = idle_tick(5)
     TaskRun.objects.all().delete()
     large = idle_tick(500)
-    assert len(small) == len(large) <= 5, (small, large)
+    # The poll's probe plus its full read (new rows since the last poll), and one result look-up.
+    assert len(small) == len(large) <= 6, (small, large)
     assert sum("django_tasks_database_dbtaskresult" in sql for sql in large) == 1
 
 
