@@ -239,10 +239,30 @@ class Constant(Condition):
 
 
 @dataclass(frozen=True, repr=False)
-class All(Condition):
-    """True when every sub-condition is true (``a & b``)."""
+class _Operands(Condition):
+    """What ``&`` and ``|`` share: a tuple of sub-conditions."""
 
     items: tuple[Condition, ...]
+
+    def explain(self, ctx: Context) -> Explanation:
+        children = tuple(item.explain(ctx) for item in self.items)
+        value, when = self.evaluate(ctx)
+        return Explanation(str(self), value, {}, children, _localise(when, ctx.tz))
+
+    def depends_on(self, task: str) -> frozenset[str]:
+        return frozenset().union(*(item.depends_on(task) for item in self.items))
+
+    def has_retry(self) -> bool:
+        return any(item.has_retry() for item in self.items)
+
+    def children(self) -> tuple[Condition, ...]:
+        return self.items
+
+
+@dataclass(frozen=True, repr=False)
+class All(_Operands):
+    """True when every sub-condition is true (``a & b``)."""
+
     precedence: ClassVar[int] = AND
 
     def is_true(self, ctx: Context) -> bool:
@@ -256,20 +276,6 @@ class All(Condition):
         # False until every false child may have turned true.
         return False, _latest([when for value, when in results if not value])
 
-    def explain(self, ctx: Context) -> Explanation:
-        children = tuple(item.explain(ctx) for item in self.items)
-        value, when = self.evaluate(ctx)
-        return Explanation(str(self), value, {}, children, _localise(when, ctx.tz))
-
-    def depends_on(self, task: str) -> frozenset[str]:
-        return frozenset().union(*(item.depends_on(task) for item in self.items))
-
-    def has_retry(self) -> bool:
-        return any(item.has_retry() for item in self.items)
-
-    def children(self) -> tuple[Condition, ...]:
-        return self.items
-
     def text(self) -> str:
         return " & ".join(item.render(AND) for item in self.items)
 
@@ -278,10 +284,9 @@ class All(Condition):
 
 
 @dataclass(frozen=True, repr=False)
-class Any(Condition):
+class Any(_Operands):
     """True when at least one sub-condition is true (``a | b``)."""
 
-    items: tuple[Condition, ...]
     precedence: ClassVar[int] = OR
 
     def is_true(self, ctx: Context) -> bool:
@@ -293,20 +298,6 @@ class Any(Condition):
             # True until every true child may have turned false.
             return True, _latest([when for value, when in results if value])
         return False, _earliest([when for _, when in results])
-
-    def explain(self, ctx: Context) -> Explanation:
-        children = tuple(item.explain(ctx) for item in self.items)
-        value, when = self.evaluate(ctx)
-        return Explanation(str(self), value, {}, children, _localise(when, ctx.tz))
-
-    def depends_on(self, task: str) -> frozenset[str]:
-        return frozenset().union(*(item.depends_on(task) for item in self.items))
-
-    def has_retry(self) -> bool:
-        return any(item.has_retry() for item in self.items)
-
-    def children(self) -> tuple[Condition, ...]:
-        return self.items
 
     def text(self) -> str:
         return " | ".join(item.render(OR) for item in self.items)
