@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import queue
 import select
 import signal
 import threading
@@ -181,6 +182,70 @@ def _signal_group(proc: Any, sig: int) -> None:
             pass
 
 
+class _Workers:
+    """Worker threads for execution "thread", reused from one run to the next.
+
+    A run never waits for a worker: when none is idle a new one starts, so a long
+    run cannot hold up a short one. A worker idle for ``idle_timeout`` seconds
+    exits, so a burst of concurrent runs does not leave its threads behind.
+    Starting a thread per run cost as much as the rest of a short run's
+    bookkeeping together (see bench/RESULTS.md).
+    """
+
+    def __init__(self, idle_timeout: float = 60.0) -> None:
+        self.idle_timeout = idle_timeout
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # workers waiting for a job, minus jobs already handed to them
+        self.started = 0  # threads started over the pool's life (tests read it)
+        self._closed = False
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("The scheduler is shutting down; no new thread runs start.")
+            if self._idle > 0:
+                self._idle -= 1
+                self._jobs.put(job)
+                return
+            self.started += 1
+        thread = threading.Thread(target=self._work, args=(job,), name="rocket-worker", daemon=True)
+        try:
+            thread.start()
+        except BaseException:
+            with self._lock:
+                self.started -= 1
+            raise
+
+    def _work(self, job: Callable[[], None] | None) -> None:
+        while job is not None:
+            try:
+                job()
+            except BaseException:  # job() reports its own outcome; never lose the worker
+                logger.exception("A thread run's bookkeeping raised.")
+            with self._lock:
+                if self._closed:
+                    return
+                self._idle += 1
+            try:
+                job = self._jobs.get(timeout=self.idle_timeout)
+            except queue.Empty:
+                with self._lock:
+                    # A job handed over while we timed out is in the queue now: take it.
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        self._idle -= 1
+                        return
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, 0
+        for _ in range(idle):
+            self._jobs.put(None)
+
+
 @dataclass
 class _Active:
     launch: Launch
@@ -219,6 +284,15 @@ class Runner:
         self._closed = False
         self._logs = logforward.LogListener()
         self._tasks: Any = None  # a TasksFollower, once a run uses execution "tasks"
+        self._workers = _Workers()
+        self._functions: dict[str, Callable[..., Any]] = {}
+
+    def _function(self, path: str) -> Callable[..., Any]:
+        """The task function for a dotted path, imported once per scheduler."""
+        func = self._functions.get(path)
+        if func is None:
+            func = self._functions[path] = load_function(path)
+        return func
 
     # -- bookkeeping
 
@@ -271,26 +345,27 @@ class Runner:
             raise
 
     def _launch_main(self, active: _Active) -> None:
-        func = load_function(active.launch.func)
+        func = self._function(active.launch.func)
         self._finish(
             active.launch.run_id, call_task(func, active.launch.parameters, self.result_max_bytes)
         )
 
     def _launch_thread(self, active: _Active) -> None:
-        func = load_function(active.launch.func)
+        func = self._function(active.launch.func)
 
         def target() -> None:
+            thread = threading.current_thread()
+            thread.name = f"rocket-{active.launch.task}"
             _local.stop = active.stop
             try:
                 data = call_task(func, active.launch.parameters, self.result_max_bytes)
             finally:
-                connections.close_all()
+                connections.close_all()  # those this run opened; a worker outlives its run
                 _local.stop = None
+                thread.name = "rocket-worker"
             self._finish(active.launch.run_id, data)
 
-        thread = threading.Thread(target=target, name=f"rocket-{active.launch.task}", daemon=True)
-        active.handle = thread
-        thread.start()
+        self._workers.submit(target)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -302,7 +377,7 @@ class Runner:
         return self._loop
 
     def _launch_async(self, active: _Active) -> None:
-        func = load_function(active.launch.func)
+        func = self._function(active.launch.func)
         loop = self._ensure_loop()
 
         async def wrapper() -> None:
@@ -454,6 +529,7 @@ class Runner:
 
     def close(self) -> None:
         self._closed = True
+        self._workers.close()
         if self._tasks is not None:
             self._tasks.close()
         self._logs.close(timeout=2.0)

@@ -1,6 +1,7 @@
 """Task functions the tests schedule."""
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -87,3 +88,14 @@ def wait_and_count(marker: str, release: str) -> str:
 
 def raising_condition_module_marker() -> None:
     """Referenced by tests that need an importable but unused function."""
+
+
+# In-process gates for thread-run tests: a run blocks on GATES[name] until the test sets it.
+GATES: dict[str, "threading.Event"] = {}
+
+
+def thread_identity(gate: str = "") -> dict:
+    """Return which thread ran this, after waiting on ``GATES[gate]`` when one is named."""
+    if gate:
+        GATES[gate].wait(30)
+    return {"ident": threading.get_ident(), "name": threading.current_thread().name}
