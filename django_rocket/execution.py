@@ -62,8 +62,8 @@ _local = threading.local()
 
 def current_run_should_stop() -> bool:
     """Return True when the scheduler asked the calling thread run to stop."""
-    event = getattr(_local, "stop", None)
-    return bool(event is not None and event.is_set())
+    active = getattr(_local, "run", None)
+    return bool(active is not None and active.stop_requested)
 
 
 def load_function(path: str) -> Callable[..., Any]:
@@ -252,7 +252,7 @@ class _Active:
     kind: str
     handle: Any = None
     conn: Any = None
-    stop: threading.Event = field(default_factory=threading.Event)
+    stop_requested: bool = False  # read by current_run_should_stop() in a thread run
     terminate_reason: str = ""
 
 
@@ -356,12 +356,12 @@ class Runner:
         def target() -> None:
             thread = threading.current_thread()
             thread.name = f"rocket-{active.launch.task}"
-            _local.stop = active.stop
+            _local.run = active
             try:
                 data = call_task(func, active.launch.parameters, self.result_max_bytes)
             finally:
                 connections.close_all()  # those this run opened; a worker outlives its run
-                _local.stop = None
+                _local.run = None
                 thread.name = "rocket-worker"
             self._finish(active.launch.run_id, data)
 
@@ -498,7 +498,7 @@ class Runner:
             self._tasks_follower().terminate(active, reason)  # cancels if it can; reports
             return
         active.terminate_reason = reason
-        active.stop.set()
+        active.stop_requested = True
         if active.kind == "process" and active.handle is not None:
             proc = active.handle
             _signal_group(proc, signal.SIGTERM)

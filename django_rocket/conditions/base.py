@@ -57,6 +57,13 @@ class Context:
         object.__setattr__(self, "utc", now if now.tzinfo is UTC else now.astimezone(UTC))
         object.__setattr__(self, "wall", now.astimezone(self.tz))
 
+    def for_task(self, task: str) -> Context:
+        """The same instant, history and zone for another task, without converting again."""
+        ctx = object.__new__(Context)
+        ctx.__dict__.update(self.__dict__)
+        ctx.__dict__["task"] = task
+        return ctx
+
 
 def _localise(value: AnyType, tz: tzinfo) -> AnyType:
     """Return ``value`` with every datetime in it shown in the zone ``tz``."""
