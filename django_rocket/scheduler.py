@@ -20,6 +20,8 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -75,6 +77,36 @@ class _Wake:
     version: int = field(compare=False)
 
 
+@contextmanager
+def _one_snapshot() -> Iterator[None]:
+    """Make the reads inside see the database as of one instant.
+
+    PostgreSQL: a REPEATABLE READ transaction. SQLite: a transaction, which in WAL mode
+    reads one snapshot (and with ``transaction_mode`` IMMEDIATE holds writers back for
+    the few hundred milliseconds the reads take). Inside an outer transaction the reads
+    already share it.
+    """
+    if connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
+def _new_run_ids(count: int) -> Iterator[str]:
+    """``count`` random (version 4) run ids from one read of the system's random source.
+
+    ``uuid.uuid4()`` reads 16 bytes per call; at a thousand runs a tick those reads cost
+    more than the rest of the id's making.
+    """
+    raw = os.urandom(16 * count)
+    for i in range(count):
+        yield str(uuid.UUID(bytes=raw[16 * i : 16 * i + 16], version=4))
+
+
 class Scheduler:
     """Decide what is due, start it, and keep the run log true."""
 
@@ -107,6 +139,7 @@ class Scheduler:
         self.instance: SchedulerInstance | None = None
         self.token: int | None = None
         self.history: Any = None
+        self._base_context: Context | None = None  # the last tick's, reused for every task
         self.task_pks: dict[str, int] = {}
         self.enabled: dict[str, bool] = {}
         self.running: dict[str, RunState] = {}
@@ -358,21 +391,28 @@ class Scheduler:
 
     def _become_active(self, now: datetime) -> None:
         self.recover_crashed(now)
-        self.history, last_failed = history.load(now, counting_tasks=self.counting)
-        self.last_failed = dict(last_failed)
-        self.poll_cursor = TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-        # What the snapshot holds is not news to the poll; runs other processes still have
-        # going are followed until they finish.
-        self.external_seen = set(
-            TaskRun.objects.filter(pk__gt=self.poll_cursor - POLL_LOOKBACK).values_list(
-                "pk", flat=True
+        # The snapshot, the poll's cursor and what it counts as seen must describe the same
+        # instant: a run another process commits between two of these reads would
+        # otherwise be counted as seen without being in the snapshot, and lost to it.
+        with _one_snapshot():
+            self.history, last_failed = history.load(now, counting_tasks=self.counting)
+            self.last_failed = dict(last_failed)
+            newest = TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first()
+            self.poll_cursor = newest or 0
+            # What the snapshot holds is not news to the poll; runs other processes still
+            # have going are followed until they finish.
+            self.external_seen = set(
+                TaskRun.objects.filter(pk__gt=self.poll_cursor - POLL_LOOKBACK).values_list(
+                    "pk", flat=True
+                )
             )
-        )
-        self.external_open = set(
-            TaskRun.objects.running().exclude(scheduler=self.instance).values_list("pk", flat=True)
-        )
-        for run in TaskRun.objects.queued().select_related("task"):
-            self.queued.setdefault(run.task.name, []).append(run)
+            self.external_open = set(
+                TaskRun.objects.running()
+                .exclude(scheduler=self.instance)
+                .values_list("pk", flat=True)
+            )
+            for run in TaskRun.objects.queued().select_related("task"):
+                self.queued.setdefault(run.task.name, []).append(run)
         self.dirty = set(self.specs)
         self.next_poll = 0.0
         self.next_maintenance = self.clock.monotonic() + self.lease_timeout.total_seconds()
@@ -538,7 +578,7 @@ class Scheduler:
                         self.history.record_start(history.record_of(run, run.task.name))
                         if not run.is_finished:
                             self.external_open.add(run.pk)
-                except (ValueError, TypeError):
+                except (ValueError, TypeError, KeyError):
                     # A row the snapshot cannot take (already known, or inconsistent) must
                     # not stop the loop; the snapshot is reloaded when leadership changes.
                     logger.warning(
@@ -603,7 +643,11 @@ class Scheduler:
     # -- deciding what is due
 
     def _context(self, name: str, now: datetime) -> Context:
-        return Context(task=name, now=now.astimezone(self.tz), history=self.history, tz=self.tz)
+        base = self._base_context
+        if base is None or base.now != now or base.history is not self.history:
+            base = Context(task=name, now=now.astimezone(self.tz), history=self.history, tz=self.tz)
+            self._base_context = base
+        return base.for_task(name)
 
     def _schedule(self, name: str, at: datetime | None) -> None:
         version = self.versions.get(name, 0) + 1
@@ -679,8 +723,9 @@ class Scheduler:
 
     def _start(self, now: datetime, batch: list[tuple[TaskSpec, str, TaskRun | None]]) -> None:
         """Write every run's row in one fenced transaction, then launch them."""
+        fresh = _new_run_ids(len(batch))
         starts: list[tuple[TaskSpec, str, str, TaskRun | None]] = [
-            (spec, trigger, str(queued.run_id) if queued else str(uuid.uuid4()), queued)
+            (spec, trigger, str(queued.run_id) if queued else next(fresh), queued)
             for spec, trigger, queued in batch
         ]
         instance_pk = self.instance.pk if self.instance else None
@@ -1010,10 +1055,10 @@ class Scheduler:
         message: str = "",
         exc_text: str = "",
     ) -> None:
-        runtime = (end - start).total_seconds() if start and end else None
-        text = f"Task {task!r} {action}" + (f": {message}" if message else "")
         if not task_logger.isEnabledFor(level):
             return
+        runtime = (end - start).total_seconds() if start and end else None
+        text = f"Task {task!r} {action}" + (f": {message}" if message else "")
         try:
             record = task_logger.makeRecord(
                 task_logger.name,

@@ -1,5 +1,6 @@
 """``runscheduler`` through call_command, with the injected clock where time matters."""
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -195,3 +196,63 @@ def test_the_scheduler_applies_run_retention(settings, clock, quiet):
     # The runs older than 7 days are gone; today's run is kept.
     assert TaskRun.objects.filter(started_at__lt=clock.now() - timedelta(days=7)).count() == 0
     assert TaskRun.objects.count() == 1
+
+
+def test_a_run_committed_while_the_snapshot_loads_is_not_lost(settings, clock, quiet, monkeypatch):
+    """Becoming active reads the snapshot and the poll's cursor as of one instant.
+
+    Another process commits a finished run of ``a`` right after the snapshot was read:
+    the poll must still bring it to the conditions (``b`` follows ``a``'s success).
+    """
+    from django.db import connection
+
+    from django_rocket import history
+
+    settings.ROCKET_TASKS = {
+        "a": task("tests.tasks.noop", "false"),
+        "b": task("tests.tasks.noop", "after_success('a')"),
+    }
+    settings.ROCKET_POLL_INTERVAL = 1
+    real_load = history.load
+    writers: list[threading.Thread] = []
+
+    def write_elsewhere() -> None:
+        from django.db import connection as own
+
+        try:
+            TaskRun.objects.create(
+                task=Task.objects.get(name="a"),
+                status=RunStatus.SUCCESS,
+                trigger=RunTrigger.MANUAL,
+                started_at=clock.now() - timedelta(seconds=2),
+                finished_at=clock.now() - timedelta(seconds=1),
+                host="elsewhere",
+                pid=1,
+            )
+        finally:
+            own.close()
+
+    def load_then_another_process_commits(*args, **kwargs):
+        result = real_load(*args, **kwargs)
+        writer = threading.Thread(target=write_elsewhere)
+        writer.start()
+        writers.append(writer)
+        if connection.vendor == "postgresql":
+            writer.join()  # committed before the cursor is read; REPEATABLE READ hides it
+        # SQLite (IMMEDIATE) holds the writer back until the snapshot's transaction ends;
+        # there the race is only likely, on PostgreSQL it is certain.
+        return result
+
+    monkeypatch.setattr(history, "load", load_then_another_process_commits)
+    scheduler = Scheduler(clock=clock)
+    scheduler.startup()
+    assert writers, "the scheduler did not load its snapshot at start-up"
+    writers[0].join()
+    assert TaskRun.objects.filter(host="elsewhere").count() == 1
+    scheduler.tick()
+    clock.advance(1)
+    scheduler.tick()
+    scheduler.tick()
+    assert TaskRun.objects.filter(task__name="b").count() == 1
+    scheduler.request_stop()
+    scheduler.shutdown()
