@@ -95,6 +95,9 @@ def _recent_ids(limit: int) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
+_COLUMNS = ("id", "task_id", "run_id", "status", "trigger", "started_at", "finished_at")
+
+
 def load(
     now: datetime,
     *,
@@ -102,30 +105,41 @@ def load(
     horizon: timedelta = COUNT_HORIZON,
     recent: int = RECENT_RUNS_PER_TASK,
 ) -> tuple[MemoryHistory, dict[str, int]]:
-    """Build the snapshot; return it with the id of each task's latest failed run."""
+    """Build the snapshot; return it with the id of each task's latest failed run.
+
+    Rows are read as tuples, not model instances: a snapshot holds thousands of runs
+    (``recent`` per task), and building a model for each was most of the load's time.
+    """
     names = dict(Task.objects.values_list("pk", "name"))
     ids = latest_ids(list(names)) | _recent_ids(recent)
     rows = list(
-        TaskRun.objects.filter(pk__in=ids)
-        .exclude(status=RunStatus.QUEUED)
-        .only("id", "task_id", "run_id", "status", "trigger", "started_at", "finished_at")
+        TaskRun.objects.filter(pk__in=ids).exclude(status=RunStatus.QUEUED).values_list(*_COLUMNS)
     )
-    rows += list(
-        TaskRun.objects.running()
-        .exclude(pk__in=ids)
-        .only("id", "task_id", "run_id", "status", "trigger", "started_at", "finished_at")
-    )
-    counting_ids = [pk for pk, name in names.items() if name in set(counting_tasks)]
+    rows += TaskRun.objects.running().exclude(pk__in=ids).values_list(*_COLUMNS)
+    counting = set(counting_tasks)
+    counting_ids = [pk for pk, name in names.items() if name in counting]
     if counting_ids:
-        rows += list(
+        rows += (
             TaskRun.objects.filter(task_id__in=counting_ids, started_at__gte=now - horizon)
-            .exclude(pk__in=[r.pk for r in rows])
-            .only("id", "task_id", "run_id", "status", "trigger", "started_at", "finished_at")
+            .exclude(pk__in=[r[0] for r in rows])
+            .values_list(*_COLUMNS)
         )
-    rows.sort(key=lambda r: (r.started_at or now, r.pk))
-    history = MemoryHistory(record_of(r, names[r.task_id]) for r in rows if r.started_at)
+    rows.sort(key=lambda r: (r[5] or now, r[0]))
+    finished_statuses = set(FINISHED_STATUSES)
+    history = MemoryHistory(
+        RunRecord(
+            task=names[task_id],
+            run_id=str(run_id),
+            started_at=started_at,
+            finished_at=finished_at if status in finished_statuses else None,
+            outcome=status if status in finished_statuses else None,
+            trigger=trigger,
+        )
+        for _, task_id, run_id, status, trigger, started_at, finished_at in rows
+        if started_at
+    )
     last_failed: dict[str, int] = {}
-    for run in rows:
-        if run.status == RunStatus.FAIL:
-            last_failed[names[run.task_id]] = run.pk
+    for pk, task_id, _, status, *_ in rows:
+        if status == RunStatus.FAIL:
+            last_failed[names[task_id]] = pk
     return history, last_failed

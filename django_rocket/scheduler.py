@@ -312,10 +312,19 @@ class Scheduler:
             ],
             ignore_conflicts=True,
         )
+        # Changed declarations are written in one statement per batch, not one per task:
+        # after a deploy that touches many tasks, start-up would otherwise commit once each.
+        changed = []
         for name, values in declared.items():
             row = existing.get(name)
             if row is not None and any(getattr(row, k) != v for k, v in values.items()):
-                Task.objects.filter(pk=row.pk).update(updated_at=now, **values)
+                for key, value in values.items():
+                    setattr(row, key, value)
+                row.updated_at = now
+                changed.append(row)
+        if changed:
+            fields = [*next(iter(declared.values())), "updated_at"]
+            Task.objects.bulk_update(changed, fields, batch_size=100)
         gone = [n for n, t in existing.items() if n not in declared and t.declared]
         if gone:
             Task.objects.filter(name__in=gone).update(declared=False, updated_at=now)

@@ -256,3 +256,32 @@ def test_a_run_committed_while_the_snapshot_loads_is_not_lost(settings, clock, q
     assert TaskRun.objects.filter(task__name="b").count() == 1
     scheduler.request_stop()
     scheduler.shutdown()
+
+
+def test_start_up_syncs_changed_declarations_in_one_statement(settings, clock, quiet):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.ROCKET_TASKS = {f"t{i}": task("tests.tasks.noop", "daily") for i in range(5)}
+    Scheduler(clock=clock).startup()
+    Task.objects.filter(name="t0").update(enabled=False)  # the admin's switch
+    before = dict(Task.objects.values_list("name", "updated_at"))
+    clock.advance(60)
+    settings.ROCKET_TASKS = {
+        **{f"t{i}": task("tests.tasks.noop", "hourly") for i in range(3)},
+        "t3": task("tests.tasks.noop", "daily"),
+    }
+    with CaptureQueriesContext(connection) as queries:
+        Scheduler(clock=clock).startup()
+    tasks = {t.name: t for t in Task.objects.all()}
+    assert [tasks[f"t{i}"].start_cond for i in range(4)] == ["hourly"] * 3 + ["daily"]
+    assert all(tasks[f"t{i}"].updated_at == clock.now() for i in range(3))
+    assert tasks["t3"].updated_at == before["t3"]  # unchanged, untouched
+    assert (tasks["t4"].declared, tasks["t4"].updated_at) == (False, clock.now())
+    assert tasks["t0"].enabled is False  # a pause made in the admin survives the sync
+    updates = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith('UPDATE "django_rocket_task"')
+    ]
+    assert len(updates) == 2  # the three changed rows, then the one no longer declared
