@@ -51,6 +51,7 @@ class SchedulerProcess:
             PYTHONPATH=str(ROOT),
             ROCKET_TEST_TASKS=json.dumps(tasks),
             ROCKET_TEST_SETTINGS=json.dumps(settings or {}),
+            ROCKET_TEST_PARENT=str(os.getpid()),  # tests/settings.py: die with this pytest
         )
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "django", "runscheduler", *args],

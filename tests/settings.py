@@ -1,7 +1,10 @@
 """Settings for the test suite; DATABASE_URL picks the database (default SQLite)."""
 
+import ctypes
 import json
 import os
+import signal
+import sys
 import tempfile
 
 import environ
@@ -85,5 +88,24 @@ LOGGING = {
 # Scheduler subprocesses started by the tests receive their tasks and settings as JSON;
 # the settings come last so that they can replace any above (LOGGING included).
 ROCKET_TASKS: dict = json.loads(os.environ.get("ROCKET_TEST_TASKS", "{}"))
+
+
+def _die_with_the_test_run(parent: int) -> None:
+    """A scheduler subprocess of a test gets SIGTERM when its pytest dies (Linux).
+
+    Without it, killing pytest mid-run left these schedulers running for good.
+    """
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # pytest died before the line above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+if os.environ.get("ROCKET_TEST_PARENT"):
+    # Popped, so that this process's own children (its fork server, its runs) do not
+    # take it for their parent.
+    _die_with_the_test_run(int(os.environ.pop("ROCKET_TEST_PARENT")))
 for _name, _value in json.loads(os.environ.get("ROCKET_TEST_SETTINGS", "{}")).items():
     globals()[_name] = _value
