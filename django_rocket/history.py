@@ -27,14 +27,26 @@ def record_of(run: TaskRun, task_name: str) -> RunRecord:
     if run.started_at is None:
         # What RunRecord raises for it; callers pass started runs only.
         raise TypeError("started_at must be a datetime, not NoneType.")
-    finished = run.status in FINISHED_STATUSES
+    return _record(task_name, run.run_id, run.status, run.trigger, run.started_at, run.finished_at)
+
+
+def _record(
+    task_name: str,
+    run_id: object,
+    status: str,
+    trigger: str,
+    started_at: datetime,
+    finished_at: datetime | None,
+) -> RunRecord:
+    """The snapshot's record of one run row; a run not finished has no finish yet."""
+    finished = status in FINISHED_STATUSES
     return RunRecord(
         task=task_name,
-        run_id=str(run.run_id),
-        started_at=run.started_at,
-        finished_at=run.finished_at if finished else None,
-        outcome=run.status if finished else None,
-        trigger=run.trigger,
+        run_id=str(run_id),
+        started_at=started_at,
+        finished_at=finished_at if finished else None,
+        outcome=status if finished else None,
+        trigger=trigger,
     )
 
 
@@ -125,16 +137,8 @@ def load(
             .values_list(*_COLUMNS)
         )
     rows.sort(key=lambda r: (r[5] or now, r[0]))
-    finished_statuses = set(FINISHED_STATUSES)
     history = MemoryHistory(
-        RunRecord(
-            task=names[task_id],
-            run_id=str(run_id),
-            started_at=started_at,
-            finished_at=finished_at if status in finished_statuses else None,
-            outcome=status if status in finished_statuses else None,
-            trigger=trigger,
-        )
+        _record(names[task_id], run_id, status, trigger, started_at, finished_at)
         for _, task_id, run_id, status, trigger, started_at, finished_at in rows
         if started_at
     )

@@ -85,23 +85,25 @@ def _converter(field: Any) -> Callable[[Any], Any] | None:
     return generic
 
 
-def _prep(fields: list[Any], values: Sequence[Any], memo: dict[Any, Any]) -> list[Any]:
-    """Values as the database takes them (see ``_converter``).
+def _prep(
+    converters: list[Callable[[Any], Any] | None], values: Sequence[Any], memo: dict[Any, Any]
+) -> list[Any]:
+    """Values as the database takes them, one converter per column (see ``_converter``).
 
     ``memo`` caches converted datetimes for this batch: a tick writes one instant for all
     the runs it starts, so it is converted once, not once per row.
     """
     out = []
-    for f, v in zip(fields, values, strict=True):
-        if v is None or f is None:
+    for convert, v in zip(converters, values, strict=True):
+        if v is None or convert is None:
             out.append(v)
         elif isinstance(v, datetime):
-            key = (f, v)
+            key = (convert, v)
             if key not in memo:
-                memo[key] = f(v)
+                memo[key] = convert(v)
             out.append(memo[key])
         else:
-            out.append(f(v))
+            out.append(convert(v))
     return out
 
 

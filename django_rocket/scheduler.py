@@ -323,8 +323,8 @@ class Scheduler:
                 row.updated_at = now
                 changed.append(row)
         if changed:
-            fields = [*next(iter(declared.values())), "updated_at"]
-            Task.objects.bulk_update(changed, fields, batch_size=100)
+            synced = [*declared[changed[0].name], "updated_at"]  # the same keys for every task
+            Task.objects.bulk_update(changed, synced, batch_size=100)
         gone = [n for n, t in existing.items() if n not in declared and t.declared]
         if gone:
             Task.objects.filter(name__in=gone).update(declared=False, updated_at=now)
