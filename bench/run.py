@@ -480,7 +480,12 @@ def prepare_w3(plan: Plan, systems: list[str], dbs: Databases, cache: Path) -> N
         for rows in plan.w3_rows:
             label = f"w3-{system}-{rows}"
             db = dbs.fresh(product, engine, label)
-            tasks = {"n": 100, "cond": conditions("W3", system, 0)[0], "prefix": "w3-"}
+            tasks = {
+                "n": 100,
+                "cond": conditions("W3", system, 0)[0],
+                "prefix": "w3-",
+                "execution": "thread",
+            }
             t = time.time()
             drive(
                 python_of(venv, cache),

@@ -105,9 +105,16 @@ def prefill(cfg: dict) -> None:
 
     spec = cfg["tasks"]
     names = [f"{spec['prefix']}{i:05d}" for i in range(spec["n"])]
+    # The tasks as the scheduler will declare them, so that its start-up finds nothing to
+    # rewrite: the log belongs to this deployment.
     Task.objects.bulk_create(
         [
-            Task(name=n, func=spec.get("func", "bench_tasks.noop"), start_cond=spec["cond"])
+            Task(
+                name=n,
+                func=spec.get("func", "bench_tasks.noop"),
+                start_cond=spec["cond"],
+                execution=spec.get("execution", "thread"),
+            )
             for n in names
         ]
     )
