@@ -30,10 +30,12 @@ class ConditionFailed(RocketError):
 
 def _snapshot(now: datetime, conditions: dict[str, list[Condition | None]]) -> MemoryHistory:
     counting: set[str] = set()
+    recent = 0
     for owner, conds in conditions.items():
         for cond in conds:
             counting |= history.counted_tasks(owner, cond)
-    return history.load(now, counting_tasks=counting)[0]
+            recent = max(recent, history.retry_depth(cond))
+    return history.load(now, counting_tasks=counting, recent=recent)[0]
 
 
 @dataclass(frozen=True)

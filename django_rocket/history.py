@@ -2,9 +2,10 @@
 
 The scheduler keeps one :class:`~django_rocket.conditions.MemoryHistory` as its
 snapshot. Loading it reads, for every task at once: the latest start and the
-latest finish of each outcome, the most recent runs (for retry chains), the runs
-in progress, and the recent events that counting conditions look at. Each query
-is index-backed, so the load time does not grow with the size of the log.
+latest finish of each outcome, the most recent runs (only as many as the deepest
+retry chain a condition can count, see :func:`retry_depth`), the runs in progress,
+and the recent events that counting conditions look at. Each query is
+index-backed, so the load time does not grow with the size of the log.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from django.db import connection
 from django.db.models import OuterRef, Subquery
 
 from django_rocket.conditions import Condition, MemoryHistory, RunRecord
-from django_rocket.conditions.tasks import TaskEvent
+from django_rocket.conditions.tasks import Retry, TaskEvent
 from django_rocket.models import FINISHED_STATUSES, RunStatus, Task, TaskRun
 
+# How far back an unlimited ``retry`` looks for the start of its chain.
 RECENT_RUNS_PER_TASK = 50
 COUNT_HORIZON = timedelta(days=35)
 
@@ -82,6 +84,21 @@ def counted_tasks(owner: str, cond: Condition | None) -> set[str]:
     return found
 
 
+def retry_depth(cond: Condition | None) -> int:
+    """How many of a task's most recent runs ``cond`` needs to decide its retry chain.
+
+    ``retry(n)`` is true while the chain of failed runs is at most ``n`` long, so
+    its ``n + 1`` latest runs decide it: a chain cut off there is still longer than
+    ``n``. An unlimited ``retry`` gets :data:`RECENT_RUNS_PER_TASK`. A condition
+    with no ``retry`` needs none beyond the latest ones, which the load always reads.
+    """
+    if cond is None:
+        return 0
+    if isinstance(cond, Retry):
+        return RECENT_RUNS_PER_TASK if cond.n is None else cond.n + 1
+    return max((retry_depth(child) for child in cond.children()), default=0)
+
+
 def _recent_ids(limit: int) -> set[int]:
     """Ids of each task's ``limit`` most recent runs, in one correlated query.
 
@@ -119,11 +136,15 @@ def load(
 ) -> tuple[MemoryHistory, dict[str, int]]:
     """Build the snapshot; return it with the id of each task's latest failed run.
 
-    Rows are read as tuples, not model instances: a snapshot holds thousands of runs
+    ``recent`` is how many of each task's latest runs to read besides the latest
+    start and finishes (the callers pass the largest :func:`retry_depth` of their
+    conditions). Rows are read as tuples, not model instances: a snapshot holds thousands of runs
     (``recent`` per task), and building a model for each was most of the load's time.
     """
     names = dict(Task.objects.values_list("pk", "name"))
-    ids = latest_ids(list(names)) | _recent_ids(recent)
+    ids = latest_ids(list(names))
+    if recent > 0:
+        ids |= _recent_ids(recent)
     rows = list(
         TaskRun.objects.filter(pk__in=ids).exclude(status=RunStatus.QUEUED).values_list(*_COLUMNS)
     )

@@ -147,6 +147,8 @@ class Scheduler:
         self.last_failed: dict[str, int | str] = {}
         self.dependents: dict[str, set[str]] = {}
         self.counting: set[str] = set()
+        # How many of each task's latest runs the snapshot reads for retry chains.
+        self.recent_runs = 0
         self.dirty: set[str] = set()
         self.wakes: list[_Wake] = []
         self.versions: dict[str, int] = {}
@@ -287,6 +289,11 @@ class Scheduler:
                     self.dependents.setdefault(dep, set()).add(name)
             self.counting.update(history.counted_tasks(name, spec.start_cond))
             self.counting.update(history.counted_tasks(name, spec.end_cond))
+            self.recent_runs = max(
+                self.recent_runs,
+                history.retry_depth(spec.start_cond),
+                history.retry_depth(spec.end_cond),
+            )
 
     def _sync_tasks(self) -> None:
         """Make the Task table match ROCKET_TASKS; tasks no longer declared keep their history."""
@@ -404,7 +411,9 @@ class Scheduler:
         # instant: a run another process commits between two of these reads would
         # otherwise be counted as seen without being in the snapshot, and lost to it.
         with _one_snapshot():
-            self.history, last_failed = history.load(now, counting_tasks=self.counting)
+            self.history, last_failed = history.load(
+                now, counting_tasks=self.counting, recent=self.recent_runs
+            )
             self.last_failed = dict(last_failed)
             newest = TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first()
             self.poll_cursor = newest or 0
@@ -490,8 +499,8 @@ class Scheduler:
             self._heartbeat(now)
         self.remote_poll = self.runner.poll(now)
         self._drain_outcomes()
-        self._flush(now)
         if not self.active:
+            self._flush(now)
             return max(self.next_heartbeat - self.clock.monotonic(), 0.0)
         if mono >= self.next_poll:
             self._poll(now)
@@ -502,7 +511,8 @@ class Scheduler:
         self._enforce_deadlines(now)
         self._check_end_conditions(now)
         if self.starting and not self.stop_requested:
-            self._start_due(now)
+            self._start_due(now)  # writes the finishes too when it starts runs
+        self._flush(now)
         return self._sleep_seconds()
 
     def _sleep_seconds(self) -> float:
@@ -738,8 +748,14 @@ class Scheduler:
             for spec, trigger, queued in batch
         ]
         instance_pk = self.instance.pk if self.instance else None
+        # The finishes recorded since the last write share the starts' transaction: one
+        # commit a tick instead of two. While a failed write waits for its backoff they
+        # stay out, and _flush writes them once it is over.
+        finishes = self._flushable()
         try:
             with transaction.atomic():
+                if finishes:
+                    self._write_finishes(finishes)
                 if not self._renew(now):
                     raise _LeaseLost
                 retry_of = self._retry_parents(
@@ -775,21 +791,29 @@ class Scheduler:
                     ):
                         taken.append((spec, RunTrigger.MANUAL, run_id))
         except _LeaseLost:
+            # Rolled back, the finishes included: they stay pending for the tick's _flush.
             logger.warning("Lost the scheduler lease before starting runs; standing by.")
             self.token = None
             self._set_role(SchedulerRole.STANDBY)
             return
-        except DatabaseError:
+        except DatabaseError as exc:
             # Write-ahead: a run whose row is not committed never starts.
             logger.error(
-                "Could not record the start of %d run(s); will retry.", len(batch), exc_info=True
+                "Could not record the start of %d run(s)%s; will retry.",
+                len(batch),
+                f" nor {len(finishes)} finish(es)" if finishes else "",
+                exc_info=True,
             )
             self._reconnect()
             for spec, _, _, queued in starts:
                 if queued is not None:
                     self.queued.setdefault(spec.name, []).insert(0, queued)
                 self._schedule(spec.name, now + timedelta(seconds=1))
+            if finishes:
+                self._write_failed(finishes, exc)
             return
+        if finishes:
+            self._written(finishes)
         for spec, trigger, run_id in taken:
             deadline = now + spec.timeout if spec.timeout is not None else None
             self.running[run_id] = RunState(run_id, spec.name, now, deadline, trigger)
@@ -878,40 +902,54 @@ class Scheduler:
                 exc_text=outcome.exc_text,
             )
 
+    def _flushable(self) -> list[Outcome]:
+        """The finishes to write now: none while a failed write waits for its backoff."""
+        if not self.pending or self.clock.monotonic() < self.next_write_attempt:
+            return []
+        return list(self.pending)
+
     def _flush(self, now: datetime) -> None:
         """Write finished runs in one batch, retrying with backoff; spool while the DB is down."""
-        if not self.pending or self.clock.monotonic() < self.next_write_attempt:
+        batch = self._flushable()
+        if not batch:
             return
-        batch = list(self.pending)
         try:
             self._write_finishes(batch)
         except DatabaseError as exc:
-            self.write_attempts += 1
-            policy = conf.log_retry()
-            delay = min(policy["backoff"] * 2 ** (self.write_attempts - 1), policy["max_backoff"])
-            self.next_write_attempt = self.clock.monotonic() + delay
             self._reconnect()
-            if self.write_attempts >= policy["attempts"]:
-                self._spool(batch)
-                if self.write_attempts == policy["attempts"]:
-                    logger.error(
-                        "Recording %d finished run(s) failed %d times; kept in memory and "
-                        "spooled to %s until the database is back.",
-                        len(batch),
-                        self.write_attempts,
-                        self.spool_path,
-                        exc_info=True,
-                    )
-                    if not conf.silence_task_logging():
-                        self.fail_stop("the run log could not be written", exc)
-            else:
-                logger.warning(
-                    "Recording finished runs failed (attempt %d); retrying in %.1fs.",
-                    self.write_attempts,
-                    delay,
-                    exc_info=True,
-                )
+            self._write_failed(batch, exc)
             return
+        self._written(batch)
+
+    def _write_failed(self, batch: list[Outcome], exc: DatabaseError) -> None:
+        """Back off; after ``attempts`` failures spool the batch (and stop, unless silenced)."""
+        self.write_attempts += 1
+        policy = conf.log_retry()
+        delay = min(policy["backoff"] * 2 ** (self.write_attempts - 1), policy["max_backoff"])
+        self.next_write_attempt = self.clock.monotonic() + delay
+        if self.write_attempts >= policy["attempts"]:
+            self._spool(batch)
+            if self.write_attempts == policy["attempts"]:
+                logger.error(
+                    "Recording %d finished run(s) failed %d times; kept in memory and "
+                    "spooled to %s until the database is back.",
+                    len(batch),
+                    self.write_attempts,
+                    self.spool_path,
+                    exc_info=exc,
+                )
+                if not conf.silence_task_logging():
+                    self.fail_stop("the run log could not be written", exc)
+        else:
+            logger.warning(
+                "Recording finished runs failed (attempt %d); retrying in %.1fs.",
+                self.write_attempts,
+                delay,
+                exc_info=exc,
+            )
+
+    def _written(self, batch: list[Outcome]) -> None:
+        """The batch is committed: drop it from what is pending, and end a write outage."""
         written = {o.run_id for o in batch}
         self.pending = [o for o in self.pending if o.run_id not in written]
         if self.write_attempts:
@@ -929,7 +967,8 @@ class Scheduler:
             for outcome in batch:
                 if outcome.started_at is None:
                     outcome.started_at = started.get(uuid.UUID(outcome.run_id))
-        with transaction.atomic():
+        # Inside _start's transaction no savepoint: a failure there rolls back all of it.
+        with transaction.atomic(savepoint=False):
             runlog.finish_runs(
                 (
                     o.run_id,

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db.models import Count
+from django.db.models import Count, F
 
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.scheduler import Scheduler
@@ -285,3 +285,140 @@ def test_start_up_syncs_changed_declarations_in_one_statement(settings, clock, q
         if q["sql"].startswith('UPDATE "django_rocket_task"')
     ]
     assert len(updates) == 2  # the three changed rows, then the one no longer declared
+
+
+@pytest.mark.parametrize(
+    ("expression", "depth"),
+    [
+        ("daily", 0),
+        ("every('1 hour') & after_success('a')", 0),
+        ("daily | retry(3)", 4),
+        ("daily | retry(0)", 1),
+        ("daily | retry", 50),
+        ("(daily & retry(2)) | ~retry(5)", 6),
+    ],
+)
+def test_the_snapshot_reads_as_many_recent_runs_as_the_deepest_retry_chain(expression, depth):
+    from django_rocket import history
+    from django_rocket.conditions import parse
+
+    assert history.retry_depth(parse(expression)) == depth
+    assert history.retry_depth(None) == 0
+
+
+def _chain_before_restart(clock, triggers: list[str], older_successes: int = 0) -> None:
+    """Write the log a stopped scheduler left: old successes, then failed runs today."""
+    f, _ = Task.objects.get_or_create(
+        name="f", defaults={"func": "tests.tasks.fails", "start_cond": "daily | retry(2)"}
+    )
+    now = clock.now()
+    rows = [
+        TaskRun(
+            task=f,
+            status=RunStatus.SUCCESS,
+            trigger=RunTrigger.SCHEDULED,
+            started_at=now - timedelta(days=2 + i),
+            finished_at=now - timedelta(days=2 + i),
+        )
+        for i in range(older_successes)
+    ]
+    rows += [
+        TaskRun(
+            task=f,
+            status=RunStatus.FAIL,
+            trigger=trigger,
+            started_at=now - timedelta(minutes=60 - i),
+            finished_at=now - timedelta(minutes=59 - i),
+        )
+        for i, trigger in enumerate(triggers)
+    ]
+    TaskRun.objects.bulk_create(rows)
+
+
+@pytest.mark.parametrize(
+    ("triggers", "retries_after_restart"),
+    [
+        (["scheduled"], 2),  # two retries left
+        (["scheduled", "retry"], 1),
+        (["scheduled", "retry", "retry"], 0),  # chain of 3 > 2: spent
+        # Longer than the 3 runs the snapshot reads: still spent, not mistaken for a new chain.
+        (["scheduled", "retry", "retry", "retry", "retry"], 0),
+    ],
+)
+def test_a_restarted_scheduler_continues_the_retry_chain_from_the_log(
+    settings, clock, quiet, triggers, retries_after_restart
+):
+    settings.ROCKET_TASKS = {"f": task("tests.tasks.fails", "daily | retry(2)")}
+    _chain_before_restart(clock, triggers, older_successes=20)
+    before = TaskRun.objects.count()
+    scheduler = Scheduler(clock=clock, duration=600)
+    scheduler.run()
+    new = list(TaskRun.objects.order_by("id")[before:])
+    assert [r.trigger for r in new] == ["retry"] * retries_after_restart
+    # 3 recent runs for retry(2) plus the latest success: the 20 old runs stay in the database.
+    assert scheduler.recent_runs == 3
+    assert len(scheduler.history.runs("f")) <= 3 + 1 + retries_after_restart
+
+
+def _always_due(settings, count: int) -> None:
+    settings.ROCKET_TASKS = {f"t{i}": task("tests.tasks.noop", "true") for i in range(count)}
+    settings.ROCKET_LOG_RETRY = {"attempts": 3, "backoff": 1, "max_backoff": 5}
+
+
+def test_finishes_written_with_the_starts_survive_a_lost_lease(settings, clock, quiet):
+    """Losing the lease rolls back the tick's one transaction; the finishes are still written."""
+    from django_rocket.models import SchedulerLease
+
+    _always_due(settings, 3)
+    scheduler = Scheduler(clock=clock)
+    scheduler.startup()
+    scheduler.tick()
+    assert TaskRun.objects.filter(status=RunStatus.RUNNING).count() == 3
+    SchedulerLease.objects.update(token=F("token") + 1)  # another scheduler took over
+    clock.advance(1)
+    scheduler.tick()
+    assert not scheduler.active
+    assert TaskRun.objects.count() == 3  # nothing started without the lease
+    assert TaskRun.objects.filter(status=RunStatus.SUCCESS).count() == 3
+    assert scheduler.pending == []
+    scheduler.request_stop()
+    scheduler.shutdown()
+
+
+def test_finishes_written_with_the_starts_stay_pending_when_that_write_fails(
+    settings, clock, quiet, monkeypatch
+):
+    """The failed transaction held the finishes too: they are retried alone, with backoff."""
+    from django.db import DatabaseError
+
+    from django_rocket import runlog
+
+    _always_due(settings, 3)
+    scheduler = Scheduler(clock=clock)
+    scheduler.startup()
+    scheduler.tick()
+    real_insert = runlog.insert_runs
+
+    def fails_once(rows):
+        monkeypatch.setattr(runlog, "insert_runs", real_insert)
+        list(rows)
+        raise DatabaseError("injected: the start write failed")
+
+    monkeypatch.setattr(runlog, "insert_runs", fails_once)
+    clock.advance(1)
+    scheduler.tick()
+    # Rolled back together: the finishes are not in the log yet, nor lost.
+    assert TaskRun.objects.count() == 3
+    assert TaskRun.objects.filter(status=RunStatus.RUNNING).count() == 3
+    assert len(scheduler.pending) == 3
+    assert scheduler.write_attempts == 1
+    clock.advance(0.5)
+    scheduler.tick()  # inside the 1 s backoff: still pending, starts wait for their retry
+    assert TaskRun.objects.filter(status=RunStatus.SUCCESS).count() == 0
+    clock.advance(1)
+    scheduler.tick()
+    assert TaskRun.objects.filter(status=RunStatus.SUCCESS).count() == 3
+    assert scheduler.pending == [] and scheduler.write_attempts == 0
+    scheduler.request_stop()
+    scheduler.shutdown()
+    assert TaskRun.objects.exclude(status=RunStatus.SUCCESS).count() == 0

@@ -61,3 +61,31 @@ def test_tick_queries_are_the_same_for_10_and_1000_tasks(settings, clock):
     assert large["idle"] <= 6
     assert large["starting"] <= 10
     assert large["finishing"] <= 8
+
+
+def always_due(settings, count: int) -> None:
+    settings.ROCKET_TASKS = {
+        f"t{i:04d}": {"func": "tests.tasks.noop", "start_cond": "true", "execution": "main"}
+        for i in range(count)
+    }
+    settings.ROCKET_HEARTBEAT = "1 hour"
+
+
+def test_a_tick_that_records_finishes_and_starts_runs_commits_once(settings, clock, monkeypatch):
+    """The finishes share the starts' transaction: one commit a busy tick, not two."""
+    always_due(settings, 5)
+    scheduler = Scheduler(declared_tasks(), clock=clock)
+    scheduler.startup()
+    scheduler.tick()  # starts all five; a main run ends inside the tick, reported for the next
+    assert TaskRun.objects.filter(status=RunStatus.RUNNING).count() == 5
+    commits: list[None] = []
+    commit = connection.commit
+    monkeypatch.setattr(connection, "commit", lambda: (commits.append(None), commit())[1])
+    clock.advance(timedelta(seconds=1))
+    scheduler.tick()  # records the five finishes and starts the five again
+    assert len(commits) == 1
+    assert TaskRun.objects.filter(status=RunStatus.SUCCESS).count() == 5
+    assert TaskRun.objects.filter(status=RunStatus.RUNNING).count() == 5
+    scheduler.request_stop()
+    scheduler.shutdown()
+    assert TaskRun.objects.filter(status=RunStatus.SUCCESS).count() == 10
