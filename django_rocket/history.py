@@ -145,15 +145,16 @@ def load(
     ids = latest_ids(list(names))
     if recent > 0:
         ids |= _recent_ids(recent)
-    rows = list(
-        TaskRun.objects.filter(pk__in=ids).exclude(status=RunStatus.QUEUED).values_list(*_COLUMNS)
-    )
-    rows += TaskRun.objects.running().exclude(pk__in=ids).values_list(*_COLUMNS)
+    # Unordered (the rows are sorted below): the model's default order could make the
+    # database walk a whole index instead of looking the ids up.
+    runs = TaskRun.objects.order_by()
+    rows = list(runs.filter(pk__in=ids).exclude(status=RunStatus.QUEUED).values_list(*_COLUMNS))
+    rows += runs.running().exclude(pk__in=ids).values_list(*_COLUMNS)
     counting = set(counting_tasks)
     counting_ids = [pk for pk, name in names.items() if name in counting]
     if counting_ids:
         rows += (
-            TaskRun.objects.filter(task_id__in=counting_ids, started_at__gte=now - horizon)
+            runs.filter(task_id__in=counting_ids, started_at__gte=now - horizon)
             .exclude(pk__in=[r[0] for r in rows])
             .values_list(*_COLUMNS)
         )

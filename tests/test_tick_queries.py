@@ -89,3 +89,30 @@ def test_a_tick_that_records_finishes_and_starts_runs_commits_once(settings, clo
     scheduler.request_stop()
     scheduler.shutdown()
     assert TaskRun.objects.filter(status=RunStatus.SUCCESS).count() == 10
+
+
+def test_start_up_looks_runs_up_by_id_without_ordering_them(settings, clock):
+    """Rows read by id (the poll's "seen" set, the snapshot) carry no ORDER BY.
+
+    With the model's default order (newest start first) SQLite answered the "seen" query
+    by walking the whole (started_at, id) index: 36 ms warm and 0.45 s with a cold cache at
+    1,000,000 rows, for 200 ids.
+    """
+    declare(settings, 3)
+    Scheduler(declared_tasks(), clock=clock, duration=1).run()  # leaves a few runs behind
+    scheduler = Scheduler(declared_tasks(), clock=clock)
+    with CaptureQueriesContext(connection) as ctx:
+        scheduler.startup()
+    by_id = [
+        q["sql"]
+        for q in ctx.captured_queries
+        if q["sql"].startswith("SELECT")
+        and 'FROM "django_rocket_taskrun"' in q["sql"]
+        and (
+            '"django_rocket_taskrun"."id" >' in q["sql"]
+            or '"django_rocket_taskrun"."id" IN' in q["sql"]
+        )
+    ]
+    assert len(by_id) >= 2, ctx.captured_queries  # the "seen" set and the snapshot's rows
+    assert [q for q in by_id if "ORDER BY" in q] == []
+    scheduler.shutdown()
