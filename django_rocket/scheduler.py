@@ -621,15 +621,20 @@ class Scheduler:
         A queued run (run now, retry) or a run another process records inserts a row, so
         the newest id moves; pausing or resuming moves a task's ``updated_at``; a row that
         commits late inside the look-back window changes its count.
+
+        The count reads at most ``POLL_LOOKBACK`` ids, and says so with a LIMIT: without
+        it PostgreSQL estimated a third of the log for the open-ended range and, at
+        1,000,000 runs, counted with two parallel workers, 11 ms a poll instead of 0.4.
         """
         qn = connection.ops.quote_name
         runs, tasks = qn(TaskRun._meta.db_table), qn(Task._meta.db_table)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT (SELECT MAX(id) FROM {runs}), "
-                f"(SELECT COUNT(*) FROM {runs} WHERE id > (SELECT MAX(id) FROM {runs}) - %s), "
+                f"(SELECT COUNT(*) FROM (SELECT id FROM {runs} "
+                f"WHERE id > (SELECT MAX(id) FROM {runs}) - %s ORDER BY id DESC LIMIT %s) w), "
                 f"(SELECT MAX(updated_at) FROM {tasks})",
-                [POLL_LOOKBACK],
+                [POLL_LOOKBACK, POLL_LOOKBACK],
             )
             return tuple(cursor.fetchone())
 

@@ -116,3 +116,29 @@ def test_start_up_looks_runs_up_by_id_without_ordering_them(settings, clock):
     assert len(by_id) >= 2, ctx.captured_queries  # the "seen" set and the snapshot's rows
     assert [q for q in by_id if "ORDER BY" in q] == []
     scheduler.shutdown()
+
+
+def test_the_probe_sees_a_row_that_commits_late_inside_the_look_back(settings, clock):
+    """A run another process commits after a newer one (lower id) changes the probe."""
+    from django_rocket.models import Task
+
+    declare(settings, 1)
+    scheduler = Scheduler(declared_tasks(), clock=clock)
+    scheduler.startup()
+    task, now = Task.objects.get(), clock.now()
+
+    def run(**extra) -> TaskRun:
+        return TaskRun(
+            task=task, status=RunStatus.SUCCESS, started_at=now, finished_at=now, **extra
+        )
+
+    TaskRun.objects.bulk_create([run() for _ in range(5)])
+    late = TaskRun.objects.order_by("-pk").values_list("pk", flat=True)[2]
+    TaskRun.objects.filter(pk=late).delete()  # not committed yet when the probe reads
+    before = scheduler._probe()
+    assert scheduler._probe() == before  # nothing changed: the same answer
+    run(pk=late).save(force_insert=True)  # commits now, below the newest id
+    after = scheduler._probe()
+    assert after[0] == before[0]  # the newest id did not move
+    assert after != before
+    scheduler.shutdown()
