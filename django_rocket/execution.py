@@ -73,16 +73,49 @@ def load_function(path: str) -> Callable[..., Any]:
     return plain_function(import_string(path))
 
 
+def storable(text: str) -> str:
+    """``text`` as every supported database can store it: NUL characters shown as ``\\x00``.
+
+    PostgreSQL refuses NUL in text; one run's message with it would make the whole batch
+    of finishes it is written with fail, again and again.
+    """
+    return text.replace("\x00", "\\x00") if "\x00" in text else text
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def _encode_result(value: Any, max_bytes: int) -> tuple[Any, str]:
+    """The return value as the run keeps it (JSON), or None with a note saying why not.
+
+    Refused besides what JSON cannot express: NaN and infinities (not JSON, so neither
+    PostgreSQL's ``jsonb`` nor SQLite's JSON check takes them) and NUL characters
+    (PostgreSQL's ``jsonb`` does not take them).
+    """
     if value is None:
         return None, ""
     try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
+        text = json.dumps(value, allow_nan=False)
+    except TypeError:
         return None, f"Return value not kept: {type(value).__name__} is not JSON-serialisable."
+    except ValueError as exc:  # NaN or an infinity; a circular reference
+        return None, f"Return value not kept: it is not JSON-serialisable ({exc})."
     if len(text.encode()) > max_bytes:
         return None, f"Return value not kept: {len(text.encode())} bytes is over {max_bytes}."
-    return json.loads(text), ""
+    kept = json.loads(text)
+    if _has_nul(kept):
+        return (
+            None,
+            "Return value not kept: it contains a NUL character, which PostgreSQL cannot store.",
+        )
+    return kept, ""
 
 
 def call_task(func: Callable[..., Any], parameters: dict[str, Any], max_bytes: int) -> dict:
@@ -324,8 +357,8 @@ class Runner:
                 task=active.launch.task,
                 status=status,
                 finished_at=self._now(),
-                message=message,
-                exc_text=data.get("exc_text", ""),
+                message=storable(message),
+                exc_text=storable(data.get("exc_text") or ""),
                 result=data.get("result"),
             )
         )

@@ -22,7 +22,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from django_rocket import conf
-from django_rocket.execution import call_task
+from django_rocket.execution import call_task, storable
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.registry import TaskSpec
 
@@ -56,8 +56,8 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
     run.status = outcome["status"]
     run.finished_at = now()
     run.runtime = run.finished_at - started
-    run.message = outcome.get("message", "")
-    run.exc_text = outcome.get("exc_text", "")
+    run.message = storable(outcome.get("message", ""))
+    run.exc_text = storable(outcome.get("exc_text", ""))
     run.result = outcome.get("result")
     _save_finish(run)
     _log(run, run.status)

@@ -601,7 +601,11 @@ class TasksFollower:
         if seen.status == SUCCESSFUL:
             report = seen.value if isinstance(seen.value, dict) else {}
             if report.get("run_id") != remote.run_id:
-                report = {"status": SUCCESS, "result": seen.value}
+                # A plain task's return value, as its backend kept it: kept by the same rules.
+                from django_rocket.execution import _encode_result
+
+                result, note = _encode_result(seen.value, self.result_max_bytes)
+                report = {"status": SUCCESS, "result": result, "message": note}
             host = str(report.get("host") or "")
             pid = report.get("pid") if isinstance(report.get("pid"), int) else None
             data = {
@@ -630,7 +634,10 @@ class TasksFollower:
         host: str = "",
         pid: int | None = None,
     ) -> None:
+        from django_rocket.execution import storable
+
         self.remote.pop(remote.run_id, None)
+        message = storable(message)
         if host:
             self._rows[remote.run_id] = (host, pid, message)
         else:

@@ -99,3 +99,15 @@ def thread_identity(gate: str = "") -> dict:
     if gate:
         GATES[gate].wait(30)
     return {"ident": threading.get_ident(), "name": threading.current_thread().name}
+
+
+def returns_not_a_number() -> dict:
+    return {"ratio": float("nan")}
+
+
+def returns_nul() -> str:
+    return "before\x00after"
+
+
+def fails_with_nul() -> None:
+    raise ValueError("bad byte \x00 in the input")

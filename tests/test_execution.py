@@ -154,3 +154,32 @@ def test_runtask_wait_runs_a_djangos_task_function_in_this_process(settings):
     assert run.status == RunStatus.SUCCESS, run.exc_text
     assert run.result == 42
     assert run.trigger == "manual"
+
+
+@pytest.mark.parametrize(
+    ("value", "kept", "note"),
+    [
+        ({"n": 1, "s": "text"}, {"n": 1, "s": "text"}, ""),
+        ((1, 2), [1, 2], ""),  # as JSON has it
+        ({"x": float("nan")}, None, "not JSON-serialisable"),
+        ([float("inf")], None, "not JSON-serialisable"),
+        ({1, 2}, None, "set is not JSON-serialisable"),
+        ({"a": ["ok", "b\x00d"]}, None, "NUL"),
+        ({"key\x00": 1}, None, "NUL"),
+        ("\\u0000 written out is text, not NUL", "\\u0000 written out is text, not NUL", ""),
+        ("x" * 100, None, "bytes is over 64"),
+    ],
+)
+def test_a_return_value_is_kept_only_when_every_database_can_store_it(value, kept, note):
+    from django_rocket.execution import _encode_result
+
+    result, message = _encode_result(value, 64)
+    assert result == kept
+    assert note in message and bool(message) == bool(note)
+
+
+def test_storable_text_shows_nul_characters_escaped():
+    from django_rocket.execution import storable
+
+    assert storable("plain") == "plain"
+    assert storable("a\x00b\x00") == "a\\x00b\\x00"

@@ -422,3 +422,33 @@ def test_finishes_written_with_the_starts_stay_pending_when_that_write_fails(
     scheduler.request_stop()
     scheduler.shutdown()
     assert TaskRun.objects.exclude(status=RunStatus.SUCCESS).count() == 0
+
+
+def test_values_a_database_cannot_store_do_not_block_the_run_log(settings):
+    """NaN results and NUL characters are refused by PostgreSQL (and NaN by SQLite's JSON check).
+
+    One such run must not make the batch it is written with fail, again and again, until
+    the scheduler stops: the result is not kept and the text shows the NUL escaped.
+    """
+    settings.ROCKET_TASKS = {
+        "nan": task("tests.tasks.returns_not_a_number"),
+        "nul": task("tests.tasks.returns_nul"),
+        "bad": task("tests.tasks.fails_with_nul"),
+        "ok": task("tests.tasks.returns_value"),
+    }
+    call_command("runscheduler", "--once")
+    runs = {r.task.name: r for r in TaskRun.objects.select_related("task")}
+    assert {name: run.status for name, run in runs.items()} == {
+        "nan": RunStatus.SUCCESS,
+        "nul": RunStatus.SUCCESS,
+        "bad": RunStatus.FAIL,
+        "ok": RunStatus.SUCCESS,
+    }
+    assert runs["nan"].result is None
+    assert "not JSON-serialisable" in runs["nan"].message
+    assert runs["nul"].result is None
+    assert "NUL" in runs["nul"].message
+    assert "\x00" not in runs["bad"].message
+    assert runs["bad"].message.endswith("bad byte \\x00 in the input")
+    assert "\\x00" in runs["bad"].exc_text
+    assert runs["ok"].result == {"n": 1, "items": [0]}
