@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, DataError, IntegrityError, connection
 from django.utils import timezone
 
 from django_rocket import conf
@@ -88,6 +88,16 @@ def _save_finish(run: TaskRun) -> None:
             run.save(
                 update_fields=["status", "finished_at", "runtime", "message", "exc_text", "result"]
             )
+            return
+        except (DataError, IntegrityError) as exc:
+            # Refused, not unreachable: record the run without what the database refused.
+            logger.error("Run %s was refused as it ended (%s).", run.run_id, exc)
+            run.message = storable(
+                "Recorded without its message, traceback and result, which the database "
+                f"refused: {type(exc).__name__}: {exc}"
+            )[:2000]
+            run.exc_text, run.result = "", None
+            run.save(update_fields=["message", "exc_text", "result", "status", "finished_at"])
             return
         except DatabaseError:
             if attempt == attempts - 1:

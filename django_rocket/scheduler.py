@@ -27,7 +27,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -36,7 +43,7 @@ from django_rocket import conf, history, pruning, registry, runlog
 from django_rocket.alerts import install_alerts, shutdown_alerts
 from django_rocket.clock import SystemClock
 from django_rocket.conditions import Context, RunRecord, parse_duration
-from django_rocket.execution import Launch, Outcome, Runner
+from django_rocket.execution import Launch, Outcome, Runner, storable
 from django_rocket.models import (
     RunStatus,
     RunTrigger,
@@ -921,12 +928,42 @@ class Scheduler:
         if not batch:
             return
         try:
-            self._write_finishes(batch)
+            try:
+                self._write_finishes(batch)
+            except (DataError, IntegrityError) as exc:
+                # The database refused a value; it is not down, and the same batch would
+                # fail the same way on every retry. One run must not hold back the others.
+                self._write_each(batch, exc)
         except DatabaseError as exc:
             self._reconnect()
             self._write_failed(batch, exc)
             return
         self._written(batch)
+
+    def _write_each(self, batch: list[Outcome], refused: DatabaseError) -> None:
+        """Write a refused batch run by run; a run refused alone loses what was refused."""
+        logger.warning(
+            "The database refused a batch of finished runs (%s); writing them one by one.", refused
+        )
+        for outcome in batch:
+            try:
+                self._write_finishes([outcome])
+            except (DataError, IntegrityError) as exc:
+                logger.error(
+                    "Run %s of task %r was refused as it ended (%s: %s); recorded without its "
+                    "message, traceback and result.",
+                    outcome.run_id,
+                    outcome.task,
+                    type(exc).__name__,
+                    exc,
+                )
+                outcome.message = storable(
+                    "Recorded without its message, traceback and result, which the database "
+                    f"refused: {type(exc).__name__}: {exc}"
+                )[:2000]
+                outcome.exc_text = ""
+                outcome.result = None
+                self._write_finishes([outcome])
 
     def _write_failed(self, batch: list[Outcome], exc: DatabaseError) -> None:
         """Back off; after ``attempts`` failures spool the batch (and stop, unless silenced)."""

@@ -248,3 +248,20 @@ def test_wait_beside_a_real_scheduler_feeds_its_history(scheduler_process, tmp_p
     assert (slow.status, slow.trigger, slow.scheduler) == (RunStatus.SUCCESS, "manual", None)
     assert proc.proc.poll() is None
     assert "Traceback" not in proc.output()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_value_the_database_refuses_is_recorded_without_it(settings, monkeypatch):
+    from django_rocket import execution
+
+    # As if a result the database refuses got past the checks (NaN: not JSON).
+    monkeypatch.setattr(execution, "_encode_result", lambda value, max_bytes: (value, ""))
+    settings.ROCKET_TASKS = {
+        "nan": {"func": "tests.tasks.returns_not_a_number", "start_cond": "false"}
+    }
+    out, _ = runtask("nan")
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.SUCCESS
+    assert run.result is None
+    assert run.message.startswith("Recorded without its message, traceback and result")
+    assert "ended with success" in out

@@ -424,6 +424,16 @@ def test_finishes_written_with_the_starts_stay_pending_when_that_write_fails(
     assert TaskRun.objects.exclude(status=RunStatus.SUCCESS).count() == 0
 
 
+def _once_by_task() -> dict[str, TaskRun]:
+    """``runscheduler --once``, then each task's run."""
+    call_command("runscheduler", "--once")
+    return {r.task.name: r for r in TaskRun.objects.select_related("task")}
+
+
+def _statuses(runs: dict[str, TaskRun]) -> dict[str, str]:
+    return {name: run.status for name, run in runs.items()}
+
+
 def test_values_a_database_cannot_store_do_not_block_the_run_log(settings):
     """NaN results and NUL characters are refused by PostgreSQL (and NaN by SQLite's JSON check).
 
@@ -436,14 +446,8 @@ def test_values_a_database_cannot_store_do_not_block_the_run_log(settings):
         "bad": task("tests.tasks.fails_with_nul"),
         "ok": task("tests.tasks.returns_value"),
     }
-    call_command("runscheduler", "--once")
-    runs = {r.task.name: r for r in TaskRun.objects.select_related("task")}
-    assert {name: run.status for name, run in runs.items()} == {
-        "nan": RunStatus.SUCCESS,
-        "nul": RunStatus.SUCCESS,
-        "bad": RunStatus.FAIL,
-        "ok": RunStatus.SUCCESS,
-    }
+    runs = _once_by_task()
+    assert _statuses(runs) == {"nan": "success", "nul": "success", "bad": "fail", "ok": "success"}
     assert runs["nan"].result is None
     assert "not JSON-serialisable" in runs["nan"].message
     assert runs["nul"].result is None
@@ -452,3 +456,23 @@ def test_values_a_database_cannot_store_do_not_block_the_run_log(settings):
     assert runs["bad"].message.endswith("bad byte \\x00 in the input")
     assert "\\x00" in runs["bad"].exc_text
     assert runs["ok"].result == {"n": 1, "items": [0]}
+
+
+def test_a_value_the_database_refuses_holds_back_no_other_run(settings, monkeypatch):
+    """Whatever slips through: the refused run is recorded without it, the others as they are."""
+    from django_rocket import execution
+
+    # As if a result the database refuses got past the checks (here: NaN, which neither
+    # SQLite's JSON check nor PostgreSQL's jsonb takes).
+    monkeypatch.setattr(execution, "_encode_result", lambda value, max_bytes: (value, ""))
+    settings.ROCKET_TASKS = {
+        "a": task("tests.tasks.returns_value"),
+        "nan": task("tests.tasks.returns_not_a_number"),
+        "z": task("tests.tasks.returns_value", parameters={"n": 2}),
+    }
+    runs = _once_by_task()
+    assert _statuses(runs) == {"a": "success", "nan": "success", "z": "success"}
+    assert runs["a"].result == {"n": 1, "items": [0]}
+    assert runs["z"].result == {"n": 2, "items": [0, 1]}
+    assert runs["nan"].result is None
+    assert runs["nan"].message.startswith("Recorded without its message, traceback and result")
