@@ -82,6 +82,14 @@ def storable(text: str) -> str:
     return text.replace("\x00", "\\x00") if "\x00" in text else text
 
 
+def refused_note(exc: Exception) -> str:
+    """The message of a run the database refused as it ended, recorded without the rest."""
+    return storable(
+        "Recorded without its message, traceback and result, which the database "
+        f"refused: {type(exc).__name__}: {exc}"
+    )[:2000]
+
+
 def _has_nul(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value

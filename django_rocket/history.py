@@ -138,8 +138,8 @@ def load(
 
     ``recent`` is how many of each task's latest runs to read besides the latest
     start and finishes (the callers pass the largest :func:`retry_depth` of their
-    conditions). Rows are read as tuples, not model instances: a snapshot holds thousands of runs
-    (``recent`` per task), and building a model for each was most of the load's time.
+    conditions). Rows are read as tuples, not model instances: a snapshot can hold
+    thousands of runs, and building a model for each was most of the load's time.
     """
     names = dict(Task.objects.values_list("pk", "name"))
     ids = latest_ids(list(names))

@@ -22,9 +22,10 @@ from django.db import DatabaseError, DataError, IntegrityError, connection
 from django.utils import timezone
 
 from django_rocket import conf
-from django_rocket.execution import call_task, storable
+from django_rocket.execution import call_task, refused_note, storable
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.registry import TaskSpec
+from django_rocket.runlog import FINISH_FIELDS
 
 logger = logging.getLogger("django_rocket.scheduler")
 task_logger = logging.getLogger("django_rocket.task")
@@ -85,19 +86,13 @@ def _save_finish(run: TaskRun) -> None:
     attempts = max(int(policy["attempts"]), 1)
     for attempt in range(attempts):
         try:
-            run.save(
-                update_fields=["status", "finished_at", "runtime", "message", "exc_text", "result"]
-            )
+            run.save(update_fields=FINISH_FIELDS)
             return
         except (DataError, IntegrityError) as exc:
             # Refused, not unreachable: record the run without what the database refused.
             logger.error("Run %s was refused as it ended (%s).", run.run_id, exc)
-            run.message = storable(
-                "Recorded without its message, traceback and result, which the database "
-                f"refused: {type(exc).__name__}: {exc}"
-            )[:2000]
-            run.exc_text, run.result = "", None
-            run.save(update_fields=["message", "exc_text", "result", "status", "finished_at"])
+            run.message, run.exc_text, run.result = refused_note(exc), "", None
+            run.save(update_fields=FINISH_FIELDS)
             return
         except DatabaseError:
             if attempt == attempts - 1:

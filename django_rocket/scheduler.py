@@ -43,7 +43,7 @@ from django_rocket import conf, history, pruning, registry, runlog
 from django_rocket.alerts import install_alerts, shutdown_alerts
 from django_rocket.clock import SystemClock
 from django_rocket.conditions import Context, RunRecord, parse_duration
-from django_rocket.execution import Launch, Outcome, Runner, storable
+from django_rocket.execution import Launch, Outcome, Runner, refused_note
 from django_rocket.models import (
     RunStatus,
     RunTrigger,
@@ -957,10 +957,7 @@ class Scheduler:
                     type(exc).__name__,
                     exc,
                 )
-                outcome.message = storable(
-                    "Recorded without its message, traceback and result, which the database "
-                    f"refused: {type(exc).__name__}: {exc}"
-                )[:2000]
+                outcome.message = refused_note(exc)
                 outcome.exc_text = ""
                 outcome.result = None
                 self._write_finishes([outcome])

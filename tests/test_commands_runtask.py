@@ -264,4 +264,5 @@ def test_a_value_the_database_refuses_is_recorded_without_it(settings, monkeypat
     assert run.status == RunStatus.SUCCESS
     assert run.result is None
     assert run.message.startswith("Recorded without its message, traceback and result")
+    assert run.runtime == run.finished_at - run.started_at  # the rest of the finish is kept
     assert "ended with success" in out
