@@ -39,7 +39,18 @@ def test_fast_conversion_equals_the_fields_own(name, value):
 
 
 TRICKY = ["", "NULL", "quote ' double \" back \\ brace {a,b} comma, ünïcødé ✓", "line\nbreak\ttab"]
-RESULTS = [None, {"n": [1, {"k": "v"}]}, "released", 3]
+RESULTS = [None, {"n": [1, {"k": "v"}]}, 'quote " back \\ ünï ✓', 3.25]
+# Offsets, and durations a day or more, below a second and negative: each goes through
+# the database's own text input on PostgreSQL.
+OFFSETS = [
+    timezone(timedelta(hours=h, minutes=m)) for h, m in [(0, 0), (2, 0), (-5, -30), (13, 45)]
+]
+RUNTIMES = [
+    timedelta(seconds=2),
+    timedelta(days=2, microseconds=7),
+    timedelta(microseconds=1),
+    timedelta(seconds=-1.5),
+]
 
 
 def test_rows_written_in_batches_read_back_as_written():
@@ -57,7 +68,17 @@ def test_rows_written_in_batches_read_back_as_written():
     first = TaskRun.objects.get(run_id=ids[0])
     finished = started + timedelta(seconds=2, microseconds=5)
     runlog.finish_runs(
-        (str(run_id), ("success", finished + timedelta(seconds=i), timedelta(seconds=2), t, t, r))
+        (
+            str(run_id),
+            (
+                "success",
+                (finished + timedelta(seconds=i)).astimezone(OFFSETS[i]),
+                RUNTIMES[i],
+                t,
+                t,
+                r,
+            ),
+        )
         for i, (run_id, t, r) in enumerate(zip(ids, TRICKY, RESULTS, strict=True))
     )
     runs = {r.run_id: r for r in TaskRun.objects.all()}
@@ -68,7 +89,7 @@ def test_rows_written_in_batches_read_back_as_written():
         assert run.status == "success"
         assert run.started_at == started
         assert run.finished_at == finished + timedelta(seconds=i)
-        assert run.runtime == timedelta(seconds=2)
+        assert run.runtime == RUNTIMES[i]
         assert (run.message, run.exc_text) == (text, text)
         assert run.result == result
     assert runs[ids[1]].trigger == "retry" and runs[ids[1]].pid == 7
