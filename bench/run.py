@@ -408,7 +408,7 @@ class Plan:
     w4_seconds: float
 
 
-FULL = Plan(3, [100, 1000], 10, [1000, 10000], 8, 2, [0, 100_000, 1_000_000], 8, 100, 6)
+FULL = Plan(3, [100, 1000], 10, [1000, 10000], 8, 2, [0, 100_000, 1_000_000], 20, 100, 6)
 QUICK = Plan(1, [100], 4, [1000], 4, 1, [0, 10_000], 3, 100, 3)
 
 
@@ -681,7 +681,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --quick)")
     parser.add_argument("--seconds", type=float, help="override the W1/W2/W4 window length")
     parser.add_argument("--w3-rows", help="comma-separated run-log sizes for W3")
-    parser.add_argument("--w3-seconds", type=float, help="how long W3 keeps ticking (default 8)")
+    parser.add_argument("--w3-seconds", type=float, help="how long W3 keeps ticking (default 20)")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
     parser.add_argument(
         "--cache-dir",
