@@ -1,11 +1,13 @@
 """Settings for the django-rocket example project.
 
 Configuration comes from the environment through django-environ: DATABASE_URL
-(default: a SQLite file beside this project, in WAL mode) and EMAIL_URL.
+(default: a SQLite file beside this project, in WAL mode) and EMAIL_URL (the EMAIL_*
+settings before Django 6.1, the mailer "default" from 6.1 on).
 """
 
 from pathlib import Path
 
+import django
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -66,7 +68,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 EMAIL_CONFIG = env.email("EMAIL_URL", default="consolemail://")
-vars().update(EMAIL_CONFIG)
+if django.VERSION >= (6, 1):
+    # Django 6.1 deprecates the EMAIL_* settings that EMAIL_URL fills: the mailer
+    # "default" is made of them instead (see docs/howto/alerts.rst).
+    MAILERS = {"default": {"BACKEND": EMAIL_CONFIG["EMAIL_BACKEND"]}}
+    if EMAIL_CONFIG["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend":
+        MAILERS["default"]["OPTIONS"] = {
+            "host": EMAIL_CONFIG["EMAIL_HOST"],
+            "port": EMAIL_CONFIG["EMAIL_PORT"],
+            "username": EMAIL_CONFIG["EMAIL_HOST_USER"],
+            "password": EMAIL_CONFIG["EMAIL_HOST_PASSWORD"],
+            "use_tls": EMAIL_CONFIG.get("EMAIL_USE_TLS", False),
+            "use_ssl": EMAIL_CONFIG.get("EMAIL_USE_SSL", False),
+        }
+else:
+    vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="scheduler@localhost")
 
 LANGUAGE_CODE = "en-us"
