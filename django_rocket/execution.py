@@ -7,6 +7,7 @@ happened to it: a return, an exception, a timeout, or a child process that died.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import multiprocessing
@@ -74,11 +75,19 @@ def load_function(path: str) -> Callable[..., Any]:
 
 
 def storable(text: str) -> str:
-    """``text`` as every supported database can store it: NUL characters shown as ``\\x00``.
+    """``text`` as every supported database can store it.
 
-    PostgreSQL refuses NUL in text; one run's message with it would make the whole batch
-    of finishes it is written with fail, again and again.
+    NUL characters are shown as ``\\x00`` (PostgreSQL refuses NUL in text), and lone
+    surrogates as ``\\udcff`` (no driver can encode them in UTF-8: Python makes them of
+    bytes that were not UTF-8, such as a file name from ``os.listdir``). Either in one
+    run's message made the batch of finishes it was written with fail; a lone surrogate
+    stopped the scheduler.
     """
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            text = text.encode(errors="backslashreplace").decode()
     return text.replace("\x00", "\\x00") if "\x00" in text else text
 
 
@@ -90,14 +99,24 @@ def refused_note(exc: Exception) -> str:
     )[:2000]
 
 
-def _has_nul(value: Any) -> bool:
+def _unstorable_text(value: Any) -> str:
+    """Why a JSON value cannot be stored as it is: a NUL or a lone surrogate in a string."""
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return "it contains a NUL character, which PostgreSQL cannot store"
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                return "it contains a lone surrogate, which UTF-8 cannot encode"
+        return ""
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        items: Any = itertools.chain.from_iterable(value.items())
+    elif isinstance(value, list):
+        items = value
+    else:
+        return ""
+    return next((why for why in map(_unstorable_text, items) if why), "")
 
 
 def _encode_result(value: Any, max_bytes: int) -> tuple[Any, str]:
@@ -118,11 +137,9 @@ def _encode_result(value: Any, max_bytes: int) -> tuple[Any, str]:
     if len(text.encode()) > max_bytes:
         return None, f"Return value not kept: {len(text.encode())} bytes is over {max_bytes}."
     kept = json.loads(text)
-    if _has_nul(kept):
-        return (
-            None,
-            "Return value not kept: it contains a NUL character, which PostgreSQL cannot store.",
-        )
+    why = _unstorable_text(kept)
+    if why:
+        return None, f"Return value not kept: {why}."
     return kept, ""
 
 

@@ -18,14 +18,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, DataError, IntegrityError, connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from django_rocket import conf
 from django_rocket.execution import call_task, refused_note, storable
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.registry import TaskSpec
-from django_rocket.runlog import FINISH_FIELDS
+from django_rocket.runlog import FINISH_FIELDS, REFUSED
 
 logger = logging.getLogger("django_rocket.scheduler")
 task_logger = logging.getLogger("django_rocket.task")
@@ -88,7 +88,7 @@ def _save_finish(run: TaskRun) -> None:
         try:
             run.save(update_fields=FINISH_FIELDS)
             return
-        except (DataError, IntegrityError) as exc:
+        except REFUSED as exc:
             # Refused, not unreachable: record the run without what the database refused.
             logger.error("Run %s was refused as it ended (%s).", run.run_id, exc)
             run.message, run.exc_text, run.result = refused_note(exc), "", None

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, models
+from django.db import DataError, IntegrityError, connection, models
 from django.utils.duration import duration_microseconds
 
 from django_rocket.models import TaskRun
@@ -35,6 +35,11 @@ START_FIELDS = (
     "exc_text",
 )
 FINISH_FIELDS = ("status", "finished_at", "runtime", "message", "exc_text", "result")
+
+# A value the database (DataError, IntegrityError) or its driver (UnicodeEncodeError: a
+# lone surrogate has no UTF-8) refuses. Not an outage: the same write fails the same way
+# on every retry, so the writers fall back to run by run instead of backing off.
+REFUSED = (DataError, IntegrityError, UnicodeEncodeError)
 
 
 # Fields whose Python value is already what the database driver takes (text, integers,
@@ -152,7 +157,6 @@ def _document(fields: list[Any], rows: Iterable[Sequence[Any]]) -> str:
     return json.dumps(
         [dict(zip(names, _prep(convert, row, memo), strict=True)) for row in rows],
         separators=(",", ":"),
-        ensure_ascii=False,
     )
 
 

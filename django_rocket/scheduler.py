@@ -27,14 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from django.db import (
-    DatabaseError,
-    DataError,
-    IntegrityError,
-    connection,
-    connections,
-    transaction,
-)
+from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -930,7 +923,7 @@ class Scheduler:
         try:
             try:
                 self._write_finishes(batch)
-            except (DataError, IntegrityError) as exc:
+            except runlog.REFUSED as exc:
                 # The database refused a value; it is not down, and the same batch would
                 # fail the same way on every retry. One run must not hold back the others.
                 self._write_each(batch, exc)
@@ -940,7 +933,7 @@ class Scheduler:
             return
         self._written(batch)
 
-    def _write_each(self, batch: list[Outcome], refused: DatabaseError) -> None:
+    def _write_each(self, batch: list[Outcome], refused: Exception) -> None:
         """Write a refused batch run by run; a run refused alone loses what was refused."""
         logger.warning(
             "The database refused a batch of finished runs (%s); writing them one by one.", refused
@@ -948,7 +941,7 @@ class Scheduler:
         for outcome in batch:
             try:
                 self._write_finishes([outcome])
-            except (DataError, IntegrityError) as exc:
+            except runlog.REFUSED as exc:
                 logger.error(
                     "Run %s of task %r was refused as it ended (%s: %s); recorded without its "
                     "message, traceback and result.",

@@ -111,3 +111,15 @@ def returns_nul() -> str:
 
 def fails_with_nul() -> None:
     raise ValueError("bad byte \x00 in the input")
+
+
+# A file name that is not UTF-8, as os.listdir() gives it on Linux: a lone surrogate.
+NOT_UTF8_NAME = b"caf\xe9.csv".decode(errors="surrogateescape")
+
+
+def returns_not_utf8() -> list:
+    return [NOT_UTF8_NAME]
+
+
+def fails_with_not_utf8() -> None:
+    raise FileExistsError(f"cannot import {NOT_UTF8_NAME}")

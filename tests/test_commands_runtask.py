@@ -266,3 +266,32 @@ def test_a_value_the_database_refuses_is_recorded_without_it(settings, monkeypat
     assert run.message.startswith("Recorded without its message, traceback and result")
     assert run.runtime == run.finished_at - run.started_at  # the rest of the finish is kept
     assert "ended with success" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_text_no_driver_can_encode_is_recorded_without_it(settings, monkeypatch):
+    """A lone surrogate past ``storable``: UnicodeEncodeError is refused like a DataError."""
+    from django_rocket import oneoff
+
+    monkeypatch.setattr(oneoff, "storable", lambda text: text)
+    settings.ROCKET_TASKS = {
+        "badname": {"func": "tests.tasks.fails_with_not_utf8", "start_cond": "false"}
+    }
+    assert exit_code("badname")[0] == 1  # the run failed, and says so
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.FAIL
+    assert run.message.startswith("Recorded without its message, traceback and result")
+    assert "UnicodeEncodeError" in run.message
+    assert run.exc_text == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_file_name_that_is_not_utf8_is_kept_escaped(settings):
+    settings.ROCKET_TASKS = {
+        "badname": {"func": "tests.tasks.fails_with_not_utf8", "start_cond": "false"}
+    }
+    assert exit_code("badname")[0] == 1  # the run failed, and says so
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.FAIL
+    assert run.message.endswith("cannot import caf\\udce9.csv")
+    assert "caf\\udce9.csv" in run.exc_text

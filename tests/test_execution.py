@@ -166,6 +166,9 @@ def test_runtask_wait_runs_a_djangos_task_function_in_this_process(settings):
         ({1, 2}, None, "set is not JSON-serialisable"),
         ({"a": ["ok", "b\x00d"]}, None, "NUL"),
         ({"key\x00": 1}, None, "NUL"),
+        ({"files": ["caf\udce9"]}, None, "lone surrogate"),
+        ({"caf\udce9": 1}, None, "lone surrogate"),
+        ({"ok": "ünïcødé ✓"}, {"ok": "ünïcødé ✓"}, ""),
         ("\\u0000 written out is text, not NUL", "\\u0000 written out is text, not NUL", ""),
         ("x" * 100, None, "bytes is over 64"),
     ],
@@ -183,3 +186,14 @@ def test_storable_text_shows_nul_characters_escaped():
 
     assert storable("plain") == "plain"
     assert storable("a\x00b\x00") == "a\\x00b\\x00"
+    assert storable("ünïcødé ✓") == "ünïcødé ✓"
+
+
+def test_storable_text_shows_lone_surrogates_escaped():
+    """Python makes a lone surrogate of each byte that was not UTF-8 (a Linux file name)."""
+    from django_rocket.execution import storable
+
+    name = b"caf\xe9 menu.txt".decode(errors="surrogateescape")
+    assert storable(f"no such file: {name}") == "no such file: caf\\udce9 menu.txt"
+    assert storable(f"é{name}\x00") == "écaf\\udce9 menu.txt\\x00"
+    storable(name).encode()  # UTF-8 can encode it now

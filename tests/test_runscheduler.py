@@ -444,10 +444,19 @@ def test_values_a_database_cannot_store_do_not_block_the_run_log(settings):
         "nan": task("tests.tasks.returns_not_a_number"),
         "nul": task("tests.tasks.returns_nul"),
         "bad": task("tests.tasks.fails_with_nul"),
+        "name": task("tests.tasks.returns_not_utf8"),
+        "badname": task("tests.tasks.fails_with_not_utf8"),
         "ok": task("tests.tasks.returns_value"),
     }
     runs = _once_by_task()
-    assert _statuses(runs) == {"nan": "success", "nul": "success", "bad": "fail", "ok": "success"}
+    assert _statuses(runs) == {
+        "nan": "success",
+        "nul": "success",
+        "bad": "fail",
+        "name": "success",
+        "badname": "fail",
+        "ok": "success",
+    }
     assert runs["nan"].result is None
     assert "not JSON-serialisable" in runs["nan"].message
     assert runs["nul"].result is None
@@ -455,7 +464,32 @@ def test_values_a_database_cannot_store_do_not_block_the_run_log(settings):
     assert "\x00" not in runs["bad"].message
     assert runs["bad"].message.endswith("bad byte \\x00 in the input")
     assert "\\x00" in runs["bad"].exc_text
+    assert runs["name"].result is None
+    assert "lone surrogate" in runs["name"].message
+    # A file name that is not UTF-8 shows its undecodable byte as an escape.
+    assert runs["badname"].message.endswith("cannot import caf\\udce9.csv")
+    assert "caf\\udce9.csv" in runs["badname"].exc_text
     assert runs["ok"].result == {"n": 1, "items": [0]}
+
+
+def test_text_no_driver_can_encode_holds_back_no_other_run(settings, monkeypatch):
+    """A lone surrogate that slipped past ``storable``: the drivers cannot encode it at all.
+
+    Before, the UnicodeEncodeError it raised was not a database error: it stopped the
+    scheduler. Now it is refused like a value the database refuses.
+    """
+    from django_rocket import execution
+
+    monkeypatch.setattr(execution, "storable", lambda text: text)
+    settings.ROCKET_TASKS = {
+        "a": task("tests.tasks.returns_value"),
+        "badname": task("tests.tasks.fails_with_not_utf8"),
+    }
+    runs = _once_by_task()
+    assert _statuses(runs) == {"a": "success", "badname": "fail"}
+    assert runs["a"].result == {"n": 1, "items": [0]}
+    assert runs["badname"].message.startswith("Recorded without its message, traceback and result")
+    assert runs["badname"].exc_text == ""
 
 
 def test_a_value_the_database_refuses_holds_back_no_other_run(settings, monkeypatch):
