@@ -74,6 +74,17 @@ def load_function(path: str) -> Callable[..., Any]:
     return plain_function(import_string(path))
 
 
+def _encodable(text: str) -> bool:
+    """Whether UTF-8 can encode ``text``: all but lone surrogates (ASCII takes a fast path)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def storable(text: str) -> str:
     """``text`` as every supported database can store it.
 
@@ -83,11 +94,8 @@ def storable(text: str) -> str:
     run's message made the batch of finishes it was written with fail; a lone surrogate
     stopped the scheduler.
     """
-    if not text.isascii():
-        try:
-            text.encode()
-        except UnicodeEncodeError:
-            text = text.encode(errors="backslashreplace").decode()
+    if not _encodable(text):
+        text = text.encode(errors="backslashreplace").decode()
     return text.replace("\x00", "\\x00") if "\x00" in text else text
 
 
@@ -104,11 +112,8 @@ def _unstorable_text(value: Any) -> str:
     if isinstance(value, str):
         if "\x00" in value:
             return "it contains a NUL character, which PostgreSQL cannot store"
-        if not value.isascii():
-            try:
-                value.encode()
-            except UnicodeEncodeError:
-                return "it contains a lone surrogate, which UTF-8 cannot encode"
+        if not _encodable(value):
+            return "it contains a lone surrogate, which UTF-8 cannot encode"
         return ""
     if isinstance(value, dict):
         items: Any = itertools.chain.from_iterable(value.items())

@@ -274,12 +274,7 @@ def test_text_no_driver_can_encode_is_recorded_without_it(settings, monkeypatch)
     from django_rocket import oneoff
 
     monkeypatch.setattr(oneoff, "storable", lambda text: text)
-    settings.ROCKET_TASKS = {
-        "badname": {"func": "tests.tasks.fails_with_not_utf8", "start_cond": "false"}
-    }
-    assert exit_code("badname")[0] == 1  # the run failed, and says so
-    run = TaskRun.objects.get()
-    assert run.status == RunStatus.FAIL
+    run = _fails_with_a_file_name_that_is_not_utf8(settings)
     assert run.message.startswith("Recorded without its message, traceback and result")
     assert "UnicodeEncodeError" in run.message
     assert run.exc_text == ""
@@ -287,11 +282,17 @@ def test_text_no_driver_can_encode_is_recorded_without_it(settings, monkeypatch)
 
 @pytest.mark.django_db(transaction=True)
 def test_a_file_name_that_is_not_utf8_is_kept_escaped(settings):
+    run = _fails_with_a_file_name_that_is_not_utf8(settings)
+    assert run.message.endswith("cannot import caf\\udce9.csv")
+    assert "caf\\udce9.csv" in run.exc_text
+
+
+def _fails_with_a_file_name_that_is_not_utf8(settings) -> TaskRun:
+    """``runtask`` of a task whose exception names a file that is not UTF-8; its run."""
     settings.ROCKET_TASKS = {
         "badname": {"func": "tests.tasks.fails_with_not_utf8", "start_cond": "false"}
     }
     assert exit_code("badname")[0] == 1  # the run failed, and says so
     run = TaskRun.objects.get()
     assert run.status == RunStatus.FAIL
-    assert run.message.endswith("cannot import caf\\udce9.csv")
-    assert "caf\\udce9.csv" in run.exc_text
+    return run
