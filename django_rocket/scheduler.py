@@ -803,7 +803,14 @@ class Scheduler:
             self.token = None
             self._set_role(SchedulerRole.STANDBY)
             return
-        except DatabaseError as exc:
+        except (DatabaseError, *runlog.REFUSED) as exc:
+            if finishes and isinstance(exc, runlog.REFUSED):
+                # Perhaps a finish the database refuses, rolled back with the starts: write
+                # the finishes on their own (_flush falls back to run by run), then start
+                # the runs without them. No finishes are pending for this second try.
+                self._flush(now)
+                self._start(now, batch)
+                return
             # Write-ahead: a run whose row is not committed never starts.
             logger.error(
                 "Could not record the start of %d run(s)%s; will retry.",
@@ -955,7 +962,7 @@ class Scheduler:
                 outcome.result = None
                 self._write_finishes([outcome])
 
-    def _write_failed(self, batch: list[Outcome], exc: DatabaseError) -> None:
+    def _write_failed(self, batch: list[Outcome], exc: Exception) -> None:
         """Back off; after ``attempts`` failures spool the batch (and stop, unless silenced)."""
         self.write_attempts += 1
         policy = conf.log_retry()

@@ -510,3 +510,45 @@ def test_a_value_the_database_refuses_holds_back_no_other_run(settings, monkeypa
     assert runs["z"].result == {"n": 2, "items": [0, 1]}
     assert runs["nan"].result is None
     assert runs["nan"].message.startswith("Recorded without its message, traceback and result")
+
+
+@pytest.mark.parametrize(
+    ("func", "bypass", "status"),
+    [
+        # A lone surrogate: UnicodeEncodeError, which used to stop the scheduler.
+        ("tests.tasks.fails_with_not_utf8", "storable", RunStatus.FAIL),
+        # NaN: a DataError, which used to be retried with the starts on every tick.
+        ("tests.tasks.returns_not_a_number", "_encode_result", RunStatus.SUCCESS),
+    ],
+)
+def test_a_refused_finish_written_with_the_starts_holds_back_neither(
+    settings, clock, quiet, func, bypass, status
+):
+    """A busy tick writes its finishes with its starts; one refused finish rolls both back.
+
+    The finishes are then written on their own (run by run, the refused one without its
+    text) and the runs start in the same tick.
+    """
+    from django_rocket import execution
+
+    _always_due(settings, 3)
+    settings.ROCKET_TASKS["refused"] = task(func, "true")
+    let_through = {
+        "storable": lambda text: text,
+        "_encode_result": lambda value, max_bytes: (value, ""),
+    }[bypass]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(execution, bypass, let_through)
+        scheduler = Scheduler(clock=clock)
+        scheduler.startup()
+        scheduler.tick()
+        assert TaskRun.objects.filter(status=RunStatus.RUNNING).count() == 4
+        clock.advance(1)
+        scheduler.tick()
+    assert scheduler.pending == [] and scheduler.write_attempts == 0
+    assert TaskRun.objects.count() == 8  # the second round started in the same tick
+    assert TaskRun.objects.filter(task__name__startswith="t", status=RunStatus.SUCCESS).count() == 3
+    refused = TaskRun.objects.get(task__name="refused", status=status)
+    assert refused.message.startswith("Recorded without its message, traceback and result")
+    scheduler.request_stop()
+    scheduler.shutdown()
