@@ -17,7 +17,7 @@ class TaskTerminated(Exception):
 
 def check_terminate() -> None:
     """Raise :class:`TaskTerminated` if the scheduler asked the current thread run to stop."""
-    from django_rocket.execution import current_run_should_stop
+    from django_rocket.executors.execution import current_run_should_stop
 
     if current_run_should_stop():
         raise TaskTerminated("The scheduler asked this run to stop.")

@@ -19,8 +19,9 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from django_rocket import conf, tasks_execution
+from django_rocket import conf
 from django_rocket.conditions import Condition, ConditionSyntaxError, parse, parse_duration
+from django_rocket.executors import django_tasks as tasks_execution
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class TaskSpec:
     description: str = ""
 
     def load_function(self) -> Callable[..., Any]:
-        from django_rocket.execution import load_function
+        from django_rocket.executors.execution import load_function
 
         return load_function(self.func)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from django_rocket import services
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
+from django_rocket.ops import services
 
 from .admin_helpers import make_run
 from .conftest import ROOT, wait_until

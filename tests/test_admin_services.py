@@ -10,11 +10,12 @@ from django.db import close_old_connections, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_rocket import RocketError, services
-from django_rocket.charts import runtime_chart
+from django_rocket import RocketError
+from django_rocket.admin.charts import runtime_chart
+from django_rocket.admin.pagination import EstimatedCountPaginator, estimate_count
 from django_rocket.display import format_runtime
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
-from django_rocket.pagination import EstimatedCountPaginator, estimate_count
+from django_rocket.ops import services
 
 from .admin_helpers import DECLARED, alive_scheduler, make_run, make_runs, make_task
 

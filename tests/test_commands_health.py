@@ -14,8 +14,8 @@ from django.core.management.base import CommandError
 from django.db import OperationalError
 from django.utils import timezone
 
-from django_rocket import services
 from django_rocket.models import SchedulerInstance, SchedulerRole
+from django_rocket.ops import services
 
 from .conftest import ROOT, database_url, wait_until
 

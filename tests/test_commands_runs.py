@@ -13,11 +13,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from django_rocket import history
 from django_rocket.conditions import Context, parse
-from django_rocket.export import COLUMNS, export_lines
+from django_rocket.engine import snapshot
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
-from django_rocket.pruning import apply_retention, needed_runs, prune_runs
+from django_rocket.ops.export import COLUMNS, export_lines
+from django_rocket.ops.pruning import apply_retention, needed_runs, prune_runs
 
 pytestmark = pytest.mark.django_db
 
@@ -283,8 +283,8 @@ def test_conditions_read_the_same_after_pruning():
     add("t", RunStatus.FAIL, days_ago(39), trigger=RunTrigger.RETRY)
 
     def values() -> list[tuple[bool, object]]:
-        snapshot, _ = history.load(NOW)
-        ctx = Context(task="t", now=NOW, history=snapshot, tz=UTC)
+        loaded, _ = snapshot.load(NOW)
+        ctx = Context(task="t", now=NOW, history=loaded, tz=UTC)
         return [parse(c).evaluate(ctx) for c in conds]
 
     before = values()

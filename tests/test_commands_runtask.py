@@ -252,9 +252,8 @@ def test_wait_beside_a_real_scheduler_feeds_its_history(scheduler_process, tmp_p
 
 @pytest.mark.django_db(transaction=True)
 def test_a_value_the_database_refuses_is_recorded_without_it(settings, monkeypatch):
-    from django_rocket import execution
+    from django_rocket.executors import execution
 
-    # As if a result the database refuses got past the checks (NaN: not JSON).
     monkeypatch.setattr(execution, "_encode_result", lambda value, max_bytes: (value, ""))
     settings.ROCKET_TASKS = {
         "nan": {"func": "tests.tasks.returns_not_a_number", "start_cond": "false"}
@@ -271,7 +270,7 @@ def test_a_value_the_database_refuses_is_recorded_without_it(settings, monkeypat
 @pytest.mark.django_db(transaction=True)
 def test_text_no_driver_can_encode_is_recorded_without_it(settings, monkeypatch):
     """A lone surrogate past ``storable``: UnicodeEncodeError is refused like a DataError."""
-    from django_rocket import oneoff
+    from django_rocket.ops import oneoff
 
     monkeypatch.setattr(oneoff, "storable", lambda text: text)
     run = _fails_with_a_file_name_that_is_not_utf8(settings)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from django_rocket.logforward import LogListener, forward_to
+from django_rocket.executors.logforward import LogListener, forward_to
 
 
 class Collect(logging.Handler):

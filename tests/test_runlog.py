@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from django.db import connection
 
-from django_rocket import runlog
+from django_rocket.engine import runlog
 from django_rocket.models import Task, TaskRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -119,7 +119,7 @@ def test_empty_batches_issue_no_statement(django_assert_num_queries):
 
 
 def test_run_ids_made_in_a_batch_are_distinct_random_uuids():
-    from django_rocket.scheduler import _new_run_ids
+    from django_rocket.engine.scheduler import _new_run_ids
 
     ids = [uuid.UUID(text) for text in _new_run_ids(1000)]
     assert len(set(ids)) == 1000

@@ -8,8 +8,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db.models import Count, F
 
+from django_rocket.engine.scheduler import Scheduler
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
-from django_rocket.scheduler import Scheduler
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -206,14 +206,14 @@ def test_a_run_committed_while_the_snapshot_loads_is_not_lost(settings, clock, q
     """
     from django.db import connection
 
-    from django_rocket import history
+    from django_rocket.engine import snapshot
 
     settings.ROCKET_TASKS = {
         "a": task("tests.tasks.noop", "false"),
         "b": task("tests.tasks.noop", "after_success('a')"),
     }
     settings.ROCKET_POLL_INTERVAL = 1
-    real_load = history.load
+    real_load = snapshot.load
     writers: list[threading.Thread] = []
 
     def write_elsewhere() -> None:
@@ -243,7 +243,7 @@ def test_a_run_committed_while_the_snapshot_loads_is_not_lost(settings, clock, q
         # there the race is only likely, on PostgreSQL it is certain.
         return result
 
-    monkeypatch.setattr(history, "load", load_then_another_process_commits)
+    monkeypatch.setattr(snapshot, "load", load_then_another_process_commits)
     scheduler = Scheduler(clock=clock)
     scheduler.startup()
     assert writers, "the scheduler did not load its snapshot at start-up"
@@ -299,11 +299,11 @@ def test_start_up_syncs_changed_declarations_in_one_statement(settings, clock, q
     ],
 )
 def test_the_snapshot_reads_as_many_recent_runs_as_the_deepest_retry_chain(expression, depth):
-    from django_rocket import history
     from django_rocket.conditions import parse
+    from django_rocket.engine import snapshot
 
-    assert history.retry_depth(parse(expression)) == depth
-    assert history.retry_depth(None) == 0
+    assert snapshot.retry_depth(parse(expression)) == depth
+    assert snapshot.retry_depth(None) == 0
 
 
 def _chain_before_restart(clock, triggers: list[str], older_successes: int = 0) -> None:
@@ -391,7 +391,7 @@ def test_finishes_written_with_the_starts_stay_pending_when_that_write_fails(
     """The failed transaction held the finishes too: they are retried alone, with backoff."""
     from django.db import DatabaseError
 
-    from django_rocket import runlog
+    from django_rocket.engine import runlog
 
     _always_due(settings, 3)
     scheduler = Scheduler(clock=clock)
@@ -478,7 +478,7 @@ def test_text_no_driver_can_encode_holds_back_no_other_run(settings, monkeypatch
     Before, the UnicodeEncodeError it raised was not a database error: it stopped the
     scheduler. Now it is refused like a value the database refuses.
     """
-    from django_rocket import execution
+    from django_rocket.executors import execution
 
     monkeypatch.setattr(execution, "storable", lambda text: text)
     settings.ROCKET_TASKS = {
@@ -494,9 +494,8 @@ def test_text_no_driver_can_encode_holds_back_no_other_run(settings, monkeypatch
 
 def test_a_value_the_database_refuses_holds_back_no_other_run(settings, monkeypatch):
     """Whatever slips through: the refused run is recorded without it, the others as they are."""
-    from django_rocket import execution
+    from django_rocket.executors import execution
 
-    # As if a result the database refuses got past the checks (here: NaN, which neither
     # SQLite's JSON check nor PostgreSQL's jsonb takes).
     monkeypatch.setattr(execution, "_encode_result", lambda value, max_bytes: (value, ""))
     settings.ROCKET_TASKS = {
@@ -529,7 +528,7 @@ def test_a_refused_finish_written_with_the_starts_holds_back_neither(
     The finishes are then written on their own (run by run, the refused one without its
     text) and the runs start in the same tick.
     """
-    from django_rocket import execution
+    from django_rocket.executors import execution
 
     _always_due(settings, 3)
     settings.ROCKET_TASKS["refused"] = task(func, "true")

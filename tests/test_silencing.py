@@ -7,9 +7,9 @@ import pytest
 from django.db import connection
 
 from django_rocket.conditions import parse
+from django_rocket.engine.scheduler import Scheduler
 from django_rocket.models import RunStatus, TaskRun
 from django_rocket.registry import TaskSpec
-from django_rocket.scheduler import Scheduler
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,10 +21,12 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from django_rocket import registry, runlog, tasks_execution
-from django_rocket.execution import Launch, Runner
+from django_rocket import registry
+from django_rocket.engine import runlog
+from django_rocket.engine.scheduler import Scheduler
+from django_rocket.executors import django_tasks as tasks_execution
+from django_rocket.executors.execution import Launch, Runner
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
-from django_rocket.scheduler import Scheduler
 
 from .conftest import ROOT, database_url, wait_until
 

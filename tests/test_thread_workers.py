@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from django_rocket import execution
-from django_rocket.execution import Launch, Outcome, Runner, _Workers
+from django_rocket.executors import execution
+from django_rocket.executors.execution import Launch, Outcome, Runner, _Workers
 from tests import tasks
 from tests.conftest import wait_until
 

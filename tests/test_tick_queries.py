@@ -6,9 +6,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from django_rocket.engine.scheduler import Scheduler
 from django_rocket.models import RunStatus, TaskRun
 from django_rocket.registry import tasks as declared_tasks
-from django_rocket.scheduler import Scheduler
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -193,7 +193,7 @@ def reset(cfg: dict) -> None:
 
 
 def run(cfg: dict) -> None:
-    from django_rocket.scheduler import Scheduler
+    from django_rocket.engine.scheduler import Scheduler
 
     cpu: list[float] = []
     wall: list[float] = []

@@ -13,8 +13,9 @@ from django.utils import formats, timezone
 from django.utils.text import capfirst
 from django.utils.translation import gettext
 
-from django_rocket import conf, services
+from django_rocket import conf
 from django_rocket.display import format_runtime
+from django_rocket.ops import services
 
 register = template.Library()
 register.filter("rocket_runtime", format_runtime)

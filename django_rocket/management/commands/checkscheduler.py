@@ -5,10 +5,11 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError
 from django.utils import timezone
 
-from django_rocket import conf, services
+from django_rocket import conf
 from django_rocket.display import format_runtime
 from django_rocket.management.arguments import positive_seconds
 from django_rocket.models import SchedulerRole
+from django_rocket.ops import services
 
 
 class Command(BaseCommand):

@@ -4,9 +4,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_rocket.conditions import Condition, ConditionSyntaxError, parse
-from django_rocket.explain import ConditionFailed, explain_task
 from django_rocket.management.arguments import declared_spec, iso_datetime, local
 from django_rocket.models import Task
+from django_rocket.ops.explain import ConditionFailed, explain_task
 from django_rocket.registry import TaskSpec
 
 

@@ -3,9 +3,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_rocket import conf
-from django_rocket.export import CHUNK_SIZE, FORMATS, export_lines
 from django_rocket.management.arguments import iso_datetime, local, positive_int, unknown_task
 from django_rocket.models import Task
+from django_rocket.ops.export import CHUNK_SIZE, FORMATS, export_lines
 
 # Lines are joined into blocks of about this many characters before each write.
 BLOCK = 1 << 16

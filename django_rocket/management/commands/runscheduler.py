@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_rocket.scheduler import Scheduler
+from django_rocket.engine.scheduler import Scheduler
 
 
 def positive_float(value: str) -> float:

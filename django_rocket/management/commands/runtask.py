@@ -3,10 +3,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from django_rocket import alerts, conf, oneoff, services
+from django_rocket import alerts, conf
 from django_rocket.display import format_runtime
 from django_rocket.management.arguments import declared_spec
 from django_rocket.models import RunStatus, Task
+from django_rocket.ops import oneoff, services
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from django_rocket import registry
-from django_rocket.explain import render_table, task_states
+from django_rocket.ops.explain import render_table, task_states
 
 
 class Command(BaseCommand):

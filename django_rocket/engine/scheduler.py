@@ -32,11 +32,12 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 import django_rocket
-from django_rocket import conf, history, pruning, registry, runlog
+from django_rocket import conf, registry
 from django_rocket.alerts import install_alerts, shutdown_alerts
 from django_rocket.clock import SystemClock
 from django_rocket.conditions import Context, RunRecord, parse_duration
-from django_rocket.execution import Launch, Outcome, Runner, refused_note
+from django_rocket.engine import runlog, snapshot
+from django_rocket.executors.execution import Launch, Outcome, Runner, refused_note
 from django_rocket.models import (
     RunStatus,
     RunTrigger,
@@ -46,6 +47,7 @@ from django_rocket.models import (
     Task,
     TaskRun,
 )
+from django_rocket.ops import pruning
 from django_rocket.registry import TaskSpec
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -287,12 +289,12 @@ class Scheduler:
                     continue
                 for dep in cond.depends_on(name):
                     self.dependents.setdefault(dep, set()).add(name)
-            self.counting.update(history.counted_tasks(name, spec.start_cond))
-            self.counting.update(history.counted_tasks(name, spec.end_cond))
+            self.counting.update(snapshot.counted_tasks(name, spec.start_cond))
+            self.counting.update(snapshot.counted_tasks(name, spec.end_cond))
             self.recent_runs = max(
                 self.recent_runs,
-                history.retry_depth(spec.start_cond),
-                history.retry_depth(spec.end_cond),
+                snapshot.retry_depth(spec.start_cond),
+                snapshot.retry_depth(spec.end_cond),
             )
 
     def _sync_tasks(self) -> None:
@@ -411,7 +413,7 @@ class Scheduler:
         # instant: a run another process commits between two of these reads would
         # otherwise be counted as seen without being in the snapshot, and lost to it.
         with _one_snapshot():
-            self.history, last_failed = history.load(
+            self.history, last_failed = snapshot.load(
                 now, counting_tasks=self.counting, recent=self.recent_runs
             )
             self.last_failed = dict(last_failed)
@@ -596,7 +598,7 @@ class Scheduler:
                     elif run.pk in self.external_seen:
                         continue
                     else:
-                        self.history.record_start(history.record_of(run, run.task.name))
+                        self.history.record_start(snapshot.record_of(run, run.task.name))
                         if not run.is_finished:
                             self.external_open.add(run.pk)
                 except (ValueError, TypeError, KeyError):
@@ -646,7 +648,7 @@ class Scheduler:
         except DatabaseError:
             logger.warning("Crash recovery failed; will retry.", exc_info=True)
             self._reconnect()
-        horizon = history.COUNT_HORIZON if self.counting else SNAPSHOT_HORIZON
+        horizon = snapshot.COUNT_HORIZON if self.counting else SNAPSHOT_HORIZON
         self.history.forget_before(now - horizon)
 
     def _prune(self, now: datetime) -> None:

@@ -1,7 +1,7 @@
 """The admin: declared tasks, their run log, and the scheduler processes.
 
 Everything here is read-only except three requests — run now, retry, pause or
-resume — which go through :mod:`django_rocket.services` as POST requests and
+resume — which go through :mod:`django_rocket.ops.services` as POST requests and
 need the ``django_rocket.run_task`` permission. Tasks come from settings only;
 nothing in the admin accepts a function path or code.
 """
@@ -31,8 +31,9 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from django_rocket import conf, services
-from django_rocket.charts import runtime_chart
+from django_rocket import conf
+from django_rocket.admin.charts import runtime_chart
+from django_rocket.admin.pagination import EstimatedCountPaginator
 from django_rocket.display import NOTHING, format_runtime, status_badge
 from django_rocket.models import (
     RunStatus,
@@ -41,7 +42,7 @@ from django_rocket.models import (
     Task,
     TaskRun,
 )
-from django_rocket.pagination import EstimatedCountPaginator
+from django_rocket.ops import services
 
 RUN_PERMISSION = "django_rocket.run_task"
 CHART_RUNS = 50

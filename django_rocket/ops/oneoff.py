@@ -22,10 +22,10 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from django_rocket import conf
-from django_rocket.execution import call_task, refused_note, storable
+from django_rocket.engine.runlog import FINISH_FIELDS, REFUSED
+from django_rocket.executors.execution import call_task, refused_note, storable
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.registry import TaskSpec
-from django_rocket.runlog import FINISH_FIELDS, REFUSED
 
 logger = logging.getLogger("django_rocket.scheduler")
 task_logger = logging.getLogger("django_rocket.task")

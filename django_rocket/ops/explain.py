@@ -1,6 +1,6 @@
 """Why a task is or is not due: the service behind ``explaintask`` and ``showtasks``.
 
-Both read the run history through :func:`django_rocket.history.load`, the
+Both read the run history through :func:`django_rocket.engine.snapshot.load`, the
 snapshot the scheduler itself loads when it becomes active, so they see what
 the scheduler sees: the latest start and finish of each outcome, the recent
 runs, the runs in progress, and the recent events that counting conditions
@@ -15,10 +15,12 @@ from typing import Any
 
 from django.utils import timezone
 
-from django_rocket import RocketError, conf, history, registry, services
+from django_rocket import RocketError, conf, registry
 from django_rocket.conditions import Condition, Context, Explanation, MemoryHistory, parse
 from django_rocket.display import format_runtime
+from django_rocket.engine import snapshot
 from django_rocket.models import FINISHED_STATUSES, Task, TaskRun
+from django_rocket.ops import services
 from django_rocket.registry import TaskSpec
 
 NOTHING = "—"
@@ -33,9 +35,9 @@ def _snapshot(now: datetime, conditions: dict[str, list[Condition | None]]) -> M
     recent = 0
     for owner, conds in conditions.items():
         for cond in conds:
-            counting |= history.counted_tasks(owner, cond)
-            recent = max(recent, history.retry_depth(cond))
-    return history.load(now, counting_tasks=counting, recent=recent)[0]
+            counting |= snapshot.counted_tasks(owner, cond)
+            recent = max(recent, snapshot.retry_depth(cond))
+    return snapshot.load(now, counting_tasks=counting, recent=recent)[0]
 
 
 @dataclass(frozen=True)

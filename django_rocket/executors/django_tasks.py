@@ -6,7 +6,7 @@ fleet serves that backend runs it. Every run is one call of :data:`call_in_worke
 which receives the run id, the function's dotted path and its parameters, runs the
 function in the worker, and returns how it ended (and where).
 
-The scheduler's :class:`~django_rocket.execution.Runner` asks :class:`TasksFollower`
+The scheduler's :class:`~django_rocket.executors.execution.Runner` asks :class:`TasksFollower`
 to look at every result in flight at most once per ``ROCKET_POLL_INTERVAL``: one
 query for all of them on django-tasks-db, one pipelined round trip on RQ, and a
 bounded number of ``get_result()`` calls on any other backend. Finished results
@@ -108,7 +108,7 @@ def _call_in_worker(
     """Run one django-rocket run in a worker; return how it ended, with the worker's host."""
     from asgiref.sync import async_to_sync
 
-    from django_rocket.execution import _encode_result
+    from django_rocket.executors.execution import _encode_result
 
     where = {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid()}
     try:
@@ -602,7 +602,7 @@ class TasksFollower:
             report = seen.value if isinstance(seen.value, dict) else {}
             if report.get("run_id") != remote.run_id:
                 # A plain task's return value, as its backend kept it: kept by the same rules.
-                from django_rocket.execution import _encode_result
+                from django_rocket.executors.execution import _encode_result
 
                 result, note = _encode_result(seen.value, self.result_max_bytes)
                 report = {"status": SUCCESS, "result": result, "message": note}
@@ -634,7 +634,7 @@ class TasksFollower:
         host: str = "",
         pid: int | None = None,
     ) -> None:
-        from django_rocket.execution import storable
+        from django_rocket.executors.execution import storable
 
         self.remote.pop(remote.run_id, None)
         message = storable(message)

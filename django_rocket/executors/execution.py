@@ -26,7 +26,8 @@ from typing import Any
 from django.db import connections
 from django.utils.module_loading import import_string
 
-from django_rocket import TaskInaction, TaskTerminated, logforward
+from django_rocket import TaskInaction, TaskTerminated
+from django_rocket.executors import logforward
 
 logger = logging.getLogger("django_rocket.scheduler")
 
@@ -69,7 +70,7 @@ def current_run_should_stop() -> bool:
 
 def load_function(path: str) -> Callable[..., Any]:
     """Import a task function; one decorated with Django's ``@task`` gives its plain function."""
-    from django_rocket.tasks_execution import plain_function
+    from django_rocket.executors.django_tasks import plain_function
 
     return plain_function(import_string(path))
 
@@ -467,7 +468,7 @@ class Runner:
     def _context(self) -> Any:
         if self._mp is None:
             ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["django_rocket.child", *self._preload])
+            ctx.set_forkserver_preload(["django_rocket.executors.child", *self._preload])
             self._mp = ctx
         return self._mp
 
@@ -491,11 +492,11 @@ class Runner:
         self._ensure_monitor()
         os.write(self._monitor_wake_w, b"x")
 
-    # -- execution "tasks": Django's Tasks framework (django_rocket.tasks_execution)
+    # -- execution "tasks": Django's Tasks framework (django_rocket.executors.django_tasks)
 
     def _tasks_follower(self) -> Any:
         if self._tasks is None:
-            from django_rocket.tasks_execution import TasksFollower
+            from django_rocket.executors.django_tasks import TasksFollower
 
             self._tasks = TasksFollower(self._finish, result_max_bytes=self.result_max_bytes)
         return self._tasks

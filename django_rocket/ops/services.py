@@ -335,7 +335,7 @@ def declared_specs() -> dict[str, Any] | None:
 def _history(runs: dict[int, list[TaskRun]], names: dict[int, str]) -> Any:
     try:
         from django_rocket.conditions import MemoryHistory
-        from django_rocket.history import record_of
+        from django_rocket.engine.snapshot import record_of
     except ImportError:
         return None
     records = [

@@ -1,0 +1,1 @@
+"""The scheduler: leadership, snapshot, planning, the run log."""

@@ -1,0 +1,1 @@
+"""Where task functions run: locally, in child processes, or on django.tasks workers."""
