@@ -5,6 +5,7 @@ Run from the repository root (``make bench`` does the same)::
     .venv/bin/python bench/run.py                 # every workload, 3 repetitions (~25 min)
     .venv/bin/python bench/run.py --quick         # a smoke version (~2 min)
     .venv/bin/python bench/run.py --workloads W1,W4 --systems rocket-sqlite,rocketry-sql
+    .venv/bin/python bench/run.py --workloads W1,W4 --baseline e0f12e8   # before / after
 
 The peers are installed on first use into their own virtualenvs under
 ``~/.cache/django-rocket-bench/`` (``--cache-dir``) from PyPI; nothing of theirs
@@ -32,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -42,17 +43,40 @@ PEERS = {
     "rocketry": ["rocketry==2.5.1", "pydantic<2", "sqlalchemy<2"],
     "apscheduler": ["django-apscheduler==0.7.0", "Django>=5.2,<6", "psycopg[binary]>=3.1"],
 }
+
+
+class System(NamedTuple):
+    """One measured system: which venv runs which driver on which database."""
+
+    venv: str
+    driver: Path
+    engine: str
+    label: str
+    # The django-rocket checkout a baseline system runs; None: this working tree.
+    tree: Path | None = None
+
+
 SYSTEMS = {
-    # name: (venv, driver, database engine, label)
-    "rocket-sqlite": ("self", "rocket.py", "sqlite", "django-rocket, SQLite WAL"),
-    "rocket-pg": ("self", "rocket.py", "pg", "django-rocket, PostgreSQL"),
-    "rocketry-sql": ("rocketry", "rocketry_driver.py", "sqlite", "Rocketry 2.5.1, SQLRepo/SQLite"),
-    "rocketry-mem": ("rocketry", "rocketry_driver.py", "memory", "Rocketry 2.5.1, MemoryRepo"),
-    "aps-sqlite": ("apscheduler", "aps_driver.py", "sqlite", "django-apscheduler, SQLite WAL"),
-    "aps-pg": ("apscheduler", "aps_driver.py", "pg", "django-apscheduler, PostgreSQL"),
-    "raw-sqlite": ("self", "raw_insert.py", "sqlite", "raw INSERT+COMMIT, SQLite WAL"),
-    "raw-pg": ("self", "raw_insert.py", "pg", "raw INSERT+COMMIT, PostgreSQL"),
+    "rocket-sqlite": System("self", DRIVERS / "rocket.py", "sqlite", "django-rocket, SQLite WAL"),
+    "rocket-pg": System("self", DRIVERS / "rocket.py", "pg", "django-rocket, PostgreSQL"),
+    "rocketry-sql": System(
+        "rocketry", DRIVERS / "rocketry_driver.py", "sqlite", "Rocketry 2.5.1, SQLRepo/SQLite"
+    ),
+    "rocketry-mem": System(
+        "rocketry", DRIVERS / "rocketry_driver.py", "memory", "Rocketry 2.5.1, MemoryRepo"
+    ),
+    "aps-sqlite": System(
+        "apscheduler", DRIVERS / "aps_driver.py", "sqlite", "django-apscheduler, SQLite WAL"
+    ),
+    "aps-pg": System(
+        "apscheduler", DRIVERS / "aps_driver.py", "pg", "django-apscheduler, PostgreSQL"
+    ),
+    "raw-sqlite": System(
+        "self", DRIVERS / "raw_insert.py", "sqlite", "raw INSERT+COMMIT, SQLite WAL"
+    ),
+    "raw-pg": System("self", DRIVERS / "raw_insert.py", "pg", "raw INSERT+COMMIT, PostgreSQL"),
 }
+BASE = "@base"  # suffix of the systems that run the --baseline checkout
 # Which systems take part in each workload (W3 needs history-reading conditions; W4's raw
 # rows are the physical limit).
 WORKLOAD_SYSTEMS = {
@@ -164,22 +188,35 @@ def python_of(venv: str, cache: Path) -> str:
 
 
 # Every system starts from compiled bytecode, as a deployed project does: pip compiled the
-# peers' at install time, and compile_ours() does it for this working tree. A machine-wide
-# PYTHONDONTWRITEBYTECODE would otherwise make django-rocket alone recompile every module at
-# each start, which W2's start-up and W3's first decision would measure.
+# peers' at install time, and compile_tree() does it for this working tree and a baseline
+# checkout. A machine-wide PYTHONDONTWRITEBYTECODE would otherwise make django-rocket alone
+# recompile every module at each start, which W2's start-up and W3's first decision would
+# measure.
 DRIVER_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def compile_ours() -> None:
-    root = DRIVERS.parent.parent
-    for package in (root / "django_rocket", DRIVERS):
-        compileall.compile_dir(str(package), quiet=1)
+def compile_tree(root: Path) -> None:
+    """Compile a django-rocket checkout's package and bench drivers to bytecode."""
+    for package in (root / "django_rocket", root / "bench" / "drivers"):
+        if package.is_dir():
+            compileall.compile_dir(str(package), quiet=1)
 
 
 def drive(
-    python: str, driver: str, cfg: dict, work: Path, *, warmup: float = 0.0, timeout: float = 600
+    system: System,
+    cfg: dict,
+    work: Path,
+    cache: Path,
+    *,
+    warmup: float = 0.0,
+    timeout: float = 600,
 ) -> Measured:
     """Run one driver; sample CPU at READY (+warmup) and at STOPPING; return what it saw."""
+    driver = system.driver.name
+    env = DRIVER_ENV
+    if system.tree is not None:
+        # Read by this tree's drivers/rocket.py when it drives a baseline that has none.
+        env = {**DRIVER_ENV, "ROCKET_BENCH_TREE": str(system.tree)}
     cfg = dict(cfg)
     cfg["out"] = str(work / f"result-{time.monotonic_ns()}.json")
     cfg_path = work / f"cfg-{time.monotonic_ns()}.json"
@@ -188,12 +225,12 @@ def drive(
     with open(err_path, "w") as err:
         launch = time.time()
         proc = subprocess.Popen(
-            [python, str(DRIVERS / driver), str(cfg_path)],
+            [python_of(system.venv, cache), str(system.driver), str(cfg_path)],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
             cwd=str(work),
-            env=DRIVER_ENV,
+            env=env,
         )
     m = Measured(launch=launch)
 
@@ -253,7 +290,7 @@ def pg_available() -> bool:
 
 
 class Databases:
-    """Throwaway databases: a migrated template per product, copied for each repetition."""
+    """Throwaway databases: a migrated template per schema, copied for each repetition."""
 
     def __init__(self, work: Path, cache: Path) -> None:
         self.work = work
@@ -263,28 +300,30 @@ class Databases:
         self.tag = f"{os.getpid()}"
         self.w3: dict[tuple[str, int], dict] = {}
 
-    def _template(self, product: str, engine: str) -> Any:
-        key = (product, engine)
+    def _template(self, system: str) -> Any:
+        """The system's schema, migrated once (a baseline by its own migrations)."""
+        # The raw rows go into django-rocket's table, migrated by this tree.
+        migrator = SYSTEMS[system.replace("raw-", "rocket-")]
+        schema = product_of(system) + ("_base" if migrator.tree else "")
+        key = (schema, migrator.engine)
         if key in self.templates:
             return self.templates[key]
-        if product == "rocket":
-            venv, driver = "self", "rocket.py"
+        if migrator.engine == "sqlite":
+            db = {"engine": "sqlite", "path": str(self.work / f"tmpl-{schema}.sqlite3")}
         else:
-            venv, driver = "apscheduler", "aps_driver.py"
-        if engine == "sqlite":
-            db = {"engine": "sqlite", "path": str(self.work / f"tmpl-{product}.sqlite3")}
-        else:
-            name = f"rocketbench_{product}_tmpl_{self.tag}"
+            name = f"rocketbench_{schema}_tmpl_{self.tag}"
             pg(f'DROP DATABASE IF EXISTS "{name}"')
             pg(f'CREATE DATABASE "{name}"')
             self.pg_names.append(name)
             db = {"engine": "pg", "name": name}
-        drive(python_of(venv, self.cache), driver, {"mode": "migrate", "db": db}, self.work)
+        drive(migrator, {"mode": "migrate", "db": db}, self.work, self.cache)
         self.templates[key] = db
         return db
 
-    def fresh(self, product: str, engine: str, label: str) -> dict:
+    def fresh(self, system: str, label: str) -> dict:
         """A new database for one repetition: a copy of the migrated template."""
+        product, engine = product_of(system), SYSTEMS[system].engine
+        label = label.replace("@", "-")
         if product == "rocketry":
             if engine == "memory":
                 return {"engine": "memory"}
@@ -292,7 +331,7 @@ class Databases:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             return {"engine": "sqlite", "path": str(path)}
-        template = self._template(product, engine)
+        template = self._template(system)
         if engine == "sqlite":
             path = self.work / f"{label}.sqlite3"
             for suffix in ("-wal", "-shm"):
@@ -323,6 +362,7 @@ class Databases:
 
 
 def product_of(system: str) -> str:
+    """What a system runs: rocket (also raw and baseline rows), rocketry or aps."""
     return {"rocket": "rocket", "raw": "rocket", "rocketry": "rocketry", "aps": "aps"}[
         system.split("-")[0]
     ]
@@ -360,6 +400,70 @@ def ensure_peers(cache: Path, wanted: set[str]) -> dict[str, str]:
             if pkg["name"].lower() in names:
                 versions[f"{venv}:{pkg['name']}"] = pkg["version"]
     return versions
+
+
+# ----------------------------------------------------------------------------- baseline
+
+
+@dataclass
+class Baseline:
+    """A commit of this repository checked out beside it, measured in the same run."""
+
+    short: str
+    subject: str
+    tree: Path
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def resolve_commit(ref: str) -> str | None:
+    try:
+        return git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except subprocess.CalledProcessError:
+        return None
+
+
+def checkout_baseline(commit: str, cache: Path) -> Baseline:
+    """Check a commit out into a temporary git worktree under the cache; add its @base systems."""
+    short = git("rev-parse", "--short", commit)
+    tree = Path(tempfile.mkdtemp(prefix=f"baseline-{short}-", dir=cache))
+    git("worktree", "add", "--detach", "--quiet", str(tree), commit)
+    baseline = Baseline(short, git("log", "-1", "--format=%s", commit), tree)
+    try:
+        compile_tree(tree)
+    except BaseException:
+        remove_baseline(baseline)
+        raise
+    # The baseline's own driver imports its modules from where they were at that commit;
+    # a commit older than bench/ is driven by this tree's driver (ROCKET_BENCH_TREE).
+    own = tree / "bench" / "drivers" / "rocket.py"
+    driver = own if own.exists() else DRIVERS / "rocket.py"
+    head = git("describe", "--always", "--dirty")
+    for name in ("rocket-sqlite", "rocket-pg"):
+        ours = SYSTEMS[name]
+        before = ours.label.replace("django-rocket", f"django-rocket {short} (before)")
+        SYSTEMS[name + BASE] = ours._replace(driver=driver, label=before, tree=tree)
+        after = ours.label.replace("django-rocket", f"django-rocket {head} (after)")
+        SYSTEMS[name] = ours._replace(label=after)
+    return baseline
+
+
+def remove_baseline(baseline: Baseline) -> None:
+    git("worktree", "remove", "--force", str(baseline.tree))
+    shutil.rmtree(baseline.tree, ignore_errors=True)
+
+
+def with_baseline(systems: list[str], rep: int) -> list[str]:
+    """Each django-rocket system beside its baseline twin, the pair's order alternating."""
+    out: list[str] = []
+    for system in systems:
+        pair = [system, system + BASE] if system + BASE in SYSTEMS else [system]
+        out += pair if rep % 2 == 0 else pair[::-1]
+    return out
 
 
 # ----------------------------------------------------------------------------- workloads
@@ -416,7 +520,6 @@ def one_run(
     workload: str, system: str, param: int, plan: Plan, dbs: Databases, cache: Path, hour: int
 ) -> dict[str, float]:
     """One repetition of one workload on one system; returns its metrics."""
-    venv, driver, engine, _ = SYSTEMS[system]
     product = product_of(system)
     label = f"{workload}-{system}-{param}"
     cond, interval = conditions(workload, system, hour)
@@ -426,17 +529,18 @@ def one_run(
     n = {"W1": param, "W2": param, "W3": 100, "W4": plan.w4_n}[workload]
     tasks = {"n": n, "cond": cond, "prefix": f"{workload.lower()}-", "execution": "thread"}
     cfg = {"mode": "run", "tasks": tasks, "seconds": seconds, "interval": interval}
-    python = python_of(venv, cache)
+    spec = SYSTEMS[system]
     if workload == "W3":
         db = dbs.w3[(system, param)]
         cfg["db"] = db
         since = time.time()
-        m = drive(python, driver, cfg, dbs.work, timeout=900)
-        drive(python, driver, {"mode": "reset", "db": db, "tasks": tasks, "since": since}, dbs.work)
+        m = drive(spec, cfg, dbs.work, cache, timeout=900)
+        reset = {"mode": "reset", "db": db, "tasks": tasks, "since": since}
+        drive(spec, reset, dbs.work, cache)
     else:
-        db = dbs.fresh(product, engine, label)
+        db = dbs.fresh(system, label)
         cfg["db"] = db
-        m = drive(python, driver, cfg, dbs.work, warmup=plan.w2_warmup if workload == "W2" else 0)
+        m = drive(spec, cfg, dbs.work, cache, warmup=plan.w2_warmup if workload == "W2" else 0)
         dbs.drop(db)
     if m.returncode not in (0, None):
         print(f"  ! {label} exited {m.returncode}: {m.stderr[-500:]}", file=sys.stderr)
@@ -475,11 +579,9 @@ def prepare_w3(plan: Plan, systems: list[str], dbs: Databases, cache: Path) -> N
     """Build each W3 database once: the template copy plus ``rows`` runs in the log."""
     dbs.w3 = {}
     for system in systems:
-        venv, driver, engine, _ = SYSTEMS[system]
-        product = product_of(system)
         for rows in plan.w3_rows:
             label = f"w3-{system}-{rows}"
-            db = dbs.fresh(product, engine, label)
+            db = dbs.fresh(system, label)
             tasks = {
                 "n": 100,
                 "cond": conditions("W3", system, 0)[0],
@@ -488,10 +590,10 @@ def prepare_w3(plan: Plan, systems: list[str], dbs: Databases, cache: Path) -> N
             }
             t = time.time()
             drive(
-                python_of(venv, cache),
-                driver,
+                SYSTEMS[system],
                 {"mode": "prefill", "db": db, "rows": rows, "tasks": tasks},
                 dbs.work,
+                cache,
                 timeout=1800,
             )
             print(f"  prefilled {label}: {rows:,} rows in {time.time() - t:.1f}s", flush=True)
@@ -526,6 +628,13 @@ COLUMNS = {
         ("rss_mb", "peak RSS MB", "{:.0f}"),
     ],
 }
+# What an after / before row compares when a --baseline ran.
+BEFORE_AFTER = {
+    "W1": {"runs_s", "late_p99", "cpu_ms_run", "rss_mb"},
+    "W2": {"cpu_pct", "rss_mb", "startup_s"},
+    "W3": {"first_decision_s", "tick_ms", "rss_mb"},
+    "W4": {"runs_s", "cpu_ms_run", "rss_mb"},
+}
 # The metric each ratio compares, and whether a higher value is better.
 RATIO = {
     "W1": [("runs_s", True), ("cpu_ms_run", False)],
@@ -551,7 +660,21 @@ def reference(system: str) -> str:
     return "rocket-pg" if system.endswith("-pg") else "rocket-sqlite"
 
 
-def table(results: dict, workloads: list[str]) -> str:
+def median_of(reps: list[dict[str, float]], key: str) -> float:
+    return statistics.median([r.get(key, float("nan")) for r in reps])
+
+
+def after_before(after: float, before: float) -> str:
+    if not after or not before or after != after or before != before:
+        return "n/a"
+    return f"{after / before:.2f}"
+
+
+def shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1].rstrip(" :,;") + "…"
+
+
+def table(results: dict, workloads: list[str], baseline: Baseline | None = None) -> str:
     lines = []
     for workload in workloads:
         rows = {k: v for k, v in results.items() if k[0] == workload}
@@ -566,26 +689,21 @@ def table(results: dict, workloads: list[str]) -> str:
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for (_, system, param), reps in sorted(rows.items(), key=lambda kv: (kv[0][2], kv[0][1])):
-            med = {
-                key: statistics.median([r.get(key, float("nan")) for r in reps])
-                for key, _, _ in [*cols, ("runs_s", "", "")]
-            }
-            for key, _ in RATIO[workload]:
-                med[key] = statistics.median([r.get(key, float("nan")) for r in reps])
-            cells = [f"{param:,}", SYSTEMS[system][3]]
+            med = {key: median_of(reps, key) for key in {k for r in reps for k in r}}
+            cells = [f"{param:,}", SYSTEMS[system].label]
             cells += [fmt(med.get(key), pattern) for key, _, pattern in cols]
             ref = rows.get((workload, reference(system), param))
             if system.startswith("raw") and workload == "W4":
                 ref_rows = rows.get((workload, system.replace("raw", "rocket"), param))
-                ours = statistics.median([r["runs_s"] for r in ref_rows]) if ref_rows else None
+                ours = median_of(ref_rows, "runs_s") if ref_rows else None
                 cells.append(f"ours = {ours / med['runs_s']:.2f} of this" if ours else "")
                 lines.append("| " + " | ".join(cells) + " |")
                 continue
             for key, higher_better in RATIO[workload]:
-                if ref is None or system in ("rocket-sqlite", "rocket-pg"):
+                if ref is None or product_of(system) == "rocket":
                     cells.append("")
                     continue
-                ours = statistics.median([r.get(key, float("nan")) for r in ref])
+                ours = median_of(ref, key)
                 theirs = med.get(key)
                 if not ours or not theirs or ours != ours or theirs != theirs:
                     cells.append("n/a")
@@ -593,6 +711,18 @@ def table(results: dict, workloads: list[str]) -> str:
                 ratio = ours / theirs if higher_better else theirs / ours
                 cells.append(f"{ratio:.1f}x")
             lines.append("| " + " | ".join(cells) + " |")
+            after = rows.get((workload, system.removesuffix(BASE), param))
+            if system.endswith(BASE) and after:
+                database = SYSTEMS[system].label.rsplit(", ", 1)[1]
+                cells = [f"{param:,}", f"**after / before**, {database}"]
+                cells += [
+                    after_before(median_of(after, key), med.get(key, float("nan")))
+                    if key in BEFORE_AFTER[workload]
+                    else ""
+                    for key, _, _ in cols
+                ]
+                cells += [""] * len(RATIO[workload])
+                lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines.append(
         "Ratios: how many times better django-rocket is than that row on the same database "
@@ -600,6 +730,13 @@ def table(results: dict, workloads: list[str]) -> str:
         "throughput ours/theirs, costs theirs/ours. For raw rows: django-rocket's recorded "
         "runs/s as a fraction of one process's single-row INSERT+COMMIT rate."
     )
+    if baseline:
+        lines.append("")
+        lines.append(
+            f"After / before: this working tree's median divided by that of {baseline.short} "
+            f'("{shorten(baseline.subject, 72)}"), measured in the same run on the same database: '
+            "above 1 is better for runs/s, below 1 for CPU, lateness, RSS and start-up."
+        )
     return "\n".join(lines)
 
 
@@ -680,9 +817,15 @@ def main() -> int:
     parser.add_argument("--systems", default="", help=f"subset of {','.join(SYSTEMS)}")
     parser.add_argument("--reps", type=int, help="repetitions (default 3; 1 with --quick)")
     parser.add_argument("--seconds", type=float, help="override the W1/W2/W4 window length")
+    parser.add_argument("--w1-n", help="comma-separated task counts for W1 (default 100,1000)")
     parser.add_argument("--w3-rows", help="comma-separated run-log sizes for W3")
     parser.add_argument("--w3-seconds", type=float, help="how long W3 keeps ticking (default 20)")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run django-rocket at this commit, branch or tag (rows @base) for before/after",
+    )
     parser.add_argument(
         "--cache-dir",
         default=os.environ.get(
@@ -700,6 +843,11 @@ def main() -> int:
         plan.w3_seconds = args.w3_seconds
     if args.w3_rows:
         plan.w3_rows = [int(x) for x in args.w3_rows.split(",")]
+    if args.w1_n:
+        plan.w1_n = [int(x) for x in args.w1_n.split(",")]
+    commit = resolve_commit(args.baseline) if args.baseline else None
+    if args.baseline and not commit:
+        parser.error(f"--baseline: {args.baseline} is not a commit of this repository")
     workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
     wanted = set(args.systems.split(",")) if args.systems else set(SYSTEMS)
     unknown = wanted - set(SYSTEMS)
@@ -710,14 +858,16 @@ def main() -> int:
         wanted = {s for s in wanted if not s.endswith("-pg")}
     cache = Path(args.cache_dir).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
-    peer_versions = ensure_peers(cache, {SYSTEMS[s][0] for s in wanted if SYSTEMS[s][0] != "self"})
-    compile_ours()
+    peer_versions = ensure_peers(cache, {SYSTEMS[s].venv for s in wanted} - {"self"})
+    started = time.time()
+    compile_tree(ROOT)
     work = Path(tempfile.mkdtemp(prefix="run-", dir=cache))
     dbs = Databases(work, cache)
-    started = time.time()
     results: dict[tuple[str, str, int], list[dict[str, float]]] = {}
     hour = (datetime.now(UTC) + timedelta(hours=6)).hour
+    baseline = None
     try:
+        baseline = checkout_baseline(commit, cache) if commit else None
         for workload in workloads:
             systems = [s for s in WORKLOAD_SYSTEMS[workload] if s in wanted]
             params = {
@@ -727,12 +877,12 @@ def main() -> int:
                 "W4": [plan.w4_n],
             }[workload]
             if workload == "W3" and systems:
-                prepare_w3(plan, systems, dbs, cache)
+                prepare_w3(plan, with_baseline(systems, 0), dbs, cache)
             for param in params:
                 for rep in range(plan.reps):
                     # Systems interleaved within a repetition, so that a burst of load from
                     # other users of the machine lands on all of them alike.
-                    for system in systems:
+                    for system in with_baseline(systems, rep):
                         t = time.time()
                         metrics = one_run(workload, system, param, plan, dbs, cache, hour)
                         results.setdefault((workload, system, param), []).append(metrics)
@@ -741,7 +891,7 @@ def main() -> int:
                         )
                         print(
                             f"[{time.time() - started:6.0f}s] {workload} {param:>9,} rep {rep + 1}"
-                            f" {system:<14} {shown} ({time.time() - t:.0f}s)",
+                            f" {system:<18} {shown} ({time.time() - t:.0f}s)",
                             flush=True,
                         )
             if workload == "W3":
@@ -750,11 +900,16 @@ def main() -> int:
     finally:
         dbs.close()
         shutil.rmtree(work, ignore_errors=True)
-    text = table(results, workloads)
+        if baseline:
+            remove_baseline(baseline)
+    text = table(results, workloads, baseline)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     subset = ""
     if args.workloads != parser.get_default("workloads") or args.systems:
         subset = f" — workloads {','.join(workloads)}; systems {','.join(sorted(wanted))}"
+    if baseline:
+        named = "" if baseline.short.startswith(args.baseline) else f" ({args.baseline})"
+        subset += f" — baseline {baseline.short}{named}"
     report = (
         f"## {stamp}{' (--quick)' if args.quick else ''}{subset}\n\n"
         f"Machine: {machine()}.\n\nVersions: {versions_text(peer_versions)}.\n\n"

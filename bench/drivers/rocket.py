@@ -6,6 +6,7 @@ The config names the database, the mode and the tasks; see ``bench/run.py``.
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import tempfile
@@ -15,8 +16,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# The django-rocket checkout to drive: this repository, or a baseline that has no driver.
+TREE = os.environ.get("ROCKET_BENCH_TREE", str(HERE.parent.parent))
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent.parent))  # the repository root: django_rocket
+sys.path.insert(0, TREE)
 
 from common import emit, load_config, write_result  # noqa: E402
 
@@ -193,7 +196,10 @@ def reset(cfg: dict) -> None:
 
 
 def run(cfg: dict) -> None:
-    from django_rocket.engine.scheduler import Scheduler
+    try:
+        from django_rocket.engine.scheduler import Scheduler
+    except ModuleNotFoundError:  # a --baseline from before the engine/ package
+        from django_rocket.scheduler import Scheduler
 
     cpu: list[float] = []
     wall: list[float] = []
