@@ -507,7 +507,7 @@ def test_run_date_hierarchy(superuser_client, report):
 
 
 def test_run_changelist_estimates_big_counts(superuser_client, report, monkeypatch):
-    from django_rocket.admin.pagination import EstimatedCountPaginator
+    from django_rocket.admin.changelist import EstimatedCountPaginator
 
     make_runs(report, 30)
     monkeypatch.setattr(EstimatedCountPaginator, "exact_limit", 10)

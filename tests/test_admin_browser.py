@@ -22,7 +22,7 @@ import pytest
 from django.utils import timezone
 
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
-from django_rocket.ops import services
+from django_rocket.ops import overview
 
 from .admin_helpers import make_run
 from .conftest import ROOT, wait_until
@@ -107,7 +107,7 @@ def test_pause_resume_and_run_now_in_a_browser(
     failed = TaskRun.objects.get(pk=failed_run).task_id
     django_user_model.objects.create_superuser("admin", "admin@example.com", PASSWORD)
     scheduler = scheduler_process(TASKS)
-    wait_until(services.active_scheduler, 30, "the scheduler to become active")
+    wait_until(overview.active_scheduler, 30, "the scheduler to become active")
     ARTIFACTS.mkdir(exist_ok=True)
 
     # Playwright's sync API keeps an event loop running in this thread, so the ORM

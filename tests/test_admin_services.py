@@ -11,11 +11,19 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_rocket import RocketError
+from django_rocket.admin.changelist import EstimatedCountPaginator, estimate_count
 from django_rocket.admin.charts import runtime_chart
-from django_rocket.admin.pagination import EstimatedCountPaginator, estimate_count
 from django_rocket.display import format_runtime
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
-from django_rocket.ops import services
+from django_rocket.ops import queue
+from django_rocket.ops.overview import (
+    RECENT_RUNS,
+    NextRun,
+    active_scheduler,
+    declared_specs,
+    recent_runs,
+    task_overview,
+)
 
 from .admin_helpers import DECLARED, alive_scheduler, make_run, make_runs, make_task
 
@@ -32,7 +40,7 @@ def declared(settings):
 
 def test_queue_run_creates_one_queued_manual_run():
     task = make_task()
-    run, created = services.queue_run(task)
+    run, created = queue.queue_run(task)
     assert created
     assert (run.status, run.trigger, run.task, run.retry_of) == (
         RunStatus.QUEUED,
@@ -40,7 +48,7 @@ def test_queue_run_creates_one_queued_manual_run():
         task,
         None,
     )
-    again, created = services.queue_run(task)
+    again, created = queue.queue_run(task)
     assert (again, created) == (run, False)
     assert TaskRun.objects.count() == 1
 
@@ -48,21 +56,21 @@ def test_queue_run_creates_one_queued_manual_run():
 def test_queue_run_survives_losing_the_race(monkeypatch):
     """Two requests both see no queued run; the database constraint lets one insert win."""
     task = make_task()
-    winner, _ = services.queue_run(task)
-    monkeypatch.setattr(services, "_queued_run", lambda task: None)
-    run, created = services.queue_run(task)
+    winner, _ = queue.queue_run(task)
+    monkeypatch.setattr(queue, "_queued_run", lambda task: None)
+    run, created = queue.queue_run(task)
     assert (run, created) == (winner, False)
     assert TaskRun.objects.count() == 1
 
 
 def test_queue_run_losing_to_a_run_that_already_started(monkeypatch):
     task = make_task()
-    winner, _ = services.queue_run(task)
+    winner, _ = queue.queue_run(task)
     # The scheduler starts the winner; a late duplicate must not queue a second run.
     TaskRun.objects.filter(pk=winner.pk).update(status=RunStatus.RUNNING)
     make_run(task, RunStatus.QUEUED, trigger=RunTrigger.SCHEDULED)  # hold the constraint
-    monkeypatch.setattr(services, "_queued_run", lambda task: None)
-    run, created = services.queue_run(task)
+    monkeypatch.setattr(queue, "_queued_run", lambda task: None)
+    run, created = queue.queue_run(task)
     assert (run, created) == (winner, False)
     assert TaskRun.objects.count() == 2
 
@@ -77,7 +85,7 @@ def test_concurrent_submissions_create_one_run():
     def submit():
         try:
             barrier.wait()
-            run, created = services.queue_run(task)
+            run, created = queue.queue_run(task)
             results.append((run.pk, created))
         except BaseException as exc:  # reported below
             errors.append(exc)
@@ -99,7 +107,7 @@ def test_concurrent_submissions_create_one_run():
 def test_retry_links_to_the_failed_run():
     task = make_task()
     failed = make_run(task, RunStatus.FAIL)
-    run, created = services.queue_run(task, retry_of=failed)
+    run, created = queue.queue_run(task, retry_of=failed)
     assert created
     assert run.retry_of == failed
     assert list(failed.retries.all()) == [run]
@@ -108,20 +116,20 @@ def test_retry_links_to_the_failed_run():
 @pytest.mark.parametrize("status", [RunStatus.SUCCESS, RunStatus.INACTION, RunStatus.RUNNING])
 def test_only_failures_can_be_retried(status):
     task = make_task()
-    with pytest.raises(services.RunRefused, match="only failed, crashed or terminated"):
-        services.queue_run(task, retry_of=make_run(task, status))
+    with pytest.raises(queue.RunRefused, match="only failed, crashed or terminated"):
+        queue.queue_run(task, retry_of=make_run(task, status))
 
 
 def test_retry_must_belong_to_the_task():
     failed = make_run(make_task("a"), RunStatus.FAIL)
-    with pytest.raises(services.RunRefused, match="is not a run of the task"):
-        services.queue_run(make_task("b"), retry_of=failed)
+    with pytest.raises(queue.RunRefused, match="is not a run of the task"):
+        queue.queue_run(make_task("b"), retry_of=failed)
 
 
 def test_undeclared_task_is_refused():
     task = make_task(declared=False)
     with pytest.raises(RocketError, match="no longer declared in ROCKET_TASKS"):
-        services.queue_run(task)
+        queue.queue_run(task)
     assert not TaskRun.objects.exists()
 
 
@@ -131,21 +139,21 @@ def test_undeclared_task_is_refused():
 def test_set_enabled_moves_updated_at_for_the_scheduler():
     task = make_task()
     before = task.updated_at
-    assert services.set_enabled(task, False) == 1
+    assert queue.set_enabled(task, False) == 1
     assert task.enabled is False
     stored = Task.objects.get()
     assert stored.enabled is False
     assert stored.updated_at > before
     assert stored.updated_at == task.updated_at
-    assert services.set_enabled(task, False) == 0
+    assert queue.set_enabled(task, False) == 0
     assert Task.objects.get().updated_at == stored.updated_at
 
 
 def test_set_enabled_on_a_queryset():
     make_task("a")
     make_task("b", enabled=False)
-    assert services.set_enabled(Task.objects.all(), False) == 1
-    assert services.set_enabled(Task.objects.all(), True) == 2
+    assert queue.set_enabled(Task.objects.all(), False) == 1
+    assert queue.set_enabled(Task.objects.all(), True) == 2
     assert Task.objects.filter(enabled=True).count() == 2
 
 
@@ -153,21 +161,21 @@ def test_set_enabled_on_a_queryset():
 
 
 def test_active_scheduler():
-    assert services.active_scheduler() is None
+    assert active_scheduler() is None
     alive_scheduler(role="standby")
     alive_scheduler(role="active", last_seen=timezone.now() - timedelta(seconds=61))
-    assert services.active_scheduler() is None
-    assert services.active_scheduler(max_age=120) is not None
-    assert services.active_scheduler(max_age=timedelta(minutes=2)) is not None
+    assert active_scheduler() is None
+    assert active_scheduler(max_age=120) is not None
+    assert active_scheduler(max_age=timedelta(minutes=2)) is not None
     fresh = alive_scheduler(role="active")
-    assert services.active_scheduler() == fresh
+    assert active_scheduler() == fresh
 
 
 def test_active_scheduler_reads_the_setting(settings):
     alive_scheduler(last_seen=timezone.now() - timedelta(seconds=90))
-    assert services.active_scheduler() is None
+    assert active_scheduler() is None
     settings.ROCKET_HEALTH_MAX_AGE = 100
-    assert services.active_scheduler() is not None
+    assert active_scheduler() is not None
 
 
 # ---------------------------------------------------------------------- task_overview
@@ -175,12 +183,12 @@ def test_active_scheduler_reads_the_setting(settings):
 
 def test_overview_of_a_task_that_never_ran():
     task = make_task()
-    overview = services.task_overview([task])[task.pk]
+    overview = task_overview([task])[task.pk]
     assert overview.status == ""
     assert overview.last_run is overview.last_success is overview.last_failure is None
     assert overview.success_rate is None
     assert overview.mean_runtime is None
-    assert overview.next_run == services.NextRun("due")
+    assert overview.next_run == NextRun("due")
 
 
 def test_overview_statistics_over_recent_runs():
@@ -194,7 +202,7 @@ def test_overview_statistics_over_recent_runs():
         make_run(task, status, started_at=start + timedelta(minutes=10 + i), runtime=2)
         for i, status in enumerate(outcomes)
     ]
-    overview = services.task_overview([task])[task.pk]
+    overview = task_overview([task])[task.pk]
     assert overview.recent_finished == 20
     assert overview.success_rate == pytest.approx(17 / 20)
     assert overview.mean_runtime == timedelta(seconds=2)
@@ -207,11 +215,11 @@ def test_overview_statistics_over_recent_runs():
 def test_overview_status_prefers_running_then_queued():
     task = make_task()
     make_run(task, RunStatus.FAIL)
-    assert services.task_overview([task])[task.pk].status == RunStatus.FAIL
+    assert task_overview([task])[task.pk].status == RunStatus.FAIL
     make_run(task, RunStatus.QUEUED)
-    assert services.task_overview([task])[task.pk].status == RunStatus.QUEUED
+    assert task_overview([task])[task.pk].status == RunStatus.QUEUED
     make_run(task, RunStatus.RUNNING, started_at=timezone.now())
-    overview = services.task_overview([task])[task.pk]
+    overview = task_overview([task])[task.pk]
     assert overview.status == RunStatus.RUNNING
     assert overview.next_run.state in ("busy", "at")
 
@@ -222,18 +230,18 @@ def test_last_failure_is_the_latest_of_fail_crash_terminate():
     make_run(task, RunStatus.FAIL, started_at=now - timedelta(hours=3))
     crash = make_run(task, RunStatus.CRASH, started_at=now - timedelta(hours=1))
     make_run(task, RunStatus.TERMINATE, started_at=now - timedelta(hours=2))
-    assert services.task_overview([task])[task.pk].last_failure == crash
+    assert task_overview([task])[task.pk].last_failure == crash
 
 
 def test_overview_takes_two_queries_for_any_number_of_tasks():
     tasks = [make_task(f"t{i}") for i in range(12)]
     for task in tasks:
         make_runs(task, 30)
-    services.declared_specs()  # imports the task modules once
+    declared_specs()  # imports the task modules once
     with CaptureQueriesContext(connection) as queries:
-        overviews = services.task_overview(tasks)
+        overviews = task_overview(tasks)
     assert len(queries.captured_queries) == 2
-    assert all(o.recent_finished == services.RECENT_RUNS for o in overviews.values())
+    assert all(o.recent_finished == RECENT_RUNS for o in overviews.values())
 
 
 @pytest.mark.parametrize(
@@ -246,14 +254,14 @@ def test_overview_takes_two_queries_for_any_number_of_tasks():
 )
 def test_next_run_states(fields, state):
     task = make_task(**{"name": "report", **fields})
-    assert services.task_overview([task])[task.pk].next_run.state == state
+    assert task_overview([task])[task.pk].next_run.state == state
 
 
 def test_next_run_after_a_recent_run():
     task = make_task("report")  # every('1 hour')
     started = timezone.now() - timedelta(minutes=20)
     make_run(task, RunStatus.SUCCESS, started_at=started)
-    next_run = services.task_overview([task])[task.pk].next_run
+    next_run = task_overview([task])[task.pk].next_run
     assert next_run.state == "at"
     assert next_run.at == pytest.approx(started + timedelta(hours=1), abs=timedelta(seconds=1))
 
@@ -265,10 +273,10 @@ def test_next_run_of_a_condition_on_another_task(settings):
     }
     report, notify = make_task("report"), make_task("notify")
     make_run(notify, RunStatus.SUCCESS, started_at=timezone.now() - timedelta(minutes=5))
-    assert services.task_overview([notify])[notify.pk].next_run.state == "event"
+    assert task_overview([notify])[notify.pk].next_run.state == "event"
     make_run(report, RunStatus.SUCCESS, started_at=timezone.now() - timedelta(minutes=1))
     # The report task is not on the page, but its history is read: notify is due.
-    assert services.task_overview([notify])[notify.pk].next_run.state == "due"
+    assert task_overview([notify])[notify.pk].next_run.state == "due"
 
 
 def test_next_run_is_unknown_only_for_a_broken_task(settings):
@@ -277,22 +285,22 @@ def test_next_run_is_unknown_only_for_a_broken_task(settings):
         "broken": {"func": "no.such.module", "start_cond": "daily"},
     }
     broken, report = make_task("broken"), make_task("report")
-    overviews = services.task_overview([broken, report])
-    assert overviews[broken.pk].next_run == services.NextRun("unknown")
-    assert overviews[report.pk].next_run == services.NextRun("due")
+    overviews = task_overview([broken, report])
+    assert overviews[broken.pk].next_run == NextRun("unknown")
+    assert overviews[report.pk].next_run == NextRun("due")
 
 
 def test_next_run_is_unknown_when_rocket_tasks_is_not_a_dict(settings):
     settings.ROCKET_TASKS = ["report"]
     task = make_task("report")
-    assert services.task_overview([task])[task.pk].next_run == services.NextRun("unknown")
+    assert task_overview([task])[task.pk].next_run == NextRun("unknown")
 
 
 def test_recent_runs_oldest_first():
     task = make_task()
     runs = make_runs(task, 8)
     make_run(task, RunStatus.QUEUED)
-    assert services.recent_runs(task, 5) == runs[-5:]
+    assert recent_runs(task, 5) == runs[-5:]
 
 
 # ---------------------------------------------------------------------- chart, counts, formats

@@ -20,7 +20,14 @@ from django.test import override_settings
 from django.urls import path
 
 from django_rocket import alerts
-from django_rocket.alerts import EmailAlertHandler, EmailConfig, install_alerts, shutdown_alerts
+from django_rocket.alerts import (
+    EmailAlertHandler,
+    EmailConfig,
+    install_alerts,
+    mailer,
+    sending,
+    shutdown_alerts,
+)
 from django_rocket.models import RunStatus, Task, TaskRun
 
 from .smtp import SilentServer, SMTPServer, free_port, parts, use_smtp
@@ -588,8 +595,8 @@ def test_invalid_settings_refuse_to_install(settings):
 @pytest.fixture
 def mailers(settings, monkeypatch):
     """Set MAILERS; before Django 6.1 (which ignores it) make the alerts read it anyway."""
-    if not alerts.MAILERS_SUPPORTED:
-        monkeypatch.setattr(alerts, "MAILERS_SUPPORTED", True)
+    if not mailer.MAILERS_SUPPORTED:
+        monkeypatch.setattr(mailer, "MAILERS_SUPPORTED", True)
 
     def set_mailers(**entries: dict) -> None:
         settings.MAILERS = entries
@@ -676,7 +683,7 @@ def test_a_mailer_resolves_as_djangos_smtp_backend_does(mailers, options):
 def test_the_smtp_options_are_those_of_djangos_smtp_backend():
     parameters = inspect.signature(SMTPEmailBackend.__init__).parameters
     accepted = {name for name, p in parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD}
-    assert accepted - {"self"} == alerts.SMTP_OPTIONS
+    assert accepted - {"self"} == mailer.SMTP_OPTIONS
 
 
 def test_alerts_send_through_the_mailer_key(mailers, settings, capsys):
@@ -708,7 +715,7 @@ def test_the_timeout_defaults_to_the_mailers(mailers, settings):
     settings.ROCKET_ALERTS = {"email": {"receivers": ["ops@example.com"]}}
     assert EmailConfig.from_settings().timeout == 7.0
     mailers(default=mailer_entry())
-    assert EmailConfig.from_settings().timeout == alerts.DEFAULT_TIMEOUT
+    assert EmailConfig.from_settings().timeout == mailer.DEFAULT_TIMEOUT
 
 
 @pytest.mark.parametrize(
@@ -787,7 +794,7 @@ def test_the_test_runners_memory_mailer_is_not_an_error(mailers, settings):
     mailers(default={"BACKEND": "django.core.mail.backends.locmem.EmailBackend"})
     settings.ROCKET_ALERTS = {"email": {"receivers": ["ops@example.com"]}}
     assert alerts.check_alerts() == []
-    assert EmailConfig.from_settings().timeout == alerts.DEFAULT_TIMEOUT
+    assert EmailConfig.from_settings().timeout == mailer.DEFAULT_TIMEOUT
 
 
 def test_a_mailer_key_without_mailers_is_e048(settings):
@@ -857,4 +864,4 @@ def test_a_client_certificate_is_loaded(mailers, tmp_path):
     mailers(default=mailer_entry(use_tls=True, ssl_certfile=str(missing)))
     assert alerts.smtp_settings().ssl_certfile == str(missing)
     with pytest.raises(FileNotFoundError):
-        alerts.smtp_sender(1.0)
+        sending.smtp_sender(1.0)

@@ -15,7 +15,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from django_rocket.models import SchedulerInstance, SchedulerRole
-from django_rocket.ops import services
+from django_rocket.ops import overview
 
 from .conftest import ROOT, database_url, wait_until
 
@@ -89,7 +89,7 @@ def test_a_database_error_is_a_failure_not_a_traceback(monkeypatch):
     def broken(*args, **kwargs):
         raise OperationalError("could not connect to server\nIs the server running?")
 
-    monkeypatch.setattr(services, "active_scheduler", broken)
+    monkeypatch.setattr(overview, "active_scheduler", broken)
     assert check() == (
         1,
         "",

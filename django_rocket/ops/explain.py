@@ -20,7 +20,7 @@ from django_rocket.conditions import Condition, Context, Explanation, MemoryHist
 from django_rocket.display import format_runtime
 from django_rocket.engine import snapshot
 from django_rocket.models import FINISHED_STATUSES, Task, TaskRun
-from django_rocket.ops import services
+from django_rocket.ops.overview import task_overview
 from django_rocket.registry import TaskSpec
 
 NOTHING = "—"
@@ -295,7 +295,7 @@ def task_states(at: datetime | None = None) -> list[TaskState]:
         return []
     specs, problems = registry.collect()
     rows = {t.name: t for t in Task.objects.filter(name__in=[str(n) for n in raw])}
-    overview = services.task_overview(list(rows.values()), now=at)
+    overview = task_overview(list(rows.values()), now=at)
     snapshot = _snapshot(
         at, {name: [spec.start_cond, spec.end_cond] for name, spec in specs.items()}
     )

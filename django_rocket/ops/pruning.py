@@ -21,7 +21,7 @@ from django_rocket import conf
 from django_rocket.conditions import parse_duration
 from django_rocket.engine.snapshot import latest_ids
 from django_rocket.models import FINISHED_STATUSES, RunStatus, RunTrigger, Task, TaskRun
-from django_rocket.ops.services import FAILURE_STATUSES
+from django_rocket.ops.queue import FAILURE_STATUSES
 
 BATCH_SIZE = 5000
 # Runs read at a time while walking a task's retry chain back from its latest run.

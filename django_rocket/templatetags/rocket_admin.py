@@ -8,6 +8,7 @@ from typing import Any
 
 from django import template
 from django.conf import settings
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet, Subquery
 from django.utils import formats, timezone
 from django.utils.text import capfirst
@@ -15,7 +16,7 @@ from django.utils.translation import gettext
 
 from django_rocket import conf
 from django_rocket.display import format_runtime
-from django_rocket.ops import services
+from django_rocket.ops import overview
 
 register = template.Library()
 register.filter("rocket_runtime", format_runtime)
@@ -24,17 +25,17 @@ register.filter("rocket_runtime", format_runtime)
 @register.inclusion_tag("admin/django_rocket/health_banner.html")
 def rocket_health_banner() -> dict[str, Any]:
     """Warn when no active scheduler has been seen within ROCKET_HEALTH_MAX_AGE."""
-    if services.active_scheduler() is not None:
+    if overview.active_scheduler() is not None:
         return {"healthy": True}
     return {
         "healthy": False,
-        "last_seen": services.last_seen_scheduler(),
+        "last_seen": overview.last_seen_scheduler(),
         "max_age": conf.health_max_age(),
     }
 
 
 @register.inclusion_tag("admin/date_hierarchy.html")
-def rocket_date_hierarchy(cl: Any) -> dict[str, Any]:
+def rocket_date_hierarchy(cl: ChangeList) -> dict[str, Any]:
     """Build the admin's date drill-down in at most two index-backed queries.
 
     Django's own tag lists the years, months or days that hold rows with a

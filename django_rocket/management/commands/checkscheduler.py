@@ -9,7 +9,7 @@ from django_rocket import conf
 from django_rocket.display import format_runtime
 from django_rocket.management.arguments import positive_seconds
 from django_rocket.models import SchedulerRole
-from django_rocket.ops import services
+from django_rocket.ops import overview
 
 
 class Command(BaseCommand):
@@ -32,8 +32,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         max_age = options["max_age"] if options["max_age"] is not None else conf.health_max_age()
         try:
-            active = services.active_scheduler(max_age)
-            last = services.last_seen_scheduler() if active is None else active
+            active = overview.active_scheduler(max_age)
+            last = overview.last_seen_scheduler() if active is None else active
         except DatabaseError as exc:
             self.fail(f"cannot read the scheduler table: {str(exc).strip().splitlines()[0]}")
         now = timezone.now()

@@ -7,7 +7,8 @@ from django_rocket import alerts, conf
 from django_rocket.display import format_runtime
 from django_rocket.management.arguments import declared_spec
 from django_rocket.models import RunStatus, Task
-from django_rocket.ops import oneoff, services
+from django_rocket.ops import RunRefused, oneoff, queue_run
+from django_rocket.ops.overview import active_scheduler
 
 
 class Command(BaseCommand):
@@ -31,7 +32,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         spec = declared_spec(options["task"])
         if not options["wait"]:
-            scheduler = services.active_scheduler(conf.health_max_age())
+            scheduler = active_scheduler(conf.health_max_age())
             if scheduler is not None:
                 self.queue(spec.name, f"{scheduler.host}:{scheduler.pid}")
                 return
@@ -50,8 +51,8 @@ class Command(BaseCommand):
                 "run it here with --wait."
             )
         try:
-            run, created = services.queue_run(task)
-        except services.RunRefused as exc:
+            run, created = queue_run(task)
+        except RunRefused as exc:
             raise CommandError(str(exc)) from None
         if created:
             self.stdout.write(f"Queued run {run.run_id} of {name!r} for the scheduler {scheduler}.")

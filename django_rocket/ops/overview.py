@@ -1,9 +1,7 @@
-"""Operations on tasks and runs shared by the admin and management commands.
+"""What the admin and the commands read: the active scheduler, task overviews, next runs.
 
-Requests from people (run now, retry, pause) go through here, never through
-the scheduler: they are rows the running scheduler picks up at its next poll.
-The read helpers compute what the admin shows for a page of tasks in a fixed
-number of index-backed queries, whatever the size of the run log.
+The overview of a page of tasks takes a fixed number of index-backed queries,
+whatever the size of the run log.
 """
 
 from __future__ import annotations
@@ -14,26 +12,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from django_rocket import RocketError, conf
+from django_rocket import conf, registry
+from django_rocket.conditions import Context, MemoryHistory
+from django_rocket.engine.snapshot import record_of
 from django_rocket.models import (
     FINISHED_STATUSES,
     RunStatus,
-    RunTrigger,
     SchedulerInstance,
     SchedulerRole,
     Task,
     TaskRun,
 )
+from django_rocket.ops.queue import FAILURE_STATUSES
+from django_rocket.registry import TaskSpec
 
 logger = logging.getLogger("django_rocket.services")
 
-# Outcomes that count as failures: "Last failure", the success rate, and what Retry accepts.
-FAILURE_STATUSES = (RunStatus.FAIL, RunStatus.CRASH, RunStatus.TERMINATE)
-RETRYABLE_STATUSES = FAILURE_STATUSES
 # How many of a task's latest runs the success rate and mean runtime look at.
 RECENT_RUNS = 20
 
@@ -47,89 +44,6 @@ _RUN_FIELDS = (
     "finished_at",
     "runtime",
 )
-
-
-class RunRefused(RocketError):
-    """A run cannot be queued; the message says why and what to do."""
-
-
-# ---------------------------------------------------------------------- requests
-
-
-def queue_run(
-    task: Task, *, retry_of: TaskRun | None = None, user: Any = None
-) -> tuple[TaskRun, bool]:
-    """Queue a manual run of ``task``; return it and whether it was created.
-
-    A task has at most one queued run (a database constraint), so a double
-    submission, even from two requests racing each other, returns the run the
-    first one queued.
-    """
-    if not task.declared:
-        raise RunRefused(
-            f"The task “{task.name}” is no longer declared in ROCKET_TASKS, so no scheduler "
-            "can run it. Declare it again to run it."
-        )
-    if retry_of is not None:
-        if retry_of.task_id != task.pk:
-            raise RunRefused(f"Run {retry_of.run_id} is not a run of the task “{task.name}”.")
-        if retry_of.status not in RETRYABLE_STATUSES:
-            raise RunRefused(
-                f"Run {retry_of.run_id} ended with “{retry_of.get_status_display()}”; "
-                "only failed, crashed or terminated runs can be retried."
-            )
-    existing = _queued_run(task)
-    if existing is not None:
-        return existing, False
-    try:
-        with transaction.atomic():
-            run = TaskRun.objects.create(
-                task=task,
-                status=RunStatus.QUEUED,
-                trigger=RunTrigger.MANUAL,
-                retry_of=retry_of,
-                queued_at=timezone.now(),
-            )
-    except IntegrityError:
-        # Another request queued one between our check and our insert. It may even
-        # have started already, so return the newest manual run rather than a second one.
-        winner = TaskRun.objects.filter(task=task, trigger=RunTrigger.MANUAL).order_by("-pk")
-        run = winner.first()  # type: ignore[assignment]
-        if run is None:
-            raise
-        return run, False
-    logger.info(
-        "Queued a manual run of task %r%s%s.",
-        task.name,
-        f" retrying run {retry_of.run_id}" if retry_of is not None else "",
-        f" for {user}" if user is not None else "",
-        extra={"task_name": task.name, "run_id": str(run.run_id)},
-    )
-    return run, True
-
-
-def _queued_run(task: Task) -> TaskRun | None:
-    return TaskRun.objects.queued().filter(task=task).first()
-
-
-def set_enabled(tasks: Task | QuerySet[Task], enabled: bool) -> int:
-    """Pause or resume tasks; return how many changed.
-
-    ``updated_at`` moves with ``enabled`` because it is what the scheduler
-    polls for, so the change takes effect at its next tick.
-    """
-    now = timezone.now()
-    if isinstance(tasks, Task):
-        changed = (
-            Task.objects.filter(pk=tasks.pk)
-            .exclude(enabled=enabled)
-            .update(enabled=enabled, updated_at=now)
-        )
-        tasks.enabled = enabled
-        if changed:
-            tasks.updated_at = now
-        return changed
-    return tasks.exclude(enabled=enabled).update(enabled=enabled, updated_at=now)
 
 
 def active_scheduler(max_age: float | timedelta | None = None) -> SchedulerInstance | None:
@@ -150,9 +64,6 @@ def active_scheduler(max_age: float | timedelta | None = None) -> SchedulerInsta
 def last_seen_scheduler() -> SchedulerInstance | None:
     """Return the scheduler instance seen most recently, whatever its role."""
     return SchedulerInstance.objects.order_by("-last_seen").first()
-
-
-# ---------------------------------------------------------------------- reading
 
 
 @dataclass(frozen=True)
@@ -267,8 +178,8 @@ def _overview(
     runs: list[TaskRun],
     by_id: dict[int, TaskRun],
     recent: int,
-    specs: dict[str, Any] | None,
-    history: Any,
+    specs: dict[str, TaskSpec] | None,
+    history: MemoryHistory | None,
     now: datetime,
 ) -> TaskOverview:
     def latest(key: str) -> TaskRun | None:
@@ -316,15 +227,13 @@ def recent_runs(task: Task, limit: int = 50) -> list[TaskRun]:
 # ---------------------------------------------------------------------- next run
 
 
-def declared_specs() -> dict[str, Any] | None:
+def declared_specs() -> dict[str, TaskSpec] | None:
     """Return the valid declared task specs, or None if ROCKET_TASKS cannot be read at all.
 
     A task with a configuration error is left out (``manage.py check`` names it);
     the others keep their next run.
     """
     try:
-        from django_rocket import registry
-
         return registry.collect()[0]
     except Exception:
         # The admin must stay usable while ROCKET_TASKS is broken; `manage.py check` says why.
@@ -332,12 +241,7 @@ def declared_specs() -> dict[str, Any] | None:
         return None
 
 
-def _history(runs: dict[int, list[TaskRun]], names: dict[int, str]) -> Any:
-    try:
-        from django_rocket.conditions import MemoryHistory
-        from django_rocket.engine.snapshot import record_of
-    except ImportError:
-        return None
+def _history(runs: dict[int, list[TaskRun]], names: dict[int, str]) -> MemoryHistory | None:
     records = [
         record_of(run, names[task_pk])
         for task_pk, task_runs in runs.items()
@@ -352,7 +256,12 @@ def _history(runs: dict[int, list[TaskRun]], names: dict[int, str]) -> Any:
 
 
 def next_run(
-    task: Task, specs: dict[str, Any] | None, history: Any, now: datetime, *, busy: bool = False
+    task: Task,
+    specs: dict[str, TaskSpec] | None,
+    history: MemoryHistory | None,
+    now: datetime,
+    *,
+    busy: bool = False,
 ) -> NextRun:
     """Return when ``task`` may next start, evaluating its start condition on ``history``.
 
@@ -367,9 +276,6 @@ def next_run(
     if spec is None or history is None:
         return NextRun("unknown")
     try:
-        from django_rocket import registry
-        from django_rocket.conditions import Context
-
         tz = registry.scheduler_zone()
         ctx = Context(task=task.name, now=now.astimezone(tz), history=history, tz=tz)
         due = spec.start_cond.is_true(ctx)

@@ -1,0 +1,36 @@
+"""Changelist filters that read the run log through an index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from django_rocket.models import RunStatus, Task, TaskRun
+
+
+class LatestRunFilter(admin.SimpleListFilter):
+    title = _("latest run")
+    parameter_name = "latest_run"
+    NEVER = "never"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        finished = [(v, label) for v, label in RunStatus.choices if v != RunStatus.QUEUED]
+        return [*finished, (self.NEVER, _("Never run"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task] | None:
+        value = self.value()
+        if not value:
+            return None
+        latest = Subquery(
+            TaskRun.objects.filter(task=OuterRef("pk"), started_at__isnull=False)
+            .order_by("-started_at", "-id")
+            .values("status")[:1]
+        )
+        queryset = queryset.annotate(latest_status=latest)
+        if value == self.NEVER:
+            return queryset.filter(latest_status__isnull=True)
+        return queryset.filter(latest_status=value)

@@ -1,0 +1,234 @@
+"""The SMTP server alerts are sent through: a ``MAILERS`` alias on Django 6.1+, else ``EMAIL_*``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import django
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.functional import empty
+from django.utils.module_loading import import_string
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAILER = "default"
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+LOCMEM_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Django reads MAILERS from 6.1 on; before that a MAILERS setting means nothing to it.
+MAILERS_SUPPORTED = django.VERSION >= (6, 1)
+# The OPTIONS Django 6.1's SMTP backend accepts (its keyword arguments); it refuses others.
+SMTP_OPTIONS = frozenset(
+    {
+        "host",
+        "port",
+        "username",
+        "password",
+        "use_tls",
+        "use_ssl",
+        "timeout",
+        "ssl_keyfile",
+        "ssl_certfile",
+        "fail_silently",
+    }
+)
+
+
+class MailerError(ImproperlyConfigured):
+    """The mailer the alerts should send through cannot be used (check ``E048``)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class SMTPSettings:
+    """The SMTP server alerts are sent through, and how to talk to it."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False
+    use_ssl: bool = False
+    timeout: float | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    # False when the host is Django's default ('localhost'), not set by the project.
+    configured: bool = True
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def mailers_supported() -> bool:
+    """Whether this Django reads ``MAILERS`` (6.1+)."""
+    return MAILERS_SUPPORTED
+
+
+def uses_mailers() -> bool:
+    """Whether the SMTP server comes from ``MAILERS`` (Django 6.1+ with MAILERS defined)."""
+    return MAILERS_SUPPORTED and hasattr(settings, "MAILERS")
+
+
+def smtp_settings(mailer: str = DEFAULT_MAILER) -> SMTPSettings:
+    """Resolve the SMTP server alerts use; raise :class:`MailerError` when it cannot be used.
+
+    With ``MAILERS`` (Django 6.1+): the ``OPTIONS`` of the alias ``mailer``, which must use
+    Django's SMTP backend, with the backend's defaults (port 25, 465 with ``use_ssl``, 587
+    with ``use_tls``). Otherwise: the ``EMAIL_*`` settings, read without Django 6.1's
+    deprecation warning (the project gets Django's own for defining them).
+    """
+    if not isinstance(mailer, str) or not mailer:
+        raise MailerError(
+            f"ROCKET_ALERTS['email']['mailer'] {mailer!r} is not a MAILERS alias.",
+            "Write the name of an entry of MAILERS, such as 'default'.",
+        )
+    if uses_mailers():
+        return _from_mailer(mailer)
+    if mailer != DEFAULT_MAILER:
+        why = "MAILERS is not defined" if MAILERS_SUPPORTED else "MAILERS needs Django 6.1"
+        raise MailerError(
+            f"ROCKET_ALERTS['email']['mailer'] is {mailer!r}, but {why}: alerts would be "
+            "sent with the EMAIL_* settings.",
+            "Define MAILERS with that alias (Django 6.1+), or remove the 'mailer' key.",
+        )
+    return _from_email_settings()
+
+
+def mailers_setting() -> Any:
+    """Return the ``MAILERS`` setting as the project wrote it, or None."""
+    return getattr(settings, "MAILERS", None)
+
+
+def _from_mailer(alias: str) -> SMTPSettings:
+    mailers = mailers_setting()
+    where = f"MAILERS[{alias!r}]"
+    if not isinstance(mailers, dict) or alias not in mailers:
+        known = ", ".join(repr(name) for name in mailers) if isinstance(mailers, dict) else ""
+        raise MailerError(
+            f"ROCKET_ALERTS['email'] sends through the mailer {alias!r}, which is not in "
+            f"MAILERS (it has {known or 'no entries'}).",
+            "Add that alias to MAILERS, or set ROCKET_ALERTS['email']['mailer'] to an "
+            "existing one.",
+        )
+    config = mailers[alias]
+    config = config if isinstance(config, dict) else {}
+    backend = config.get("BACKEND", SMTP_BACKEND)
+    if not _is_smtp_backend(backend):
+        raise MailerError(
+            f"{where} uses the backend {backend!r}; alerts need an SMTP server "
+            f"(Django's {SMTP_BACKEND}).",
+            "Point ROCKET_ALERTS['email']['mailer'] at a MAILERS alias whose BACKEND is "
+            "the SMTP backend (or omitted), or remove ROCKET_ALERTS where no email is sent.",
+        )
+    options = config.get("OPTIONS", {})
+    if not isinstance(options, dict):
+        options = {}
+    unknown = sorted(set(options) - SMTP_OPTIONS, key=str)
+    if unknown and backend == SMTP_BACKEND:  # a subclass may accept more
+        raise MailerError(
+            f"{where} has OPTIONS the SMTP backend does not accept: "
+            + ", ".join(repr(key) for key in unknown)
+            + ".",
+            "Its OPTIONS are " + ", ".join(sorted(SMTP_OPTIONS)) + ".",
+        )
+    host = options.get("host")
+    if not host or not isinstance(host, str):
+        raise MailerError(
+            f"{where} has no SMTP host: OPTIONS['host'] is {host!r}.",
+            f"Set {where}['OPTIONS']['host'] to your SMTP server, such as 'smtp.example.com'.",
+        )
+    use_tls = bool(options.get("use_tls") or False)
+    use_ssl = bool(options.get("use_ssl") or False)
+    if use_tls and use_ssl:
+        raise MailerError(
+            f"{where} sets both 'use_tls' and 'use_ssl' in OPTIONS.",
+            "Use 'use_tls' for STARTTLS (usually port 587) or 'use_ssl' for implicit TLS "
+            "(usually port 465), not both.",
+        )
+    port = options.get("port")
+    if port is None:
+        port = 465 if use_ssl else 587 if use_tls else 25
+    try:
+        port = int(port)
+    except (TypeError, ValueError):
+        raise MailerError(
+            f"{where} OPTIONS['port'] {port!r} is not a port number.",
+            "Write a number such as 587.",
+        ) from None
+    return SMTPSettings(
+        host=host,
+        port=port,
+        username=options.get("username") or None,
+        password=options.get("password") or None,
+        use_tls=use_tls,
+        use_ssl=use_ssl,
+        timeout=options.get("timeout"),
+        ssl_certfile=options.get("ssl_certfile"),
+        ssl_keyfile=options.get("ssl_keyfile"),
+    )
+
+
+def _is_smtp_backend(path: Any) -> bool:
+    if path == SMTP_BACKEND:
+        return True
+    if not isinstance(path, str):
+        return False
+    from django.core.mail.backends.smtp import EmailBackend
+
+    try:
+        backend = import_string(path)
+    except ImportError:
+        return False
+    return isinstance(backend, type) and issubclass(backend, EmailBackend)
+
+
+def _from_email_settings() -> SMTPSettings:
+    host = _email_setting("EMAIL_HOST") or ""
+    use_ssl = bool(_email_setting("EMAIL_USE_SSL"))
+    return SMTPSettings(
+        host=host,
+        port=int(_email_setting("EMAIL_PORT") or 25),
+        username=_email_setting("EMAIL_HOST_USER") or None,
+        password=_email_setting("EMAIL_HOST_PASSWORD") or None,
+        use_tls=bool(_email_setting("EMAIL_USE_TLS")) and not use_ssl,
+        use_ssl=use_ssl,
+        timeout=_email_setting("EMAIL_TIMEOUT"),
+        ssl_certfile=_email_setting("EMAIL_SSL_CERTFILE"),
+        ssl_keyfile=_email_setting("EMAIL_SSL_KEYFILE"),
+        # django-stubs' plugin checks every attribute of settings as a setting name.
+        configured=bool(host) and settings.is_overridden("EMAIL_HOST"),  # type: ignore[misc]
+    )
+
+
+def _email_setting(name: str) -> Any:
+    """Read an ``EMAIL_*`` setting without Django 6.1's ``RemovedInDjango2028Warning``.
+
+    Django warns in ``LazySettings.__getattr__``, so this reads the settings object it
+    wraps (the settings module's values, or the holder ``override_settings`` puts on top
+    of them), which holds the same values and never warns. That keeps the suppression to
+    this one read: ``warnings.catch_warnings()`` would change the process-wide warning
+    filters, and this runs in the alert sender's thread as well as in the main one.
+    """
+    lazy: Any = settings
+    if lazy._wrapped is empty:
+        lazy._setup()
+    return getattr(lazy._wrapped, name, None)
+
+
+def in_test_environment(backend: Any) -> bool:
+    """Whether ``backend`` is the memory backend Django's test runner put on every mailer."""
+    from django.core import mail
+
+    return backend == LOCMEM_BACKEND and hasattr(mail, "outbox")
+
+
+def default_timeout(mailer: str = DEFAULT_MAILER) -> float:
+    """The mailer's ``timeout`` OPTION, or ``EMAIL_TIMEOUT``, or 10 seconds."""
+    try:
+        return smtp_settings(mailer).timeout or DEFAULT_TIMEOUT
+    except MailerError:  # reported by check E048, and again by each failed send
+        return DEFAULT_TIMEOUT
