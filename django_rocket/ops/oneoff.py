@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from django_rocket import conf
 from django_rocket.engine.runlog import FINISH_FIELDS, REFUSED
-from django_rocket.executors.execution import call_task, refused_note, storable
+from django_rocket.executors.outcome import call_task, refused_note, storable
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.registry import TaskSpec
 
