@@ -129,11 +129,11 @@ class EventLoop:
             ending: Ending
             try:
                 await func(**active.launch.parameters)
-                ending = {"status": RunStatus.SUCCESS}
+                ending = {"status": RunStatus.SUCCESS.value}
             except asyncio.CancelledError:
-                ending = {"status": RunStatus.TERMINATE, "message": "Cancelled."}
+                ending = {"status": RunStatus.TERMINATE.value, "message": "Cancelled."}
             except TaskInaction as exc:
-                ending = {"status": RunStatus.INACTION, "message": str(exc)}
+                ending = {"status": RunStatus.INACTION.value, "message": str(exc)}
             except BaseException as exc:
                 ending = failure(exc)
             finish(active.launch.run_id, ending)

@@ -27,9 +27,9 @@ from django_rocket.models import RunStatus
 
 
 class Ending(TypedDict, total=False):
-    """How a run ended, as an executor reports it (``status`` is a :class:`RunStatus` value)."""
+    """How a run ended, as an executor reports it."""
 
-    status: str
+    status: str  # a RunStatus value, a plain str: it crosses pipes and queues as it is
     message: str
     exc_text: str
     result: Any
@@ -166,7 +166,7 @@ def encode_result(value: object, max_bytes: int) -> tuple[Any, str]:
 def failure(exc: BaseException) -> Ending:
     """Describe a run that raised ``exc``; call it in its ``except`` block (for the traceback)."""
     return {
-        "status": RunStatus.FAIL,
+        "status": RunStatus.FAIL.value,
         "message": f"{type(exc).__name__}: {exc}"[:2000],
         "exc_text": traceback.format_exc(),
     }
@@ -179,17 +179,13 @@ def call_task(func: Callable[..., Any], parameters: dict[str, Any], max_bytes: i
         if asyncio.iscoroutine(value):
             value = asyncio.run(value)
     except TaskInaction as exc:
-        return {"status": RunStatus.INACTION, "message": str(exc)}
+        return {"status": RunStatus.INACTION.value, "message": str(exc)}
     except TaskTerminated as exc:
-        return {"status": RunStatus.TERMINATE, "message": str(exc) or "Terminated on request."}
+        return {
+            "status": RunStatus.TERMINATE.value,
+            "message": str(exc) or "Terminated on request.",
+        }
     except BaseException as exc:  # a task's failure is a run outcome, never a scheduler error
         return failure(exc)
     result, note = encode_result(value, max_bytes)
-    return {"status": RunStatus.SUCCESS, "result": result, "message": note}
-
-
-def plain(ending: Ending) -> Ending:
-    """``ending`` with its status as a plain string, as it crosses a pipe or a queue."""
-    if "status" in ending:
-        return {**ending, "status": str(ending["status"])}
-    return ending
+    return {"status": RunStatus.SUCCESS.value, "result": result, "message": note}

@@ -29,7 +29,6 @@ from django_rocket.executors.outcome import (
     Launch,
     call_task,
     load_function,
-    plain,
 )
 from django_rocket.models import RunStatus
 
@@ -86,13 +85,13 @@ def _child_main(
         ending = call_task(func, launch.parameters, max_bytes)
     except BaseException:
         ending = {
-            "status": RunStatus.FAIL,
+            "status": RunStatus.FAIL.value,
             "message": "Could not import the task function.",
             "exc_text": traceback.format_exc(),
         }
     finally:
         connections.close_all()
-    conn.send(plain(ending))
+    conn.send(ending)
     conn.close()
 
 
@@ -197,7 +196,7 @@ class ProcessExecutor:
                 message = f"The child process was killed by signal {name}."
             else:
                 message = f"The child process exited with code {code} before reporting."
-            ending = {"status": RunStatus.FAIL, "message": message}
+            ending = {"status": RunStatus.FAIL.value, "message": message}
         self._finish(active.launch.run_id, ending)
 
     def terminate(self, active: ActiveRun) -> None:

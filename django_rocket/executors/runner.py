@@ -91,10 +91,10 @@ class Runner:
             active = self._active.pop(run_id, None)
         if active is None:
             return
-        status = ending.get("status", RunStatus.FAIL)
+        status = ending.get("status", RunStatus.FAIL.value)
         message = ending.get("message", "")
         if active.terminate_reason:
-            status = RunStatus.TERMINATE
+            status = RunStatus.TERMINATE.value
             message = active.terminate_reason + (f" ({message})" if message else "")
         self._report(
             Outcome(
@@ -172,7 +172,7 @@ class Runner:
             if active.kind == "process":
                 self._processes.kill(active)
             active.terminate_reason = active.terminate_reason or reason
-            self._finish(run_id, {"status": RunStatus.TERMINATE})
+            self._finish(run_id, {"status": RunStatus.TERMINATE.value})
 
     def poll(self, now: datetime) -> float | None:
         """Follow runs executed elsewhere; return seconds until the next poll is due, if any.

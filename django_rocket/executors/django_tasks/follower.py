@@ -125,7 +125,7 @@ class TasksFollower:
             if remote.missing >= 2:
                 self._end(
                     remote,
-                    RunStatus.CRASH,
+                    RunStatus.CRASH.value,
                     f"The backend no longer knows this run's result ({remote.where()}): it was "
                     "deleted, expired or lost with its queue, so how the run ended is unknown.",
                 )
@@ -147,11 +147,11 @@ class TasksFollower:
             if report.get("run_id") != remote.run_id:
                 # A plain task's return value, as its backend kept it: kept by the same rules.
                 result, note = encode_result(seen.value, self.result_max_bytes)
-                report = {"status": RunStatus.SUCCESS, "result": result, "message": note}
+                report = {"status": RunStatus.SUCCESS.value, "result": result, "message": note}
             host = str(report.get("host") or "")
             pid = report.get("pid") if isinstance(report.get("pid"), int) else None
             ending: Ending = {
-                "status": report.get("status", RunStatus.SUCCESS),
+                "status": report.get("status", RunStatus.SUCCESS.value),
                 "message": report.get("message", ""),
                 "result": report.get("result"),
             }
@@ -161,7 +161,7 @@ class TasksFollower:
             if match and match.group(1) == remote.run_id:
                 host, pid = match.group(2), int(match.group(3))
             ending = {
-                "status": RunStatus.FAIL,
+                "status": RunStatus.FAIL.value,
                 "message": _failure_line(seen, remote),
                 "exc_text": seen.traceback,
             }
@@ -202,11 +202,11 @@ class TasksFollower:
             done = ""
         if done:
             active.terminate_reason = reason  # the runner puts the reason first
-            self._end(remote, RunStatus.TERMINATE, f"{done}; {remote.where()}")
+            self._end(remote, RunStatus.TERMINATE.value, f"{done}; {remote.where()}")
             return
         self._end(
             remote,
-            RunStatus.CRASH,
+            RunStatus.CRASH.value,
             f"{reason} No result arrived from {remote.where()}, and the backend cannot stop "
             "its work: the worker may have died, or may still finish it (a late result is "
             "ignored).",

@@ -23,7 +23,7 @@ from django_rocket.executors.django_tasks.framework import (
     django_task,
     framework,
 )
-from django_rocket.executors.outcome import Ending, encode_result, plain
+from django_rocket.executors.outcome import Ending, encode_result
 from django_rocket.models import RunStatus
 
 # The note a failing run's exception carries, so the follower can tell where it ran.
@@ -47,17 +47,20 @@ def _call_in_worker(
         else:
             value = target(**parameters)
     except TaskInaction as exc:
-        ending: Ending = {"status": RunStatus.INACTION, "message": str(exc)}
+        ending: Ending = {"status": RunStatus.INACTION.value, "message": str(exc)}
     except TaskTerminated as exc:
-        ending = {"status": RunStatus.TERMINATE, "message": str(exc) or "Terminated on request."}
+        ending = {
+            "status": RunStatus.TERMINATE.value,
+            "message": str(exc) or "Terminated on request.",
+        }
     except BaseException as exc:
         # The backend records the failure with this traceback; the note tells where it ran.
         exc.add_note(f"django-rocket: run {run_id} ran on {host} (pid {pid}).")
         raise
     else:
         result, note = encode_result(value, max_bytes)
-        ending = {"status": RunStatus.SUCCESS, "result": result, "message": note}
-    return plain({"run_id": run_id, "host": host, "pid": pid, **ending})
+        ending = {"status": RunStatus.SUCCESS.value, "result": result, "message": note}
+    return {"run_id": run_id, "host": host, "pid": pid, **ending}
 
 
 # The backend finds a task by its function's dotted path and expects a Task object there.
