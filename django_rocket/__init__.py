@@ -1,5 +1,7 @@
 """Robust scheduling for Django: composable conditions, a durable run log, alerts."""
 
+from django_rocket.executors.current import current_run_should_stop
+
 __version__ = "0.1.0.dev0"
 
 
@@ -17,8 +19,6 @@ class TaskTerminated(Exception):
 
 def check_terminate() -> None:
     """Raise :class:`TaskTerminated` if the scheduler asked the current thread run to stop."""
-    from django_rocket.executors.execution import current_run_should_stop
-
     if current_run_should_stop():
         raise TaskTerminated("The scheduler asked this run to stop.")
 

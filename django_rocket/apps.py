@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 
 
 class DjangoRocketConfig(AppConfig):
@@ -7,4 +8,9 @@ class DjangoRocketConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_rocket import checks  # noqa: F401 - registers the system checks
+        # Not at the top: the checks import the registry, whose executors import the
+        # models, and models cannot be imported before the app registry is ready.
+        from django_rocket.checks import check_settings, check_tasks
+
+        checks.register(check_tasks)
+        checks.register(check_settings)

@@ -2,56 +2,55 @@
 
 Each message names the setting or task, quotes the offending value, and gives
 the fix in ``hint``. The IDs are stable and listed in docs/reference/checks.
+The registry and the alerts make their own messages; this module collects them.
+:class:`~django_rocket.apps.DjangoRocketConfig` registers the two checks.
 """
 
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
 
-from django_rocket import conf
+from django_rocket import conf, registry
+from django_rocket.alerts import check_alerts
+from django_rocket.conditions import parse_duration
 
-SETTING_CHECKS: list[Callable[[], list[checks.CheckMessage]]] = []
+Messages = list[checks.CheckMessage]
+SETTING_CHECKS: list[Callable[[], Messages]] = []
 
 
-def setting_check(func: Callable[[], list[checks.CheckMessage]]) -> Callable[..., Any]:
+def setting_check(func: Callable[[], Messages]) -> Callable[[], Messages]:
+    """Add ``func`` to the checks :func:`check_settings` runs."""
     SETTING_CHECKS.append(func)
     return func
 
 
-def _error(id: str, msg: str, hint: str, obj: Any = None) -> checks.Error:
-    return checks.Error(msg, hint=hint, obj=obj, id=id)
+def _error(id: str, msg: str, hint: str) -> checks.CheckMessage:
+    return checks.Error(msg, hint=hint, id=id)
 
 
-@checks.register()
-def check_tasks(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_tasks(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> Messages:
     """Validate ROCKET_TASKS and each task in it."""
-    from django_rocket import registry
-
     _, problems = registry.collect()
-    messages: list[checks.CheckMessage] = []
-    for problem in problems:
-        cls = checks.Warning if problem.warning else checks.Error
-        messages.append(cls(problem.msg, hint=problem.hint, id=problem.id))
-    return messages
+    return problems
 
 
-@checks.register()
-def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> Messages:
     """Validate every other ROCKET_* setting."""
-    messages: list[checks.CheckMessage] = []
+    messages: Messages = []
     for func in SETTING_CHECKS:
         messages.extend(func())
     return messages
 
 
 @setting_check
-def _time_zone() -> list[checks.CheckMessage]:
-    messages: list[checks.CheckMessage] = []
+def _time_zone() -> Messages:
+    messages: Messages = []
     name = conf.time_zone()
     try:
         zoneinfo.ZoneInfo(name)
@@ -77,7 +76,7 @@ def _time_zone() -> list[checks.CheckMessage]:
 
 
 @setting_check
-def _execution() -> list[checks.CheckMessage]:
+def _execution() -> Messages:
     value = conf.execution()
     if value not in conf.EXECUTIONS:
         return [
@@ -90,9 +89,7 @@ def _execution() -> list[checks.CheckMessage]:
     return []
 
 
-def _duration_setting(name: str, value: Any, id: str, allow_never: bool = False):
-    from django_rocket.conditions import parse_duration
-
+def _duration_setting(name: str, value: Any, id: str, allow_never: bool = False) -> Messages:
     if allow_never and (value is None or str(value).strip().lower() == "never"):
         return []
     try:
@@ -113,8 +110,8 @@ def _duration_setting(name: str, value: Any, id: str, allow_never: bool = False)
 
 
 @setting_check
-def _durations() -> list[checks.CheckMessage]:
-    messages = []
+def _durations() -> Messages:
+    messages: Messages = []
     messages += _duration_setting(
         "ROCKET_TIMEOUT", conf.timeout(), "django_rocket.E023", allow_never=True
     )
@@ -131,16 +128,16 @@ def _durations() -> list[checks.CheckMessage]:
     return messages
 
 
-def _positive_seconds(name: str, id: str, hint: str) -> list[checks.CheckMessage]:
-    value = getattr(settings, name, conf.DEFAULTS[name])
+def _positive_seconds(name: str, id: str, hint: str) -> Messages:
+    value = conf.raw(name)
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return []
     return [_error(id, f"{name} {value!r} is not a positive number of seconds.", hint)]
 
 
 @setting_check
-def _numbers() -> list[checks.CheckMessage]:
-    messages: list[checks.CheckMessage] = []
+def _numbers() -> Messages:
+    messages: Messages = []
     value = conf.max_processes()
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         messages.append(
@@ -158,7 +155,7 @@ def _numbers() -> list[checks.CheckMessage]:
         "django_rocket.E032",
         "Use a number such as 60: the admin warns when no scheduler was seen for longer.",
     )
-    retry = getattr(settings, "ROCKET_LOG_RETRY", None)
+    retry = conf.raw("ROCKET_LOG_RETRY")
     if retry is not None:
         good = isinstance(retry, dict) and set(retry) <= {"attempts", "backoff", "max_backoff"}
         if good:
@@ -184,14 +181,14 @@ def _numbers() -> list[checks.CheckMessage]:
 
 
 @setting_check
-def _silence_flags() -> list[checks.CheckMessage]:
-    messages: list[checks.CheckMessage] = []
+def _silence_flags() -> Messages:
+    messages: Messages = []
     for name in (
         "ROCKET_SILENCE_TASK_PRERUN",
         "ROCKET_SILENCE_TASK_LOGGING",
         "ROCKET_SILENCE_COND_CHECK",
     ):
-        value = getattr(settings, name, False)
+        value = conf.raw(name)
         if not isinstance(value, bool):
             messages.append(
                 _error(
@@ -204,7 +201,5 @@ def _silence_flags() -> list[checks.CheckMessage]:
 
 
 @setting_check
-def _alerts() -> list[checks.CheckMessage]:
-    from django_rocket.alerts import check_alerts
-
+def _alerts() -> Messages:
     return check_alerts()

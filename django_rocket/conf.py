@@ -1,14 +1,18 @@
 """One accessor per ``ROCKET_*`` setting, with its default beside it.
 
 Nothing is cached, so ``override_settings`` works in tests. Values are returned
-as written; ``checks.py`` validates them and the services convert them.
+as written; ``checks.py`` validates them and the services convert them
+(:func:`parse_timeout` converts a timeout, for the registry and the checks alike).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import timedelta
+from typing import Any, cast
 
 from django.conf import settings
+
+from django_rocket.conditions import parse_duration
 
 DEFAULTS: dict[str, Any] = {
     "ROCKET_TASKS": {},
@@ -50,87 +54,98 @@ TASK_KEYS: dict[str, str] = {
 EXECUTIONS = ("process", "thread", "async", "main", "tasks")
 
 
-def _get(name: str) -> Any:
+def raw(name: str) -> Any:
+    """Return the ``ROCKET_*`` setting ``name`` as written, or its default."""
     return getattr(settings, name, DEFAULTS[name])
 
 
+def parse_timeout(value: Any) -> timedelta | None:
+    """Return a timeout as a timedelta, or None for ``"never"``; raise ValueError if bad."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "never"):
+        return None
+    duration = parse_duration(value)
+    if duration <= timedelta(0):
+        raise ValueError("a timeout must be positive")
+    return duration
+
+
 def tasks() -> dict[str, Any]:
-    return _get("ROCKET_TASKS")
+    return cast("dict[str, Any]", raw("ROCKET_TASKS"))  # as written; checks.py validates it
 
 
 def time_zone() -> str:
-    return _get("ROCKET_TIME_ZONE") or settings.TIME_ZONE or "UTC"
+    return raw("ROCKET_TIME_ZONE") or settings.TIME_ZONE or "UTC"
 
 
 def execution() -> str:
-    return _get("ROCKET_EXECUTION")
+    return cast("str", raw("ROCKET_EXECUTION"))  # as written; checks.py validates it
 
 
 def timeout() -> Any:
-    return _get("ROCKET_TIMEOUT")
+    return raw("ROCKET_TIMEOUT")
 
 
 def max_processes() -> int | None:
-    return _get("ROCKET_MAX_PROCESSES")
+    return cast("int | None", raw("ROCKET_MAX_PROCESSES"))  # as written; checks.py validates it
 
 
 def condition_modules() -> list[str]:
-    return list(_get("ROCKET_CONDITION_MODULES"))
+    return list(raw("ROCKET_CONDITION_MODULES"))
 
 
 def silence_task_prerun() -> bool:
-    return bool(_get("ROCKET_SILENCE_TASK_PRERUN"))
+    return bool(raw("ROCKET_SILENCE_TASK_PRERUN"))
 
 
 def silence_task_logging() -> bool:
-    return bool(_get("ROCKET_SILENCE_TASK_LOGGING"))
+    return bool(raw("ROCKET_SILENCE_TASK_LOGGING"))
 
 
 def silence_cond_check() -> bool:
-    return bool(_get("ROCKET_SILENCE_COND_CHECK"))
+    return bool(raw("ROCKET_SILENCE_COND_CHECK"))
 
 
 def log_retry() -> dict[str, float]:
     value = dict(DEFAULTS["ROCKET_LOG_RETRY"])
-    value.update(_get("ROCKET_LOG_RETRY") or {})
+    value.update(raw("ROCKET_LOG_RETRY") or {})
     return value
 
 
 def spool_dir() -> str | None:
-    return _get("ROCKET_SPOOL_DIR")
+    return cast("str | None", raw("ROCKET_SPOOL_DIR"))  # as written; checks.py validates it
 
 
 def shutdown_grace() -> Any:
-    return _get("ROCKET_SHUTDOWN_GRACE")
+    return raw("ROCKET_SHUTDOWN_GRACE")
 
 
 def poll_interval() -> float:
-    return float(_get("ROCKET_POLL_INTERVAL"))
+    return float(raw("ROCKET_POLL_INTERVAL"))
 
 
 def heartbeat() -> Any:
-    return _get("ROCKET_HEARTBEAT")
+    return raw("ROCKET_HEARTBEAT")
 
 
 def lease_timeout() -> Any:
-    return _get("ROCKET_LEASE_TIMEOUT")
+    return raw("ROCKET_LEASE_TIMEOUT")
 
 
 def result_max_bytes() -> int:
-    return int(_get("ROCKET_RESULT_MAX_BYTES"))
+    return int(raw("ROCKET_RESULT_MAX_BYTES"))
 
 
 def run_retention() -> Any:
-    return _get("ROCKET_RUN_RETENTION")
+    return raw("ROCKET_RUN_RETENTION")
 
 
 def alerts() -> dict[str, Any]:
-    return _get("ROCKET_ALERTS") or {}
+    return raw("ROCKET_ALERTS") or {}
 
 
 def admin_base_url() -> str | None:
-    return _get("ROCKET_ADMIN_BASE_URL")
+    return cast("str | None", raw("ROCKET_ADMIN_BASE_URL"))  # as written; checks.py validates it
 
 
 def health_max_age() -> float:
-    return float(_get("ROCKET_HEALTH_MAX_AGE"))
+    return float(raw("ROCKET_HEALTH_MAX_AGE"))

@@ -8,6 +8,7 @@ the scheduler can run.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import importlib
 import inspect
 import zoneinfo
@@ -16,12 +17,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from django_rocket import conf
-from django_rocket.conditions import Condition, ConditionSyntaxError, parse, parse_duration
-from django_rocket.executors import django_tasks as tasks_execution
+from django_rocket.conditions import Condition, ConditionSyntaxError, parse
+from django_rocket.executors.django_tasks.checks import task_problems
+from django_rocket.executors.django_tasks.framework import plain_function
+from django_rocket.executors.outcome import load_function
 
 
 @dataclass(frozen=True)
@@ -40,40 +44,26 @@ class TaskSpec:
     description: str = ""
 
     def load_function(self) -> Callable[..., Any]:
-        from django_rocket.executors.execution import load_function
-
+        """Import the task function."""
         return load_function(self.func)
 
 
-@dataclass(frozen=True)
-class Problem:
-    """A configuration error found in the settings; becomes a system check message."""
-
-    id: str
-    msg: str
-    hint: str
-    task: str | None = None
-    warning: bool = False
+Problems = list[checks.CheckMessage]
 
 
-def parse_timeout(value: Any) -> timedelta | None:
-    """Return the timeout as a timedelta, or None for ``"never"``; raise ValueError if bad."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == "never"):
-        return None
-    duration = parse_duration(value)
-    if duration <= timedelta(0):
-        raise ValueError("a timeout must be positive")
-    return duration
+def _error(id: str, msg: str, hint: str, task: str | None = None) -> checks.CheckMessage:
+    return checks.Error(msg, hint=hint, obj=task, id=id)
 
 
-def import_condition_modules() -> list[Problem]:
-    problems = []
+def import_condition_modules() -> Problems:
+    """Import the modules in ``ROCKET_CONDITION_MODULES``; return an error for each failure."""
+    problems: Problems = []
     for module in conf.condition_modules():
         try:
             importlib.import_module(module)
         except Exception as exc:
             problems.append(
-                Problem(
+                _error(
                     "django_rocket.E020",
                     f"ROCKET_CONDITION_MODULES lists {module!r}, which cannot be imported: "
                     f"{type(exc).__name__}: {exc}.",
@@ -84,13 +74,13 @@ def import_condition_modules() -> list[Problem]:
 
 
 def _parse_condition(
-    name: str, key: str, text: Any, problems: list[Problem], error_id: str
+    name: str, key: str, text: Any, problems: Problems, error_id: str
 ) -> Condition | None:
     if isinstance(text, Condition):
         return text
     if not isinstance(text, str):
         problems.append(
-            Problem(
+            _error(
                 error_id,
                 f"Task {name!r}: {key} must be a condition string or object, "
                 f"not {type(text).__name__} ({text!r}).",
@@ -103,7 +93,7 @@ def _parse_condition(
         return parse(text)
     except ConditionSyntaxError as exc:
         problems.append(
-            Problem(
+            _error(
                 error_id,
                 f"Task {name!r}: {key} does not parse:\n{exc}",
                 "Fix the condition text; docs/reference/conditions lists every condition "
@@ -114,10 +104,10 @@ def _parse_condition(
         return None
 
 
-def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | None:
+def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
     if not isinstance(name, str) or not name.strip():
         problems.append(
-            Problem(
+            _error(
                 "django_rocket.E002",
                 f"ROCKET_TASKS has a key {name!r} that is not a task name.",
                 "Use a non-empty string naming the task as the key.",
@@ -126,7 +116,7 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
         return None
     if not isinstance(entry, dict):
         problems.append(
-            Problem(
+            _error(
                 "django_rocket.E002",
                 f"Task {name!r}: its entry must be a dict, not {type(entry).__name__} ({entry!r}).",
                 f'Declare it as "{name}": {{"func": "app.tasks.{name}", "start_cond": "daily"}}.',
@@ -137,12 +127,10 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
     ok = True
     unknown = sorted(set(entry) - set(conf.TASK_KEYS), key=str)
     for key in unknown:
-        import difflib
-
         close = difflib.get_close_matches(str(key), conf.TASK_KEYS, n=1)
         suggestion = f"Did you mean {close[0]!r}? " if close else ""
         problems.append(
-            Problem(
+            _error(
                 "django_rocket.E003",
                 f"Task {name!r}: unknown key {key!r}.",
                 f"{suggestion}Known keys: {', '.join(conf.TASK_KEYS)}.",
@@ -153,7 +141,7 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
     for key in ("func", "start_cond"):
         if key not in entry:
             problems.append(
-                Problem(
+                _error(
                     "django_rocket.E004",
                     f"Task {name!r}: the required key {key!r} is missing.",
                     f"Add {key!r}: {conf.TASK_KEYS[key]}.",
@@ -167,7 +155,7 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
     if "func" in entry:
         if not isinstance(func_path, str):
             problems.append(
-                Problem(
+                _error(
                     "django_rocket.E005",
                     f"Task {name!r}: func must be a dotted path string, not {func_path!r}.",
                     "Write the path to the function, e.g. 'myapp.tasks.send_report'.",
@@ -180,7 +168,7 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
                 func = import_string(func_path)
             except Exception as exc:
                 problems.append(
-                    Problem(
+                    _error(
                         "django_rocket.E005",
                         f"Task {name!r}: func {func_path!r} cannot be imported: "
                         f"{type(exc).__name__}: {exc}.",
@@ -191,10 +179,10 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
                 )
                 ok = False
             else:
-                target, func = func, tasks_execution.plain_function(func)
+                target, func = func, plain_function(func)
                 if not callable(func):
                     problems.append(
-                        Problem(
+                        _error(
                             "django_rocket.E005",
                             f"Task {name!r}: func {func_path!r} is not callable.",
                             "Point func at a function.",
@@ -218,7 +206,7 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
     execution = entry.get("execution", conf.execution())
     if execution not in conf.EXECUTIONS:
         problems.append(
-            Problem(
+            _error(
                 "django_rocket.E009",
                 f"Task {name!r}: execution {execution!r} is not one of "
                 f"{', '.join(conf.EXECUTIONS)}.",
@@ -232,7 +220,7 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
         is_coroutine = asyncio.iscoroutinefunction(func)
         if execution == "async" and not is_coroutine:
             problems.append(
-                Problem(
+                _error(
                     "django_rocket.E013",
                     f"Task {name!r}: execution 'async' needs a coroutine function, "
                     f"but {func_path!r} is a plain function.",
@@ -244,10 +232,10 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
     timeout = None
     raw_timeout = entry.get("timeout", conf.timeout())
     try:
-        timeout = parse_timeout(raw_timeout)
+        timeout = conf.parse_timeout(raw_timeout)
     except (ValueError, TypeError) as exc:
         problems.append(
-            Problem(
+            _error(
                 "django_rocket.E010",
                 f"Task {name!r}: timeout {raw_timeout!r} is not a duration ({exc}).",
                 "Use text like '10 minutes' or '1 hour 30 minutes', a number of seconds, "
@@ -259,7 +247,7 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
     parameters = entry.get("parameters", {})
     if not isinstance(parameters, dict) or not all(isinstance(k, str) for k in parameters):
         problems.append(
-            Problem(
+            _error(
                 "django_rocket.E011",
                 f"Task {name!r}: parameters must be a dict of keyword arguments, "
                 f"not {parameters!r}.",
@@ -273,7 +261,7 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
             inspect.signature(func).bind(**parameters)
         except TypeError as exc:
             problems.append(
-                Problem(
+                _error(
                     "django_rocket.E011",
                     f"Task {name!r}: parameters {parameters!r} do not fit the signature of "
                     f"{func_path!r}: {exc}.",
@@ -283,15 +271,15 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
             )
             ok = False
     if execution in conf.EXECUTIONS:
-        remote = tasks_execution.task_problems(name, entry, execution, target)
+        remote = task_problems(name, entry, execution, target)
         problems.extend(remote)
-        ok = ok and all(p.warning for p in remote)
+        ok = ok and not any(p.is_serious() for p in remote)
     flags = {}
     for key, default in (("multilaunch", False), ("enabled", True)):
         value = entry.get(key, default)
         if not isinstance(value, bool):
             problems.append(
-                Problem(
+                _error(
                     "django_rocket.E012",
                     f"Task {name!r}: {key} must be True or False, not {value!r}.",
                     f'Write "{key}": {default}.',
@@ -317,13 +305,13 @@ def _task_spec(name: Any, entry: Any, problems: list[Problem]) -> TaskSpec | Non
     )
 
 
-def collect() -> tuple[dict[str, TaskSpec], list[Problem]]:
+def collect() -> tuple[dict[str, TaskSpec], Problems]:
     """Validate ``ROCKET_TASKS``; return the good tasks and every problem found."""
     problems = import_condition_modules()
     raw = conf.tasks()
     if not isinstance(raw, dict):
         problems.append(
-            Problem(
+            _error(
                 "django_rocket.E001",
                 f"ROCKET_TASKS must be a dict of task name to task entry, "
                 f"not {type(raw).__name__}.",
@@ -344,7 +332,7 @@ def collect() -> tuple[dict[str, TaskSpec], list[Problem]]:
                 continue
             for other in sorted(cond.depends_on(spec.name) - known):
                 problems.append(
-                    Problem(
+                    _error(
                         "django_rocket.E007",
                         f"Task {spec.name!r}: {key} {str(cond)!r} refers to the task "
                         f"{other!r}, which is not in ROCKET_TASKS.",
@@ -358,7 +346,7 @@ def collect() -> tuple[dict[str, TaskSpec], list[Problem]]:
 def tasks() -> dict[str, TaskSpec]:
     """Return the declared tasks, raising ImproperlyConfigured if any is invalid."""
     specs, problems = collect()
-    errors = [p for p in problems if not p.warning]
+    errors = [p for p in problems if p.is_serious()]
     if errors:
         lines = "\n".join(f"{p.id}: {p.msg} HINT: {p.hint}" for p in errors)
         raise ImproperlyConfigured(f"ROCKET_TASKS is invalid; run 'manage.py check'.\n{lines}")

@@ -252,9 +252,9 @@ def test_wait_beside_a_real_scheduler_feeds_its_history(scheduler_process, tmp_p
 
 @pytest.mark.django_db(transaction=True)
 def test_a_value_the_database_refuses_is_recorded_without_it(settings, monkeypatch):
-    from django_rocket.executors import execution
+    from django_rocket.executors import outcome
 
-    monkeypatch.setattr(execution, "_encode_result", lambda value, max_bytes: (value, ""))
+    monkeypatch.setattr(outcome, "encode_result", lambda value, max_bytes: (value, ""))
     settings.ROCKET_TASKS = {
         "nan": {"func": "tests.tasks.returns_not_a_number", "start_cond": "false"}
     }

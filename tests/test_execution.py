@@ -174,15 +174,15 @@ def test_runtask_wait_runs_a_djangos_task_function_in_this_process(settings):
     ],
 )
 def test_a_return_value_is_kept_only_when_every_database_can_store_it(value, kept, note):
-    from django_rocket.executors.execution import _encode_result
+    from django_rocket.executors.outcome import encode_result
 
-    result, message = _encode_result(value, 64)
+    result, message = encode_result(value, 64)
     assert result == kept
     assert note in message and bool(message) == bool(note)
 
 
 def test_storable_text_shows_nul_characters_escaped():
-    from django_rocket.executors.execution import storable
+    from django_rocket.executors.outcome import storable
 
     assert storable("plain") == "plain"
     assert storable("a\x00b\x00") == "a\\x00b\\x00"
@@ -191,7 +191,7 @@ def test_storable_text_shows_nul_characters_escaped():
 
 def test_storable_text_shows_lone_surrogates_escaped():
     """Python makes a lone surrogate of each byte that was not UTF-8 (a Linux file name)."""
-    from django_rocket.executors.execution import storable
+    from django_rocket.executors.outcome import storable
 
     name = b"caf\xe9 menu.txt".decode(errors="surrogateescape")
     assert storable(f"no such file: {name}") == "no such file: caf\\udce9 menu.txt"

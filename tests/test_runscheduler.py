@@ -478,9 +478,9 @@ def test_text_no_driver_can_encode_holds_back_no_other_run(settings, monkeypatch
     Before, the UnicodeEncodeError it raised was not a database error: it stopped the
     scheduler. Now it is refused like a value the database refuses.
     """
-    from django_rocket.executors import execution
+    from django_rocket.executors import runner
 
-    monkeypatch.setattr(execution, "storable", lambda text: text)
+    monkeypatch.setattr(runner, "storable", lambda text: text)
     settings.ROCKET_TASKS = {
         "a": task("tests.tasks.returns_value"),
         "badname": task("tests.tasks.fails_with_not_utf8"),
@@ -494,10 +494,10 @@ def test_text_no_driver_can_encode_holds_back_no_other_run(settings, monkeypatch
 
 def test_a_value_the_database_refuses_holds_back_no_other_run(settings, monkeypatch):
     """Whatever slips through: the refused run is recorded without it, the others as they are."""
-    from django_rocket.executors import execution
+    from django_rocket.executors import outcome
 
     # SQLite's JSON check nor PostgreSQL's jsonb takes).
-    monkeypatch.setattr(execution, "_encode_result", lambda value, max_bytes: (value, ""))
+    monkeypatch.setattr(outcome, "encode_result", lambda value, max_bytes: (value, ""))
     settings.ROCKET_TASKS = {
         "a": task("tests.tasks.returns_value"),
         "nan": task("tests.tasks.returns_not_a_number"),
@@ -517,7 +517,7 @@ def test_a_value_the_database_refuses_holds_back_no_other_run(settings, monkeypa
         # A lone surrogate: UnicodeEncodeError, which used to stop the scheduler.
         ("tests.tasks.fails_with_not_utf8", "storable", RunStatus.FAIL),
         # NaN: a DataError, which used to be retried with the starts on every tick.
-        ("tests.tasks.returns_not_a_number", "_encode_result", RunStatus.SUCCESS),
+        ("tests.tasks.returns_not_a_number", "encode_result", RunStatus.SUCCESS),
     ],
 )
 def test_a_refused_finish_written_with_the_starts_holds_back_neither(
@@ -528,16 +528,16 @@ def test_a_refused_finish_written_with_the_starts_holds_back_neither(
     The finishes are then written on their own (run by run, the refused one without its
     text) and the runs start in the same tick.
     """
-    from django_rocket.executors import execution
+    from django_rocket.executors import outcome, runner
 
     _always_due(settings, 3)
     settings.ROCKET_TASKS["refused"] = task(func, "true")
-    let_through = {
-        "storable": lambda text: text,
-        "_encode_result": lambda value, max_bytes: (value, ""),
+    module, let_through = {
+        "storable": (runner, lambda text: text),
+        "encode_result": (outcome, lambda value, max_bytes: (value, "")),
     }[bypass]
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(execution, bypass, let_through)
+        patch.setattr(module, bypass, let_through)
         scheduler = Scheduler(clock=clock)
         scheduler.startup()
         scheduler.tick()

@@ -24,8 +24,10 @@ from django.test.utils import CaptureQueriesContext
 from django_rocket import registry
 from django_rocket.engine import runlog
 from django_rocket.engine.scheduler import Scheduler
-from django_rocket.executors import django_tasks as tasks_execution
-from django_rocket.executors.execution import Launch, Runner
+from django_rocket.executors.django_tasks import checks as tasks_checks
+from django_rocket.executors.django_tasks.framework import framework
+from django_rocket.executors.outcome import Launch
+from django_rocket.executors.runner import Runner
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 
 from .conftest import ROOT, database_url, wait_until
@@ -37,7 +39,7 @@ DB_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 def require(*modules: str) -> None:
     """Skip when a package is genuinely absent; in CI, fail instead."""
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if tasks_execution.framework() is None:
+    if framework() is None:
         missing.append("django.tasks or django_tasks")
     if not missing:
         return
@@ -72,7 +74,7 @@ def problem_ids(settings, tasks: dict) -> set[str]:
 
 def test_checks_name_what_execution_tasks_needs(settings):
     require()
-    api = tasks_execution.framework().name
+    api = framework().name
     settings.TASKS = {
         "default": {"BACKEND": f"{api}.backends.immediate.ImmediateBackend"},
         "narrow": {
@@ -108,7 +110,7 @@ def test_checks_name_what_execution_tasks_needs(settings):
 
 
 def test_a_missing_tasks_framework_is_a_check_error_saying_what_to_install(settings, monkeypatch):
-    monkeypatch.setattr(tasks_execution, "framework", lambda: None)
+    monkeypatch.setattr(tasks_checks, "framework", lambda: None)
     settings.ROCKET_TASKS = {"t": remote("tests.tasks.noop")}
     _, problems = registry.collect()
     (problem,) = problems
@@ -123,7 +125,7 @@ def test_a_missing_tasks_framework_is_a_check_error_saying_what_to_install(setti
 @pytest.mark.django_db(transaction=True)
 def test_immediate_backend_records_every_kind_of_end(settings):
     require()
-    api = tasks_execution.framework().name
+    api = framework().name
     settings.TASKS = {"default": {"BACKEND": f"{api}.backends.immediate.ImmediateBackend"}}
     settings.ROCKET_TASKS = {
         "plain": remote("tests.remote_tasks.add", parameters={"a": 2, "b": 3}),

@@ -7,8 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from django_rocket.executors import execution
-from django_rocket.executors.execution import Launch, Outcome, Runner, _Workers
+from django_rocket.executors import current
+from django_rocket.executors import runner as runner_module
+from django_rocket.executors.local import ThreadWorkers
+from django_rocket.executors.outcome import Launch, Outcome
+from django_rocket.executors.runner import Runner
 from tests import tasks
 from tests.conftest import wait_until
 
@@ -81,7 +84,7 @@ def test_concurrent_runs_get_one_worker_each_and_then_reuse_them(runner):
 
 
 def test_an_idle_worker_retires_and_the_next_run_starts_a_new_one():
-    workers = _Workers(idle_timeout=0.01)
+    workers = ThreadWorkers(idle_timeout=0.01)
     done = threading.Event()
     workers.submit(done.set)
     assert done.wait(10)
@@ -96,7 +99,7 @@ def test_an_idle_worker_retires_and_the_next_run_starts_a_new_one():
 
 def test_no_job_is_lost_when_handed_over_as_a_worker_times_out():
     # A timeout of zero makes every hand-over race the worker's retirement.
-    workers = _Workers(idle_timeout=0.0)
+    workers = ThreadWorkers(idle_timeout=0.0)
     ran: list[int] = []
     lock = threading.Lock()
 
@@ -115,7 +118,7 @@ def test_no_job_is_lost_when_handed_over_as_a_worker_times_out():
 
 
 def test_a_job_that_raises_does_not_kill_its_worker(caplog):
-    workers = _Workers()
+    workers = ThreadWorkers()
     workers.submit(lambda: 1 / 0)
     wait_until(lambda: workers._idle == 1, 10, "the worker to come back")
     done = threading.Event()
@@ -127,7 +130,7 @@ def test_a_job_that_raises_does_not_kill_its_worker(caplog):
 
 
 def test_close_releases_idle_workers_and_refuses_new_runs():
-    workers = _Workers()
+    workers = ThreadWorkers()
     done = threading.Event()
     workers.submit(done.set)
     assert done.wait(10)
@@ -154,7 +157,7 @@ def test_the_stop_flag_of_one_run_does_not_leak_into_the_next(runner):
     assert runner.collected.outcomes["first"].status == "terminate"
     # Same worker, fresh run: the flag it sees is its own, not the stopped one's.
     runner._functions["tests.tasks.sees_stop"] = lambda: seen.append(
-        execution.current_run_should_stop()
+        current.current_run_should_stop()
     )
     runner.launch(Launch("second", "t", "tests.tasks.sees_stop", execution="thread"))
     wait_until(lambda: "second" in runner.collected.outcomes, 10, "the second run")
@@ -164,13 +167,13 @@ def test_the_stop_flag_of_one_run_does_not_leak_into_the_next(runner):
 
 def test_a_task_function_is_imported_once_per_runner(runner, monkeypatch):
     calls: list[str] = []
-    real = execution.load_function
+    real = runner_module.load_function
 
     def counting(path: str):
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(execution, "load_function", counting)
+    monkeypatch.setattr(runner_module, "load_function", counting)
     for i in range(3):
         runner.launch(Launch(f"m{i}", "t", "tests.tasks.noop", execution="main"))
     assert calls == ["tests.tasks.noop"]

@@ -37,7 +37,8 @@ from django_rocket.alerts import install_alerts, shutdown_alerts
 from django_rocket.clock import SystemClock
 from django_rocket.conditions import Context, RunRecord, parse_duration
 from django_rocket.engine import runlog, snapshot
-from django_rocket.executors.execution import Launch, Outcome, Runner, refused_note
+from django_rocket.executors.outcome import Launch, Outcome, refused_note
+from django_rocket.executors.runner import Runner
 from django_rocket.models import (
     RunStatus,
     RunTrigger,

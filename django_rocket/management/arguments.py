@@ -95,7 +95,7 @@ def declared_spec(name: str) -> registry.TaskSpec:
     specs, problems = registry.collect()
     if name in specs:
         return specs[name]
-    own = [p for p in problems if p.task == name and not p.warning]
+    own = [p for p in problems if p.obj == name and p.is_serious()]
     if own:
         lines = "\n".join(f"  {p.id}: {p.msg}" for p in own)
         raise CommandError(

@@ -303,7 +303,7 @@ def task_states(at: datetime | None = None) -> list[TaskState]:
     for name in raw:
         spec = specs.get(name)
         if spec is None:
-            own = [p for p in problems if p.task == name and not p.warning]
+            own = [p for p in problems if p.obj == name and p.is_serious()]
             text = raw[name].get("start_cond", "") if isinstance(raw[name], dict) else ""
             states.append(
                 TaskState(

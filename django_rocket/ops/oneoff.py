@@ -16,14 +16,13 @@ import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from django_rocket import conf
 from django_rocket.engine.runlog import FINISH_FIELDS, REFUSED
-from django_rocket.executors.execution import call_task, refused_note, storable
+from django_rocket.executors.outcome import Ending, call_task, refused_note, storable
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.registry import TaskSpec
 
@@ -47,7 +46,7 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
     try:
         func = spec.load_function()
     except Exception:
-        outcome: dict[str, Any] = {
+        outcome: Ending = {
             "status": RunStatus.FAIL,
             "message": "Could not import the task function.",
             "exc_text": traceback.format_exc(),

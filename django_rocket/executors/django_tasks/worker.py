@@ -1,0 +1,95 @@
+"""What runs in a Tasks framework worker: one call of :data:`call_in_worker` per run.
+
+A queued job names its function by dotted path, so this module's path is part of
+every job in a queue: ``django_rocket.executors.django_tasks.worker.call_in_worker``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import socket
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.utils.module_loading import import_string
+
+from django_rocket import TaskInaction, TaskTerminated
+from django_rocket.executors.django_tasks.framework import (
+    DEFAULT_ALIAS,
+    DEFAULT_QUEUE,
+    MISSING_FRAMEWORK,
+    django_task,
+    framework,
+)
+from django_rocket.executors.outcome import Ending, encode_result
+from django_rocket.models import RunStatus
+
+# The note a failing run's exception carries, so the follower can tell where it ran.
+WORKER_NOTE = re.compile(r"^django-rocket: run (\S+) ran on (\S+) \(pid (\d+)\)\.$", re.MULTILINE)
+
+
+def _call_in_worker(
+    context: Any, run_id: str, func: str, parameters: dict[str, Any], max_bytes: int
+) -> Ending:
+    """Run one django-rocket run in a worker; return how it ended, with the worker's host."""
+    host, pid = socket.gethostname(), os.getpid()
+    try:
+        target = import_string(func)
+        declared = django_task(target)
+        if declared is not None and declared.takes_context:
+            value = declared.call(context, **parameters)
+        elif declared is not None:
+            value = declared.call(**parameters)
+        elif inspect.iscoroutinefunction(target):
+            value = async_to_sync(target)(**parameters)
+        else:
+            value = target(**parameters)
+    except TaskInaction as exc:
+        ending: Ending = {"status": RunStatus.INACTION.value, "message": str(exc)}
+    except TaskTerminated as exc:
+        ending = {
+            "status": RunStatus.TERMINATE.value,
+            "message": str(exc) or "Terminated on request.",
+        }
+    except BaseException as exc:
+        # The backend records the failure with this traceback; the note tells where it ran.
+        exc.add_note(f"django-rocket: run {run_id} ran on {host} (pid {pid}).")
+        raise
+    else:
+        result, note = encode_result(value, max_bytes)
+        ending = {"status": RunStatus.SUCCESS.value, "result": result, "message": note}
+    return {"run_id": run_id, "host": host, "pid": pid, **ending}
+
+
+# The backend finds a task by its function's dotted path and expects a Task object there.
+# Building it on first access (module __getattr__) keeps TASKS untouched at import time.
+_call_in_worker.__name__ = _call_in_worker.__qualname__ = "call_in_worker"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "call_in_worker":
+        return worker_task()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def worker_task(backend: str | None = None, queue: str | None = None, priority: int = 0) -> Any:
+    """Return the Task that runs django-rocket runs, bound to a backend alias and queue."""
+    api = framework()
+    if api is None:
+        raise ImportError(MISSING_FRAMEWORK)
+    if backend is None:
+        configured = list(api.backends.settings)
+        backend = DEFAULT_ALIAS if DEFAULT_ALIAS in configured or not configured else configured[0]
+    instance = api.backends[backend]
+    if queue is None:
+        queues = instance.queues
+        queue = DEFAULT_QUEUE if not queues or DEFAULT_QUEUE in queues else sorted(queues)[0]
+    return instance.task_class(
+        func=_call_in_worker,
+        backend=backend,
+        queue_name=queue,
+        priority=priority,
+        takes_context=True,
+    )

@@ -1,0 +1,154 @@
+"""Run task functions in the scheduler process: in its loop, a worker thread, or an event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
+
+from django_rocket import TaskInaction
+from django_rocket.executors.current import set_current_run
+from django_rocket.executors.outcome import ActiveRun, Ending, Finish, call_task, failure
+from django_rocket.models import RunStatus
+
+logger = logging.getLogger("django_rocket.scheduler")
+
+
+class ThreadWorkers:
+    """Worker threads for execution "thread", reused from one run to the next.
+
+    A run never waits for a worker: when none is idle a new one starts, so a long
+    run cannot hold up a short one. A worker idle for ``idle_timeout`` seconds
+    exits, so a burst of concurrent runs does not leave its threads behind.
+    Starting a thread per run cost as much as the rest of a short run's
+    bookkeeping together (see bench/RESULTS.md).
+    """
+
+    def __init__(self, idle_timeout: float = 60.0) -> None:
+        self.idle_timeout = idle_timeout
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # workers waiting for a job, minus jobs already handed to them
+        self.started = 0  # threads started over the pool's life (tests read it)
+        self._closed = False
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Hand ``job`` to an idle worker, or start one for it."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("The scheduler is shutting down; no new thread runs start.")
+            if self._idle > 0:
+                self._idle -= 1
+                self._jobs.put(job)
+                return
+            self.started += 1
+        thread = threading.Thread(target=self._work, args=(job,), name="rocket-worker", daemon=True)
+        try:
+            thread.start()
+        except BaseException:
+            with self._lock:
+                self.started -= 1
+            raise
+
+    def _work(self, job: Callable[[], None] | None) -> None:
+        while job is not None:
+            try:
+                job()
+            except BaseException:  # job() reports its own outcome; never lose the worker
+                logger.exception("A thread run's bookkeeping raised.")
+            with self._lock:
+                if self._closed:
+                    return
+                self._idle += 1
+            try:
+                job = self._jobs.get(timeout=self.idle_timeout)
+            except queue.Empty:
+                with self._lock:
+                    # A job handed over while we timed out is in the queue now: take it.
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        self._idle -= 1
+                        return
+
+    def close(self) -> None:
+        """Let idle workers exit and busy ones exit after their run; refuse new jobs."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, 0
+        for _ in range(idle):
+            self._jobs.put(None)
+
+
+def thread_job(
+    active: ActiveRun, func: Callable[..., Any], max_bytes: int, finish: Finish
+) -> Callable[[], None]:
+    """Return the job a worker thread runs for ``active``: the call, then its report."""
+
+    def job() -> None:
+        thread = threading.current_thread()
+        thread.name = f"rocket-{active.launch.task}"
+        set_current_run(active)
+        try:
+            ending = call_task(func, active.launch.parameters, max_bytes)
+        finally:
+            connections.close_all()  # those this run opened; a worker outlives its run
+            set_current_run(None)
+            thread.name = "rocket-worker"
+        finish(active.launch.run_id, ending)
+
+    return job
+
+
+class EventLoop:
+    """One event loop in its own thread, started on first use, for execution "async"."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(
+                target=self._loop.run_forever, name="rocket-async", daemon=True
+            )
+            self._thread.start()
+        return self._loop
+
+    def start(self, active: ActiveRun, func: Callable[..., Any], finish: Finish) -> None:
+        """Schedule the coroutine function's run on the loop; ``finish`` gets its ending."""
+        loop = self._ensure()
+
+        async def wrapper() -> None:
+            ending: Ending
+            try:
+                await func(**active.launch.parameters)
+                ending = {"status": RunStatus.SUCCESS.value}
+            except asyncio.CancelledError:
+                ending = {"status": RunStatus.TERMINATE.value, "message": "Cancelled."}
+            except TaskInaction as exc:
+                ending = {"status": RunStatus.INACTION.value, "message": str(exc)}
+            except BaseException as exc:
+                ending = failure(exc)
+            finish(active.launch.run_id, ending)
+
+        def create() -> None:
+            active.coroutine = loop.create_task(wrapper())
+
+        loop.call_soon_threadsafe(create)
+
+    def cancel(self, active: ActiveRun) -> None:
+        """Cancel a run's coroutine (its ending says ``Cancelled.``)."""
+        if active.coroutine is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(active.coroutine.cancel)
+
+    def stop(self) -> None:
+        """Stop the loop, if it ever started."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)

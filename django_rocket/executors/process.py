@@ -1,0 +1,222 @@
+"""Run task functions in child processes forked from a fork server, and reap them.
+
+The fork server preloads :mod:`django_rocket.executors.child` (Django set up once);
+each run's child leads its own process group, dies with the scheduler, and sends its
+log records to the scheduler process through :mod:`~django_rocket.executors.logforward`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import select
+import signal
+import threading
+import traceback
+from collections.abc import Callable
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
+
+import django
+from django.db import connections
+
+from django_rocket.executors import logforward
+from django_rocket.executors.outcome import (
+    ActiveRun,
+    Ending,
+    Finish,
+    Launch,
+    call_task,
+    load_function,
+)
+from django_rocket.models import RunStatus
+
+CHILD_BOOTSTRAP = "django_rocket.executors.child"
+
+
+def _die_with_scheduler(scheduler_pid: int) -> None:
+    """Kill this run's process group as soon as the scheduler process is gone.
+
+    The fork server keeps itself alive while its children live, so the kernel's
+    parent-death signal would never fire; the child watches the scheduler itself.
+    """
+    os.setpgrp()  # the run and anything it spawns form one group, killed together
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(scheduler_pid)
+        except ProcessLookupError:
+            os.killpg(0, signal.SIGKILL)
+            return
+        except (AttributeError, OSError):
+            while True:  # no pidfd (old kernel or not Linux): poll instead
+                try:
+                    os.kill(scheduler_pid, 0)
+                except ProcessLookupError:
+                    os.killpg(0, signal.SIGKILL)
+                threading.Event().wait(0.5)
+        select.select([fd], [], [])
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="rocket-watchdog", daemon=True).start()
+
+
+def _child_main(
+    conn: multiprocessing.connection.Connection,
+    launch: Launch,
+    db_names: dict[str, str],
+    max_bytes: int,
+    parent_pid: int,
+    log_conn: multiprocessing.connection.Connection | None = None,
+) -> None:
+    _die_with_scheduler(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the scheduler's to handle
+    if not getattr(django, "_rocket_ready", False):
+        django.setup()
+    if log_conn is not None:
+        logforward.forward_to(log_conn)  # records go to the scheduler process's handlers
+    for alias, name in db_names.items():
+        # The parent may run against a test database the settings module does not name.
+        connections.databases[alias]["NAME"] = name
+    ending: Ending
+    try:
+        func = load_function(launch.func)
+        ending = call_task(func, launch.parameters, max_bytes)
+    except BaseException:
+        ending = {
+            "status": RunStatus.FAIL.value,
+            "message": "Could not import the task function.",
+            "exc_text": traceback.format_exc(),
+        }
+    finally:
+        connections.close_all()
+    conn.send(ending)
+    conn.close()
+
+
+def signal_group(proc: BaseProcess, sig: int) -> None:
+    """Signal a run's whole process group (the child leads it); ignore one already gone."""
+    if proc.pid is None or proc.exitcode is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+class ProcessExecutor:
+    """Start process runs and report each one's ending when its child exits."""
+
+    def __init__(
+        self,
+        finish: Finish,
+        running: Callable[[], list[ActiveRun]],
+        *,
+        max_bytes: int,
+        preload: list[str],
+    ) -> None:
+        self._finish = finish
+        self._running = running  # the process runs in flight, a snapshot
+        self._max_bytes = max_bytes
+        self._preload = preload
+        self._context: ForkServerContext | None = None
+        self._logs = logforward.LogListener()
+        self._monitor: threading.Thread | None = None
+        self._wake_r = self._wake_w = -1
+        self._closed = False
+
+    def _fork_server(self) -> ForkServerContext:
+        if self._context is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([CHILD_BOOTSTRAP, *self._preload])
+            self._context = context
+        return self._context
+
+    def start(self, active: ActiveRun) -> None:
+        """Fork the run's child; its ending is reported when it exits."""
+        context = self._fork_server()
+        parent_conn, child_conn = context.Pipe(duplex=False)
+        db_names = {alias: connections.databases[alias]["NAME"] for alias in connections}
+        log_conn = self._logs.channel()
+        proc = context.Process(
+            target=_child_main,
+            args=(child_conn, active.launch, db_names, self._max_bytes, os.getpid()),
+            kwargs={"log_conn": log_conn},
+            name=f"rocket-{active.launch.task}",
+            daemon=False,
+        )
+        proc.start()
+        child_conn.close()
+        log_conn.close()
+        active.process = proc
+        active.conn = parent_conn
+        self._ensure_monitor()
+        os.write(self._wake_w, b"x")
+
+    def _ensure_monitor(self) -> None:
+        if self._monitor is not None:
+            return
+        self._wake_r, self._wake_w = os.pipe()
+        self._monitor = threading.Thread(target=self._watch, name="rocket-monitor", daemon=True)
+        self._monitor.start()
+
+    def _watch(self) -> None:
+        while not self._closed:
+            procs = {a.process.sentinel: a for a in self._running() if a.process is not None}
+            ready = multiprocessing.connection.wait([*procs, self._wake_r])
+            for item in ready:
+                if item == self._wake_r:
+                    os.read(self._wake_r, 4096)
+                    continue
+                assert isinstance(item, int)
+                self._reap(procs[item])
+
+    def _reap(self, active: ActiveRun) -> None:
+        proc, conn = active.process, active.conn
+        assert proc is not None and conn is not None
+        ending: Ending | None = None
+        try:
+            if conn.poll():
+                ending = conn.recv()
+        except (EOFError, OSError):
+            ending = None
+        proc.join(timeout=5)
+        conn.close()
+        if ending is None:
+            code = proc.exitcode
+            if code is not None and code < 0:
+                try:
+                    name = signal.Signals(-code).name
+                except ValueError:
+                    name = str(-code)
+                message = f"The child process was killed by signal {name}."
+            else:
+                message = f"The child process exited with code {code} before reporting."
+            ending = {"status": RunStatus.FAIL.value, "message": message}
+        self._finish(active.launch.run_id, ending)
+
+    def terminate(self, active: ActiveRun) -> None:
+        """Send the run's process group SIGTERM, and SIGKILL five seconds later."""
+        proc = active.process
+        if proc is None:
+            return
+        signal_group(proc, signal.SIGTERM)
+        timer = threading.Timer(5.0, lambda: signal_group(proc, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+
+    def kill(self, active: ActiveRun) -> None:
+        """Send the run's process group SIGKILL."""
+        if active.process is not None:
+            signal_group(active.process, signal.SIGKILL)
+
+    def close(self) -> None:
+        """Stop forwarding child log records and stop watching children."""
+        self._closed = True
+        self._logs.close(timeout=2.0)
+        if self._wake_w != -1:
+            os.write(self._wake_w, b"x")

@@ -1,0 +1,191 @@
+"""Start runs in their execution mode and report each outcome exactly once.
+
+The :class:`Runner` is what the scheduler talks to. It dispatches each launch to its
+executor, :mod:`~django_rocket.executors.local` (main, thread, async),
+:mod:`~django_rocket.executors.process` or
+:mod:`~django_rocket.executors.django_tasks` (Django's Tasks framework), and turns
+every ending into one :class:`~django_rocket.executors.outcome.Outcome`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from django_rocket.executors.django_tasks.follower import TasksFollower
+from django_rocket.executors.local import EventLoop, ThreadWorkers, thread_job
+from django_rocket.executors.outcome import (
+    ActiveRun,
+    Ending,
+    Launch,
+    Outcome,
+    Report,
+    call_task,
+    load_function,
+    storable,
+)
+from django_rocket.executors.process import ProcessExecutor
+from django_rocket.models import RunStatus
+
+
+class Runner:
+    """Start runs in the requested execution mode and report each outcome exactly once."""
+
+    def __init__(
+        self,
+        report: Report,
+        now: Callable[[], datetime],
+        *,
+        max_processes: int | None = None,
+        result_max_bytes: int = 65536,
+        preload: list[str] | None = None,
+    ) -> None:
+        self._report = report
+        self._now = now
+        self.max_processes = max_processes or os.cpu_count() or 1
+        self.result_max_bytes = result_max_bytes
+        self._active: dict[str, ActiveRun] = {}
+        self._lock = threading.Lock()
+        self._processes = ProcessExecutor(
+            self._finish,
+            self._process_runs,
+            max_bytes=result_max_bytes,
+            preload=preload or [],
+        )
+        self._loop = EventLoop()
+        self._tasks: TasksFollower | None = None  # once a run uses execution "tasks"
+        self._workers = ThreadWorkers()
+        self._functions: dict[str, Callable[..., Any]] = {}
+
+    def _function(self, path: str) -> Callable[..., Any]:
+        """The task function for a dotted path, imported once per scheduler."""
+        func = self._functions.get(path)
+        if func is None:
+            func = self._functions[path] = load_function(path)
+        return func
+
+    # -- bookkeeping
+
+    @property
+    def in_flight(self) -> int:
+        """Count the runs started and not yet reported."""
+        return len(self._active)
+
+    def _process_runs(self) -> list[ActiveRun]:
+        with self._lock:
+            return [a for a in self._active.values() if a.kind == "process"]
+
+    def process_slots(self) -> int:
+        """Return how many more process runs may start now."""
+        return max(self.max_processes - len(self._process_runs()), 0)
+
+    def is_running(self, run_id: str) -> bool:
+        """Return True while the run is started and not yet reported."""
+        return run_id in self._active
+
+    def _finish(self, run_id: str, ending: Ending) -> None:
+        with self._lock:
+            active = self._active.pop(run_id, None)
+        if active is None:
+            return
+        status = ending.get("status", RunStatus.FAIL.value)
+        message = ending.get("message", "")
+        if active.terminate_reason:
+            status = RunStatus.TERMINATE.value
+            message = active.terminate_reason + (f" ({message})" if message else "")
+        self._report(
+            Outcome(
+                run_id=run_id,
+                task=active.launch.task,
+                status=status,
+                finished_at=self._now(),
+                message=storable(message),
+                exc_text=storable(ending.get("exc_text") or ""),
+                result=ending.get("result"),
+            )
+        )
+
+    # -- launching
+
+    def launch(self, launch: Launch) -> None:
+        """Start the run; raise if it cannot be started (the caller records that as a fail)."""
+        active = ActiveRun(launch, launch.execution)
+        with self._lock:
+            self._active[launch.run_id] = active
+        try:
+            getattr(self, f"_launch_{launch.execution}")(active)
+        except BaseException:
+            with self._lock:
+                self._active.pop(launch.run_id, None)
+            raise
+
+    def _launch_main(self, active: ActiveRun) -> None:
+        func = self._function(active.launch.func)
+        self._finish(
+            active.launch.run_id, call_task(func, active.launch.parameters, self.result_max_bytes)
+        )
+
+    def _launch_thread(self, active: ActiveRun) -> None:
+        func = self._function(active.launch.func)
+        self._workers.submit(thread_job(active, func, self.result_max_bytes, self._finish))
+
+    def _launch_async(self, active: ActiveRun) -> None:
+        self._loop.start(active, self._function(active.launch.func), self._finish)
+
+    def _launch_process(self, active: ActiveRun) -> None:
+        self._processes.start(active)
+
+    def _tasks_follower(self) -> TasksFollower:
+        if self._tasks is None:
+            self._tasks = TasksFollower(self._finish, result_max_bytes=self.result_max_bytes)
+        return self._tasks
+
+    def _launch_tasks(self, active: ActiveRun) -> None:
+        self._tasks_follower().enqueue(active)
+
+    # -- stopping
+
+    def terminate(self, run_id: str, reason: str) -> None:
+        """Ask a run to stop: kill a process, cancel a coroutine, flag a thread."""
+        active = self._active.get(run_id)
+        if active is None or active.terminate_reason:
+            return
+        if active.kind == "tasks":
+            self._tasks_follower().terminate(active, reason)  # cancels if it can; reports
+            return
+        active.terminate_reason = reason
+        active.stop_requested = True
+        if active.kind == "process":
+            self._processes.terminate(active)
+        elif active.kind == "async":
+            self._loop.cancel(active)
+
+    def abandon(self, reason: str) -> None:
+        """Report every run still going as terminated (used when shutdown cannot wait longer)."""
+        for run_id in list(self._active):
+            active = self._active.get(run_id)
+            if active is None:
+                continue
+            if active.kind == "process":
+                self._processes.kill(active)
+            active.terminate_reason = active.terminate_reason or reason
+            self._finish(run_id, {"status": RunStatus.TERMINATE.value})
+
+    def poll(self, now: datetime) -> float | None:
+        """Follow runs executed elsewhere; return seconds until the next poll is due, if any.
+
+        Called once per scheduler tick. Local executions report by themselves; a
+        remote execution backend checks its results here, batched, at a bounded rate.
+        """
+        return self._tasks.poll(now) if self._tasks is not None else None
+
+    def close(self) -> None:
+        """Stop the workers, the follower, the process monitor and the event loop."""
+        self._workers.close()
+        if self._tasks is not None:
+            self._tasks.close()
+        self._processes.close()
+        self._loop.stop()
