@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
@@ -28,6 +30,9 @@ FINISHED_STATUSES = (
     RunStatus.CRASH,
 )
 OPEN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+# What finishing a run writes.
+FINISH_FIELDS = ("status", "finished_at", "runtime", "message", "exc_text", "result")
+CRASH_FIELDS = ("status", "finished_at", "runtime", "message")
 
 
 class RunTrigger(models.TextChoices):
@@ -97,6 +102,16 @@ class TaskRunQuerySet(models.QuerySet["TaskRun"]):
 
     def for_task(self, name: str) -> TaskRunQuerySet:
         return self.filter(task__name=name)
+
+    def start(self, started_at: datetime, host: str, pid: int, scheduler_id: int | None) -> int:
+        """Mark these runs running, started by ``host``:``pid``; return how many were."""
+        return self.update(
+            status=RunStatus.RUNNING,
+            started_at=started_at,
+            host=host,
+            pid=pid,
+            scheduler_id=scheduler_id,
+        )
 
 
 class TaskRun(models.Model):
@@ -175,6 +190,32 @@ class TaskRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    def finish(
+        self,
+        status: str,
+        finished_at: datetime,
+        *,
+        message: str = "",
+        exc_text: str = "",
+        result: Any = None,
+    ) -> None:
+        """Record how the run ended."""
+        self.status = status
+        self.finished_at = finished_at
+        self.runtime = finished_at - self.started_at if self.started_at else None
+        self.message = message
+        self.exc_text = exc_text
+        self.result = result
+        self.save(update_fields=FINISH_FIELDS)
+
+    def crash(self, detected_at: datetime, message: str) -> None:
+        """Record that the process running it died before it ended."""
+        self.status = RunStatus.CRASH
+        self.finished_at = detected_at
+        self.runtime = detected_at - self.started_at if self.started_at else None
+        self.message = message
+        self.save(update_fields=CRASH_FIELDS)
 
 
 class SchedulerRole(models.TextChoices):

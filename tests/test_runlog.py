@@ -119,10 +119,10 @@ def test_empty_batches_issue_no_statement(django_assert_num_queries):
 
 
 def test_run_ids_made_in_a_batch_are_distinct_random_uuids():
-    from django_rocket.engine.scheduler import _new_run_ids
+    from django_rocket.engine.recorder import new_run_ids
 
-    ids = [uuid.UUID(text) for text in _new_run_ids(1000)]
+    ids = [uuid.UUID(text) for text in new_run_ids(1000)]
     assert len(set(ids)) == 1000
     assert {u.version for u in ids} == {4}
     assert {u.variant for u in ids} == {uuid.RFC_4122}
-    assert list(_new_run_ids(0)) == []
+    assert list(new_run_ids(0)) == []

@@ -356,8 +356,8 @@ def test_a_restarted_scheduler_continues_the_retry_chain_from_the_log(
     new = list(TaskRun.objects.order_by("id")[before:])
     assert [r.trigger for r in new] == ["retry"] * retries_after_restart
     # 3 recent runs for retry(2) plus the latest success: the 20 old runs stay in the database.
-    assert scheduler.recent_runs == 3
-    assert len(scheduler.history.runs("f")) <= 3 + 1 + retries_after_restart
+    assert scheduler.planner.recent_runs == 3
+    assert len(scheduler.planner.history.runs("f")) <= 3 + 1 + retries_after_restart
 
 
 def _always_due(settings, count: int) -> None:
@@ -380,7 +380,7 @@ def test_finishes_written_with_the_starts_survive_a_lost_lease(settings, clock, 
     assert not scheduler.active
     assert TaskRun.objects.count() == 3  # nothing started without the lease
     assert TaskRun.objects.filter(status=RunStatus.SUCCESS).count() == 3
-    assert scheduler.pending == []
+    assert scheduler.recorder.pending == []
     scheduler.request_stop()
     scheduler.shutdown()
 
@@ -410,15 +410,15 @@ def test_finishes_written_with_the_starts_stay_pending_when_that_write_fails(
     # Rolled back together: the finishes are not in the log yet, nor lost.
     assert TaskRun.objects.count() == 3
     assert TaskRun.objects.filter(status=RunStatus.RUNNING).count() == 3
-    assert len(scheduler.pending) == 3
-    assert scheduler.write_attempts == 1
+    assert len(scheduler.recorder.pending) == 3
+    assert scheduler.recorder.write_attempts == 1
     clock.advance(0.5)
     scheduler.tick()  # inside the 1 s backoff: still pending, starts wait for their retry
     assert TaskRun.objects.filter(status=RunStatus.SUCCESS).count() == 0
     clock.advance(1)
     scheduler.tick()
     assert TaskRun.objects.filter(status=RunStatus.SUCCESS).count() == 3
-    assert scheduler.pending == [] and scheduler.write_attempts == 0
+    assert scheduler.recorder.pending == [] and scheduler.recorder.write_attempts == 0
     scheduler.request_stop()
     scheduler.shutdown()
     assert TaskRun.objects.exclude(status=RunStatus.SUCCESS).count() == 0
@@ -544,7 +544,7 @@ def test_a_refused_finish_written_with_the_starts_holds_back_neither(
         assert TaskRun.objects.filter(status=RunStatus.RUNNING).count() == 4
         clock.advance(1)
         scheduler.tick()
-    assert scheduler.pending == [] and scheduler.write_attempts == 0
+    assert scheduler.recorder.pending == [] and scheduler.recorder.write_attempts == 0
     assert TaskRun.objects.count() == 8  # the second round started in the same tick
     assert TaskRun.objects.filter(task__name__startswith="t", status=RunStatus.SUCCESS).count() == 3
     refused = TaskRun.objects.get(task__name="refused", status=status)

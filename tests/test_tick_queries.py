@@ -135,10 +135,10 @@ def test_the_probe_sees_a_row_that_commits_late_inside_the_look_back(settings, c
     TaskRun.objects.bulk_create([run() for _ in range(5)])
     late = TaskRun.objects.order_by("-pk").values_list("pk", flat=True)[2]
     TaskRun.objects.filter(pk=late).delete()  # not committed yet when the probe reads
-    before = scheduler._probe()
-    assert scheduler._probe() == before  # nothing changed: the same answer
+    before = scheduler.poller.probe()
+    assert scheduler.poller.probe() == before  # nothing changed: the same answer
     run(pk=late).save(force_insert=True)  # commits now, below the newest id
-    after = scheduler._probe()
+    after = scheduler.poller.probe()
     assert after[0] == before[0]  # the newest id did not move
     assert after != before
     scheduler.shutdown()

@@ -19,7 +19,7 @@ from typing import Any
 from django.db import DataError, IntegrityError, connection, models
 from django.utils.duration import duration_microseconds
 
-from django_rocket.models import TaskRun
+from django_rocket.models import FINISH_FIELDS, TaskRun
 
 START_FIELDS = (
     "task",
@@ -34,7 +34,6 @@ START_FIELDS = (
     "message",
     "exc_text",
 )
-FINISH_FIELDS = ("status", "finished_at", "runtime", "message", "exc_text", "result")
 
 # A value the database (DataError, IntegrityError) or its driver (UnicodeEncodeError: a
 # lone surrogate has no UTF-8) refuses. Not an outage: the same write fails the same way

@@ -1,0 +1,60 @@
+"""The scheduler's database connection: one-snapshot reads, reconnecting, pruning broken ones."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import DatabaseError, connection, connections, transaction
+
+
+@contextmanager
+def one_snapshot() -> Iterator[None]:
+    """Make the reads inside see the database as of one instant.
+
+    PostgreSQL: a REPEATABLE READ transaction. SQLite: a transaction, which in WAL mode
+    reads one snapshot (and with ``transaction_mode`` IMMEDIATE holds writers back for
+    the few hundred milliseconds the reads take). Inside an outer transaction the reads
+    already share it.
+    """
+    if connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
+def reconnect() -> None:
+    """Close the connection after an error; the next query opens a new one."""
+    try:
+        connection.close()
+    except DatabaseError:
+        pass
+
+
+def close_broken_connections() -> None:
+    """Close a connection that is broken, or older than a positive ``CONN_MAX_AGE``.
+
+    Django's ``close_old_connections()`` is made for request boundaries: with the default
+    ``CONN_MAX_AGE = 0`` it closes the connection every time, so every tick reconnected
+    (a new SQLite handle and its PRAGMAs, or a PostgreSQL login): a quarter of an idle
+    tick's CPU and a third of W4's throughput (bench/RESULTS.md).
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None:
+            continue
+        if conn.errors_occurred:
+            if conn.is_usable():
+                conn.errors_occurred = False
+            else:
+                conn.close()
+        elif (
+            conn.settings_dict.get("CONN_MAX_AGE")
+            and conn.close_at is not None
+            and time.monotonic() >= conn.close_at
+        ):
+            conn.close()

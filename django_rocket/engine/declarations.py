@@ -1,0 +1,80 @@
+"""Keep the Task table in step with the declared tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django_rocket.models import Task
+from django_rocket.registry import TaskSpec
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """What the engine keeps of a declared task's row."""
+
+    pk: int
+    enabled: bool
+
+
+def declared_fields(spec: TaskSpec) -> dict[str, Any]:
+    """Return the Task columns that come from the task's declaration."""
+    return {
+        "func": spec.func,
+        "start_cond": str(spec.start_cond),
+        "end_cond": str(spec.end_cond) if spec.end_cond is not None else "",
+        "execution": spec.execution,
+        "description": spec.description,
+        "declared": True,
+    }
+
+
+def sync_tasks(
+    specs: dict[str, TaskSpec], now: datetime, *, retire_others: bool = True
+) -> dict[str, TaskRow]:
+    """Make the Task rows match ``specs``; return each declared task's row.
+
+    With ``retire_others`` (the scheduler, which holds every declared task), rows of tasks
+    no longer declared are marked so; they keep their history.
+    """
+    declared = {name: declared_fields(spec) for name, spec in specs.items()}
+    rows = Task.objects.all() if retire_others else Task.objects.filter(name__in=list(declared))
+    existing = {t.name: t for t in rows}
+    # Several schedulers may start at once: whoever inserts first wins, others skip.
+    Task.objects.bulk_create(
+        [
+            Task(name=name, enabled=specs[name].enabled, **values)
+            for name, values in declared.items()
+            if name not in existing
+        ],
+        ignore_conflicts=True,
+    )
+    # Changed declarations are written in one statement per batch, not one per task:
+    # after a deploy that touches many tasks, start-up would otherwise commit once each.
+    changed = []
+    for name, values in declared.items():
+        row = existing.get(name)
+        if row is not None and any(getattr(row, k) != v for k, v in values.items()):
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.updated_at = now
+            changed.append(row)
+    if changed:
+        synced = [*declared[changed[0].name], "updated_at"]  # the same keys for every task
+        Task.objects.bulk_update(changed, synced, batch_size=100)
+    if retire_others:
+        gone = [n for n, t in existing.items() if n not in declared and t.declared]
+        if gone:
+            Task.objects.filter(name__in=gone).update(declared=False, updated_at=now)
+    return {
+        name: TaskRow(pk, enabled)
+        for pk, name, enabled in Task.objects.filter(name__in=list(declared)).values_list(
+            "pk", "name", "enabled"
+        )
+    }
+
+
+def latest_task_change() -> datetime | None:
+    """Return the newest ``Task.updated_at``: where the poll for task changes starts."""
+    return Task.objects.order_by("-updated_at").values_list("updated_at", flat=True).first()

@@ -1,0 +1,160 @@
+"""Which scheduler starts runs: the heartbeat, the lease, the role and the fencing token.
+
+Every instance records a heartbeat; the one holding the ``SchedulerLease`` row is
+active. Taking the lease increments its token, and every write of starts renews the
+lease conditionally on that token, so an instance that lost it cannot start runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.db import DatabaseError, transaction
+from django.db.models import F, Q
+
+import django_rocket
+from django_rocket.clock import Clock
+from django_rocket.engine.connection import reconnect
+from django_rocket.models import SchedulerInstance, SchedulerLease, SchedulerRole
+
+logger = logging.getLogger("django_rocket.scheduler")
+
+LEASE = "default"
+
+
+class Leadership:
+    """This process's instance row and its hold on the lease."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        heartbeat_every: float,
+        lease_timeout: timedelta,
+        on_active: Callable[[datetime], None],
+    ) -> None:
+        self.clock = clock
+        self.heartbeat_every = heartbeat_every
+        self.lease_timeout = lease_timeout
+        self.on_active = on_active
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.instance: SchedulerInstance | None = None
+        self.token: int | None = None
+        self.next_heartbeat: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.token is not None
+
+    @property
+    def instance_pk(self) -> int | None:
+        return self.instance.pk if self.instance else None
+
+    def register(self, now: datetime) -> SchedulerInstance:
+        """Create this process's instance row (once) and the lease row if there is none."""
+        self.instance = self.instance or SchedulerInstance.objects.create(
+            host=self.host,
+            pid=self.pid,
+            started_at=now,
+            last_seen=now,
+            version=django_rocket.__version__,
+        )
+        SchedulerLease.objects.get_or_create(name=LEASE)
+        return self.instance
+
+    def heartbeat(self, now: datetime) -> None:
+        """Record that this instance is alive; renew or try to take the lease."""
+        self.next_heartbeat = self.clock.monotonic() + self.heartbeat_every
+        assert self.instance is not None
+        try:
+            SchedulerInstance.objects.filter(pk=self.instance.pk).update(last_seen=now)
+            if self.token is not None:
+                if not self.renew(now):
+                    logger.warning("Lost the scheduler lease; standing by.")
+                    self.stand_by()
+            else:
+                self._try_acquire(now)
+        except DatabaseError:
+            logger.warning("Heartbeat failed; will retry.", exc_info=True)
+            reconnect()
+
+    def renew(self, now: datetime) -> bool:
+        """Extend the lease if this instance still holds it; the fenced write of every start."""
+        assert self.token is not None  # called with the lease held (heartbeat, start)
+        return bool(
+            SchedulerLease.objects.filter(name=LEASE, token=self.token).update(
+                expires_at=now + self.lease_timeout
+            )
+        )
+
+    def stand_by(self) -> None:
+        """Give up the role after losing the lease."""
+        self.token = None
+        self._set_role(SchedulerRole.STANDBY)
+
+    def _try_acquire(self, now: datetime) -> None:
+        assert self.instance is not None
+        with transaction.atomic():
+            free = _lease_free(now)
+            holder = (
+                SchedulerLease.objects.filter(name=LEASE)
+                .select_related("holder")
+                .values_list("token", "holder__host", "holder__pid")
+                .first()
+            )
+            if holder and holder[1] == self.host and holder[2] and not pid_alive(holder[2]):
+                # The holder was on this machine and its process is gone: no need to wait
+                # for its lease to expire. Conditional on the token we saw, as always.
+                free = free | Q(token=holder[0])
+            taken = (
+                SchedulerLease.objects.filter(name=LEASE)
+                .filter(free)
+                .update(
+                    holder=self.instance,
+                    token=F("token") + 1,
+                    expires_at=now + self.lease_timeout,
+                )
+            )
+            if not taken:
+                return
+            self.token = SchedulerLease.objects.values_list("token", flat=True).get(name=LEASE)
+        self._set_role(SchedulerRole.ACTIVE)
+        logger.info("This scheduler is now active (fencing token %s).", self.token)
+        self.on_active(now)
+
+    def _set_role(self, role: str) -> None:
+        assert self.instance is not None
+        self.instance.role = role
+        SchedulerInstance.objects.filter(pk=self.instance.pk).update(role=role, token=self.token)
+
+    def release(self, now: datetime) -> None:
+        """Mark this instance stopped and free the lease if it holds it."""
+        if self.instance is None:
+            return
+        SchedulerInstance.objects.filter(pk=self.instance.pk).update(
+            role=SchedulerRole.STOPPED, stopped_at=now, last_seen=now, token=None
+        )
+        if self.token is not None:
+            SchedulerLease.objects.filter(name=LEASE, token=self.token).update(
+                holder=None, expires_at=now
+            )
+
+
+def _lease_free(now: datetime) -> Q:
+    return Q(holder__isnull=True) | Q(expires_at__isnull=True) | Q(expires_at__lt=now)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,311 @@
+"""What is due and when to look again: dirty sets, the wake-up heap, end conditions, deadlines.
+
+The planner holds no database connection: it reads the run history snapshot it is
+given and the times it is told, so it can be driven by a test clock alone.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, tzinfo
+
+from django_rocket import conf
+from django_rocket.conditions import Context, MemoryHistory, RunRecord
+from django_rocket.engine import snapshot
+from django_rocket.models import RunStatus, RunTrigger, TaskRun
+from django_rocket.registry import TaskSpec
+
+logger = logging.getLogger("django_rocket.scheduler")
+
+FAR = timedelta(days=3650)
+# Without counting conditions the snapshot needs only recent runs (latest ones are kept).
+SNAPSHOT_HORIZON = timedelta(hours=1)
+
+# A run to start: its task, its trigger, and its queued row if an operator asked for it.
+Start = tuple[TaskSpec, str, TaskRun | None]
+Terminate = Callable[[str, str], None]
+
+
+class ConditionFailed(Exception):
+    """A start or end condition raised and the settings do not silence it."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+@dataclass
+class RunState:
+    """A run this scheduler started and has not seen finish."""
+
+    run_id: str
+    task: str
+    started_at: datetime
+    deadline: datetime | None
+    trigger: str
+
+
+@dataclass(order=True)
+class _Wake:
+    at: datetime
+    task: str = field(compare=False)
+    version: int = field(compare=False)
+
+
+class Planner:
+    """Decide which tasks are due and which runs must end, looking only where things changed."""
+
+    def __init__(self, specs: dict[str, TaskSpec], tz: tzinfo, poll_every: float) -> None:
+        self.specs = specs
+        self.tz = tz
+        self.poll_every = poll_every
+        self.history: MemoryHistory | None = None
+        self._base_context: Context | None = None  # the last tick's, reused for every task
+        self.enabled: dict[str, bool] = {}
+        self.queued: dict[str, list[TaskRun]] = {}
+        self.running: dict[str, RunState] = {}
+        self.running_by_task: dict[str, set[str]] = {}
+        self.last_failed: dict[str, int | str] = {}
+        self.dependents: dict[str, set[str]] = {}
+        self.counting: set[str] = set()
+        # How many of each task's latest runs the snapshot reads for retry chains.
+        self.recent_runs = 0
+        self.dirty: set[str] = set()
+        self.wakes: list[_Wake] = []
+        self.versions: dict[str, int] = {}
+        self.end_dirty: set[str] = set()
+        self.end_wakes: dict[str, datetime] = {}
+
+    def prepare_conditions(self) -> None:
+        """Index which tasks' conditions read which others, and what the snapshot must hold."""
+        for name, spec in self.specs.items():
+            for cond in (spec.start_cond, spec.end_cond):
+                if cond is None:
+                    continue
+                for dep in cond.depends_on(name):
+                    self.dependents.setdefault(dep, set()).add(name)
+            self.counting.update(snapshot.counted_tasks(name, spec.start_cond))
+            self.counting.update(snapshot.counted_tasks(name, spec.end_cond))
+            self.recent_runs = max(
+                self.recent_runs,
+                snapshot.retry_depth(spec.start_cond),
+                snapshot.retry_depth(spec.end_cond),
+            )
+
+    def activate(
+        self, history: MemoryHistory, last_failed: dict[str, int], queued: Iterable[TaskRun]
+    ) -> None:
+        """Take a fresh snapshot and the queued runs; every task is looked at again."""
+        self.history = history
+        self.last_failed = dict(last_failed)
+        for run in queued:
+            self.queued.setdefault(run.task.name, []).append(run)
+        self.dirty = set(self.specs)
+
+    def forget_before(self, now: datetime) -> None:
+        """Keep the snapshot bounded to what the conditions can still read."""
+        horizon = snapshot.COUNT_HORIZON if self.counting else SNAPSHOT_HORIZON
+        assert self.history is not None
+        self.history.forget_before(now - horizon)
+
+    # -- what changed
+
+    def history_changed(self, name: str) -> None:
+        """Look again at ``name`` and the tasks whose conditions read its runs."""
+        self.dirty.add(name)
+        self.dirty.update(self.dependents.get(name, ()))
+        if name in self.running_by_task:
+            self.end_dirty.add(name)
+
+    def add_queued(self, run: TaskRun) -> bool:
+        """Follow a run an operator queued; False if it is already followed."""
+        name = run.task.name
+        if any(q.pk == run.pk for q in self.queued.get(name, [])):
+            return False
+        self.queued.setdefault(name, []).append(run)
+        self.dirty.add(name)
+        return True
+
+    def set_enabled(self, name: str, enabled: bool) -> bool:
+        """Record a pause or resume of a declared task; True if it changed."""
+        if name not in self.enabled or self.enabled[name] == enabled:
+            return False
+        self.enabled[name] = enabled
+        self.dirty.add(name)
+        return True
+
+    def schedule(self, name: str, at: datetime | None) -> None:
+        """Look at ``name`` again at ``at`` (never, if None), replacing any earlier wake-up."""
+        version = self.versions.get(name, 0) + 1
+        self.versions[name] = version
+        if at is not None:
+            heapq.heappush(self.wakes, _Wake(at, name, version))
+
+    def context(self, name: str, now: datetime) -> Context:
+        """Return the context ``name``'s conditions are evaluated in at ``now``."""
+        base = self._base_context
+        if base is None or base.now != now or base.history is not self.history:
+            assert self.history is not None
+            base = Context(task=name, now=now.astimezone(self.tz), history=self.history, tz=self.tz)
+            self._base_context = base
+        return base.for_task(name)
+
+    # -- starting
+
+    def _due_candidates(self, now: datetime) -> set[str]:
+        names = set(self.dirty)
+        self.dirty.clear()
+        while self.wakes and self.wakes[0].at <= now:
+            wake = heapq.heappop(self.wakes)
+            if self.versions.get(wake.task) == wake.version:
+                names.add(wake.task)
+        return names
+
+    def due(self, now: datetime, slots: int) -> list[Start]:
+        """Return the runs to start now, with at most ``slots`` new processes.
+
+        Raises :class:`ConditionFailed` when a start condition raises unsilenced.
+        """
+        to_start: list[Start] = []
+        for name in sorted(self._due_candidates(now)):
+            spec = self.specs.get(name)
+            if spec is None:
+                continue
+            busy = bool(self.running_by_task.get(name))
+            queued = self.queued.get(name) or []
+            if queued and (spec.multilaunch or not busy):
+                if spec.execution == "process" and slots <= 0:
+                    self.schedule(name, now + timedelta(seconds=self.poll_every))
+                    continue
+                run = queued.pop(0)
+                to_start.append((spec, RunTrigger.MANUAL, run))
+                slots -= spec.execution == "process"
+                self.dirty.add(name)
+                continue
+            if not self.enabled.get(name, False):
+                self.schedule(name, None)
+                continue
+            ctx = self.context(name, now)
+            try:
+                due, next_change = spec.start_cond.evaluate(ctx)
+                is_retry = (
+                    due
+                    and spec.start_cond.has_retry()
+                    and not spec.start_cond.is_true(replace(ctx, retry_disabled=True))
+                )
+            except Exception as exc:
+                if conf.silence_cond_check():
+                    logger.error(
+                        "Condition of task %r raised; treated as false.", name, exc_info=True
+                    )
+                    self.schedule(name, now + timedelta(seconds=max(self.poll_every, 1.0)))
+                    continue
+                raise ConditionFailed(f"the condition of task {name!r} raised {exc!r}") from exc
+            self.schedule(name, next_change)
+            if not due or (busy and not spec.multilaunch):
+                continue
+            if spec.execution == "process" and slots <= 0:
+                self.schedule(name, now + timedelta(seconds=self.poll_every))
+                continue
+            slots -= spec.execution == "process"
+            to_start.append((spec, RunTrigger.RETRY if is_retry else RunTrigger.SCHEDULED, None))
+        return to_start
+
+    def not_started(self, start: Start, now: datetime) -> None:
+        """Put back a run whose start could not be recorded; try again in a second."""
+        spec, _, queued = start
+        if queued is not None:
+            self.queued.setdefault(spec.name, []).insert(0, queued)
+        self.schedule(spec.name, now + timedelta(seconds=1))
+
+    def started(self, spec: TaskSpec, run_id: str, trigger: str, now: datetime) -> None:
+        """Follow a run whose row is committed."""
+        deadline = now + spec.timeout if spec.timeout is not None else None
+        self.running[run_id] = RunState(run_id, spec.name, now, deadline, trigger)
+        self.running_by_task.setdefault(spec.name, set()).add(run_id)
+        assert self.history is not None
+        self.history.record_start(
+            RunRecord(task=spec.name, run_id=run_id, started_at=now, trigger=trigger)
+        )
+        self.history_changed(spec.name)
+
+    def finished(self, run_id: str, finished_at: datetime, status: str) -> RunState | None:
+        """Stop following a run that ended; None if it is not one of ours."""
+        state = self.running.pop(run_id, None)
+        if state is None:
+            return None
+        self.running_by_task.get(state.task, set()).discard(run_id)
+        if not self.running_by_task.get(state.task):
+            self.running_by_task.pop(state.task, None)
+            self.end_wakes.pop(state.task, None)
+        assert self.history is not None
+        self.history.record_finish(state.task, run_id, finished_at, status)
+        if status == RunStatus.FAIL:
+            self.last_failed[state.task] = run_id
+        self.history_changed(state.task)
+        return state
+
+    # -- ending
+
+    def enforce_deadlines(self, now: datetime, terminate: Terminate) -> None:
+        """Terminate the runs past their timeout."""
+        for state in list(self.running.values()):
+            if state.deadline is not None and now >= state.deadline:
+                spec = self.specs[state.task]
+                terminate(state.run_id, f"Timed out after {spec.timeout}.")
+                state.deadline = None
+
+    def check_end_conditions(self, now: datetime, terminate: Terminate) -> None:
+        """Terminate the runs whose task's end condition is true.
+
+        Raises :class:`ConditionFailed` when an end condition raises unsilenced.
+        """
+        due = set(self.end_dirty)
+        self.end_dirty.clear()
+        for name, wake in list(self.end_wakes.items()):
+            if wake <= now:
+                due.add(name)
+        for name in self.running_by_task:
+            if name not in self.end_wakes and self.specs[name].end_cond is not None:
+                due.add(name)
+        for name in due:
+            spec = self.specs.get(name)
+            if spec is None or spec.end_cond is None or not self.running_by_task.get(name):
+                self.end_wakes.pop(name, None)
+                continue
+            ctx = self.context(name, now)
+            try:
+                end, at = spec.end_cond.evaluate(ctx)
+            except Exception as exc:
+                if conf.silence_cond_check():
+                    logger.error(
+                        "End condition of task %r raised; treated as false.", name, exc_info=True
+                    )
+                    self.end_wakes[name] = now + timedelta(seconds=1)
+                    continue
+                raise ConditionFailed(f"the end condition of task {name!r} raised {exc!r}") from exc
+            self.end_wakes[name] = at or now + FAR
+            if end:
+                for run_id in list(self.running_by_task.get(name, ())):
+                    terminate(run_id, f"End condition {spec.end_cond} became true.")
+
+    # -- sleeping
+
+    def busy(self) -> bool:
+        """Whether something is to be looked at without waiting."""
+        return bool(self.dirty or self.end_dirty)
+
+    def seconds_to_next_change(self, now: datetime) -> list[float]:
+        """Return in how many seconds each wake-up, deadline and end condition is due."""
+        candidates = []
+        if self.wakes:
+            candidates.append((self.wakes[0].at - now).total_seconds())
+        for run in self.running.values():
+            if run.deadline is not None:
+                candidates.append((run.deadline - now).total_seconds())
+        for at in self.end_wakes.values():
+            candidates.append((at - now).total_seconds())
+        return candidates

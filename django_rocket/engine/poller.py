@@ -1,0 +1,159 @@
+"""What other processes changed: runs queued from the admin, paused tasks, their own runs.
+
+A cheap probe (one index-backed statement) tells whether anything may have changed
+since the last poll; only then does the poll read queued runs, changed tasks and
+the runs other processes recorded (``runtask``, other instances), and feed them to
+the planner's snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, cast
+
+from django.db import DatabaseError, connection
+
+from django_rocket.clock import Clock
+from django_rocket.engine import snapshot
+from django_rocket.engine.connection import reconnect
+from django_rocket.engine.planner import Planner
+from django_rocket.models import RunStatus, Task, TaskRun
+
+logger = logging.getLogger("django_rocket.scheduler")
+
+# How many ids behind its cursor the poll looks again for rows that committed late.
+POLL_LOOKBACK = 200
+
+
+class Poller:
+    """Follow the run log and the Task table from a cursor, on the planner's behalf."""
+
+    def __init__(self, clock: Clock, planner: Planner, poll_every: float) -> None:
+        self.clock = clock
+        self.planner = planner
+        self.poll_every = poll_every
+        self.next_poll: float = 0.0
+        self.instance_pk: int | None = None
+        self.external_open: set[int] = set()
+        self.external_seen: set[int] = set()
+        self.last_probe: tuple[Any, ...] | None = None
+        self.poll_cursor = 0
+        self.task_cursor: datetime | None = None
+
+    def follow_from_now(self, instance_pk: int | None) -> None:
+        """Start the cursor at the newest run; call it inside the snapshot's transaction.
+
+        What the snapshot holds is not news to the poll; runs other processes still have
+        going are followed until they finish.
+        """
+        self.instance_pk = instance_pk
+        newest = TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first()
+        self.poll_cursor = newest or 0
+        # Unordered: with the model's default order SQLite walks the whole
+        # (started_at, id) index for these few ids (0.45 s at 1,000,000 rows, cold).
+        self.external_seen = set(
+            TaskRun.objects.filter(pk__gt=self.poll_cursor - POLL_LOOKBACK)
+            .order_by()
+            .values_list("pk", flat=True)
+        )
+        self.external_open = set(
+            TaskRun.objects.running().exclude(scheduler=instance_pk).values_list("pk", flat=True)
+        )
+        self.next_poll = 0.0
+
+    def poll(self) -> None:
+        """Pick up admin requests: queued runs, paused tasks, runs other processes wrote."""
+        self.next_poll = self.clock.monotonic() + self.poll_every
+        try:
+            probe = self.probe()
+            if probe == self.last_probe and not self.external_open:
+                return  # nothing was inserted, paused, resumed or committed late
+            self.last_probe = probe
+            for run in list(TaskRun.objects.queued().select_related("task")):
+                self.planner.add_queued(run)
+            self._read_task_changes()
+            self._read_other_runs()
+        except DatabaseError:
+            logger.warning("Polling the database failed; will retry.", exc_info=True)
+            reconnect()
+
+    def _read_task_changes(self) -> None:
+        changed = Task.objects.all()
+        if self.task_cursor is not None:
+            changed = changed.filter(updated_at__gt=self.task_cursor)
+        for task in changed.only("name", "enabled", "updated_at"):
+            self.task_cursor = max(self.task_cursor or task.updated_at, task.updated_at)
+            if self.planner.set_enabled(task.name, task.enabled):
+                logger.info("Task %r %s.", task.name, "resumed" if task.enabled else "paused")
+
+    def _read_other_runs(self) -> None:
+        # Read the upper bound first, so a row committed meanwhile is left for the next
+        # poll instead of being skipped; look back a little because on PostgreSQL a row
+        # with a lower id can commit after one with a higher id.
+        newest = TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        external = (
+            TaskRun.objects.filter(pk__gt=max(self.poll_cursor - POLL_LOOKBACK, 0), pk__lte=newest)
+            .exclude(status=RunStatus.QUEUED)
+            .select_related("task")
+            .order_by("pk")
+        )
+        if self.instance_pk is not None:
+            external = external.exclude(scheduler=self.instance_pk)
+        if self.external_open:
+            # Runs another process (runtask --wait) was still running at an earlier poll.
+            external = external | TaskRun.objects.filter(pk__in=list(self.external_open)).exclude(
+                status=RunStatus.RUNNING
+            )
+        history = self.planner.history
+        for run in external:
+            if not run.started_at or history is None:
+                continue
+            try:
+                if run.pk in self.external_open:
+                    if not run.is_finished:
+                        continue  # still going; seen again through the look-back
+                    finished_at = cast(datetime, run.finished_at)  # a None is refused below
+                    history.record_finish(run.task.name, str(run.run_id), finished_at, run.status)
+                    self.external_open.discard(run.pk)
+                elif run.pk in self.external_seen:
+                    continue
+                else:
+                    history.record_start(snapshot.record_of(run, run.task.name))
+                    if not run.is_finished:
+                        self.external_open.add(run.pk)
+            except (ValueError, TypeError, KeyError):
+                # A row the snapshot cannot take (already known, or inconsistent) must
+                # not stop the loop; the snapshot is reloaded when leadership changes.
+                logger.warning("Skipped run %s from another process.", run.run_id, exc_info=True)
+                self.external_open.discard(run.pk)
+            self.external_seen.add(run.pk)
+            self.planner.history_changed(run.task.name)
+        self.poll_cursor = max(self.poll_cursor, newest)
+        floor = self.poll_cursor - POLL_LOOKBACK
+        self.external_seen = {pk for pk in self.external_seen if pk > floor}
+
+    def probe(self) -> tuple[Any, ...]:
+        """One index-backed statement that changes whenever the full poll could find news.
+
+        A queued run (run now, retry) or a run another process records inserts a row, so
+        the newest id moves; pausing or resuming moves a task's ``updated_at``; a row that
+        commits late inside the look-back window changes its count.
+
+        The count reads at most ``POLL_LOOKBACK`` ids, and says so with a LIMIT: without
+        it PostgreSQL estimated a third of the log for the open-ended range and, at
+        1,000,000 runs, counted with two parallel workers, 11 ms a poll instead of 0.4.
+        """
+        qn = connection.ops.quote_name
+        runs, tasks = qn(TaskRun._meta.db_table), qn(Task._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT (SELECT MAX(id) FROM {runs}), "
+                f"(SELECT COUNT(*) FROM (SELECT id FROM {runs} "
+                f"WHERE id > (SELECT MAX(id) FROM {runs}) - %s ORDER BY id DESC LIMIT %s) w), "
+                f"(SELECT MAX(updated_at) FROM {tasks})",
+                [POLL_LOOKBACK, POLL_LOOKBACK],
+            )
+            row = cursor.fetchone()
+            assert row is not None
+            return tuple(row)

@@ -1,0 +1,317 @@
+"""Writing the run log: starts and finishes in batches, refused rows, retries, the spool.
+
+Finishes wait in :attr:`Recorder.pending` until a write commits them: with the next
+tick's starts (one commit a tick, see ``Scheduler``) or on their own. A failed write is
+retried with backoff; after ``ROCKET_LOG_RETRY["attempts"]`` failures the pending
+finishes are spooled to a file too, and the scheduler stops unless
+``ROCKET_SILENCE_TASK_LOGGING`` is set. A batch the database refuses is written run by
+run, and a run refused on its own is recorded without what was refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from django.db import DatabaseError, transaction
+
+from django_rocket import conf
+from django_rocket.clock import Clock
+from django_rocket.engine import runlog
+from django_rocket.engine.connection import reconnect
+from django_rocket.engine.planner import Start
+from django_rocket.engine.spool import Spool, apply_spools
+from django_rocket.executors.outcome import Outcome, refused_note
+from django_rocket.models import RunStatus, RunTrigger, TaskRun
+from django_rocket.registry import TaskSpec
+
+logger = logging.getLogger("django_rocket.scheduler")
+
+# A run whose row is committed: its task, its trigger and its id.
+Started = tuple[TaskSpec, str, str]
+
+
+def new_run_ids(count: int) -> Iterator[str]:
+    """``count`` random (version 4) run ids from one read of the system's random source.
+
+    ``uuid.uuid4()`` reads 16 bytes per call; at a thousand runs a tick those reads cost
+    more than the rest of the id's making.
+    """
+    raw = os.urandom(16 * count)
+    for i in range(count):
+        yield str(uuid.UUID(bytes=raw[16 * i : 16 * i + 16], version=4))
+
+
+def retry_parents(names: list[str], last_failed: dict[str, int | str]) -> dict[str, int]:
+    """Primary keys of the failed runs that the retries starting now follow."""
+    wanted = {n: last_failed[n] for n in names if n in last_failed}
+    by_run_id = {v: n for n, v in wanted.items() if isinstance(v, str)}
+    parents = {n: v for n, v in wanted.items() if isinstance(v, int)}
+    if by_run_id:
+        for run_id, pk in TaskRun.objects.filter(run_id__in=list(by_run_id)).values_list(
+            "run_id", "pk"
+        ):
+            parents[by_run_id[str(run_id)]] = pk
+    return parents
+
+
+def write_starts(
+    starts: list[tuple[TaskSpec, str, str, TaskRun | None]],
+    now: datetime,
+    *,
+    task_pks: dict[str, int],
+    last_failed: dict[str, int | str],
+    host: str,
+    pid: int,
+    instance_pk: int | None,
+) -> list[Started]:
+    """Write the rows of runs starting now; return those this process took.
+
+    New runs are inserted in one statement; a queued run is taken only if it is still
+    queued (another scheduler, or a deleted row, may have been first).
+    """
+    retry_of = retry_parents(
+        [spec.name for spec, trigger, _, _ in starts if trigger == RunTrigger.RETRY], last_failed
+    )
+    runlog.insert_runs(
+        (
+            task_pks[spec.name],
+            run_id,
+            RunStatus.RUNNING,
+            trigger,
+            retry_of.get(spec.name) if trigger == RunTrigger.RETRY else None,
+            now,
+            host,
+            pid,
+            instance_pk,
+            "",
+            "",
+        )
+        for spec, trigger, run_id, queued in starts
+        if queued is None
+    )
+    taken: list[Started] = []
+    for spec, trigger, run_id, queued in starts:
+        if queued is None:
+            taken.append((spec, trigger, run_id))
+        elif TaskRun.objects.filter(pk=queued.pk).queued().start(now, host, pid, instance_pk):
+            taken.append((spec, RunTrigger.MANUAL, run_id))
+    return taken
+
+
+def with_run_ids(batch: list[Start]) -> list[tuple[TaskSpec, str, str, TaskRun | None]]:
+    """Give each run to start its id: a queued run keeps its own."""
+    fresh = new_run_ids(len(batch))
+    return [
+        (spec, trigger, str(queued.run_id) if queued else next(fresh), queued)
+        for spec, trigger, queued in batch
+    ]
+
+
+def write_finishes(batch: list[Outcome]) -> None:
+    """Write finished runs in one statement (inside the caller's transaction, if any)."""
+    missing = [o.run_id for o in batch if o.started_at is None]
+    if missing:
+        started = dict(
+            TaskRun.objects.filter(run_id__in=missing).values_list("run_id", "started_at")
+        )
+        for outcome in batch:
+            if outcome.started_at is None:
+                outcome.started_at = started.get(uuid.UUID(outcome.run_id))
+    # Inside the starts' transaction no savepoint: a failure there rolls back all of it.
+    with transaction.atomic(savepoint=False):
+        runlog.finish_runs(
+            (
+                o.run_id,
+                (
+                    o.status,
+                    o.finished_at,
+                    o.finished_at - o.started_at if o.started_at and o.finished_at else None,
+                    o.message or "",
+                    o.exc_text or "",
+                    o.result,
+                ),
+            )
+            for o in batch
+        )
+
+
+class LeaseLost(Exception):
+    """The lease was taken over: nothing was written, and this process must stand by."""
+
+
+class StartsNotRecorded(Exception):
+    """The starts could not be written; the runs must not begin."""
+
+
+class Recorder:
+    """The finishes not yet committed, and how writing them fares."""
+
+    def __init__(self, clock: Clock, *, on_fatal: Callable[[str, BaseException], None]) -> None:
+        self.clock = clock
+        self.on_fatal = on_fatal
+        self.pending: list[Outcome] = []
+        self.write_attempts = 0
+        self.next_write_attempt: float = 0.0
+        self.spool = Spool()
+
+    def apply_spools(self) -> None:
+        """Write what earlier processes spooled."""
+        apply_spools(write_finishes)
+
+    def add(self, outcome: Outcome) -> None:
+        """Hold a finished run until it is written."""
+        self.pending.append(outcome)
+
+    def flushable(self) -> list[Outcome]:
+        """The finishes to write now: none while a failed write waits for its backoff."""
+        if not self.pending or self.clock.monotonic() < self.next_write_attempt:
+            return []
+        return list(self.pending)
+
+    def seconds_to_retry(self) -> float | None:
+        """Return in how many seconds a pending write is due; None if nothing is pending."""
+        if not self.pending:
+            return None
+        return self.next_write_attempt - self.clock.monotonic()
+
+    def commit_starts(
+        self,
+        now: datetime,
+        count: int,
+        *,
+        renew: Callable[[datetime], bool],
+        write: Callable[[], list[Started]],
+    ) -> list[Started]:
+        """Write ``count`` starts in one fenced transaction, with the finishes pending.
+
+        The finishes share the starts' transaction: one commit a tick instead of two.
+        While a failed write waits for its backoff they stay out, and :meth:`flush`
+        writes them once it is over. ``renew`` fences the write: if the lease is no
+        longer this process's, everything is rolled back and :class:`LeaseLost` raised.
+        """
+        finishes = self.flushable()
+        try:
+            with transaction.atomic():
+                if finishes:
+                    write_finishes(finishes)
+                if not renew(now):
+                    # Rolled back, the finishes included: they stay pending for the flush.
+                    raise LeaseLost
+                taken = write()
+        except (DatabaseError, *runlog.REFUSED) as exc:
+            if finishes and isinstance(exc, runlog.REFUSED):
+                # Perhaps a finish the database refuses, rolled back with the starts: write
+                # the finishes on their own (flush falls back to run by run), then the
+                # starts without them. No finishes are pending for this second try.
+                self.flush()
+                return self.commit_starts(now, count, renew=renew, write=write)
+            # Write-ahead: a run whose row is not committed never starts.
+            logger.error(
+                "Could not record the start of %d run(s)%s; will retry.",
+                count,
+                f" nor {len(finishes)} finish(es)" if finishes else "",
+                exc_info=True,
+            )
+            reconnect()
+            if finishes:
+                self.write_failed(finishes, exc)
+            raise StartsNotRecorded from exc
+        if finishes:
+            self.written(finishes)
+        return taken
+
+    def flush(self) -> None:
+        """Write finished runs in one batch, retrying with backoff; spool while the DB is down."""
+        batch = self.flushable()
+        if not batch:
+            return
+        try:
+            try:
+                write_finishes(batch)
+            except runlog.REFUSED as exc:
+                # The database refused a value; it is not down, and the same batch would
+                # fail the same way on every retry. One run must not hold back the others.
+                self._write_each(batch, exc)
+        except DatabaseError as exc:
+            reconnect()
+            self.write_failed(batch, exc)
+            return
+        self.written(batch)
+
+    def _write_each(self, batch: list[Outcome], refused: Exception) -> None:
+        """Write a refused batch run by run; a run refused alone loses what was refused."""
+        logger.warning(
+            "The database refused a batch of finished runs (%s); writing them one by one.", refused
+        )
+        for outcome in batch:
+            try:
+                write_finishes([outcome])
+            except runlog.REFUSED as exc:
+                logger.error(
+                    "Run %s of task %r was refused as it ended (%s: %s); recorded without its "
+                    "message, traceback and result.",
+                    outcome.run_id,
+                    outcome.task,
+                    type(exc).__name__,
+                    exc,
+                )
+                outcome.message = refused_note(exc)
+                outcome.exc_text = ""
+                outcome.result = None
+                write_finishes([outcome])
+
+    def write_failed(self, batch: list[Outcome], exc: Exception) -> None:
+        """Back off; after ``attempts`` failures spool the batch (and stop, unless silenced)."""
+        self.write_attempts += 1
+        policy = conf.log_retry()
+        delay = min(policy["backoff"] * 2 ** (self.write_attempts - 1), policy["max_backoff"])
+        self.next_write_attempt = self.clock.monotonic() + delay
+        if self.write_attempts >= policy["attempts"]:
+            self.spool.write(batch)
+            if self.write_attempts == policy["attempts"]:
+                logger.error(
+                    "Recording %d finished run(s) failed %d times; kept in memory and "
+                    "spooled to %s until the database is back.",
+                    len(batch),
+                    self.write_attempts,
+                    self.spool.path,
+                    exc_info=exc,
+                )
+                if not conf.silence_task_logging():
+                    self.on_fatal("the run log could not be written", exc)
+        else:
+            logger.warning(
+                "Recording finished runs failed (attempt %d); retrying in %.1fs.",
+                self.write_attempts,
+                delay,
+                exc_info=exc,
+            )
+
+    def written(self, batch: list[Outcome]) -> None:
+        """The batch is committed: drop it from what is pending, and end a write outage."""
+        written = {o.run_id for o in batch}
+        self.pending = [o for o in self.pending if o.run_id not in written]
+        if self.write_attempts:
+            logger.info("The run log is writable again; %d run(s) recorded.", len(batch))
+            self.spool.clear()
+        self.write_attempts = 0
+        self.next_write_attempt = 0.0
+
+    def flush_before_exit(self) -> None:
+        """Try a few more times to write what is pending, then spool what is left."""
+        for _ in range(3):
+            if not self.pending:
+                break
+            self.next_write_attempt = 0.0
+            self.flush()
+        if self.pending:
+            self.spool.write(self.pending)
+            logger.error(
+                "%d finished run(s) could not be recorded; spooled to %s.",
+                len(self.pending),
+                self.spool.path,
+            )
