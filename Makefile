@@ -30,9 +30,10 @@ test: $(BIN)/.installed
 	  *) echo "DATABASE_URL=$$DATABASE_URL is not PostgreSQL; ran SQLite only.";; \
 	esac
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed  ## ruff, and the layer contracts of pyproject's [tool.importlinter]
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .

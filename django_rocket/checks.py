@@ -16,9 +16,10 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
 
-from django_rocket import conf, registry
+from django_rocket import registry
 from django_rocket.alerts import check_alerts
 from django_rocket.conditions import parse_duration
+from django_rocket.conf import EXECUTIONS, conf
 
 Messages = list[checks.CheckMessage]
 SETTING_CHECKS: list[Callable[[], Messages]] = []
@@ -51,7 +52,7 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 @setting_check
 def _time_zone() -> Messages:
     messages: Messages = []
-    name = conf.time_zone()
+    name = conf.time_zone
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
@@ -77,12 +78,12 @@ def _time_zone() -> Messages:
 
 @setting_check
 def _execution() -> Messages:
-    value = conf.execution()
-    if value not in conf.EXECUTIONS:
+    value = conf.execution
+    if value not in EXECUTIONS:
         return [
             _error(
                 "django_rocket.E022",
-                f"ROCKET_EXECUTION {value!r} is not one of {', '.join(conf.EXECUTIONS)}.",
+                f"ROCKET_EXECUTION {value!r} is not one of {', '.join(EXECUTIONS)}.",
                 "Use 'process' (the default), 'thread', 'async', 'main' or 'tasks'.",
             )
         ]
@@ -113,16 +114,14 @@ def _duration_setting(name: str, value: Any, id: str, allow_never: bool = False)
 def _durations() -> Messages:
     messages: Messages = []
     messages += _duration_setting(
-        "ROCKET_TIMEOUT", conf.timeout(), "django_rocket.E023", allow_never=True
+        "ROCKET_TIMEOUT", conf.timeout, "django_rocket.E023", allow_never=True
     )
     messages += _duration_setting(
-        "ROCKET_SHUTDOWN_GRACE", conf.shutdown_grace(), "django_rocket.E024"
+        "ROCKET_SHUTDOWN_GRACE", conf.shutdown_grace, "django_rocket.E024"
     )
-    messages += _duration_setting("ROCKET_HEARTBEAT", conf.heartbeat(), "django_rocket.E025")
-    messages += _duration_setting(
-        "ROCKET_LEASE_TIMEOUT", conf.lease_timeout(), "django_rocket.E026"
-    )
-    retention = conf.run_retention()
+    messages += _duration_setting("ROCKET_HEARTBEAT", conf.heartbeat, "django_rocket.E025")
+    messages += _duration_setting("ROCKET_LEASE_TIMEOUT", conf.lease_timeout, "django_rocket.E026")
+    retention = conf.run_retention
     if retention is not None:
         messages += _duration_setting("ROCKET_RUN_RETENTION", retention, "django_rocket.E027")
     return messages
@@ -138,7 +137,7 @@ def _positive_seconds(name: str, id: str, hint: str) -> Messages:
 @setting_check
 def _numbers() -> Messages:
     messages: Messages = []
-    value = conf.max_processes()
+    value = conf.max_processes
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         messages.append(
             _error(

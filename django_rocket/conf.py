@@ -1,8 +1,10 @@
-"""One accessor per ``ROCKET_*`` setting, with its default beside it.
+"""The ``ROCKET_*`` settings: one typed object, :data:`conf`, with the defaults beside it.
 
-Nothing is cached, so ``override_settings`` works in tests. Values are returned
-as written; ``checks.py`` validates them and the services convert them
-(:func:`parse_timeout` converts a timeout, for the registry and the checks alike).
+Code and system checks read settings only through ``conf`` (``conf.poll_interval``,
+``conf.raw("ROCKET_TASKS")``). Nothing is cached, so ``override_settings`` works in
+tests. Values are returned as written; ``checks.py`` validates them and the services
+convert them (:func:`parse_timeout` converts a timeout, for the registry and the checks
+alike).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from typing import Any, cast
 from django.conf import settings
 
 from django_rocket.conditions import parse_duration
+
+# A duration as settings spell it: "10 minutes", a number of seconds, or a timedelta.
+Duration = str | int | float | timedelta
 
 DEFAULTS: dict[str, Any] = {
     "ROCKET_TASKS": {},
@@ -54,11 +59,6 @@ TASK_KEYS: dict[str, str] = {
 EXECUTIONS = ("process", "thread", "async", "main", "tasks")
 
 
-def raw(name: str) -> Any:
-    """Return the ``ROCKET_*`` setting ``name`` as written, or its default."""
-    return getattr(settings, name, DEFAULTS[name])
-
-
 def parse_timeout(value: Any) -> timedelta | None:
     """Return a timeout as a timedelta, or None for ``"never"``; raise ValueError if bad."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "never"):
@@ -69,83 +69,99 @@ def parse_timeout(value: Any) -> timedelta | None:
     return duration
 
 
-def tasks() -> dict[str, Any]:
-    return cast("dict[str, Any]", raw("ROCKET_TASKS"))  # as written; checks.py validates it
+class Settings:
+    """The ``ROCKET_*`` settings, one property each; read through :data:`conf`.
+
+    A property returns the value as written, or its default (``checks.py`` validates
+    them); a few are normalised where every reader wants the same form.
+    """
+
+    def raw(self, name: str) -> Any:
+        """Return the ``ROCKET_*`` setting ``name`` as written, or its default."""
+        return getattr(settings, name, DEFAULTS[name])
+
+    @property
+    def tasks(self) -> dict[str, Any]:
+        return cast("dict[str, Any]", self.raw("ROCKET_TASKS"))
+
+    @property
+    def time_zone(self) -> str:
+        return cast("str", self.raw("ROCKET_TIME_ZONE") or settings.TIME_ZONE or "UTC")
+
+    @property
+    def execution(self) -> str:
+        return cast("str", self.raw("ROCKET_EXECUTION"))
+
+    @property
+    def timeout(self) -> Duration | None:
+        return cast("Duration | None", self.raw("ROCKET_TIMEOUT"))
+
+    @property
+    def max_processes(self) -> int | None:
+        return cast("int | None", self.raw("ROCKET_MAX_PROCESSES"))
+
+    @property
+    def condition_modules(self) -> list[str]:
+        return list(self.raw("ROCKET_CONDITION_MODULES"))
+
+    @property
+    def silence_task_prerun(self) -> bool:
+        return bool(self.raw("ROCKET_SILENCE_TASK_PRERUN"))
+
+    @property
+    def silence_task_logging(self) -> bool:
+        return bool(self.raw("ROCKET_SILENCE_TASK_LOGGING"))
+
+    @property
+    def silence_cond_check(self) -> bool:
+        return bool(self.raw("ROCKET_SILENCE_COND_CHECK"))
+
+    @property
+    def log_retry(self) -> dict[str, float]:
+        """``ROCKET_LOG_RETRY`` over its defaults: a partial dict keeps the other keys."""
+        value = dict(DEFAULTS["ROCKET_LOG_RETRY"])
+        value.update(self.raw("ROCKET_LOG_RETRY") or {})
+        return value
+
+    @property
+    def spool_dir(self) -> str | None:
+        return cast("str | None", self.raw("ROCKET_SPOOL_DIR"))
+
+    @property
+    def shutdown_grace(self) -> Duration:
+        return cast("Duration", self.raw("ROCKET_SHUTDOWN_GRACE"))
+
+    @property
+    def poll_interval(self) -> float:
+        return float(self.raw("ROCKET_POLL_INTERVAL"))
+
+    @property
+    def heartbeat(self) -> Duration:
+        return cast("Duration", self.raw("ROCKET_HEARTBEAT"))
+
+    @property
+    def lease_timeout(self) -> Duration:
+        return cast("Duration", self.raw("ROCKET_LEASE_TIMEOUT"))
+
+    @property
+    def result_max_bytes(self) -> int:
+        return int(self.raw("ROCKET_RESULT_MAX_BYTES"))
+
+    @property
+    def run_retention(self) -> Duration | None:
+        return cast("Duration | None", self.raw("ROCKET_RUN_RETENTION"))
+
+    @property
+    def alerts(self) -> dict[str, Any]:
+        return cast("dict[str, Any]", self.raw("ROCKET_ALERTS") or {})
+
+    @property
+    def admin_base_url(self) -> str | None:
+        return cast("str | None", self.raw("ROCKET_ADMIN_BASE_URL"))
+
+    @property
+    def health_max_age(self) -> float:
+        return float(self.raw("ROCKET_HEALTH_MAX_AGE"))
 
 
-def time_zone() -> str:
-    return raw("ROCKET_TIME_ZONE") or settings.TIME_ZONE or "UTC"
-
-
-def execution() -> str:
-    return cast("str", raw("ROCKET_EXECUTION"))  # as written; checks.py validates it
-
-
-def timeout() -> Any:
-    return raw("ROCKET_TIMEOUT")
-
-
-def max_processes() -> int | None:
-    return cast("int | None", raw("ROCKET_MAX_PROCESSES"))  # as written; checks.py validates it
-
-
-def condition_modules() -> list[str]:
-    return list(raw("ROCKET_CONDITION_MODULES"))
-
-
-def silence_task_prerun() -> bool:
-    return bool(raw("ROCKET_SILENCE_TASK_PRERUN"))
-
-
-def silence_task_logging() -> bool:
-    return bool(raw("ROCKET_SILENCE_TASK_LOGGING"))
-
-
-def silence_cond_check() -> bool:
-    return bool(raw("ROCKET_SILENCE_COND_CHECK"))
-
-
-def log_retry() -> dict[str, float]:
-    value = dict(DEFAULTS["ROCKET_LOG_RETRY"])
-    value.update(raw("ROCKET_LOG_RETRY") or {})
-    return value
-
-
-def spool_dir() -> str | None:
-    return cast("str | None", raw("ROCKET_SPOOL_DIR"))  # as written; checks.py validates it
-
-
-def shutdown_grace() -> Any:
-    return raw("ROCKET_SHUTDOWN_GRACE")
-
-
-def poll_interval() -> float:
-    return float(raw("ROCKET_POLL_INTERVAL"))
-
-
-def heartbeat() -> Any:
-    return raw("ROCKET_HEARTBEAT")
-
-
-def lease_timeout() -> Any:
-    return raw("ROCKET_LEASE_TIMEOUT")
-
-
-def result_max_bytes() -> int:
-    return int(raw("ROCKET_RESULT_MAX_BYTES"))
-
-
-def run_retention() -> Any:
-    return raw("ROCKET_RUN_RETENTION")
-
-
-def alerts() -> dict[str, Any]:
-    return raw("ROCKET_ALERTS") or {}
-
-
-def admin_base_url() -> str | None:
-    return cast("str | None", raw("ROCKET_ADMIN_BASE_URL"))  # as written; checks.py validates it
-
-
-def health_max_age() -> float:
-    return float(raw("ROCKET_HEALTH_MAX_AGE"))
+conf = Settings()

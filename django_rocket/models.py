@@ -30,6 +30,8 @@ FINISHED_STATUSES = (
     RunStatus.CRASH,
 )
 OPEN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+# Finishes that count as failures: alerts, the admin's failure columns, retry and re-run.
+FAILURE_STATUSES = (RunStatus.FAIL, RunStatus.CRASH, RunStatus.TERMINATE)
 # What finishing a run writes.
 FINISH_FIELDS = ("status", "finished_at", "runtime", "message", "exc_text", "result")
 CRASH_FIELDS = ("status", "finished_at", "runtime", "message")

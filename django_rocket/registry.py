@@ -21,8 +21,8 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from django_rocket import conf
 from django_rocket.conditions import Condition, ConditionSyntaxError, parse
+from django_rocket.conf import EXECUTIONS, TASK_KEYS, conf, parse_timeout
 from django_rocket.executors.django_tasks.checks import task_problems
 from django_rocket.executors.django_tasks.framework import plain_function
 from django_rocket.executors.outcome import load_function
@@ -58,7 +58,7 @@ def _error(id: str, msg: str, hint: str, task: str | None = None) -> checks.Chec
 def import_condition_modules() -> Problems:
     """Import the modules in ``ROCKET_CONDITION_MODULES``; return an error for each failure."""
     problems: Problems = []
-    for module in conf.condition_modules():
+    for module in conf.condition_modules:
         try:
             importlib.import_module(module)
         except Exception as exc:
@@ -125,15 +125,15 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
         )
         return None
     ok = True
-    unknown = sorted(set(entry) - set(conf.TASK_KEYS), key=str)
+    unknown = sorted(set(entry) - set(TASK_KEYS), key=str)
     for key in unknown:
-        close = difflib.get_close_matches(str(key), conf.TASK_KEYS, n=1)
+        close = difflib.get_close_matches(str(key), TASK_KEYS, n=1)
         suggestion = f"Did you mean {close[0]!r}? " if close else ""
         problems.append(
             _error(
                 "django_rocket.E003",
                 f"Task {name!r}: unknown key {key!r}.",
-                f"{suggestion}Known keys: {', '.join(conf.TASK_KEYS)}.",
+                f"{suggestion}Known keys: {', '.join(TASK_KEYS)}.",
                 task=name,
             )
         )
@@ -144,7 +144,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
                 _error(
                     "django_rocket.E004",
                     f"Task {name!r}: the required key {key!r} is missing.",
-                    f"Add {key!r}: {conf.TASK_KEYS[key]}.",
+                    f"Add {key!r}: {TASK_KEYS[key]}.",
                     task=name,
                 )
             )
@@ -203,13 +203,12 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
             name, "end_cond", entry["end_cond"], problems, "django_rocket.E008"
         )
         ok = ok and end_cond is not None
-    execution = entry.get("execution", conf.execution())
-    if execution not in conf.EXECUTIONS:
+    execution = entry.get("execution", conf.execution)
+    if execution not in EXECUTIONS:
         problems.append(
             _error(
                 "django_rocket.E009",
-                f"Task {name!r}: execution {execution!r} is not one of "
-                f"{', '.join(conf.EXECUTIONS)}.",
+                f"Task {name!r}: execution {execution!r} is not one of {', '.join(EXECUTIONS)}.",
                 "Use 'process' (isolated, can be killed on timeout), 'thread', "
                 "'async' (coroutine functions), 'main' or 'tasks' (Django's Tasks framework).",
                 task=name,
@@ -230,9 +229,9 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
             )
             ok = False
     timeout = None
-    raw_timeout = entry.get("timeout", conf.timeout())
+    raw_timeout = entry.get("timeout", conf.timeout)
     try:
-        timeout = conf.parse_timeout(raw_timeout)
+        timeout = parse_timeout(raw_timeout)
     except (ValueError, TypeError) as exc:
         problems.append(
             _error(
@@ -270,7 +269,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
                 )
             )
             ok = False
-    if execution in conf.EXECUTIONS:
+    if execution in EXECUTIONS:
         remote = task_problems(name, entry, execution, target)
         problems.extend(remote)
         ok = ok and not any(p.is_serious() for p in remote)
@@ -308,7 +307,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
 def collect() -> tuple[dict[str, TaskSpec], Problems]:
     """Validate ``ROCKET_TASKS``; return the good tasks and every problem found."""
     problems = import_condition_modules()
-    raw = conf.tasks()
+    raw = conf.tasks
     if not isinstance(raw, dict):
         problems.append(
             _error(
@@ -354,4 +353,4 @@ def tasks() -> dict[str, TaskSpec]:
 
 
 def scheduler_zone() -> zoneinfo.ZoneInfo:
-    return zoneinfo.ZoneInfo(conf.time_zone())
+    return zoneinfo.ZoneInfo(conf.time_zone)

@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from django_rocket.conditions import Context, parse
 from django_rocket.engine import snapshot
+from django_rocket.engine.retention import apply_retention, needed_runs, prune_runs
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.ops.export import COLUMNS, export_lines
-from django_rocket.ops.pruning import apply_retention, needed_runs, prune_runs
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext, ngettext
 
-from django_rocket import conf
+from django_rocket.conf import conf
 from django_rocket.display import NOTHING
 from django_rocket.models import TaskRun
 from django_rocket.ops.overview import NextRun
@@ -89,11 +89,11 @@ def no_scheduler_note() -> str:
     return gettext(
         "No scheduler has been seen in the last %(seconds)d seconds, so nothing starts "
         "until “manage.py runscheduler” is running."
-    ) % {"seconds": conf.health_max_age()}
+    ) % {"seconds": conf.health_max_age}
 
 
 def start_delay() -> str:
-    seconds = math.ceil(conf.poll_interval())
+    seconds = math.ceil(conf.poll_interval)
     return ngettext(
         "The scheduler starts it within about a second.",
         "The scheduler starts it within about %(seconds)d seconds.",

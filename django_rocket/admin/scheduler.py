@@ -9,8 +9,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from django_rocket import conf
 from django_rocket.admin.base import RocketModelAdmin
+from django_rocket.conf import conf
 from django_rocket.models import SchedulerInstance, SchedulerRole
 
 
@@ -43,4 +43,4 @@ class SchedulerInstanceAdmin(RocketModelAdmin):
     def alive(self, instance: SchedulerInstance) -> bool:
         if instance.role == SchedulerRole.STOPPED:
             return False
-        return instance.last_seen >= timezone.now() - timedelta(seconds=conf.health_max_age())
+        return instance.last_seen >= timezone.now() - timedelta(seconds=conf.health_max_age)

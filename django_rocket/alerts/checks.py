@@ -6,7 +6,6 @@ from django.core import checks
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
-from django_rocket import conf
 from django_rocket.alerts.config import email_problems
 from django_rocket.alerts.mailer import (
     DEFAULT_MAILER,
@@ -14,13 +13,14 @@ from django_rocket.alerts.mailer import (
     mailers_supported,
     smtp_settings,
 )
+from django_rocket.conf import conf
 
 
 def check_alerts() -> list[checks.CheckMessage]:
     """Validate ``ROCKET_ALERTS`` and ``ROCKET_ADMIN_BASE_URL`` (checks E040 to E048, W040)."""
     messages: list[checks.CheckMessage] = []
-    raw = conf.alerts()
-    base = conf.admin_base_url()
+    raw = conf.alerts
+    base = conf.admin_base_url
     if base is not None:
         try:
             URLValidator(schemes=["http", "https"])(base)

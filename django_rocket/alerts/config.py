@@ -14,7 +14,6 @@ from django.core.validators import validate_email
 from django.template import Template, TemplateDoesNotExist, TemplateSyntaxError
 from django.template.loader import get_template
 
-from django_rocket import conf
 from django_rocket.alerts.mailer import (
     DEFAULT_MAILER,
     DEFAULT_TIMEOUT,
@@ -26,6 +25,7 @@ from django_rocket.alerts.mailer import (
     uses_mailers,
 )
 from django_rocket.conditions import parse_duration
+from django_rocket.conf import conf
 
 EMAIL_KEYS: dict[str, str] = {
     "receivers": "a list of email addresses (required)",
@@ -59,7 +59,7 @@ class EmailConfig:
     @classmethod
     def from_settings(cls) -> EmailConfig | None:
         """Return the configured email alerts, None when there are none; raise if invalid."""
-        raw = conf.alerts()
+        raw = conf.alerts
         if not isinstance(raw, dict) or "email" not in raw:
             if raw and not isinstance(raw, dict):
                 raise ImproperlyConfigured("ROCKET_ALERTS must be a dict; run manage.py check.")

@@ -15,9 +15,9 @@ from django.template import Context, Template
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 
-from django_rocket import conf
 from django_rocket.alerts.config import EmailConfig
 from django_rocket.conditions import format_duration
+from django_rocket.conf import conf
 from django_rocket.models import TaskRun
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -150,7 +150,7 @@ def one_line(text: str, limit: int = SUBJECT_MAX) -> str:
 
 def admin_url_for(run_id: str | None) -> str | None:
     """Return the absolute admin URL of the run, or None when it cannot be built."""
-    base = conf.admin_base_url()
+    base = conf.admin_base_url
     if not base or not run_id:
         return None
     try:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 
-from django_rocket import conf
 from django_rocket.conditions import Context, MemoryHistory, RunRecord
+from django_rocket.conf import conf
 from django_rocket.engine import snapshot
 from django_rocket.models import RunStatus, RunTrigger, TaskRun
 from django_rocket.registry import TaskSpec
@@ -197,7 +197,7 @@ class Planner:
                     and not spec.start_cond.is_true(replace(ctx, retry_disabled=True))
                 )
             except Exception as exc:
-                if conf.silence_cond_check():
+                if conf.silence_cond_check:
                     logger.error(
                         "Condition of task %r raised; treated as false.", name, exc_info=True
                     )
@@ -280,7 +280,7 @@ class Planner:
             try:
                 end, at = spec.end_cond.evaluate(ctx)
             except Exception as exc:
-                if conf.silence_cond_check():
+                if conf.silence_cond_check:
                     logger.error(
                         "End condition of task %r raised; treated as false.", name, exc_info=True
                     )

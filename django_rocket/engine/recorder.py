@@ -18,8 +18,8 @@ from datetime import datetime
 
 from django.db import DatabaseError, transaction
 
-from django_rocket import conf
 from django_rocket.clock import Clock
+from django_rocket.conf import conf
 from django_rocket.engine import runlog
 from django_rocket.engine.connection import reconnect
 from django_rocket.engine.planner import Start
@@ -267,7 +267,7 @@ class Recorder:
     def write_failed(self, batch: list[Outcome], exc: Exception) -> None:
         """Back off; after ``attempts`` failures spool the batch (and stop, unless silenced)."""
         self.write_attempts += 1
-        policy = conf.log_retry()
+        policy = conf.log_retry
         delay = min(policy["backoff"] * 2 ** (self.write_attempts - 1), policy["max_backoff"])
         self.next_write_attempt = self.clock.monotonic() + delay
         if self.write_attempts >= policy["attempts"]:
@@ -281,7 +281,7 @@ class Recorder:
                     self.spool.path,
                     exc_info=exc,
                 )
-                if not conf.silence_task_logging():
+                if not conf.silence_task_logging:
                     self.on_fatal("the run log could not be written", exc)
         else:
             logger.warning(

@@ -21,11 +21,12 @@ from datetime import datetime
 
 from django.db import DatabaseError
 
-from django_rocket import conf, registry
+from django_rocket import registry
 from django_rocket.alerts import install_alerts, shutdown_alerts
 from django_rocket.clock import Clock, SystemClock
 from django_rocket.conditions import parse_duration
-from django_rocket.engine import snapshot
+from django_rocket.conf import conf
+from django_rocket.engine import retention, snapshot
 from django_rocket.engine.connection import close_broken_connections, one_snapshot, reconnect
 from django_rocket.engine.declarations import latest_task_change, sync_tasks
 from django_rocket.engine.events import level_of, log_run_event
@@ -43,7 +44,6 @@ from django_rocket.engine.recovery import recover_crashed
 from django_rocket.executors.outcome import Launch, Outcome
 from django_rocket.executors.runner import Runner
 from django_rocket.models import RunStatus, TaskRun
-from django_rocket.ops import pruning
 from django_rocket.registry import TaskSpec
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -70,17 +70,17 @@ class Scheduler:
         self.runner = Runner(
             self._report,
             self.clock.now,
-            max_processes=conf.max_processes(),
-            result_max_bytes=conf.result_max_bytes(),
+            max_processes=conf.max_processes,
+            result_max_bytes=conf.result_max_bytes,
             preload=sorted(
                 {s.func.rpartition(".")[0] for s in self.specs.values() if s.execution == "process"}
             ),
         )
-        poll_every = conf.poll_interval()
+        poll_every = conf.poll_interval
         self.leadership = Leadership(
             self.clock,
-            heartbeat_every=parse_duration(conf.heartbeat()).total_seconds(),
-            lease_timeout=parse_duration(conf.lease_timeout()),
+            heartbeat_every=parse_duration(conf.heartbeat).total_seconds(),
+            lease_timeout=parse_duration(conf.lease_timeout),
             on_active=self._become_active,
         )
         self.planner = Planner(self.specs, self.tz, poll_every)
@@ -284,7 +284,7 @@ class Scheduler:
     def _prune(self, now: datetime) -> None:
         """Apply ROCKET_RUN_RETENTION a few batches at a time, so no tick waits long on it."""
         try:
-            result = pruning.apply_retention(now=now, max_batches=2)
+            result = retention.apply_retention(now=now, max_batches=2)
         except DatabaseError:
             logger.warning("Pruning the run log failed; will retry.", exc_info=True)
             reconnect()
@@ -351,7 +351,7 @@ class Scheduler:
                     exc_text=traceback.format_exc(),
                 )
             )
-            if conf.silence_task_prerun():
+            if conf.silence_task_prerun:
                 logger.error(
                     "Task %r could not be started; recorded as fail.", spec.name, exc_info=True
                 )
@@ -394,7 +394,7 @@ class Scheduler:
 
     def shutdown(self) -> None:
         """Stop starting runs, let running ones finish within the grace, record everything."""
-        grace = parse_duration(conf.shutdown_grace()).total_seconds()
+        grace = parse_duration(conf.shutdown_grace).total_seconds()
         deadline = self.clock.monotonic() + (0.0 if self.force_stop else grace)
         running = self.planner.running
         if running:

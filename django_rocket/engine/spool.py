@@ -20,7 +20,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from django_rocket import conf
+from django_rocket.conf import conf
 from django_rocket.executors.outcome import Outcome
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -28,7 +28,7 @@ logger = logging.getLogger("django_rocket.scheduler")
 
 def spool_dir() -> Path:
     """Return (and create) the folder of spool files: ROCKET_SPOOL_DIR or one per database."""
-    configured = conf.spool_dir()
+    configured = conf.spool_dir
     if configured:
         path = Path(configured)
     else:

@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 
 from django.core.management.base import CommandError
 
-from django_rocket import conf, registry
+from django_rocket import registry
 from django_rocket.conditions import parse_duration
+from django_rocket.conf import conf
 
 
 def iso_datetime(value: str) -> datetime:
@@ -102,5 +103,5 @@ def declared_spec(name: str) -> registry.TaskSpec:
             f"The task {name!r} is declared but invalid; run 'manage.py check' to see the fix.\n"
             f"{lines}"
         )
-    raw = conf.tasks()
+    raw = conf.tasks
     raise unknown_task(name, [str(n) for n in raw] if isinstance(raw, dict) else ())

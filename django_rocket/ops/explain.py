@@ -15,8 +15,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from django_rocket import RocketError, conf, registry
+from django_rocket import RocketError, registry
 from django_rocket.conditions import Condition, Context, Explanation, MemoryHistory, parse
+from django_rocket.conf import conf
 from django_rocket.display import format_runtime
 from django_rocket.engine import snapshot
 from django_rocket.models import FINISHED_STATUSES, Task, TaskRun
@@ -290,7 +291,7 @@ def task_states(at: datetime | None = None) -> list[TaskState]:
     """Return the state of every task in ``ROCKET_TASKS``, in declaration order."""
     tz = registry.scheduler_zone()
     at = (at or timezone.now()).astimezone(tz)
-    raw = conf.tasks()
+    raw = conf.tasks
     if not isinstance(raw, dict):
         return []
     specs, problems = registry.collect()

@@ -21,7 +21,7 @@ from typing import Any
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from django_rocket import conf
+from django_rocket.conf import conf
 from django_rocket.engine.declarations import sync_tasks
 from django_rocket.engine.events import log_run_event
 from django_rocket.engine.runlog import REFUSED
@@ -54,7 +54,7 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
             "exc_text": traceback.format_exc(),
         }
     else:
-        outcome = call_task(func, spec.parameters, conf.result_max_bytes())
+        outcome = call_task(func, spec.parameters, conf.result_max_bytes)
     _finish(
         run,
         outcome["status"],
@@ -81,7 +81,7 @@ def _finish(
     run: TaskRun, status: str, finished_at: datetime, message: str, exc_text: str, result: Any
 ) -> None:
     """Record the finish, retrying as ROCKET_LOG_RETRY says while the database is away."""
-    policy = conf.log_retry()
+    policy = conf.log_retry
     attempts = max(int(policy["attempts"]), 1)
     for attempt in range(attempts):
         try:

@@ -15,10 +15,12 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from django_rocket import conf, registry
+from django_rocket import registry
 from django_rocket.conditions import Context, MemoryHistory
+from django_rocket.conf import conf
 from django_rocket.engine.snapshot import record_of
 from django_rocket.models import (
+    FAILURE_STATUSES,
     FINISHED_STATUSES,
     RunStatus,
     SchedulerInstance,
@@ -26,7 +28,6 @@ from django_rocket.models import (
     Task,
     TaskRun,
 )
-from django_rocket.ops.queue import FAILURE_STATUSES
 from django_rocket.registry import TaskSpec
 
 logger = logging.getLogger("django_rocket.services")
@@ -49,7 +50,7 @@ _RUN_FIELDS = (
 def active_scheduler(max_age: float | timedelta | None = None) -> SchedulerInstance | None:
     """Return the active scheduler if it was seen within ``max_age`` (ROCKET_HEALTH_MAX_AGE)."""
     if max_age is None:
-        max_age = conf.health_max_age()
+        max_age = conf.health_max_age
     if not isinstance(max_age, timedelta):
         max_age = timedelta(seconds=max_age)
     return (

@@ -14,12 +14,11 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from django_rocket import RocketError
-from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
+from django_rocket.models import FAILURE_STATUSES, RunStatus, RunTrigger, Task, TaskRun
 
 logger = logging.getLogger("django_rocket.services")
 
 # Outcomes that count as failures: "Last failure", the success rate, and what Retry accepts.
-FAILURE_STATUSES = (RunStatus.FAIL, RunStatus.CRASH, RunStatus.TERMINATE)
 RETRYABLE_STATUSES = FAILURE_STATUSES
 
 

@@ -14,7 +14,7 @@ from django.utils import formats, timezone
 from django.utils.text import capfirst
 from django.utils.translation import gettext
 
-from django_rocket import conf
+from django_rocket.conf import conf
 from django_rocket.display import format_runtime
 from django_rocket.ops import overview
 
@@ -30,7 +30,7 @@ def rocket_health_banner() -> dict[str, Any]:
     return {
         "healthy": False,
         "last_seen": overview.last_seen_scheduler(),
-        "max_age": conf.health_max_age(),
+        "max_age": conf.health_max_age,
     }
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core import checks
 
-from django_rocket import conf
+from django_rocket.conf import conf, parse_timeout
 from django_rocket.executors.django_tasks.framework import (
     DEFAULT_ALIAS,
     DEFAULT_QUEUE,
@@ -146,7 +146,7 @@ def task_problems(
             )
         )
     try:
-        forever = conf.parse_timeout(entry.get("timeout", conf.timeout())) is None
+        forever = parse_timeout(entry.get("timeout", conf.timeout)) is None
     except (TypeError, ValueError):
         forever = False  # reported as E010
     if forever:

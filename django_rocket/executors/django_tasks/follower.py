@@ -11,7 +11,7 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from django.utils.module_loading import import_string
 
-from django_rocket import conf
+from django_rocket.conf import conf
 from django_rocket.executors.django_tasks.checks import task_options
 from django_rocket.executors.django_tasks.framework import (
     FAILED,
@@ -59,7 +59,7 @@ class TasksFollower:
         if api is None:
             raise ImportError(MISSING_FRAMEWORK)
         target = import_string(launch.func)
-        entry = conf.tasks().get(launch.task) or {}
+        entry = conf.tasks.get(launch.task) or {}
         backend, queue, priority = task_options(entry, target)
         result = worker_task(backend, queue, priority).enqueue(
             run_id=launch.run_id,
@@ -79,7 +79,7 @@ class TasksFollower:
     def poll(self, now: datetime) -> float | None:
         """Read results in flight if due; record what changed; return seconds until due."""
         if self.remote and (self._next_read is None or now >= self._next_read):
-            self._next_read = now + timedelta(seconds=conf.poll_interval())
+            self._next_read = now + timedelta(seconds=conf.poll_interval)
             self._read_all()
         self._write_rows()
         if not self.remote or self._next_read is None:

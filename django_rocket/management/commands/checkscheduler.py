@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError
 from django.utils import timezone
 
-from django_rocket import conf
+from django_rocket.conf import conf
 from django_rocket.display import format_runtime
 from django_rocket.management.arguments import positive_seconds
 from django_rocket.models import SchedulerRole
@@ -30,7 +30,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        max_age = options["max_age"] if options["max_age"] is not None else conf.health_max_age()
+        max_age = options["max_age"] if options["max_age"] is not None else conf.health_max_age
         try:
             active = overview.active_scheduler(max_age)
             last = overview.last_seen_scheduler() if active is None else active

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_rocket import conf
+from django_rocket.conf import conf
 from django_rocket.management.arguments import iso_datetime, local, positive_int, unknown_task
 from django_rocket.models import Task
 from django_rocket.ops.export import CHUNK_SIZE, FORMATS, export_lines
@@ -44,7 +44,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["task"]
         if name is not None and not Task.objects.filter(name=name).exists():
-            raw = conf.tasks()
+            raw = conf.tasks
             known = set(Task.objects.values_list("name", flat=True))
             known |= {str(n) for n in raw} if isinstance(raw, dict) else set()
             raise unknown_task(name, known, where="the run log")

@@ -3,8 +3,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from django_rocket.conditions import format_duration
+from django_rocket.engine.retention import BATCH_SIZE, prune_runs
 from django_rocket.management.arguments import positive_duration, positive_int
-from django_rocket.ops.pruning import BATCH_SIZE, prune_runs
 
 
 class Command(BaseCommand):

@@ -3,7 +3,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from django_rocket import alerts, conf
+from django_rocket import alerts
+from django_rocket.conf import conf
 from django_rocket.display import format_runtime
 from django_rocket.management.arguments import declared_spec
 from django_rocket.models import RunStatus, Task
@@ -32,13 +33,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         spec = declared_spec(options["task"])
         if not options["wait"]:
-            scheduler = active_scheduler(conf.health_max_age())
+            scheduler = active_scheduler(conf.health_max_age)
             if scheduler is not None:
                 self.queue(spec.name, f"{scheduler.host}:{scheduler.pid}")
                 return
             self.stdout.write(
                 "No active scheduler was seen in the last "
-                f"{conf.health_max_age():g} seconds; running the task in this process."
+                f"{conf.health_max_age:g} seconds; running the task in this process."
             )
         self.run_here(spec, options["verbosity"])
 
@@ -63,7 +64,7 @@ class Command(BaseCommand):
             )
 
     def run_here(self, spec: Any, verbosity: int) -> None:
-        email = bool(conf.alerts().get("email"))
+        email = bool(conf.alerts.get("email"))
         if email:
             alerts.install_alerts()
         try:

@@ -17,11 +17,17 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from django_rocket import conf
 from django_rocket.conditions import parse_duration
+from django_rocket.conf import conf
 from django_rocket.engine.snapshot import latest_ids
-from django_rocket.models import FINISHED_STATUSES, RunStatus, RunTrigger, Task, TaskRun
-from django_rocket.ops.queue import FAILURE_STATUSES
+from django_rocket.models import (
+    FAILURE_STATUSES,
+    FINISHED_STATUSES,
+    RunStatus,
+    RunTrigger,
+    Task,
+    TaskRun,
+)
 
 BATCH_SIZE = 5000
 # Runs read at a time while walking a task's retry chain back from its latest run.
@@ -89,7 +95,7 @@ def apply_retention(
     *, now: datetime | None = None, max_batches: int | None = None
 ) -> PruneResult | None:
     """Prune as ``ROCKET_RUN_RETENTION`` says; return None when it is not set."""
-    retention = conf.run_retention()
+    retention = conf.run_retention
     if retention is None:
         return None
     return prune_runs(retention, now=now, max_batches=max_batches)
