@@ -98,7 +98,7 @@ def configure(database: str, rows: int) -> str:
         ],
         ROCKET_TASKS={
             f"task-{i:02d}": {
-                "func": "tests.tasks.noop",
+                "func": "tests.support.tasks.noop",
                 "start_cond": "every('10 minutes')" if i % 2 else "daily",
                 "execution": "main",
             }
@@ -146,7 +146,9 @@ def fill(rows: int) -> None:
     TaskRun.objects.all().delete()
     Task.objects.all().delete()
     tasks = [
-        Task.objects.create(name=f"task-{i:02d}", func="tests.tasks.noop", start_cond="daily")
+        Task.objects.create(
+            name=f"task-{i:02d}", func="tests.support.tasks.noop", start_cond="daily"
+        )
         for i in range(TASKS)
     ]
     scheduler = SchedulerInstance.objects.create(host="bench", pid=1, role="active")

@@ -1,0 +1,300 @@
+"""``runtask``: queue for a live scheduler, or run in this process and exit with the outcome."""
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from django.utils import timezone
+
+from django_rocket.models import (
+    RunStatus,
+    RunTrigger,
+    SchedulerInstance,
+    SchedulerRole,
+    Task,
+    TaskRun,
+)
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def tasks(settings):
+    settings.ROCKET_TASKS = {
+        "ok": {
+            "func": "tests.support.tasks.returns_value",
+            "start_cond": "daily",
+            "parameters": {"n": 2},
+        },
+        "bad": {"func": "tests.support.tasks.fails", "start_cond": "daily"},
+        "idle": {"func": "tests.support.tasks.nothing_to_do", "start_cond": "daily"},
+        "own_row": {"func": "tests.support.command_tasks.sees_its_own_row", "start_cond": "false"},
+        "coro": {
+            "func": "tests.support.command_tasks.async_value",
+            "start_cond": "daily",
+            "execution": "async",
+        },
+    }
+
+
+def runtask(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command("runtask", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def exit_code(*args: str) -> tuple[int, str, str]:
+    out, err = StringIO(), StringIO()
+    with pytest.raises(SystemExit) as info:
+        call_command("runtask", *args, stdout=out, stderr=err)
+    return info.value.code, out.getvalue(), err.getvalue()
+
+
+def alive_scheduler(**extra) -> SchedulerInstance:
+    values = {"host": "sched-host", "pid": 4242, "role": SchedulerRole.ACTIVE, **extra}
+    return SchedulerInstance.objects.create(**values)
+
+
+def test_without_a_scheduler_it_runs_here_and_records_a_manual_run():
+    out, _ = runtask("ok")
+    assert "No active scheduler was seen in the last 60 seconds" in out
+    run = TaskRun.objects.get()
+    assert f"Run {run.run_id} of 'ok' ended with success" in out
+    assert (run.status, run.trigger) == (RunStatus.SUCCESS, RunTrigger.MANUAL)
+    assert run.result == {"n": 2, "items": [0, 1]}
+    assert (run.host, run.pid) == (socket.gethostname(), os.getpid())
+    assert run.runtime == run.finished_at - run.started_at
+    assert run.task.name == "ok" and run.task.func == "tests.support.tasks.returns_value"
+
+
+def test_the_row_is_written_before_the_function_starts():
+    runtask("own_row")
+    run = TaskRun.objects.get()
+    assert run.result == {"status": "running", "trigger": "manual"}
+    assert run.status == RunStatus.SUCCESS
+
+
+def test_a_failure_exits_1_and_says_why():
+    code, _, err = exit_code("bad")
+    assert code == 1
+    assert "ended with fail after" in err and "ValueError: boom" in err
+    assert "(-v 2 shows the traceback, as does the run in the admin)" in err
+    assert "Traceback" not in err
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.FAIL
+    assert "raise ValueError" in run.exc_text
+
+
+def test_verbosity_2_prints_the_traceback():
+    code, _, err = exit_code("bad", "-v", "2")
+    assert code == 1
+    assert err.startswith("Traceback (most recent call last)")
+    assert "raise ValueError" in err
+
+
+def test_inaction_is_not_success():
+    code, _, err = exit_code("idle")
+    assert code == 1
+    assert "ended with inaction after" in err and "No new files." in err
+    assert TaskRun.objects.get().status == RunStatus.INACTION
+
+
+def test_a_coroutine_function_runs_too():
+    runtask("coro")
+    assert TaskRun.objects.get().result == 42
+
+
+def test_run_events_reach_the_task_logger(caplog):
+    with caplog.at_level(logging.INFO, logger="django_rocket.task"):
+        exit_code("bad")
+    events = [r for r in caplog.records if r.name == "django_rocket.task"]
+    assert [r.action for r in events] == ["run", "fail"]
+    run = TaskRun.objects.get()
+    assert {r.run_id for r in events} == {str(run.run_id)}
+    assert all(r.task_name == "bad" for r in events)
+    assert events[1].levelno == logging.ERROR
+    assert "raise ValueError" in events[1].exc_text
+    assert events[1].runtime == pytest.approx(run.runtime.total_seconds())
+
+
+def test_a_paused_task_can_still_be_run_by_hand():
+    Task.objects.create(name="ok", func="tests.support.tasks.returns_value", enabled=False)
+    runtask("ok")
+    assert TaskRun.objects.get().status == RunStatus.SUCCESS
+    assert Task.objects.get().enabled is False
+
+
+def test_with_a_live_scheduler_it_queues_a_manual_run():
+    alive_scheduler()
+    Task.objects.create(name="ok", func="tests.support.tasks.returns_value")
+    out, _ = runtask("ok")
+    run = TaskRun.objects.get()
+    assert out == f"Queued run {run.run_id} of 'ok' for the scheduler sched-host:4242.\n"
+    assert (run.status, run.trigger, run.started_at) == (RunStatus.QUEUED, RunTrigger.MANUAL, None)
+    out, _ = runtask("ok")
+    assert "was already queued" in out
+    assert TaskRun.objects.count() == 1
+
+
+def test_wait_runs_here_even_with_a_live_scheduler():
+    alive_scheduler()
+    out, _ = runtask("ok", "--wait")
+    assert "No active scheduler" not in out
+    assert TaskRun.objects.get().status == RunStatus.SUCCESS
+
+
+def test_a_stale_or_standby_scheduler_does_not_count(settings):
+    settings.ROCKET_HEALTH_MAX_AGE = 30
+    alive_scheduler(last_seen=timezone.now() - timedelta(seconds=31))
+    SchedulerInstance.objects.create(host="h", pid=1, role=SchedulerRole.STANDBY)
+    Task.objects.create(name="ok", func="tests.support.tasks.returns_value")
+    out, _ = runtask("ok")
+    assert "No active scheduler was seen in the last 30 seconds" in out
+    assert TaskRun.objects.get().status == RunStatus.SUCCESS
+
+
+def test_a_task_the_live_scheduler_has_not_loaded():
+    alive_scheduler()
+    with pytest.raises(CommandError, match=r"has not loaded the task 'ok'.*--wait"):
+        runtask("ok")
+
+
+def test_unknown_and_invalid_tasks(settings):
+    with pytest.raises(CommandError, match=r"no task 'bda' in ROCKET_TASKS\. Did you mean"):
+        runtask("bda")
+    settings.ROCKET_TASKS["broken"] = {"func": "tests.support.tasks.noop", "start_cond": "dayly"}
+    with pytest.raises(CommandError, match=r"(?s)declared but invalid.*E006.*did you mean 'daily'"):
+        runtask("broken")
+    assert not TaskRun.objects.exists()
+
+
+@pytest.mark.slow
+def test_queues_for_a_real_scheduler_which_runs_it(scheduler_process, tmp_path, settings):
+    marker = tmp_path / "ran"
+    tasks = {
+        "manual": {
+            "func": "tests.support.tasks.write_marker",
+            "start_cond": "false",
+            "execution": "thread",
+            "parameters": {"path": str(marker)},
+        }
+    }
+    settings.ROCKET_TASKS = tasks
+    proc = scheduler_process(tasks, {"ROCKET_POLL_INTERVAL": 0.2})
+    wait_until(
+        lambda: SchedulerInstance.objects.filter(role=SchedulerRole.ACTIVE).exists(),
+        what="the scheduler to become active",
+    )
+    out, _ = runtask("manual")
+    assert out.startswith("Queued run ")
+    wait_until(
+        lambda: TaskRun.objects.filter(status=RunStatus.SUCCESS).exists(),
+        what="the queued run to finish",
+    )
+    run = TaskRun.objects.get()
+    assert run.trigger == RunTrigger.MANUAL
+    assert run.scheduler is not None and run.pid == proc.proc.pid
+    assert marker.read_text() == str(proc.proc.pid)
+
+
+@pytest.mark.slow
+def test_wait_beside_a_real_scheduler_feeds_its_history(scheduler_process, tmp_path, settings):
+    """The scheduler sees a run made by ``runtask --wait`` start and finish, and reacts."""
+    marker, release = tmp_path / "started", tmp_path / "release"
+    tasks = {
+        "slow": {
+            "func": "tests.support.tasks.wait_for_file",
+            "start_cond": "false",
+            "execution": "thread",
+            "parameters": {"marker": str(marker), "release": str(release)},
+        },
+        "after": {
+            "func": "tests.support.tasks.noop",
+            "start_cond": "after_success('slow')",
+            "execution": "thread",
+        },
+    }
+    settings.ROCKET_TASKS = tasks
+    proc = scheduler_process(tasks, {"ROCKET_POLL_INTERVAL": 0.1})
+    wait_until(
+        lambda: SchedulerInstance.objects.filter(role=SchedulerRole.ACTIVE).exists(),
+        what="the scheduler to become active",
+    )
+
+    def run_here() -> None:
+        try:
+            runtask("slow", "--wait")
+        finally:
+            connection.close()
+
+    here = threading.Thread(target=run_here)
+    here.start()
+    wait_until(marker.exists, what="the run here to start")
+    time.sleep(0.4)  # a few polls: the scheduler records the run as in progress
+    release.write_text("go")
+    here.join(30)
+    wait_until(
+        lambda: TaskRun.objects.filter(task__name="after", status=RunStatus.SUCCESS).exists(),
+        limit=15,
+        what="the dependent task to run after the manual success",
+    )
+    slow = TaskRun.objects.get(task__name="slow")
+    assert (slow.status, slow.trigger, slow.scheduler) == (RunStatus.SUCCESS, "manual", None)
+    assert proc.proc.poll() is None
+    assert "Traceback" not in proc.output()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_value_the_database_refuses_is_recorded_without_it(settings, monkeypatch):
+    from django_rocket.executors import outcome
+
+    monkeypatch.setattr(outcome, "encode_result", lambda value, max_bytes: (value, ""))
+    settings.ROCKET_TASKS = {
+        "nan": {"func": "tests.support.tasks.returns_not_a_number", "start_cond": "false"}
+    }
+    out, _ = runtask("nan")
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.SUCCESS
+    assert run.result is None
+    assert run.message.startswith("Recorded without its message, traceback and result")
+    assert run.runtime == run.finished_at - run.started_at  # the rest of the finish is kept
+    assert "ended with success" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_text_no_driver_can_encode_is_recorded_without_it(settings, monkeypatch):
+    """A lone surrogate past ``storable``: UnicodeEncodeError is refused like a DataError."""
+    from django_rocket.ops import oneoff
+
+    monkeypatch.setattr(oneoff, "storable", lambda text: text)
+    run = _fails_with_a_file_name_that_is_not_utf8(settings)
+    assert run.message.startswith("Recorded without its message, traceback and result")
+    assert "UnicodeEncodeError" in run.message
+    assert run.exc_text == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_file_name_that_is_not_utf8_is_kept_escaped(settings):
+    run = _fails_with_a_file_name_that_is_not_utf8(settings)
+    assert run.message.endswith("cannot import caf\\udce9.csv")
+    assert "caf\\udce9.csv" in run.exc_text
+
+
+def _fails_with_a_file_name_that_is_not_utf8(settings) -> TaskRun:
+    """``runtask`` of a task whose exception names a file that is not UTF-8; its run."""
+    settings.ROCKET_TASKS = {
+        "badname": {"func": "tests.support.tasks.fails_with_not_utf8", "start_cond": "false"}
+    }
+    assert exit_code("badname")[0] == 1  # the run failed, and says so
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.FAIL
+    return run

@@ -1,0 +1,197 @@
+"""Every check ID, triggered by the setting it guards, with the task name and the fix."""
+
+import pytest
+from django.core import checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from django_rocket.checks import check_settings, check_tasks
+
+GOOD = {"func": "tests.support.tasks.noop", "start_cond": "daily"}
+
+
+def ids(messages) -> list[str]:
+    return [m.id for m in messages]
+
+
+def run_task_checks(settings, tasks):
+    settings.ROCKET_TASKS = tasks
+    return check_tasks()
+
+
+def test_valid_tasks_pass(settings):
+    assert (
+        run_task_checks(settings, {"a": GOOD, "b": {**GOOD, "start_cond": "after_success('a')"}})
+        == []
+    )
+
+
+def test_e001_tasks_not_a_dict(settings):
+    messages = run_task_checks(settings, [GOOD])
+    assert ids(messages) == ["django_rocket.E001"]
+    assert "ROCKET_TASKS" in messages[0].msg
+    assert "start_cond" in messages[0].hint
+
+
+@pytest.mark.parametrize("tasks", [{"": GOOD}, {"a": "tests.support.tasks.noop"}])
+def test_e002_malformed_entry(settings, tasks):
+    assert ids(run_task_checks(settings, tasks)) == ["django_rocket.E002"]
+
+
+def test_e003_unknown_key_suggests_close_match(settings):
+    messages = run_task_checks(settings, {"report": {**GOOD, "timout": 5}})
+    assert ids(messages) == ["django_rocket.E003"]
+    assert "'report'" in messages[0].msg and "'timout'" in messages[0].msg
+    assert "Did you mean 'timeout'?" in messages[0].hint
+
+
+@pytest.mark.parametrize("missing", ["func", "start_cond"])
+def test_e004_missing_key(settings, missing):
+    entry = dict(GOOD)
+    del entry[missing]
+    messages = run_task_checks(settings, {"report": entry})
+    assert ids(messages) == ["django_rocket.E004"]
+    assert missing in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    ("func", "fragment"),
+    [
+        ("tests.support.tasks.nope", "cannot be imported"),
+        ("no_such_module.f", "cannot be imported"),
+        ("tests.support.tasks.CALLS", "not callable"),
+        (42, "dotted path"),
+    ],
+)
+def test_e005_bad_function(settings, func, fragment):
+    messages = run_task_checks(settings, {"report": {**GOOD, "func": func}})
+    assert ids(messages) == ["django_rocket.E005"]
+    assert "'report'" in messages[0].msg and fragment in messages[0].msg
+
+
+def test_e006_condition_does_not_parse(settings):
+    messages = run_task_checks(settings, {"report": {**GOOD, "start_cond": "dayly | retry(3)"}})
+    assert ids(messages) == ["django_rocket.E006"]
+    msg = messages[0].msg
+    assert "'report'" in msg
+    assert "dayly | retry(3)" in msg
+    assert "^" in msg  # the caret line points at the column
+
+
+def test_e006_condition_of_wrong_type(settings):
+    assert ids(run_task_checks(settings, {"report": {**GOOD, "start_cond": 5}})) == [
+        "django_rocket.E006"
+    ]
+
+
+def test_e007_unknown_task_in_condition(settings):
+    messages = run_task_checks(
+        settings, {"report": {**GOOD, "start_cond": "after_success('nope')"}}
+    )
+    assert ids(messages) == ["django_rocket.E007"]
+    assert "'nope'" in messages[0].msg and "'report'" in messages[0].msg
+
+
+def test_e008_end_condition_does_not_parse(settings):
+    messages = run_task_checks(settings, {"report": {**GOOD, "end_cond": "daily &"}})
+    assert ids(messages) == ["django_rocket.E008"]
+
+
+def test_e009_bad_execution(settings):
+    messages = run_task_checks(settings, {"report": {**GOOD, "execution": "celery"}})
+    assert ids(messages) == ["django_rocket.E009"]
+    assert "'celery'" in messages[0].msg
+
+
+@pytest.mark.parametrize("timeout", ["soon", -5, "0 seconds"])
+def test_e010_bad_timeout(settings, timeout):
+    assert ids(run_task_checks(settings, {"r": {**GOOD, "timeout": timeout}})) == [
+        "django_rocket.E010"
+    ]
+
+
+@pytest.mark.parametrize("timeout", ["never", "10 minutes", 30, "00:10:00"])
+def test_good_timeouts(settings, timeout):
+    assert run_task_checks(settings, {"r": {**GOOD, "timeout": timeout}}) == []
+
+
+def test_e011_parameters(settings):
+    assert ids(run_task_checks(settings, {"r": {**GOOD, "parameters": [1]}})) == [
+        "django_rocket.E011"
+    ]
+    messages = run_task_checks(
+        settings,
+        {
+            "r": {
+                "func": "tests.support.tasks.returns_value",
+                "start_cond": "daily",
+                "parameters": {"m": 1},
+            }
+        },
+    )
+    assert ids(messages) == ["django_rocket.E011"]
+    assert "signature" in messages[0].msg
+
+
+def test_e012_flags_must_be_bool(settings):
+    assert ids(run_task_checks(settings, {"r": {**GOOD, "multilaunch": "yes"}})) == [
+        "django_rocket.E012"
+    ]
+
+
+def test_e013_async_needs_coroutine(settings):
+    assert ids(run_task_checks(settings, {"r": {**GOOD, "execution": "async"}})) == [
+        "django_rocket.E013"
+    ]
+    ok = {"func": "tests.support.tasks.async_noop", "start_cond": "daily", "execution": "async"}
+    assert run_task_checks(settings, {"r": ok}) == []
+
+
+def test_e020_condition_module(settings):
+    settings.ROCKET_CONDITION_MODULES = ["tests.no_such_conditions"]
+    messages = run_task_checks(settings, {})
+    assert ids(messages) == ["django_rocket.E020"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "check_id"),
+    [
+        ("ROCKET_TIME_ZONE", "Mars/Olympus", "django_rocket.E021"),
+        ("ROCKET_EXECUTION", "celery", "django_rocket.E022"),
+        ("ROCKET_TIMEOUT", "later", "django_rocket.E023"),
+        ("ROCKET_SHUTDOWN_GRACE", "-1", "django_rocket.E024"),
+        ("ROCKET_HEARTBEAT", 0, "django_rocket.E025"),
+        ("ROCKET_LEASE_TIMEOUT", "x", "django_rocket.E026"),
+        ("ROCKET_RUN_RETENTION", "forever", "django_rocket.E027"),
+        ("ROCKET_MAX_PROCESSES", 0, "django_rocket.E028"),
+        ("ROCKET_POLL_INTERVAL", "1", "django_rocket.E029"),
+        ("ROCKET_LOG_RETRY", {"attempts": 0}, "django_rocket.E030"),
+        ("ROCKET_SILENCE_COND_CHECK", "yes", "django_rocket.E031"),
+        ("ROCKET_HEALTH_MAX_AGE", -1, "django_rocket.E032"),
+    ],
+)
+def test_setting_checks(settings, setting, value, check_id):
+    setattr(settings, setting, value)
+    messages = check_settings()
+    assert ids(messages) == [check_id]
+    assert setting in messages[0].msg
+    assert messages[0].hint
+
+
+def test_w001_use_tz(settings):
+    settings.USE_TZ = False
+    messages = check_settings()
+    assert ids(messages) == ["django_rocket.W001"]
+    assert messages[0].level == checks.WARNING
+
+
+def test_defaults_pass(settings):
+    assert check_settings() == []
+
+
+def test_manage_py_check_fails_with_the_id_and_task(settings):
+    settings.ROCKET_TASKS = {"report": {**GOOD, "func": "tests.support.tasks.nope"}}
+    with pytest.raises(SystemCheckError) as exc:
+        call_command("check")
+    assert "django_rocket.E005" in str(exc.value)
+    assert "'report'" in str(exc.value)

@@ -1,0 +1,122 @@
+"""The planner decides what is due from a snapshot and a clock alone: no database here."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+
+import pytest
+
+from django_rocket.clock import FakeClock
+from django_rocket.conditions import MemoryHistory
+from django_rocket.conditions.custom import condition, unregister
+from django_rocket.conditions.parser import parse
+from django_rocket.engine.planner import ConditionFailed, Planner
+from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
+from django_rocket.registry import TaskSpec
+
+
+def planner_of(*specs: TaskSpec) -> Planner:
+    planner = Planner({s.name: s for s in specs}, UTC, poll_every=1.0)
+    planner.prepare_conditions()
+    planner.enabled = {s.name: True for s in specs}
+    planner.activate(MemoryHistory(), {}, [])
+    return planner
+
+
+def spec(
+    name: str, start: str, *, end: str | None = None, timeout: timedelta | None = None
+) -> TaskSpec:
+    return TaskSpec(
+        name,
+        "tests.support.tasks.noop",
+        parse(start),
+        parse(end) if end else None,
+        execution="main",
+        timeout=timeout,
+    )
+
+
+def names(starts: list[tuple[TaskSpec, str, TaskRun | None]]) -> list[tuple[str, str]]:
+    return [(s.name, trigger) for s, trigger, _ in starts]
+
+
+def test_a_task_becomes_due_and_wakes_up_at_its_next_change(clock: FakeClock) -> None:
+    planner = planner_of(spec("t", "every('10 seconds')"))
+    assert names(planner.due(clock.now(), slots=0)) == [("t", RunTrigger.SCHEDULED)]
+    planner.started(planner.specs["t"], "r1", RunTrigger.SCHEDULED, clock.now())
+    planner.finished("r1", clock.now(), RunStatus.SUCCESS)
+    assert names(planner.due(clock.now(), slots=0)) == []
+    wake = planner.wakes[0].at
+    assert timedelta(seconds=10) <= wake - clock.now() < timedelta(seconds=11)
+    assert planner.seconds_to_next_change(clock.now()) == [(wake - clock.now()).total_seconds()]
+    clock.advance(9)
+    assert names(planner.due(clock.now(), slots=0)) == []
+    clock.set(wake)
+    assert names(planner.due(clock.now(), slots=0)) == [("t", RunTrigger.SCHEDULED)]
+
+
+def test_only_tasks_that_changed_or_woke_up_are_evaluated(clock: FakeClock) -> None:
+    planner = planner_of(spec("a", "every('1 hour')"), spec("b", "after task 'a' succeeded"))
+    assert names(planner.due(clock.now(), slots=0)) == [("a", RunTrigger.SCHEDULED)]
+    assert not planner.busy()
+    planner.started(planner.specs["a"], "r1", RunTrigger.SCHEDULED, clock.now())
+    clock.advance(1)
+    planner.finished("r1", clock.now(), RunStatus.SUCCESS)
+    assert planner.dirty == {"a", "b"}  # b's condition reads a's runs
+    assert names(planner.due(clock.now(), slots=0)) == [("b", RunTrigger.SCHEDULED)]
+
+
+def test_a_paused_task_is_not_evaluated_and_a_queued_run_still_starts(clock: FakeClock) -> None:
+    planner = planner_of(spec("t", "every('1 minute')"))
+    assert planner.set_enabled("t", False)
+    assert names(planner.due(clock.now(), slots=0)) == []
+    queued = TaskRun(pk=7, task=Task(name="t"), status=RunStatus.QUEUED)
+    assert planner.add_queued(queued)
+    assert not planner.add_queued(queued)  # followed once
+    assert planner.due(clock.now(), slots=0) == [(planner.specs["t"], RunTrigger.MANUAL, queued)]
+
+
+def test_a_deadline_terminates_the_run_once(clock: FakeClock) -> None:
+    planner = planner_of(spec("t", "every('1 hour')", timeout=timedelta(seconds=5)))
+    planner.started(planner.specs["t"], "r1", RunTrigger.SCHEDULED, clock.now())
+    assert planner.seconds_to_next_change(clock.now())[-1] == 5.0
+    terminated: list[tuple[str, str]] = []
+    clock.advance(4)
+    planner.enforce_deadlines(clock.now(), lambda run_id, why: terminated.append((run_id, why)))
+    assert terminated == []
+    clock.advance(1)
+    planner.enforce_deadlines(clock.now(), lambda run_id, why: terminated.append((run_id, why)))
+    planner.enforce_deadlines(clock.now(), lambda run_id, why: terminated.append((run_id, why)))
+    assert terminated == [("r1", "Timed out after 0:00:05.")]
+
+
+def test_an_end_condition_fires_for_the_runs_of_its_task(clock: FakeClock) -> None:
+    planner = planner_of(spec("t", "every('1 hour')", end="running.more_than('30 seconds')"))
+    planner.started(planner.specs["t"], "r1", RunTrigger.SCHEDULED, clock.now())
+    terminated: list[str] = []
+    planner.check_end_conditions(clock.now(), lambda run_id, why: terminated.append(run_id))
+    assert terminated == []
+    assert planner.end_wakes["t"] > clock.now()
+    clock.set(planner.end_wakes["t"])
+    planner.check_end_conditions(clock.now(), lambda run_id, why: terminated.append(run_id))
+    assert terminated == ["r1"]
+    planner.finished("r1", clock.now(), RunStatus.TERMINATE)
+    assert "t" not in planner.end_wakes
+
+
+def test_a_condition_that_raises_stops_the_planner_unless_silenced(clock, settings) -> None:
+    def boom() -> bool:
+        raise RuntimeError("boom")
+
+    condition(name="planner_boom")(boom)
+    try:
+        planner = planner_of(spec("t", "planner_boom"))
+        settings.ROCKET_SILENCE_COND_CHECK = True
+        assert planner.due(clock.now(), slots=0) == []  # treated as false, looked at again
+        assert planner.wakes[0].at == clock.now() + timedelta(seconds=1)
+        settings.ROCKET_SILENCE_COND_CHECK = False
+        clock.advance(1)
+        with pytest.raises(ConditionFailed, match="the condition of task 't' raised"):
+            planner.due(clock.now(), slots=0)
+    finally:
+        unregister("planner_boom")

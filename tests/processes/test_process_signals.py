@@ -1,0 +1,59 @@
+"""Real ``runscheduler`` subprocesses: signals stop them cleanly and every run is recorded."""
+
+import signal
+
+import pytest
+
+from django_rocket.models import RunStatus, SchedulerInstance, TaskRun
+from tests.conftest import wait_until
+
+pytestmark = [pytest.mark.slow]
+
+
+def waiting_task(tmp_path, execution: str) -> dict:
+    return {
+        "func": "tests.support.tasks.wait_for_file",
+        "start_cond": "every('1 hour')",
+        "execution": execution,
+        "parameters": {
+            "marker": str(tmp_path / "started"),
+            "release": str(tmp_path / "release"),
+        },
+    }
+
+
+@pytest.mark.parametrize("execution", ["thread", "process"])
+def test_sigterm_mid_run_lets_the_run_finish_and_records_it(scheduler_process, tmp_path, execution):
+    proc = scheduler_process({"w": waiting_task(tmp_path, execution)})
+    wait_until((tmp_path / "started").exists, what="the task to start")
+    assert TaskRun.objects.get().status == RunStatus.RUNNING  # written before the run began
+    proc.proc.send_signal(signal.SIGTERM)
+    (tmp_path / "release").write_text("go")
+    assert proc.wait(timeout=20) == 0, proc.output()
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.SUCCESS
+    assert run.result == "released"
+    instance = SchedulerInstance.objects.get()
+    assert instance.role == "stopped" and instance.stopped_at is not None
+
+
+def test_sigterm_past_the_grace_terminates_and_records(scheduler_process, tmp_path):
+    proc = scheduler_process(
+        {"w": waiting_task(tmp_path, "process")}, {"ROCKET_SHUTDOWN_GRACE": "1 second"}
+    )
+    wait_until((tmp_path / "started").exists, what="the task to start")
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0, proc.output()
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.TERMINATE
+    assert "shutdown" in run.message
+
+
+def test_sigint_twice_forces_stop(scheduler_process, tmp_path):
+    proc = scheduler_process({"w": waiting_task(tmp_path, "process")})
+    wait_until((tmp_path / "started").exists, what="the task to start")
+    proc.proc.send_signal(signal.SIGINT)
+    proc.wait_for_output("Stopping: waiting")  # signals sent together would coalesce
+    proc.proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 0, proc.output()
+    assert TaskRun.objects.get().status == RunStatus.TERMINATE
