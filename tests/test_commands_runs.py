@@ -156,6 +156,36 @@ def test_export_errors(log, settings):
         run("exportruns", "--since", "last week")
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--since", "0001-01-01T00:00+05:00"), r"in the year 1; give a date from 1970 to 9000"),
+        (("--since", "9999-12-31T23:59-05:00"), r"in the year 9999; give a date from 1970"),
+        (("--since", "1969-12-31"), r"in the year 1969"),
+        (("--chunk-size", "99999999999999999999"), r"must be above 0 and at most 10000"),
+        (("--chunk-size", "0"), r"must be above 0 and at most 10000"),
+        (("--task", "etl\udcff"), r"is not UTF-8 text: character 4 stands for a byte"),
+        (("--task", "etl\x00"), r"contains a NUL character; give a task name without one"),
+        (("--task", "x" * 201), r"has 201 characters; a task name has at most 200"),
+        (("--output", "runs\x00.csv"), r"contains a NUL character, which no file name can hold"),
+        (("--output", ""), r"The file name is empty"),
+        (("--output", "\ud800.csv"), r"cannot be encoded as a file name"),
+        (("--format=--",), r"--format needs a value; '--' is not one"),
+    ],
+)
+def test_export_refuses_absurd_values_in_one_line(args, message):
+    with pytest.raises(CommandError, match=message) as info:
+        run("exportruns", *args)
+    assert "\n" not in str(info.value)
+
+
+def test_export_takes_the_bounds_themselves(log, tmp_path):
+    run("exportruns", "--since", "1970-01-01T00:00+23:59", "--chunk-size", "10000")
+    run("exportruns", "--since", "9000-12-31T23:59:59-23:59", "--chunk-size", "1")
+    run("exportruns", "--task", "etl", "--output", str(tmp_path / "r\udcff.csv"))
+    assert (tmp_path / "r\udcff.csv").exists()  # a file name that is not UTF-8 is fine
+
+
 def bulk_runs(count: int) -> None:
     t = task("bulk")
     start = days_ago(30)
@@ -380,8 +410,33 @@ def test_apply_retention(settings):
         (("--older-than", "0"), "'0' is zero"),
         (("--older-than", "-3 days"), "--older-than"),
         (("--older-than", "1 day", "--batch-size", "0"), "must be above 0"),
+        (("--older-than", "99999999 days"), "'99999999 days' is longer than 100 years"),
+        (("--older-than", "9" * 30 + " weeks"), "is longer than 100 years"),
+        (("--older-than", "36501 days"), "is longer than 100 years"),
+        (("--older-than", "1 day", "--batch-size", "99999999999999999999"), "at most 10000"),
+        (("--older-than", "1 day", "--batch-size", "10001"), "at most 10000"),
+        (("--older-than=--",), "--older-than needs a value"),
     ],
 )
 def test_prune_errors(args, message):
     with pytest.raises(CommandError, match=message):
         run("pruneruns", *args)
+
+
+def test_prune_takes_the_bounds_themselves():
+    add("etl", RunStatus.SUCCESS, really_ago(3))
+    add("etl", RunStatus.SUCCESS, really_ago(2))
+    assert run("pruneruns", "--older-than", "36500 days", "--batch-size", "10000").startswith(
+        "Deleted 0 run(s)"
+    )
+    assert run("pruneruns", "--older-than", "1 day", "--batch-size", "1").startswith(
+        "Deleted 1 run(s)"
+    )
+
+
+def test_an_age_reaching_before_year_1_prunes_nothing():
+    add("etl", RunStatus.SUCCESS, days_ago(3))
+    add("etl", RunStatus.SUCCESS, days_ago(2))
+    result = prune_runs(timedelta(days=999_999), now=NOW)
+    assert (result.deleted, result.cutoff) == (0, datetime.min.replace(tzinfo=UTC))
+    assert TaskRun.objects.count() == 2

@@ -1,16 +1,18 @@
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+from django.db import DataError
 
 from django_rocket.conditions import Condition, ConditionSyntaxError, parse
-from django_rocket.management.arguments import declared_spec, iso_datetime, local
+from django_rocket.management.arguments import declared_spec, iso_datetime, local, task_name, text
+from django_rocket.management.base import RocketCommand
 from django_rocket.models import Task
 from django_rocket.ops.explain import ConditionFailed, explain_task
 from django_rocket.registry import TaskSpec
 
 
-class Command(BaseCommand):
+class Command(RocketCommand):
     help = (
         "Explain why a task is or is not due: its condition tree with each node's value, the "
         "run history it read, and when it may next change. "
@@ -21,7 +23,9 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("task", metavar="NAME", help="The task's name in ROCKET_TASKS.")
+        parser.add_argument(
+            "task", type=task_name, metavar="NAME", help="The task's name in ROCKET_TASKS."
+        )
         parser.add_argument(
             "--at",
             type=iso_datetime,
@@ -31,6 +35,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--condition",
+            type=text,
             metavar="EXPR",
             help="Evaluate this condition instead of the task's start condition, against the "
             "task's history, e.g. \"daily & time_of_day.after('10:00')\".",
@@ -53,6 +58,13 @@ class Command(BaseCommand):
             explanation = explain_task(spec, at=at, condition=condition)
         except ConditionFailed as exc:
             raise CommandError(str(exc)) from None
+        except (OverflowError, DataError):
+            # retry(n) reads the last n runs: an n past the database's integers overflows.
+            shown = str(condition if condition is not None else spec.start_cond)
+            raise CommandError(
+                f"The condition {shown!r} holds a number too large to read the run history "
+                "with; use a smaller one, such as retry(3)."
+            ) from None
         if options["json"]:
             self.stdout.write(json.dumps(explanation.to_dict(), indent=2))
         else:

@@ -1,9 +1,19 @@
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TextIO
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser, OutputWrapper
 
 from django_rocket import conf
-from django_rocket.management.arguments import iso_datetime, local, positive_int, unknown_task
+from django_rocket.management.arguments import (
+    MAX_ROWS,
+    file_path,
+    iso_datetime,
+    local,
+    row_count,
+    task_name,
+    unknown_task,
+)
+from django_rocket.management.base import RocketCommand
 from django_rocket.models import Task
 from django_rocket.ops.export import CHUNK_SIZE, FORMATS, export_lines
 
@@ -11,7 +21,7 @@ from django_rocket.ops.export import CHUNK_SIZE, FORMATS, export_lines
 BLOCK = 1 << 16
 
 
-class Command(BaseCommand):
+class Command(RocketCommand):
     help = (
         "Export the run log, one row per run (task_name, run_id, status, trigger, started_at, "
         "finished_at, runtime, message, exc_text), oldest first, streamed in constant memory. "
@@ -23,7 +33,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--format", choices=FORMATS, default="csv", help="Default: csv.")
-        parser.add_argument("--task", metavar="NAME", help="Only the runs of this task.")
+        parser.add_argument(
+            "--task", type=task_name, metavar="NAME", help="Only the runs of this task."
+        )
         parser.add_argument(
             "--since",
             type=iso_datetime,
@@ -32,13 +44,18 @@ class Command(BaseCommand):
             "is local time in ROCKET_TIME_ZONE).",
         )
         parser.add_argument(
-            "--output", metavar="FILE", help="Write to this file instead of standard output."
+            "--output",
+            type=file_path,
+            metavar="FILE",
+            help="Write to this file instead of standard output.",
         )
         parser.add_argument(
             "--chunk-size",
-            type=positive_int,
+            type=row_count,
             default=CHUNK_SIZE,
-            help=f"Rows fetched from the database at a time. Default: {CHUNK_SIZE}.",
+            metavar="N",
+            help=f"Rows fetched from the database at a time, 1 to {MAX_ROWS}. "
+            f"Default: {CHUNK_SIZE}.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -63,7 +80,7 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot write the export to {path!r}: {exc.strerror}.") from None
         self.stdout.write(f"Exported {count} run(s) to {path}.")
 
-    def write(self, lines: Any, out: Any, *, header: bool) -> int:
+    def write(self, lines: Iterable[str], out: OutputWrapper | TextIO, *, header: bool) -> int:
         """Write the lines in blocks; return the number of runs written."""
         count = -1 if header else 0
         block: list[str] = []
@@ -79,8 +96,8 @@ class Command(BaseCommand):
             self.emit(out, block)
         return count
 
-    def emit(self, out: Any, block: list[str]) -> None:
-        if out is self.stdout:
+    def emit(self, out: OutputWrapper | TextIO, block: list[str]) -> None:
+        if isinstance(out, OutputWrapper):  # self.stdout: lines already end in "\n"
             out.write("".join(block), ending="")
         else:
             out.write("".join(block))

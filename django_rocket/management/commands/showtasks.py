@@ -1,14 +1,15 @@
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.utils import timezone
 
 from django_rocket import registry
+from django_rocket.management.base import RocketCommand
 from django_rocket.ops.explain import render_table, task_states
 
 
-class Command(BaseCommand):
+class Command(RocketCommand):
     help = (
         "List the declared tasks, one line each: enabled, status, last run, last success, "
         "last failure, next change and start condition. "
