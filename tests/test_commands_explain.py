@@ -229,6 +229,23 @@ def test_absurd_values_are_one_line_errors(args, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("command", [("explaintask", "report"), ("showtasks",)])
+def test_an_unknown_time_zone_is_one_line(command, settings):
+    settings.ROCKET_TIME_ZONE = "Mars/Olympus"
+    with pytest.raises(CommandError, match=r"ROCKET_TIME_ZONE 'Mars/Olympus' is not a known"):
+        run(*command)
+
+
+@pytest.mark.parametrize("command", [("explaintask", "huge"), ("showtasks",)])
+def test_a_declared_retry_too_large_for_the_database_is_one_line(command, settings):
+    settings.ROCKET_TASKS["huge"] = {
+        "func": "tests.tasks.noop",
+        "start_cond": "daily | retry(100000000000000000000)",
+    }
+    with pytest.raises(CommandError, match=r"holds a number too large to read the run history"):
+        run(*command)
+
+
 def test_the_bounds_of_at_are_explained():
     assert explain_json("report", "--at", "1970-01-01T00:00+23:59")["at"].startswith("1969-12-31")
     assert explain_json("sync", "--at", "9000-12-31T23:59:59-23:59")["due"] is True

@@ -222,6 +222,12 @@ def test_export_refuses_absurd_values_in_one_line(args, message):
     assert "\n" not in str(info.value)
 
 
+def test_a_since_in_an_unknown_time_zone_is_one_line(settings):
+    settings.ROCKET_TIME_ZONE = "Mars/Olympus"
+    with pytest.raises(CommandError, match=r"ROCKET_TIME_ZONE 'Mars/Olympus' is not a known"):
+        run("exportruns", "--since", "2026-03-02")
+
+
 def test_export_takes_the_bounds_themselves(log, tmp_path):
     run("exportruns", "--since", "1970-01-01T00:00+23:59", "--chunk-size", "10000")
     run("exportruns", "--since", "9000-12-31T23:59:59-23:59", "--chunk-size", "1")

@@ -14,10 +14,13 @@ import argparse
 import difflib
 import math
 import os
-from collections.abc import Iterable
+import zoneinfo
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.core.management.base import CommandError
+from django.db import DataError
 
 from django_rocket import conf, registry
 from django_rocket.conditions import parse_duration
@@ -169,13 +172,40 @@ def _shorten(value: str, limit: int = 60) -> str:
     return shown if len(shown) <= limit else shown[: limit - 5] + "…" + shown[-4:]
 
 
+def scheduler_zone() -> zoneinfo.ZoneInfo:
+    """Return ROCKET_TIME_ZONE, or raise a CommandError for a zone that does not exist.
+
+    The commands that skip the system checks would otherwise meet it as a traceback.
+    """
+    try:
+        return registry.scheduler_zone()
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise CommandError(
+            f"ROCKET_TIME_ZONE {conf.time_zone()!r} is not a known time zone "
+            "(django_rocket.E021); use an IANA name such as 'Europe/Berlin' or 'UTC'."
+        ) from None
+
+
+@contextmanager
+def reading_history(condition: str) -> Iterator[None]:
+    """Turn a condition's number too large for the database into a CommandError."""
+    try:
+        yield
+    except (OverflowError, DataError):
+        # retry(n) reads the last n runs: an n past the database's integers overflows.
+        raise CommandError(
+            f"{condition} holds a number too large to read the run history with; "
+            "use a smaller one, such as retry(3)."
+        ) from None
+
+
 def local(value: datetime) -> datetime:
     """Return ``value`` as an aware datetime; a naive one is wall time in ROCKET_TIME_ZONE.
 
     A wall time that a daylight saving change skips or repeats is read with
     ``fold=0``: the offset in force before the change.
     """
-    tz = registry.scheduler_zone()
+    tz = scheduler_zone()
     if value.utcoffset() is None:
         return value.replace(tzinfo=tz)
     return value.astimezone(tz)

@@ -2,10 +2,17 @@ import json
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
-from django.db import DataError
 
 from django_rocket.conditions import Condition, ConditionSyntaxError, parse
-from django_rocket.management.arguments import declared_spec, iso_datetime, local, task_name, text
+from django_rocket.management.arguments import (
+    declared_spec,
+    iso_datetime,
+    local,
+    reading_history,
+    scheduler_zone,
+    task_name,
+    text,
+)
 from django_rocket.management.base import RocketCommand
 from django_rocket.models import Task
 from django_rocket.ops.explain import ConditionFailed, explain_task
@@ -46,6 +53,7 @@ class Command(RocketCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["task"]
+        scheduler_zone()  # a zone that does not exist is an error before anything is read
         condition = None
         if options["condition"] is not None:
             try:
@@ -54,17 +62,12 @@ class Command(RocketCommand):
                 raise CommandError(f"--condition does not parse:\n{exc}") from None
         spec = self.spec(name, condition)
         at = local(options["at"]) if options["at"] is not None else None
+        shown = str(condition if condition is not None else spec.start_cond)
         try:
-            explanation = explain_task(spec, at=at, condition=condition)
+            with reading_history(f"The condition {shown!r}"):
+                explanation = explain_task(spec, at=at, condition=condition)
         except ConditionFailed as exc:
             raise CommandError(str(exc)) from None
-        except (OverflowError, DataError):
-            # retry(n) reads the last n runs: an n past the database's integers overflows.
-            shown = str(condition if condition is not None else spec.start_cond)
-            raise CommandError(
-                f"The condition {shown!r} holds a number too large to read the run history "
-                "with; use a smaller one, such as retry(3)."
-            ) from None
         if options["json"]:
             self.stdout.write(json.dumps(explanation.to_dict(), indent=2))
         else:
