@@ -9,6 +9,9 @@ command's own ``SystemExit``, never another exception).
 
 import argparse
 import io
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from contextlib import redirect_stderr
 from pathlib import Path
@@ -22,6 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from django_rocket.management import arguments
+
+from .conftest import ROOT, database_url
 
 pytestmark = pytest.mark.django_db
 
@@ -324,3 +329,31 @@ def test_each_kind_of_value_has_its_bounds(kind, inside, outside):
     for value in outside:
         with pytest.raises(argparse.ArgumentTypeError):
             kind(value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        ([b"runscheduler", b"--duration", b"abc"], 2, b"'abc' is not a number of seconds"),
+        ([b"runtask", b"caf\xe9"], 2, b"'caf\\udce9' is not UTF-8 text: character 4"),
+        ([b"exportruns", b"--format=--"], 1, b"--format needs a value; '--' is not one."),
+    ],
+)
+def test_from_a_real_command_line(argv, code, message):
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable.encode(), b"-m", b"django", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == code, done.stderr
+    assert message in done.stderr
+    assert b"Traceback" not in done.stderr
