@@ -357,3 +357,22 @@ def test_from_a_real_command_line(argv, code, message):
     assert done.returncode == code, done.stderr
     assert message in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        arguments.iso_datetime,
+        arguments.positive_duration,
+        arguments.positive_seconds,
+        arguments.row_count,
+        arguments.task_name,
+        arguments.text,
+        arguments.file_path,
+    ],
+)
+@pytest.mark.parametrize("value", ["9" * 100_000, "x" * 100_000 + "\x00", "\udcff" * 100_000])
+def test_a_huge_bad_value_is_quoted_short(kind, value):
+    with pytest.raises(argparse.ArgumentTypeError) as info:
+        kind(value)
+    assert len(str(info.value)) < 200, str(info.value)

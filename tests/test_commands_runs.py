@@ -212,6 +212,8 @@ def test_export_errors(log, settings):
         (("--task", "x" * 201), r"has 201 characters; a task name has at most 200"),
         (("--output", "runs\x00.csv"), r"contains a NUL character, which no file name can hold"),
         (("--output", ""), r"The file name is empty"),
+        (("--output", "x" * 4097), r"has 4097 characters; a file path has at most 4096"),
+        (("--output", "x" * 300), r"Cannot write the export to 'xxx.*…xxx': File name too long"),
         (("--output", "\ud800.csv"), r"cannot be encoded as a file name"),
         (("--format=--",), r"--format needs a value; '--' is not one"),
     ],

@@ -39,6 +39,10 @@ MAX_ROWS = 10_000
 MAX_NAME = Task._meta.get_field("name").max_length or 200
 # Free text such as a condition expression.
 MAX_TEXT = 10_000
+# File paths: Linux's PATH_MAX.
+MAX_PATH = 4096
+# Characters of a bad value quoted in an error message.
+MAX_SHOWN = 60
 
 
 def iso_datetime(value: str) -> datetime:
@@ -47,12 +51,12 @@ def iso_datetime(value: str) -> datetime:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not an ISO 8601 date and time; write e.g. 2026-03-02, "
+            f"{quoted(value)} is not an ISO 8601 date and time; write e.g. 2026-03-02, "
             "2026-03-02T10:15 (local time in ROCKET_TIME_ZONE) or 2026-03-02T10:15:00+01:00."
         ) from None
     if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is in the year {moment.year}; give a date from {EARLIEST_YEAR} "
+            f"{quoted(value)} is in the year {moment.year}; give a date from {EARLIEST_YEAR} "
             f"to {LATEST_YEAR}, such as 2026-03-02."
         )
     return moment
@@ -63,14 +67,20 @@ def positive_duration(value: str) -> timedelta:
     try:
         duration = parse_duration(value)
     except (TypeError, ValueError) as exc:
+        if len(value) > MAX_SHOWN:  # its message would quote it whole, twice
+            raise argparse.ArgumentTypeError(
+                f"{quoted(value)} is not a duration; write e.g. '90 days'."
+            ) from None
         raise argparse.ArgumentTypeError(str(exc)) from None
     except OverflowError:
         duration = timedelta.max
     if duration <= timedelta(0):
-        raise argparse.ArgumentTypeError(f"{value!r} is zero; give a duration such as '30 days'.")
+        raise argparse.ArgumentTypeError(
+            f"{quoted(value)} is zero; give a duration such as '30 days'."
+        )
     if duration > MAX_DURATION:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is longer than 100 years ({MAX_DURATION.days} days); "
+            f"{quoted(value)} is longer than 100 years ({MAX_DURATION.days} days); "
             "give a duration such as '90 days'."
         )
     return duration
@@ -82,19 +92,19 @@ def positive_seconds(value: str) -> float:
         seconds = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not a number of seconds; write e.g. 60."
+            f"{quoted(value)} is not a number of seconds; write e.g. 60."
         ) from None
     if not math.isfinite(seconds):
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not a finite number of seconds; write e.g. 60."
+            f"{quoted(value)} is not a finite number of seconds; write e.g. 60."
         )
     if seconds <= 0:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not positive; give a number of seconds above 0, e.g. 60."
+            f"{quoted(value)} is not positive; give a number of seconds above 0, e.g. 60."
         )
     if seconds > MAX_SECONDS:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is more than 100 years ({MAX_SECONDS:.0f} seconds); write e.g. 60."
+            f"{quoted(value)} is more than 100 years ({MAX_SECONDS:.0f} seconds); write e.g. 60."
         )
     return seconds
 
@@ -104,10 +114,11 @@ def row_count(value: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number.") from None
+        raise argparse.ArgumentTypeError(f"{quoted(value)} is not a whole number.") from None
     if not 0 < number <= MAX_ROWS:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is out of range: the number of rows must be above 0 and at most {MAX_ROWS}."
+            f"{quoted(value)} is out of range: the number of rows must be above 0 and at "
+            f"most {MAX_ROWS}."
         )
     return number
 
@@ -119,7 +130,7 @@ def task_name(value: str) -> str:
     _check_text(value, "a task name")
     if len(value) > MAX_NAME:
         raise argparse.ArgumentTypeError(
-            f"The name {_shorten(value)} has {len(value)} characters; a task name has at most "
+            f"The name {quoted(value)} has {len(value)} characters; a task name has at most "
             f"{MAX_NAME}."
         )
     return value
@@ -130,24 +141,28 @@ def text(value: str) -> str:
     _check_text(value, "text")
     if len(value) > MAX_TEXT:
         raise argparse.ArgumentTypeError(
-            f"{_shorten(value)} has {len(value)} characters; the limit is {MAX_TEXT}."
+            f"{quoted(value)} has {len(value)} characters; the limit is {MAX_TEXT}."
         )
     return value
 
 
 def file_path(value: str) -> str:
-    """Read a file path the operating system can take: not empty, without NUL."""
+    """Read a file path the operating system can take: not empty, without NUL, 4,096 at most."""
     if not value:
         raise argparse.ArgumentTypeError("The file name is empty; write e.g. runs.csv.")
+    if len(value) > MAX_PATH:
+        raise argparse.ArgumentTypeError(
+            f"{quoted(value)} has {len(value)} characters; a file path has at most {MAX_PATH}."
+        )
     if "\0" in value:
         raise argparse.ArgumentTypeError(
-            f"{_shorten(value)} contains a NUL character, which no file name can hold."
+            f"{quoted(value)} contains a NUL character, which no file name can hold."
         )
     try:
         os.fsencode(value)  # a byte that is not UTF-8 arrives surrogate-escaped: that is fine
     except UnicodeEncodeError:
         raise argparse.ArgumentTypeError(
-            f"{_shorten(value)} cannot be encoded as a file name on this system."
+            f"{quoted(value)} cannot be encoded as a file name on this system."
         ) from None
     return value
 
@@ -157,16 +172,16 @@ def _check_text(value: str, what: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise argparse.ArgumentTypeError(
-            f"{_shorten(value)} is not UTF-8 text: character {exc.start + 1} stands for a byte "
+            f"{quoted(value)} is not UTF-8 text: character {exc.start + 1} stands for a byte "
             f"that is not UTF-8; give {what} in UTF-8."
         ) from None
     if "\0" in value:
         raise argparse.ArgumentTypeError(
-            f"{_shorten(value)} contains a NUL character; give {what} without one."
+            f"{quoted(value)} contains a NUL character; give {what} without one."
         )
 
 
-def _shorten(value: str, limit: int = 60) -> str:
+def quoted(value: str, limit: int = MAX_SHOWN) -> str:
     """Return ``repr(value)`` cut to about ``limit`` characters, for an error message."""
     shown = repr(value)
     return shown if len(shown) <= limit else shown[: limit - 5] + "…" + shown[-4:]

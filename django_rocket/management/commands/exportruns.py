@@ -9,6 +9,7 @@ from django_rocket.management.arguments import (
     file_path,
     iso_datetime,
     local,
+    quoted,
     row_count,
     task_name,
     unknown_task,
@@ -90,7 +91,9 @@ class Command(RocketCommand):
             with open(path, "w", encoding="utf-8", newline="") as out:
                 count = self.write(lines, out, header=options["format"] == "csv")
         except OSError as exc:
-            raise CommandError(f"Cannot write the export to {path!r}: {exc.strerror}.") from None
+            raise CommandError(
+                f"Cannot write the export to {quoted(path, limit=200)}: {exc.strerror}."
+            ) from None
         self.stdout.write(f"Exported {count} run(s) to {path}.")
 
     def write(self, lines: Iterable[str], out: OutputWrapper | TextIO, *, header: bool) -> int:
