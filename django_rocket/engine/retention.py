@@ -12,7 +12,7 @@ key, so pruning millions of rows never holds a lock for long.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -63,7 +63,7 @@ def prune_runs(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size!r}.")
-    cutoff = (now or timezone.now()) - parse_duration(older_than)
+    cutoff = _cutoff(now or timezone.now(), parse_duration(older_than))
     keep = needed_runs()
     old = TaskRun.objects.filter(status__in=FINISHED_STATUSES, finished_at__lt=cutoff)
     if keep_failed:
@@ -89,6 +89,14 @@ def prune_runs(
         deleted += per_model.get(TaskRun._meta.label, 0)
     more = old.filter(pk__gt=last_pk).exists()
     return PruneResult(cutoff, deleted, kept, batches, dry_run, complete=not more)
+
+
+def _cutoff(now: datetime, older_than: timedelta) -> datetime:
+    """Return ``now - older_than``; an age reaching before year 1 keeps every run."""
+    try:
+        return now - older_than
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def apply_retention(

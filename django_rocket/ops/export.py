@@ -4,6 +4,9 @@ Rows are read with ``values_list(...).iterator(chunk_size=...)`` (a server-side
 cursor on PostgreSQL, chunked fetches on SQLite), in start order along the
 ``(started_at, id)`` index, and written as they arrive: memory does not grow
 with the number of runs.
+
+CSV cells that a spreadsheet would run as a formula (OWASP's "CSV injection")
+are escaped by default: see :func:`escape_formula`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ _FIELDS = (
     "exc_text",
 )
 CHUNK_SIZE = 2000
+# What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def export_rows(
@@ -72,8 +77,12 @@ def export_lines(
     task: str | None = None,
     since: datetime | None = None,
     chunk_size: int = CHUNK_SIZE,
+    escape_formulas: bool = True,
 ) -> Iterator[str]:
-    """Yield the export as text: a header line then one line per run (CSV), or one object each."""
+    """Yield the export as text: a header line then one line per run (CSV), or one object each.
+
+    ``escape_formulas=False`` writes CSV cells as stored (see :func:`escape_formula`).
+    """
     if fmt not in FORMATS:
         raise ValueError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
     rows = export_rows(task=task, since=since, chunk_size=chunk_size)
@@ -88,8 +97,16 @@ def export_lines(
     for row in rows:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerow(["" if value is None else value for value in row])
+        cells = ["" if value is None else value for value in row]
+        writer.writerow([escape_formula(c) for c in cells] if escape_formulas else cells)
         yield buffer.getvalue()
+
+
+def escape_formula(value: object) -> object:
+    """Put a single quote before a text cell a spreadsheet would run as a formula, as OWASP says."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _iso(value: datetime | None) -> str | None:

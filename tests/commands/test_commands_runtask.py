@@ -178,6 +178,21 @@ def test_unknown_and_invalid_tasks(settings):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("ok\udcff", r"'ok\\udcff' is not UTF-8 text: character 3 stands for a byte"),
+        ("ok\x00", r"contains a NUL character; give a task name without one"),
+        ("o" * 201, r"has 201 characters; a task name has at most 200"),
+    ],
+)
+def test_a_name_no_task_can_have_is_one_line(name, message):
+    with pytest.raises(CommandError, match=message) as info:
+        runtask(name)
+    assert "\n" not in str(info.value)
+    assert not TaskRun.objects.exists()
+
+
 def test_queues_for_a_real_scheduler_which_runs_it(scheduler_process, tmp_path, settings):
     marker = tmp_path / "ran"
     tasks = {

@@ -1,18 +1,19 @@
 from datetime import timedelta
 from typing import Any, NoReturn
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import DatabaseError
 from django.utils import timezone
 
 from django_rocket.conf import conf
 from django_rocket.display import format_runtime
 from django_rocket.management.arguments import positive_seconds
+from django_rocket.management.base import RocketCommand
 from django_rocket.models import SchedulerRole
 from django_rocket.ops import overview
 
 
-class Command(BaseCommand):
+class Command(RocketCommand):
     help = (
         "Exit 0 if an active scheduler was seen within --max-age seconds, else exit 1 with a "
         "one-line reason: for container health checks and monitoring. "
@@ -26,7 +27,8 @@ class Command(BaseCommand):
             "--max-age",
             type=positive_seconds,
             metavar="SECONDS",
-            help="How recent the scheduler's heartbeat must be. Default: ROCKET_HEALTH_MAX_AGE.",
+            help="How recent the scheduler's heartbeat must be, above 0 and at most 100 years. "
+            "Default: ROCKET_HEALTH_MAX_AGE.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -1,16 +1,25 @@
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from django_rocket.conditions import Condition, ConditionSyntaxError, parse
-from django_rocket.management.arguments import declared_spec, iso_datetime, local
+from django_rocket.management.arguments import (
+    declared_spec,
+    iso_datetime,
+    local,
+    reading_history,
+    scheduler_zone,
+    task_name,
+    text,
+)
+from django_rocket.management.base import RocketCommand
 from django_rocket.models import Task
 from django_rocket.ops.explain import ConditionFailed, explain_task
 from django_rocket.registry import TaskSpec
 
 
-class Command(BaseCommand):
+class Command(RocketCommand):
     help = (
         "Explain why a task is or is not due: its condition tree with each node's value, the "
         "run history it read, and when it may next change. "
@@ -21,7 +30,9 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("task", metavar="NAME", help="The task's name in ROCKET_TASKS.")
+        parser.add_argument(
+            "task", type=task_name, metavar="NAME", help="The task's name in ROCKET_TASKS."
+        )
         parser.add_argument(
             "--at",
             type=iso_datetime,
@@ -31,6 +42,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--condition",
+            type=text,
             metavar="EXPR",
             help="Evaluate this condition instead of the task's start condition, against the "
             "task's history, e.g. \"daily & time_of_day.after('10:00')\".",
@@ -41,6 +53,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["task"]
+        scheduler_zone()  # a zone that does not exist is an error before anything is read
         condition = None
         if options["condition"] is not None:
             try:
@@ -49,8 +62,10 @@ class Command(BaseCommand):
                 raise CommandError(f"--condition does not parse:\n{exc}") from None
         spec = self.spec(name, condition)
         at = local(options["at"]) if options["at"] is not None else None
+        shown = str(condition if condition is not None else spec.start_cond)
         try:
-            explanation = explain_task(spec, at=at, condition=condition)
+            with reading_history(f"The condition {shown!r}"):
+                explanation = explain_task(spec, at=at, condition=condition)
         except ConditionFailed as exc:
             raise CommandError(str(exc)) from None
         if options["json"]:

@@ -1,9 +1,20 @@
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TextIO
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser, OutputWrapper
 
 from django_rocket.conf import conf
-from django_rocket.management.arguments import iso_datetime, local, positive_int, unknown_task
+from django_rocket.management.arguments import (
+    MAX_ROWS,
+    file_path,
+    iso_datetime,
+    local,
+    quoted,
+    row_count,
+    task_name,
+    unknown_task,
+)
+from django_rocket.management.base import RocketCommand
 from django_rocket.models import Task
 from django_rocket.ops.export import CHUNK_SIZE, FORMATS, export_lines
 
@@ -11,7 +22,7 @@ from django_rocket.ops.export import CHUNK_SIZE, FORMATS, export_lines
 BLOCK = 1 << 16
 
 
-class Command(BaseCommand):
+class Command(RocketCommand):
     help = (
         "Export the run log, one row per run (task_name, run_id, status, trigger, started_at, "
         "finished_at, runtime, message, exc_text), oldest first, streamed in constant memory. "
@@ -23,7 +34,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--format", choices=FORMATS, default="csv", help="Default: csv.")
-        parser.add_argument("--task", metavar="NAME", help="Only the runs of this task.")
+        parser.add_argument(
+            "--task", type=task_name, metavar="NAME", help="Only the runs of this task."
+        )
         parser.add_argument(
             "--since",
             type=iso_datetime,
@@ -32,16 +45,30 @@ class Command(BaseCommand):
             "is local time in ROCKET_TIME_ZONE).",
         )
         parser.add_argument(
-            "--output", metavar="FILE", help="Write to this file instead of standard output."
+            "--output",
+            type=file_path,
+            metavar="FILE",
+            help="Write to this file instead of standard output.",
         )
         parser.add_argument(
             "--chunk-size",
-            type=positive_int,
+            type=row_count,
             default=CHUNK_SIZE,
-            help=f"Rows fetched from the database at a time. Default: {CHUNK_SIZE}.",
+            metavar="N",
+            help=f"Rows fetched from the database at a time, 1 to {MAX_ROWS}. "
+            f"Default: {CHUNK_SIZE}.",
+        )
+        parser.add_argument(
+            "--raw-csv",
+            action="store_true",
+            help="Write CSV cells as stored, without the quote put before a leading =, +, -, "
+            "@, tab or carriage return that stops spreadsheets running them as formulas. "
+            "Only for a consumer that is not a spreadsheet.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["raw_csv"] and options["format"] != "csv":
+            raise CommandError("--raw-csv applies to --format csv only; leave it out with jsonl.")
         name = options["task"]
         if name is not None and not Task.objects.filter(name=name).exists():
             raw = conf.tasks
@@ -50,7 +77,11 @@ class Command(BaseCommand):
             raise unknown_task(name, known, where="the run log")
         since = local(options["since"]) if options["since"] is not None else None
         lines = export_lines(
-            options["format"], task=name, since=since, chunk_size=options["chunk_size"]
+            options["format"],
+            task=name,
+            since=since,
+            chunk_size=options["chunk_size"],
+            escape_formulas=not options["raw_csv"],
         )
         path = options["output"]
         if path is None:
@@ -60,10 +91,12 @@ class Command(BaseCommand):
             with open(path, "w", encoding="utf-8", newline="") as out:
                 count = self.write(lines, out, header=options["format"] == "csv")
         except OSError as exc:
-            raise CommandError(f"Cannot write the export to {path!r}: {exc.strerror}.") from None
+            raise CommandError(
+                f"Cannot write the export to {quoted(path, limit=200)}: {exc.strerror}."
+            ) from None
         self.stdout.write(f"Exported {count} run(s) to {path}.")
 
-    def write(self, lines: Any, out: Any, *, header: bool) -> int:
+    def write(self, lines: Iterable[str], out: OutputWrapper | TextIO, *, header: bool) -> int:
         """Write the lines in blocks; return the number of runs written."""
         count = -1 if header else 0
         block: list[str] = []
@@ -79,8 +112,8 @@ class Command(BaseCommand):
             self.emit(out, block)
         return count
 
-    def emit(self, out: Any, block: list[str]) -> None:
-        if out is self.stdout:
+    def emit(self, out: OutputWrapper | TextIO, block: list[str]) -> None:
+        if isinstance(out, OutputWrapper):  # self.stdout: lines already end in "\n"
             out.write("".join(block), ending="")
         else:
             out.write("".join(block))

@@ -1,13 +1,14 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from django_rocket.conditions import format_duration
 from django_rocket.engine.retention import BATCH_SIZE, prune_runs
-from django_rocket.management.arguments import positive_duration, positive_int
+from django_rocket.management.arguments import MAX_ROWS, positive_duration, row_count
+from django_rocket.management.base import RocketCommand
 
 
-class Command(BaseCommand):
+class Command(RocketCommand):
     help = (
         "Delete runs that finished longer ago than --older-than, in batches, keeping the runs "
         "conditions still read (each task's latest start and latest finish of each outcome, "
@@ -24,7 +25,8 @@ class Command(BaseCommand):
             type=positive_duration,
             required=True,
             metavar="DURATION",
-            help="Age of the runs to delete, counted from their finish: '90 days', '12 hours'.",
+            help="Age of the runs to delete, counted from their finish: '90 days', '12 hours'; "
+            "at most 100 years.",
         )
         parser.add_argument(
             "--keep-failed",
@@ -36,9 +38,10 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--batch-size",
-            type=positive_int,
+            type=row_count,
             default=BATCH_SIZE,
-            help=f"Runs deleted per transaction. Default: {BATCH_SIZE}.",
+            metavar="N",
+            help=f"Runs deleted per transaction, 1 to {MAX_ROWS}. Default: {BATCH_SIZE}.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

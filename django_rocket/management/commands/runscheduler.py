@@ -1,22 +1,15 @@
 import signal
+from types import FrameType
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
 from django_rocket.engine.scheduler import Scheduler
+from django_rocket.management.arguments import positive_seconds
+from django_rocket.management.base import RocketCommand
 
 
-def positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise CommandError(f"--duration must be a number of seconds, not {value!r}.") from None
-    if number <= 0:
-        raise CommandError(f"--duration must be positive, not {value!r}.")
-    return number
-
-
-class Command(BaseCommand):
+class Command(RocketCommand):
     help = (
         "Run the scheduler: start each task when its condition is true and record every run. "
         "Example: python manage.py runscheduler --duration 3600"
@@ -30,15 +23,15 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--duration",
-            type=positive_float,
+            type=positive_seconds,
             metavar="SECONDS",
-            help="Stop gracefully after this many seconds.",
+            help="Stop gracefully after this many seconds (at most 100 years).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         scheduler = Scheduler(once=options["once"], duration=options["duration"])
 
-        def on_signal(signum: int, frame: Any) -> None:
+        def on_signal(signum: int, frame: FrameType | None) -> None:
             scheduler.request_stop(f"received {signal.Signals(signum).name}")
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -1,18 +1,20 @@
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from django_rocket import alerts
 from django_rocket.conf import conf
 from django_rocket.display import format_runtime
-from django_rocket.management.arguments import declared_spec
+from django_rocket.management.arguments import declared_spec, task_name
+from django_rocket.management.base import RocketCommand
 from django_rocket.models import RunStatus, Task
 from django_rocket.ops import RunRefused, oneoff, queue_run
 from django_rocket.ops.overview import active_scheduler
+from django_rocket.registry import TaskSpec
 
 
-class Command(BaseCommand):
+class Command(RocketCommand):
     help = (
         "Run a task now. With a scheduler alive, queue a manual run for it; with --wait, or "
         "when none is alive, run it in this process. The exit code is 0 if the run succeeded "
@@ -23,7 +25,9 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("task", metavar="NAME", help="The task's name in ROCKET_TASKS.")
+        parser.add_argument(
+            "task", type=task_name, metavar="NAME", help="The task's name in ROCKET_TASKS."
+        )
         parser.add_argument(
             "--wait",
             action="store_true",
@@ -63,7 +67,7 @@ class Command(BaseCommand):
                 f"the scheduler {scheduler} starts it at its next poll."
             )
 
-    def run_here(self, spec: Any, verbosity: int) -> None:
+    def run_here(self, spec: TaskSpec, verbosity: int) -> None:
         email = bool(conf.alerts.get("email"))
         if email:
             alerts.install_alerts()

@@ -2,12 +2,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from django_rocket import alerts
+from django_rocket.management.base import RocketCommand
 
 
-class Command(BaseCommand):
+class Command(RocketCommand):
     help = "Send a test email through ROCKET_ALERTS to check the SMTP settings and the receivers."
 
     def handle(self, *args: Any, **options: Any) -> None:

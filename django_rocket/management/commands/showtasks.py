@@ -1,14 +1,15 @@
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.utils import timezone
 
-from django_rocket import registry
+from django_rocket.management.arguments import reading_history, scheduler_zone
+from django_rocket.management.base import RocketCommand
 from django_rocket.ops.explain import render_table, task_states
 
 
-class Command(BaseCommand):
+class Command(RocketCommand):
     help = (
         "List the declared tasks, one line each: enabled, status, last run, last success, "
         "last failure, next change and start condition. "
@@ -24,12 +25,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        at = timezone.now().astimezone(registry.scheduler_zone())
-        states = task_states(at)
+        zone = scheduler_zone()
+        at = timezone.now().astimezone(zone)
+        with reading_history("A task's condition"):
+            states = task_states(at)
         if options["json"]:
             data = {
                 "at": at.isoformat(),
-                "time_zone": str(registry.scheduler_zone()),
+                "time_zone": str(zone),
                 "tasks": [state.to_dict() for state in states],
             }
             self.stdout.write(json.dumps(data, indent=2))

@@ -1,0 +1,20 @@
+"""The base class of django-rocket's management commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+
+class RocketCommand(BaseCommand):
+    """A management command whose every option holds the single value it was given."""
+
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        for dest, value in options.items():
+            # Python 3.11's argparse reads "--option=--" as an empty list, without calling
+            # the option's type: it would reach handle() as a value of the wrong kind.
+            if isinstance(value, list):
+                option = "--" + dest.replace("_", "-")
+                raise CommandError(f"{option} needs a value; '--' is not one.")
+        return super().execute(*args, **options)
