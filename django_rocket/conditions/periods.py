@@ -52,9 +52,20 @@ _WEEKDAY_NAMES.update(
     )
 )
 
-_CLOCK = re.compile(r"(?P<h>\d{1,2}):(?P<m>\d\d)(?::(?P<s>\d\d)(?:\.(?P<f>\d{1,6}))?)?")
-_MINUTE_SECOND = re.compile(r"(?P<m>\d{1,2}):(?P<s>\d\d)(?:\.(?P<f>\d{1,6}))?")
-_SECOND = re.compile(r"(?P<s>\d{1,2})(?:\.(?P<f>\d{1,6}))?")
+# Fractions of a second: digits past the sixth are cut off, as Rocketry does.
+_CLOCK = re.compile(r"(?P<h>\d{1,2}):(?P<m>\d\d)(?::(?P<s>\d\d)(?:\.(?P<f>\d+))?)?")
+_MINUTE_SECOND = re.compile(r"(?P<m>\d{1,2}):(?P<s>\d\d)(?:\.(?P<f>\d+))?")
+# Rocketry reads a minute-cycle value written "SS:00" as SS seconds.
+_SECOND = re.compile(r"(?P<s>\d{1,2})(?::00)?(?:\.(?P<f>\d+))?")
+_QUARTER = re.compile(r"(?P<n>[0-4])\s*(?:quarters?|q)", re.IGNORECASE)
+# The keys a window value given as a dict may use, per cycle, as in Rocketry.
+_DICT_KEYS = {
+    "minute": ("second", "microsecond"),
+    "hour": ("minute", "second", "microsecond"),
+    "day": ("hour", "minute", "second", "microsecond"),
+    "week": ("day", "hour", "minute", "second", "microsecond"),
+}
+_KEY_LENGTH = {"day": DAY, "hour": HOUR, "minute": MINUTE, "second": SECOND, "microsecond": US}
 _MILLISECOND = re.compile(r"(?P<ms>\d{1,4})(?:\.(?P<f>\d{1,3}))?")
 _WEEKDAY = re.compile(r"(?P<day>[A-Za-z]+)(?:\s+(?P<time>\S.*))?")
 _MONTHDAY = re.compile(r"(?P<day>\d{1,2})(?:st|nd|rd|th|\.)?(?:\s+(?P<time>\S.*))?", re.IGNORECASE)
@@ -63,7 +74,8 @@ _MONTHDAY = re.compile(r"(?P<day>\d{1,2})(?:st|nd|rd|th|\.)?(?:\s+(?P<time>\S.*)
 _FORMATS = {
     "second": "milliseconds as text 'NNN' (or a whole number of milliseconds)",
     "minute": "seconds as text 'SS' (or a whole number of seconds)",
-    "hour": "minutes and seconds as text 'MM:SS' (or a whole number of minutes)",
+    "hour": "minutes and seconds as text 'MM:SS' or quarters such as '1 quarter' (or a whole "
+    "number of minutes)",
     "day": "a time 'HH:MM' or 'HH:MM:SS' (or a whole hour)",
     "week": "a weekday name, optionally followed by a time 'HH:MM' (or a weekday number, "
     "Monday being one)",
@@ -73,7 +85,7 @@ _FORMATS = {
 
 
 def _fraction(text: str | None) -> int:
-    return int(text.ljust(6, "0")) if text else 0
+    return int(text[:6].ljust(6, "0")) if text else 0
 
 
 def _clock_offset(text: str, allow_end: bool) -> int:
@@ -101,6 +113,11 @@ def parse_value(unit: str, value: object, side: str) -> int:
         if isinstance(value, int):
             offset = _parse_int(unit, value)
             return offset + STEP[unit] if end else offset
+        if isinstance(value, dict):
+            offset = _parse_dict(unit, value)
+            if offset > cycle or (offset == cycle and not end):
+                raise ValueError
+            return offset
         if not isinstance(value, str):
             raise ValueError
         offset = _parse_str(unit, value.strip(), end)
@@ -119,6 +136,19 @@ def _bad_value(value: object, reason: str) -> ValueError:
     # Lets a parser point at the argument at fault.
     error.bad_value = value  # type: ignore[attr-defined]
     return error
+
+
+def _parse_dict(unit: str, value: dict) -> int:
+    """Return the offset of a value such as ``{"hour": 10, "minute": 30}`` (a point)."""
+    keys = _DICT_KEYS.get(unit, ())
+    if not value or any(key not in keys for key in value):
+        raise ValueError
+    offset = 0
+    for key, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise ValueError
+        offset += number * _KEY_LENGTH[key]
+    return offset
 
 
 def _parse_int(unit: str, value: int) -> int:
@@ -147,6 +177,9 @@ def _parse_str(unit: str, text: str, end: bool) -> int:
             raise ValueError
         return int(match["s"]) * SECOND + _fraction(match["f"])
     if unit == "hour":
+        quarter = _QUARTER.fullmatch(text)
+        if quarter:
+            return int(quarter["n"]) * 15 * MINUTE
         match = _MINUTE_SECOND.fullmatch(text)
         if not match or int(match["s"]) > 59 or int(match["m"]) > 60:
             raise ValueError
