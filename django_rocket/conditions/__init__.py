@@ -18,6 +18,12 @@ from .custom import RESERVED, Custom, condition, custom_conditions
 from .durations import format_duration, parse_duration
 from .history import History, MemoryHistory, RunRecord
 from .periods import Span
+from .scheduler_state import (
+    SchedulerCycles,
+    SchedulerRunning,
+    scheduler_cycles,
+    scheduler_running,
+)
 from .tasks import (
     After,
     Retry,
@@ -55,9 +61,14 @@ from .timing import (
     time_of_hour,
     time_of_minute,
     time_of_month,
+    time_of_second,
     time_of_week,
     weekly,
 )
+
+#: Rocketry's names for the constants.
+always = true
+never = false
 
 __all__ = [
     "NAMESPACE",
@@ -79,6 +90,8 @@ __all__ = [
     "Retry",
     "RunRecord",
     "Running",
+    "SchedulerCycles",
+    "SchedulerRunning",
     "Span",
     "TaskEvent",
     "TimeOf",
@@ -91,6 +104,7 @@ __all__ = [
     "after_fail",
     "after_finish",
     "after_success",
+    "always",
     "condition",
     "cron",
     "crontime",
@@ -105,10 +119,13 @@ __all__ = [
     "inacted",
     "minutely",
     "monthly",
+    "never",
     "parse",
     "parse_duration",
     "retry",
     "running",
+    "scheduler_cycles",
+    "scheduler_running",
     "secondly",
     "started",
     "succeeded",
@@ -117,6 +134,7 @@ __all__ = [
     "time_of_hour",
     "time_of_minute",
     "time_of_month",
+    "time_of_second",
     "time_of_week",
     "true",
     "weekly",
@@ -127,6 +145,8 @@ NAMESPACE: Mapping[str, object] = MappingProxyType(
     {
         "true": true,
         "false": false,
+        "always": always,
+        "never": never,
         "secondly": secondly,
         "minutely": minutely,
         "hourly": hourly,
@@ -136,6 +156,7 @@ NAMESPACE: Mapping[str, object] = MappingProxyType(
         "every": every,
         "cron": cron,
         "crontime": crontime,
+        "time_of_second": time_of_second,
         "time_of_minute": time_of_minute,
         "time_of_hour": time_of_hour,
         "time_of_day": time_of_day,
@@ -158,6 +179,8 @@ NAMESPACE: Mapping[str, object] = MappingProxyType(
         "after_any_success": after_any_success,
         "after_any_fail": after_any_fail,
         "after_any_finish": after_any_finish,
+        "scheduler_running": scheduler_running,
+        "scheduler_cycles": scheduler_cycles,
     }
 )
 RESERVED.update(NAMESPACE)

@@ -40,6 +40,9 @@ class Context:
 
     ``utc`` and ``wall`` are derived from ``now``: the same instant in UTC (the
     form histories and windows use) and on the local clock of ``tz``.
+    ``scheduler_started_at`` (aware) and ``scheduler_cycles`` describe the
+    scheduler evaluating the condition, for ``scheduler_running`` and
+    ``scheduler_cycles``; None outside a scheduler, where those are false.
     """
 
     task: str
@@ -47,6 +50,8 @@ class Context:
     history: History
     tz: tzinfo
     retry_disabled: bool = False
+    scheduler_started_at: datetime | None = None
+    scheduler_cycles: int | None = None
     utc: datetime = field(init=False, repr=False, compare=False)
     wall: datetime = field(init=False, repr=False, compare=False)
 
@@ -56,6 +61,9 @@ class Context:
             raise ValueError(f"Context.now must be an aware datetime, got {now!r}.")
         object.__setattr__(self, "utc", now if now.tzinfo is UTC else now.astimezone(UTC))
         object.__setattr__(self, "wall", now.astimezone(self.tz))
+        started = self.scheduler_started_at
+        if started is not None and started.utcoffset() is None:
+            raise ValueError(f"Context.scheduler_started_at must be aware, got {started!r}.")
 
     def for_task(self, task: str) -> Context:
         """The same instant, history and zone for another task, without converting again."""

@@ -24,6 +24,7 @@ __all__ = [
     "time_of_hour",
     "time_of_minute",
     "time_of_month",
+    "time_of_second",
     "time_of_week",
     "weekly",
 ]
@@ -234,6 +235,7 @@ daily = PeriodRun(Span("day"))
 weekly = PeriodRun(Span("week"))
 monthly = PeriodRun(Span("month"))
 
+time_of_second = TimeOf(Span("second"))
 time_of_minute = TimeOf(Span("minute"))
 time_of_hour = TimeOf(Span("hour"))
 time_of_day = TimeOf(Span("day"))

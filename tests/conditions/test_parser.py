@@ -95,6 +95,22 @@ PYTHON_FORMS = [
     ),
     ("after_success('etl') & ~running", lambda: c.after_success("etl") & ~c.running),
     ("(failed.today >= 3) & daily", lambda: (c.failed.today >= 3) & c.daily),
+    ("always", lambda: c.true),
+    ("never", lambda: c.false),
+    ("always & ~never", lambda: c.true & ~c.false),
+    ("time_of_second.between('100', '500')", lambda: c.time_of_second.between("100", "500")),
+    ("scheduler_running", lambda: c.scheduler_running),
+    (
+        "scheduler_running(more_than='1 hour')",
+        lambda: c.scheduler_running(more_than="1 hour"),
+    ),
+    (
+        "scheduler_running.past('10 minutes')",
+        lambda: c.scheduler_running(less_than="10 minutes"),
+    ),
+    ("scheduler_cycles(less_than=3)", lambda: c.scheduler_cycles(less_than=3)),
+    ("scheduler_cycles(more_than=1, less_than=5)", lambda: c.scheduler_cycles(1, 5)),
+    ("scheduler_cycles(exactly=0)", lambda: c.scheduler_cycles(exactly=0)),
 ]
 
 
