@@ -63,7 +63,9 @@ from .timing import (
     time_of_month,
     time_of_second,
     time_of_week,
+    time_of_year,
     weekly,
+    yearly,
 )
 
 #: Rocketry's names for the constants.
@@ -136,8 +138,10 @@ __all__ = [
     "time_of_month",
     "time_of_second",
     "time_of_week",
+    "time_of_year",
     "true",
     "weekly",
+    "yearly",
 ]
 
 #: Every name a condition string may use, mapped to its value in this package.
@@ -153,6 +157,7 @@ NAMESPACE: Mapping[str, object] = MappingProxyType(
         "daily": daily,
         "weekly": weekly,
         "monthly": monthly,
+        "yearly": yearly,
         "every": every,
         "cron": cron,
         "crontime": crontime,
@@ -162,6 +167,7 @@ NAMESPACE: Mapping[str, object] = MappingProxyType(
         "time_of_day": time_of_day,
         "time_of_week": time_of_week,
         "time_of_month": time_of_month,
+        "time_of_year": time_of_year,
         "started": started,
         "succeeded": succeeded,
         "failed": failed,

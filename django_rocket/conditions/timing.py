@@ -26,7 +26,9 @@ __all__ = [
     "time_of_month",
     "time_of_second",
     "time_of_week",
+    "time_of_year",
     "weekly",
+    "yearly",
 ]
 
 # The finishes that "use up" a period: a run still going or a crash does not.
@@ -92,6 +94,7 @@ class PeriodRun(_Narrowable):
         "day": "daily",
         "week": "weekly",
         "month": "monthly",
+        "year": "yearly",
     }
 
     def _finished(self, ctx: Context, start: datetime, end: datetime) -> datetime | None:
@@ -141,6 +144,7 @@ class TimeOf(_Narrowable):
         "day": "time_of_day",
         "week": "time_of_week",
         "month": "time_of_month",
+        "year": "time_of_year",
     }
 
     def is_true(self, ctx: Context) -> bool:
@@ -234,6 +238,7 @@ hourly = PeriodRun(Span("hour"))
 daily = PeriodRun(Span("day"))
 weekly = PeriodRun(Span("week"))
 monthly = PeriodRun(Span("month"))
+yearly = PeriodRun(Span("year"))
 
 time_of_second = TimeOf(Span("second"))
 time_of_minute = TimeOf(Span("minute"))
@@ -241,3 +246,4 @@ time_of_hour = TimeOf(Span("hour"))
 time_of_day = TimeOf(Span("day"))
 time_of_week = TimeOf(Span("week"))
 time_of_month = TimeOf(Span("month"))
+time_of_year = TimeOf(Span("year"))
