@@ -103,6 +103,10 @@ PYTHON_FORMS = [
     ),
     ("time_of_year.after('Nov 1st 18:00')", lambda: c.time_of_year.after("Nov 1st 18:00")),
     ("time_of_year.between(3, 6)", lambda: c.time_of_year.between("Mar", "Jun")),
+    (
+        "during('2026-12-01', '2027-01-06 12:00')",
+        lambda: c.during("2026-12-01", "2027-01-06 12:00"),
+    ),
     ("always", lambda: c.true),
     ("never", lambda: c.false),
     ("always & ~never", lambda: c.true & ~c.false),
