@@ -95,8 +95,7 @@ def test_migrate_and_one_cycle_records_the_failing_traceback(tmp_path):
 
 def test_the_report_follows_the_robust_applications_recipe(tmp_path):
     code = (
-        "from django.conf import settings as s; "
-        "print(s.ROCKET_TASKS['flaky_report']['start_cond'])"
+        "from django.conf import settings as s; print(s.ROCKET_TASKS['flaky_report']['start_cond'])"
     )
     result = manage("shell", "-c", code, db=tmp_path / "db.sqlite3")
     assert result.returncode == 0, result.stderr
