@@ -49,8 +49,6 @@ _HASHED = re.compile(r"(?<![a-z])h(?![a-z])")
 _RANDOM = re.compile(r"(?<![a-z])r(?![a-z])")
 # Whatever the seed, a hashed expression validates the same; this one is only for checking.
 _CHECK_SEED = b"django-rocket"
-# A leap day recurs within eight years; anything rarer is not a schedule.
-_MAX_YEARS = 9
 _SYNTAX = (
     "A cron expression has five fields (minute hour day-of-month month day-of-week), "
     "optionally a sixth for the second and a seventh for the year, e.g. '30 2 * * *', "
@@ -105,9 +103,9 @@ def _validate(expr: str) -> tuple[str, bool]:
             expanded, _ = croniter.expand(normal, hash_id=_CHECK_SEED)
         else:
             # Building the shared engine validates too, and the first tick needs it.
-            expanded = _shared_engine(normal, None, _step(normal)).iterator.expanded
+            expanded = _shared_engine(normal, None).iterator.expanded
     except CroniterError as error:
-        position, name, text = _field_at_fault(parts, hashed)
+        position, name, text = _field_at_fault(parts, normal.split(), hashed)
         raise CronError(
             f"Invalid cron expression {expr!r}: the {name} field {text!r} is not valid "
             f"(croniter: {_croniter_reason(error)}).",
@@ -130,12 +128,14 @@ def _day_occurs(days: Sequence[object], months: Sequence[object]) -> bool:
     )
 
 
-def _field_at_fault(parts: list[tuple[int, str]], hashed: bool) -> tuple[int, str, str]:
+def _field_at_fault(
+    parts: list[tuple[int, str]], normal: list[str], hashed: bool
+) -> tuple[int, str, str]:
     """Return the offset, name and text of the first field croniter refuses on its own."""
     seed = _CHECK_SEED if hashed else None
     for index, (position, text) in enumerate(parts):
         alone = ["*"] * len(parts)
-        alone[index] = text.lower()
+        alone[index] = normal[index]
         try:
             croniter.expand(" ".join(alone), hash_id=seed)
         except CroniterError:
@@ -156,23 +156,25 @@ class _Engine:
     forward, so nearly every question falls in that interval.
     """
 
-    __slots__ = ("iterator", "known", "lock", "step")
+    __slots__ = ("exhausted", "iterator", "known", "lock")
 
-    def __init__(self, expr: str, seed: bytes | None, step: timedelta) -> None:
-        self.iterator = croniter(
-            expr,
-            datetime(2000, 1, 1),
-            hash_id=seed,
-            max_years_between_matches=_MAX_YEARS,
-        )
-        self.step = step
+    def __init__(self, expr: str, seed: bytes | None) -> None:
+        self.iterator = croniter(expr, datetime(2000, 1, 1), hash_id=seed)
         self.lock = threading.Lock()
         self.known: tuple[datetime, bool, datetime | None] | None = None
+        # From here on croniter found no match (a year field in the past): not asked again.
+        self.exhausted: datetime | None = None
 
     def _after(self, wall: datetime) -> datetime:
         """Return the first match strictly after ``wall`` (croniter's question)."""
-        with self.lock:
-            result = self.iterator.get_next(datetime, start_time=wall, update_current=False)
+        if self.exhausted is not None and wall >= self.exhausted:
+            raise CroniterBadDateError("no match")
+        try:
+            with self.lock:
+                result = self.iterator.get_next(datetime, start_time=wall, update_current=False)
+        except CroniterBadDateError:
+            self.exhausted = wall if self.exhausted is None else min(wall, self.exhausted)
+            raise
         assert isinstance(result, datetime)
         return result
 
@@ -200,9 +202,9 @@ class _Engine:
 
 
 @lru_cache(maxsize=16384)
-def _shared_engine(expr: str, seed: bytes | None, step: timedelta) -> _Engine:
+def _shared_engine(expr: str, seed: bytes | None) -> _Engine:
     """Return the engine of an expression, shared by every condition that uses it."""
-    return _Engine(expr, seed, step)
+    return _Engine(expr, seed)
 
 
 @dataclass(frozen=True)
@@ -224,14 +226,14 @@ class CronSchedule:
         object.__setattr__(self, "hashed", hashed)
         object.__setattr__(self, "step", _step(normal))
         if not hashed:
-            self._engines[None] = _shared_engine(normal, None, self.step)
+            self._engines[None] = _shared_engine(normal, None)
 
     def _engine(self, seed: str) -> _Engine:
         key = seed if self.hashed else None
         engine = self._engines.get(key)
         if engine is None:
             seeded = None if key is None else _seed(key)
-            engine = self._engines.setdefault(key, _shared_engine(self.expr, seeded, self.step))
+            engine = self._engines.setdefault(key, _shared_engine(self.expr, seeded))
         return engine
 
     def resolved(self, seed: str) -> str:

@@ -5,6 +5,7 @@ expected values are croniter's documented meanings; the DST property checks
 the croniter-based matching against a brute-force reading of our DST rules.
 """
 
+import importlib
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,10 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from django_rocket.conditions import ConditionSyntaxError, cron, crontime, parse
-from django_rocket.conditions import cron as cron_module
 from django_rocket.conditions.cron import _Engine
 
 from .helpers import at, ctx, day_bounds, run, simulate
+
+# The module, which the package's name ``cron`` (the function) hides.
+cron_module = importlib.import_module("django_rocket.conditions.cron")
 
 # 2026-02-28 is a Saturday, 2026-03-15 a Sunday, 2026-03-13 the second Friday of March.
 
@@ -174,10 +177,37 @@ def test_steady_ticks_ask_croniter_nothing(monkeypatch):
     assert condition.next_change(ctx(start)) == at("2026-03-02 10:15")
 
 
-def test_an_expression_that_never_matches_again_is_false_for_good():
+def test_an_expression_that_never_matches_again_is_false_for_good(monkeypatch):
     condition = crontime("0 0 * * * 0 2026")
     context = ctx(at("2027-01-01 00:00"))
     assert condition.evaluate(context) == (False, None)
+    calls = []
+    original = _Engine._after
+
+    def counting(self, wall):
+        calls.append(wall)
+        return original(self, wall)
+
+    monkeypatch.setattr(_Engine, "_after", counting)
+    # croniter is not asked again.
+    monkeypatch.setattr(cron_module.croniter, "get_next", None)
+    assert condition.evaluate(ctx(at("2027-01-01 00:05"))) == (False, None)
+    assert calls
+
+
+def test_a_match_years_away_is_found():
+    assert crontime("0 0 * * * 0 2040").next_change(ctx(at("2026-03-02 10:00"))) == at(
+        "2040-01-01 00:00"
+    )
+    # The fifth Monday of February: a leap year whose Feb 29 is a Monday.
+    assert crontime("0 0 * 2 1#5").next_change(ctx(at("2026-03-02 10:00"))) == at(
+        "2044-02-29 00:00"
+    )
+
+
+def test_a_long_name_does_not_take_the_blame():
+    with pytest.raises(ValueError, match="the second field '61'"):
+        cron("0 9 * * monday 61")
 
 
 # The DST rules, read minute by minute in UTC: a matching wall-clock minute runs
@@ -252,5 +282,6 @@ def test_cron_follows_the_dst_rules(place, minute, hour):
     assert polled == expected
 
 
-def test_engine_module_has_no_django():
+def test_the_engine_imports_no_django():
     assert "django" not in cron_module.__dict__
+    assert cron_module.croniter.__module__.startswith("croniter")
