@@ -47,6 +47,7 @@ _LONG_NAME = re.compile(
 _DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _HASHED = re.compile(r"(?<![a-z])h(?![a-z])")
 _RANDOM = re.compile(r"(?<![a-z])r(?![a-z])")
+_LETTER = re.compile(r"(?<![a-z])[hlw](?![a-z])")
 # Whatever the seed, a hashed expression validates the same; this one is only for checking.
 _CHECK_SEED = b"django-rocket"
 _SYNTAX = (
@@ -83,6 +84,8 @@ def _validate(expr: str) -> tuple[str, bool]:
     normal = _LONG_NAME.sub(
         lambda match: match.group()[:3], " ".join(text for _, text in parts).lower()
     )
+    # Names stay lower-case (mon, jan); the letters H, L and W are written as capitals.
+    normal = _LETTER.sub(lambda match: match.group().upper(), normal)
     if normal.startswith("@"):
         if normal not in _ALIASES:
             raise CronError(f"{_SYNTAX}; got {expr!r}.", parts[0][0] if parts else 0)
@@ -96,7 +99,7 @@ def _validate(expr: str) -> tuple[str, bool]:
                 "start of the scheduler; use H, which is spread by the task's name but stable.",
                 position,
             )
-    hashed = bool(_HASHED.search(normal))
+    hashed = bool(_HASHED.search(normal.lower()))
     try:
         expanded: Sequence[Sequence[object]]
         if hashed:
@@ -118,7 +121,7 @@ def _validate(expr: str) -> tuple[str, bool]:
 
 
 def _day_occurs(days: Sequence[object], months: Sequence[object]) -> bool:
-    if "*" in days or "l" in days or "*" in months:
+    if "*" in days or "l" in days or "L" in days or "*" in months:
         return True
     return any(
         day <= _DAYS_IN_MONTH[month - 1]

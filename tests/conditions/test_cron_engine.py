@@ -85,6 +85,15 @@ def test_l_and_hash_next_change():
     )
 
 
+def test_letters_render_as_capitals_and_names_in_lower_case():
+    assert str(cron("h 3 * * MON")) == "cron('H 3 * * mon')"
+    assert str(crontime("0 0 l * *")) == "crontime('0 0 L * *')"
+    assert str(crontime("0 0 15w * *")) == "crontime('0 0 15W * *')"
+    assert str(crontime("0 0 * * l5")) == "crontime('0 0 * * L5')"
+    assert str(crontime("@DAILY")) == "crontime('@daily')"
+    assert cron("h 3 * * *") == cron("H 3 * * *")
+
+
 def test_keyword_fields_as_in_rocketry():
     assert cron(minute="*/5", hour="9-17") == cron("*/5 9-17 * * *")
     assert crontime(day_of_week="mon", hour=9, minute=0) == crontime("0 9 * * mon")
