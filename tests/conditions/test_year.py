@@ -5,10 +5,12 @@ for it in ``rocketry.conds``; the window values were checked against the
 period, the once-a-year behaviour is reasoned from SEMANTICS.md.
 """
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from django_rocket.conditions import parse, time_of_year, yearly
 
@@ -103,3 +105,28 @@ def test_year_windows_render_and_parse_back():
         time_of_year.at("Feb 29th"),
     ):
         assert parse(str(condition)) == condition, str(condition)
+
+
+MONTH_NAMES = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=st.integers(1, 12),
+    last=st.integers(1, 12),
+    moment=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31)),
+    zone=st.sampled_from(["UTC", "Europe/Berlin", "Pacific/Auckland", "America/Santiago"]),
+)
+def test_a_month_window_holds_in_exactly_its_months(first, last, moment, zone):
+    tz = ZoneInfo(zone)
+    now = moment.replace(tzinfo=tz)
+    month = now.astimezone(tz).month
+    inside = first <= month <= last if first <= last else month >= first or month <= last
+    condition = time_of_year.between(MONTH_NAMES[first - 1], MONTH_NAMES[last - 1])
+    assert condition.is_true(ctx(now, tz=tz)) is inside
+    # The value holds until its next change, which lies at the start of a month.
+    change = condition.next_change(ctx(now, tz=tz))
+    if change is not None:
+        local = change.astimezone(tz)
+        assert local.day == 1 or (local - timedelta(hours=1)).day == 1
+        assert condition.is_true(ctx(change, tz=tz)) is not inside
