@@ -294,3 +294,48 @@ def test_cron_follows_the_dst_rules(place, minute, hour):
 def test_the_engine_imports_no_django():
     assert "django" not in cron_module.__dict__
     assert cron_module.croniter.__module__.startswith("croniter")
+
+
+# Whatever order a scheduler, the admin and explaintask ask in, the remembered
+# answers must be croniter's own: on UTC (no DST) the condition is croniter.
+EXPRESSIONS = [
+    "*/7 * * * *",
+    "0 0 L * *",
+    "30 9 15W * *",
+    "0 12 * * 5#2",
+    "0 0 * * L5",
+    "5-1 9-17/2 * * mon-fri",
+    "0 0 29 2 *",
+    "* * * * * */20",
+    "15 3 1,15 * sun",
+    "@weekly",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    expr=st.sampled_from(EXPRESSIONS),
+    moments=st.lists(
+        st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2028, 12, 31)),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_remembered_answers_are_croniter_s_in_any_order(expr, moments):
+    from croniter import croniter
+
+    condition = crontime(expr)
+    step = timedelta(seconds=1) if len(expr.split()) > 5 else timedelta(minutes=1)
+    for moment in moments:
+        now = moment.replace(tzinfo=UTC)
+        floor = moment.replace(microsecond=0)
+        if step == timedelta(minutes=1):
+            floor = floor.replace(second=0)
+        matches = (
+            croniter.match(expr, floor)
+            if step == timedelta(minutes=1)
+            else (floor.second % 20 == 0)
+        )
+        assert condition.is_true(ctx(now)) is matches, (expr, moment)
+        expected = floor + step if matches else croniter(expr, floor).get_next(datetime)
+        assert condition.next_change(ctx(now)) == expected.replace(tzinfo=UTC), (expr, moment)
