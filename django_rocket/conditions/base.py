@@ -59,8 +59,17 @@ class Context:
         now = self.now
         if now.utcoffset() is None:
             raise ValueError(f"Context.now must be an aware datetime, got {now!r}.")
-        object.__setattr__(self, "utc", now if now.tzinfo is UTC else now.astimezone(UTC))
-        object.__setattr__(self, "wall", now.astimezone(self.tz))
+        utc = now if now.tzinfo is UTC else now.astimezone(UTC)
+        if utc.fold:
+            # UTC has no repeated times; a stray fold would read as the second pass of one.
+            utc = utc.replace(fold=0)
+        object.__setattr__(self, "utc", utc)
+        if now.tzinfo is self.tz and not now.fold:
+            wall = now
+        else:
+            # From UTC, so that ``fold`` marks exactly the second pass of a repeated time.
+            wall = utc.astimezone(self.tz)
+        object.__setattr__(self, "wall", wall)
         started = self.scheduler_started_at
         if started is not None and started.utcoffset() is None:
             raise ValueError(f"Context.scheduler_started_at must be aware, got {started!r}.")

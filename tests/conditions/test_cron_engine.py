@@ -339,3 +339,13 @@ def test_remembered_answers_are_croniter_s_in_any_order(expr, moments):
         assert condition.is_true(ctx(now)) is matches, (expr, moment)
         expected = floor + step if matches else croniter(expr, floor).get_next(datetime)
         assert condition.next_change(ctx(now)) == expected.replace(tzinfo=UTC), (expr, moment)
+
+
+def test_a_stray_fold_on_an_unambiguous_time_is_ignored():
+    # fold=1 only means something on a repeated wall-clock time.
+    now = datetime(2026, 1, 1, 0, 0, fold=1, tzinfo=UTC)
+    assert crontime("*/7 * * * *").is_true(ctx(now))
+    berlin = ZoneInfo("Europe/Berlin")
+    assert crontime("0 12 * * *").is_true(
+        ctx(datetime(2026, 3, 2, 12, fold=1, tzinfo=berlin), tz=berlin)
+    )
