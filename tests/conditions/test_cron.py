@@ -75,6 +75,27 @@ REASONED = [
 ]
 
 
+# Deviations from Rocketry 2.5.1, as croniter (and every cron) reads them: weekday steps
+# count from Sunday = 0 (Rocketry's */2 is Mon, Wed, Fri, Sun and its 1-5/2 Tue, Thu, Sat),
+# and "5/20" is 5, 25, 45 (Rocketry raises RecursionError).
+DIFFERS_FROM_ROCKETRY = [
+    ("0 0 * * */2", "2026-03-01 00:00", True),  # Sunday
+    ("0 0 * * */2", "2026-03-03 00:00", True),  # Tuesday
+    ("0 0 * * */2", "2026-03-02 00:00", False),  # Monday
+    ("0 0 * * 1-5/2", "2026-03-02 00:00", True),  # Monday
+    ("0 0 * * 1-5/2", "2026-03-06 00:00", True),  # Friday
+    ("0 0 * * 1-5/2", "2026-03-03 00:00", False),  # Tuesday
+    ("5/20 * * * *", "2026-03-02 07:25", True),
+    ("5/20 * * * *", "2026-03-02 07:20", False),
+]
+
+
+@pytest.mark.parametrize(("expr", "now", "expected"), DIFFERS_FROM_ROCKETRY)
+def test_cron_steps_as_every_cron_reads_them(expr, now, expected):
+    # reasoned from croniter and POSIX cron; a documented difference from Rocketry
+    assert crontime(expr).is_true(ctx(at(now))) is expected
+
+
 @pytest.mark.parametrize(("expr", "now", "expected"), REASONED)
 def test_crontime(expr, now, expected):
     # reasoned from SEMANTICS.md
