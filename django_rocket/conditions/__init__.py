@@ -18,6 +18,12 @@ from .custom import RESERVED, Custom, condition, custom_conditions
 from .durations import format_duration, parse_duration
 from .history import History, MemoryHistory, RunRecord
 from .periods import Span
+from .scheduler_state import (
+    SchedulerCycles,
+    SchedulerRunning,
+    scheduler_cycles,
+    scheduler_running,
+)
 from .tasks import (
     After,
     Retry,
@@ -42,10 +48,12 @@ from .tasks import (
     terminated,
 )
 from .timing import (
+    During,
     Every,
     PeriodRun,
     TimeOf,
     daily,
+    during,
     every,
     hourly,
     minutely,
@@ -55,9 +63,16 @@ from .timing import (
     time_of_hour,
     time_of_minute,
     time_of_month,
+    time_of_second,
     time_of_week,
+    time_of_year,
     weekly,
+    yearly,
 )
+
+#: Rocketry's names for the constants.
+always = true
+never = false
 
 __all__ = [
     "NAMESPACE",
@@ -70,6 +85,7 @@ __all__ = [
     "Cron",
     "CronTime",
     "Custom",
+    "During",
     "Every",
     "Explanation",
     "History",
@@ -79,6 +95,8 @@ __all__ = [
     "Retry",
     "RunRecord",
     "Running",
+    "SchedulerCycles",
+    "SchedulerRunning",
     "Span",
     "TaskEvent",
     "TimeOf",
@@ -91,11 +109,13 @@ __all__ = [
     "after_fail",
     "after_finish",
     "after_success",
+    "always",
     "condition",
     "cron",
     "crontime",
     "custom_conditions",
     "daily",
+    "during",
     "every",
     "failed",
     "false",
@@ -105,10 +125,13 @@ __all__ = [
     "inacted",
     "minutely",
     "monthly",
+    "never",
     "parse",
     "parse_duration",
     "retry",
     "running",
+    "scheduler_cycles",
+    "scheduler_running",
     "secondly",
     "started",
     "succeeded",
@@ -117,9 +140,12 @@ __all__ = [
     "time_of_hour",
     "time_of_minute",
     "time_of_month",
+    "time_of_second",
     "time_of_week",
+    "time_of_year",
     "true",
     "weekly",
+    "yearly",
 ]
 
 #: Every name a condition string may use, mapped to its value in this package.
@@ -127,20 +153,26 @@ NAMESPACE: Mapping[str, object] = MappingProxyType(
     {
         "true": true,
         "false": false,
+        "always": always,
+        "never": never,
         "secondly": secondly,
         "minutely": minutely,
         "hourly": hourly,
         "daily": daily,
         "weekly": weekly,
         "monthly": monthly,
+        "yearly": yearly,
         "every": every,
+        "during": during,
         "cron": cron,
         "crontime": crontime,
+        "time_of_second": time_of_second,
         "time_of_minute": time_of_minute,
         "time_of_hour": time_of_hour,
         "time_of_day": time_of_day,
         "time_of_week": time_of_week,
         "time_of_month": time_of_month,
+        "time_of_year": time_of_year,
         "started": started,
         "succeeded": succeeded,
         "failed": failed,
@@ -158,6 +190,8 @@ NAMESPACE: Mapping[str, object] = MappingProxyType(
         "after_any_success": after_any_success,
         "after_any_fail": after_any_fail,
         "after_any_finish": after_any_finish,
+        "scheduler_running": scheduler_running,
+        "scheduler_cycles": scheduler_cycles,
     }
 )
 RESERVED.update(NAMESPACE)

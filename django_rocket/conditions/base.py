@@ -40,6 +40,9 @@ class Context:
 
     ``utc`` and ``wall`` are derived from ``now``: the same instant in UTC (the
     form histories and windows use) and on the local clock of ``tz``.
+    ``scheduler_started_at`` (aware) and ``scheduler_cycles`` describe the
+    scheduler evaluating the condition, for ``scheduler_running`` and
+    ``scheduler_cycles``; None outside a scheduler, where those are false.
     """
 
     task: str
@@ -47,6 +50,8 @@ class Context:
     history: History
     tz: tzinfo
     retry_disabled: bool = False
+    scheduler_started_at: datetime | None = None
+    scheduler_cycles: int | None = None
     utc: datetime = field(init=False, repr=False, compare=False)
     wall: datetime = field(init=False, repr=False, compare=False)
 
@@ -54,8 +59,20 @@ class Context:
         now = self.now
         if now.utcoffset() is None:
             raise ValueError(f"Context.now must be an aware datetime, got {now!r}.")
-        object.__setattr__(self, "utc", now if now.tzinfo is UTC else now.astimezone(UTC))
-        object.__setattr__(self, "wall", now.astimezone(self.tz))
+        utc = now if now.tzinfo is UTC else now.astimezone(UTC)
+        if utc.fold:
+            # UTC has no repeated times; a stray fold would read as the second pass of one.
+            utc = utc.replace(fold=0)
+        object.__setattr__(self, "utc", utc)
+        if now.tzinfo is self.tz and not now.fold:
+            wall = now
+        else:
+            # From UTC, so that ``fold`` marks exactly the second pass of a repeated time.
+            wall = utc.astimezone(self.tz)
+        object.__setattr__(self, "wall", wall)
+        started = self.scheduler_started_at
+        if started is not None and started.utcoffset() is None:
+            raise ValueError(f"Context.scheduler_started_at must be aware, got {started!r}.")
 
     def for_task(self, task: str) -> Context:
         """The same instant, history and zone for another task, without converting again."""

@@ -17,6 +17,8 @@ name in quotes::
     [task 't'] has succeeded|failed|started|finished|terminated|inacted [SPAN]
     [while] task 't' is running [AGE]
     is running [AGE]
+    scheduler started V ago | scheduler has run over V
+    scheduler has [more than | less than] N cycles
 
     WINDOW := between V and V | after V | before V | starting V | on V | at V
     SPAN   := (today | this hour|minute|week|month) [WINDOW] | [in] past V
@@ -25,6 +27,7 @@ name in quotes::
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -214,6 +217,39 @@ def _task_names(parser: Parser, several: bool) -> list[tuple[str, int]]:
             return names
 
 
+def _scheduler(parser: Parser, word: str) -> Any:
+    verb = parser.expect_word("started", "has", expected="started or has")
+    running = parser.builtin("scheduler_running")
+    if verb == "started":
+        value = parser.read_value(_DURATION, stop_word="ago")
+        parser.expect_word("ago", expected="'ago', as in scheduler started 10 minutes ago")
+        return parser.call(running.past, "scheduler_running.past", [value[0]], {}, [value])
+    if parser.accept_word("run"):
+        parser.expect_word("over", expected="over, as in scheduler has run over 10 minutes")
+        value = parser.read_value(_DURATION)
+        started = parser.call(running.past, "scheduler_running.past", [value[0]], {}, [value])
+        return parser.combine(operator.inv, started, None, value[1])
+    keyword = "exactly"
+    which = parser.accept_word("more", "less")
+    if which is not None:
+        parser.expect_word("than", expected="than")
+        keyword = f"{which}_than"
+    column = parser.column
+    number = parser.read_number("a number of cycles")
+    parser.expect_word("cycles", expected="cycles")
+    cycles = parser.builtin("scheduler_cycles")
+    return parser.call(cycles, "scheduler_cycles", [], {keyword: number}, [(number, column)])
+
+
+def _session_parameters(parser: Parser, word: str) -> Any:
+    parser.fail(
+        f"Rocketry's {word!r} conditions read its session parameters, which django-rocket "
+        "does not have; write a custom condition (@condition) that reads your settings.",
+        parser.previous.start,
+        "a condition",
+    )
+
+
 def _expect_end(parser: Parser, choices: str) -> None:
     """Fail if a word follows a complete phrase: only an operator may."""
     if parser.peek() not in ("", "&", "|", ")"):
@@ -233,6 +269,9 @@ _PHRASES = {
     "task": _task,
     "while": _while,
     "is": _is,
+    "scheduler": _scheduler,
+    "env": _session_parameters,
+    "param": _session_parameters,
 }
 
 #: Words that start an English phrase when another word follows them.

@@ -590,11 +590,28 @@ class Parser:
             raise
         except Exception as exc:
             reason = str(exc).rstrip(".") or type(exc).__name__
+            column = _blamed_column(str(exc), columns, keyword_columns or {})
             self.fail(
                 f"Invalid arguments for {described}(): {reason}.",
-                _blamed_column(str(exc), columns, keyword_columns or {}),
+                self.inside_value(column, columns, getattr(exc, "position", None)),
                 "valid arguments",
             )
+
+    def inside_value(self, column: int, columns: list[tuple[object, int]], position: object) -> int:
+        """Return the column of ``position`` within the string argument at ``column``.
+
+        An error that knows where in its value it lies (a cron field) is pointed
+        at there, as long as the value is written as is: bare, or quoted without
+        escapes.
+        """
+        if not isinstance(position, int):
+            return column
+        for value, start in columns:
+            if start == column and isinstance(value, str) and 0 <= position <= len(value):
+                for skip in (0, 1):
+                    if self.text.startswith(value, start + skip):
+                        return start + skip + position
+        return column
 
 
 def _blamed_column(

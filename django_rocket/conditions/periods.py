@@ -29,8 +29,9 @@ HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 WEEK = 7 * DAY
 MONTH = 31 * DAY  # the longest month; shorter months are clamped
+YEAR = 366 * DAY  # a leap year; Feb 29 is clamped to Mar 1 in other years
 
-UNITS = ("second", "minute", "hour", "day", "week", "month")
+UNITS = ("second", "minute", "hour", "day", "week", "month", "year")
 CYCLE = {
     "second": SECOND,
     "minute": MINUTE,
@@ -38,10 +39,36 @@ CYCLE = {
     "day": DAY,
     "week": WEEK,
     "month": MONTH,
+    "year": YEAR,
 }
 # One unit of a value within the cycle: what ``.at(x)`` lasts and what an integer end is ceiled to.
-STEP = {"second": MS, "minute": SECOND, "hour": MINUTE, "day": HOUR, "week": DAY, "month": DAY}
-CALENDAR_UNITS = frozenset({"day", "week", "month"})
+# A year's unit is a month, whose length varies: see _year_step.
+STEP = {
+    "second": MS,
+    "minute": SECOND,
+    "hour": MINUTE,
+    "day": HOUR,
+    "week": DAY,
+    "month": DAY,
+    "year": DAY,
+}
+CALENDAR_UNITS = frozenset({"day", "week", "month", "year"})
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_NAMES = {name.lower(): index for index, name in enumerate(MONTHS)}
+_MONTH_NAMES.update(
+    (name, index)
+    for index, name in enumerate(
+        (
+            *("january", "february", "march", "april", "may", "june", "july"),
+            *("august", "september", "october", "november", "december"),
+        )
+    )
+)
+# Where each month begins in a leap year, in microseconds; the last is the year's end.
+_MONTH_STARTS = tuple(
+    day * DAY for day in (0, 31, 60, 91, 121, 152, 182, 213, 244, 274, 305, 335, 366)
+)
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _WEEKDAY_NAMES = {name.lower(): index for index, name in enumerate(WEEKDAYS)}
@@ -52,28 +79,43 @@ _WEEKDAY_NAMES.update(
     )
 )
 
-_CLOCK = re.compile(r"(?P<h>\d{1,2}):(?P<m>\d\d)(?::(?P<s>\d\d)(?:\.(?P<f>\d{1,6}))?)?")
-_MINUTE_SECOND = re.compile(r"(?P<m>\d{1,2}):(?P<s>\d\d)(?:\.(?P<f>\d{1,6}))?")
-_SECOND = re.compile(r"(?P<s>\d{1,2})(?:\.(?P<f>\d{1,6}))?")
+# Fractions of a second: digits past the sixth are cut off, as Rocketry does.
+_CLOCK = re.compile(r"(?P<h>\d{1,2}):(?P<m>\d\d)(?::(?P<s>\d\d)(?:\.(?P<f>\d+))?)?")
+_MINUTE_SECOND = re.compile(r"(?P<m>\d{1,2}):(?P<s>\d\d)(?:\.(?P<f>\d+))?")
+# Rocketry reads a minute-cycle value written "SS:00" as SS seconds.
+_SECOND = re.compile(r"(?P<s>\d{1,2})(?::00)?(?:\.(?P<f>\d+))?")
+_QUARTER = re.compile(r"(?P<n>[0-4])\s*(?:quarters?|q)", re.IGNORECASE)
+# The keys a window value given as a dict may use, per cycle, as in Rocketry.
+_DICT_KEYS = {
+    "minute": ("second", "microsecond"),
+    "hour": ("minute", "second", "microsecond"),
+    "day": ("hour", "minute", "second", "microsecond"),
+    "week": ("day", "hour", "minute", "second", "microsecond"),
+}
+_KEY_LENGTH = {"day": DAY, "hour": HOUR, "minute": MINUTE, "second": SECOND, "microsecond": US}
 _MILLISECOND = re.compile(r"(?P<ms>\d{1,4})(?:\.(?P<f>\d{1,3}))?")
 _WEEKDAY = re.compile(r"(?P<day>[A-Za-z]+)(?:\s+(?P<time>\S.*))?")
 _MONTHDAY = re.compile(r"(?P<day>\d{1,2})(?:st|nd|rd|th|\.)?(?:\s+(?P<time>\S.*))?", re.IGNORECASE)
+_YEARDAY = re.compile(r"(?P<month>[A-Za-z]+)(?:\s+(?P<rest>\S.*))?")
 
 # Formats in placeholders only, so that a message names no value but the bad one.
 _FORMATS = {
     "second": "milliseconds as text 'NNN' (or a whole number of milliseconds)",
     "minute": "seconds as text 'SS' (or a whole number of seconds)",
-    "hour": "minutes and seconds as text 'MM:SS' (or a whole number of minutes)",
+    "hour": "minutes and seconds as text 'MM:SS' or quarters such as '1 quarter' (or a whole "
+    "number of minutes)",
     "day": "a time 'HH:MM' or 'HH:MM:SS' (or a whole hour)",
     "week": "a weekday name, optionally followed by a time 'HH:MM' (or a weekday number, "
     "Monday being one)",
     "month": "a day of the month such as 'Nth', optionally followed by a time 'HH:MM' "
     "(or a whole day number)",
+    "year": "a month name, optionally followed by a day 'Nth' and a time 'HH:MM' (or a "
+    "month number, January being one)",
 }
 
 
 def _fraction(text: str | None) -> int:
-    return int(text.ljust(6, "0")) if text else 0
+    return int(text[:6].ljust(6, "0")) if text else 0
 
 
 def _clock_offset(text: str, allow_end: bool) -> int:
@@ -98,9 +140,18 @@ def parse_value(unit: str, value: object, side: str) -> int:
     try:
         if isinstance(value, bool):
             raise ValueError
+        if isinstance(value, int) and unit == "year":
+            if not 1 <= value <= 12:
+                raise ValueError
+            return _MONTH_STARTS[value] if end else _MONTH_STARTS[value - 1]
         if isinstance(value, int):
             offset = _parse_int(unit, value)
             return offset + STEP[unit] if end else offset
+        if isinstance(value, dict):
+            offset = _parse_dict(unit, value)
+            if offset > cycle or (offset == cycle and not end):
+                raise ValueError
+            return offset
         if not isinstance(value, str):
             raise ValueError
         offset = _parse_str(unit, value.strip(), end)
@@ -119,6 +170,19 @@ def _bad_value(value: object, reason: str) -> ValueError:
     # Lets a parser point at the argument at fault.
     error.bad_value = value  # type: ignore[attr-defined]
     return error
+
+
+def _parse_dict(unit: str, value: dict) -> int:
+    """Return the offset of a value such as ``{"hour": 10, "minute": 30}`` (a point)."""
+    keys = _DICT_KEYS.get(unit, ())
+    if not value or any(key not in keys for key in value):
+        raise ValueError
+    offset = 0
+    for key, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise ValueError
+        offset += number * _KEY_LENGTH[key]
+    return offset
 
 
 def _parse_int(unit: str, value: int) -> int:
@@ -147,12 +211,17 @@ def _parse_str(unit: str, text: str, end: bool) -> int:
             raise ValueError
         return int(match["s"]) * SECOND + _fraction(match["f"])
     if unit == "hour":
+        quarter = _QUARTER.fullmatch(text)
+        if quarter:
+            return int(quarter["n"]) * 15 * MINUTE
         match = _MINUTE_SECOND.fullmatch(text)
         if not match or int(match["s"]) > 59 or int(match["m"]) > 60:
             raise ValueError
         return int(match["m"]) * MINUTE + int(match["s"]) * SECOND + _fraction(match["f"])
     if unit == "day":
         return _clock_offset(text, allow_end=end)
+    if unit == "year":
+        return _year_offset(text, end)
     if unit == "week":
         match = _WEEKDAY.fullmatch(text)
         if not match or match["day"].lower() not in _WEEKDAY_NAMES:
@@ -168,6 +237,39 @@ def _parse_str(unit: str, text: str, end: bool) -> int:
     if match["time"] is None:
         return (day + 1) * DAY if end else day * DAY
     return day * DAY + _clock_offset(match["time"], allow_end=False)
+
+
+def _year_offset(text: str, end: bool) -> int:
+    match = _YEARDAY.fullmatch(text)
+    if not match or match["month"].lower() not in _MONTH_NAMES:
+        raise ValueError
+    month = _MONTH_NAMES[match["month"].lower()]
+    if match["rest"] is None:
+        return _MONTH_STARTS[month + 1] if end else _MONTH_STARTS[month]
+    within = _parse_str("month", match["rest"], end)
+    length = _MONTH_STARTS[month + 1] - _MONTH_STARTS[month]
+    if within > length or (within == length and not end):
+        raise ValueError
+    return _MONTH_STARTS[month] + within
+
+
+def _year_step(offset: int) -> int:
+    """Return how long ``.at()`` lasts from an offset in the year: a month from its start."""
+    if offset in _MONTH_STARTS:
+        index = _MONTH_STARTS.index(offset)
+        return _MONTH_STARTS[index + 1] - offset
+    return DAY
+
+
+def _render_year(offset: int, end: bool) -> str:
+    if end and offset in _MONTH_STARTS:
+        # A bare month as an end means the end of that month.
+        return MONTHS[_MONTH_STARTS.index(offset) - 1]
+    month = max(index for index, start in enumerate(_MONTH_STARTS[:-1]) if start <= offset)
+    rest = offset - _MONTH_STARTS[month]
+    if rest == 0:
+        return MONTHS[month]
+    return f"{MONTHS[month]} {render_value('month', rest, 'end' if end else 'start')}"
 
 
 def _render_clock(offset: int) -> str:
@@ -201,6 +303,8 @@ def render_value(unit: str, offset: int, side: str) -> str:
         return f"{m:02d}:{s:02d}.{us:06d}".rstrip("0") if us else f"{m:02d}:{s:02d}"
     if unit == "day":
         return _render_clock(offset)
+    if unit == "year":
+        return _render_year(offset, end)
     day, rest = divmod(offset, DAY)
     if rest == 0 and end:
         # A bare day name as an end means the end of that day.
@@ -262,7 +366,7 @@ class Span:
             start, end = parse_value(unit, values[0], "start"), cycle
         elif method == "at":
             start = parse_value(unit, values[0], "start")
-            end = start + STEP[unit]
+            end = start + (_year_step(start) if unit == "year" else STEP[unit])
             if end > cycle:
                 end -= cycle
         elif method == "starting":
@@ -290,7 +394,7 @@ class Span:
         if method == "before":
             return f".before({render_value(unit, self.end, 'end')!r})"
         if method == "at":
-            return f".{'on' if unit in ('week', 'month') else 'at'}({start})"
+            return f".{'on' if unit in ('week', 'month', 'year') else 'at'}({start})"
         return f".{method}({start})"
 
     def describe(self) -> str:
@@ -357,6 +461,8 @@ class Span:
 
 
 def _cycle_date(unit: str, day: date) -> date:
+    if unit == "year":
+        return day.replace(month=1, day=1)
     if unit == "week":
         return day - timedelta(days=day.weekday())
     if unit == "month":
@@ -369,6 +475,8 @@ def _shift_date(unit: str, base: date, k: int) -> date:
         return base + timedelta(days=k)
     if unit == "week":
         return base + timedelta(weeks=k)
+    if unit == "year":
+        return date(base.year + k, 1, 1)
     month = base.year * 12 + base.month - 1 + k
     return date(month // 12, month % 12 + 1, 1)
 
@@ -406,19 +514,26 @@ def _calendar_upcoming(
 @lru_cache(maxsize=4096)
 def _calendar_occurrence(unit: str, start: int, end: int, cycle: date, tz: tzinfo) -> Window:
     following = _shift_date(unit, cycle, 1)
-    first = datetime.combine(cycle, time())
-    second = datetime.combine(following, time())
-    limit = datetime.combine(_shift_date(unit, cycle, 2), time())
-    begin = min(first + timedelta(microseconds=start), second)
-    if start < end:
-        finish = min(first + timedelta(microseconds=end), second)
-    else:
-        finish = min(second + timedelta(microseconds=end), limit)
+    begin = _wall_in_cycle(unit, cycle, start)
+    finish = _wall_in_cycle(unit, cycle if start < end else following, end)
     start_at, end_at = resolve_wall(begin, tz), resolve_wall(finish, tz)
     if start_at == end_at and begin < finish:
         # The whole window falls in a spring-forward gap: it runs after the gap instead.
         end_at = start_at + (finish - begin)
     return Window(start_at, end_at)
+
+
+def _wall_in_cycle(unit: str, cycle: date, offset: int) -> datetime:
+    """Return the naive wall-clock time ``offset`` into the cycle, cut at the cycle's end."""
+    following = datetime.combine(_shift_date(unit, cycle, 1), time())
+    if unit != "year":
+        return min(datetime.combine(cycle, time()) + timedelta(microseconds=offset), following)
+    if offset >= YEAR:
+        return following
+    month = max(index for index, start in enumerate(_MONTH_STARTS[:-1]) if start <= offset)
+    first = datetime(cycle.year, month + 1, 1)
+    month_end = datetime.combine(_shift_date("month", first.date(), 1), time())
+    return min(first + timedelta(microseconds=offset - _MONTH_STARTS[month]), month_end)
 
 
 def local_wall(now: datetime, tz: tzinfo) -> datetime:

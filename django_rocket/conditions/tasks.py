@@ -261,22 +261,39 @@ class Running(_Countable):
     """True while a run of the task is in progress, optionally of a certain age.
 
     Ages are inclusive: ``running.more_than("1 hour")`` holds from the moment a
-    run is one hour old.
+    run is one hour old. ``period`` limits the runs to those that started in
+    the current window of a calendar period (``running.today``), or in the
+    latest one when now is outside every window, as for task events.
     """
 
     task: str | None = None
     min_age: timedelta | None = None
     max_age: timedelta | None = None
     compare: tuple[str, int] | None = None
+    period: Span | None = None
 
-    def __call__(self, task: str) -> Running:
+    def __call__(
+        self,
+        task: str | None = None,
+        more_than: str | timedelta | float | None = None,
+        less_than: str | timedelta | float | None = None,
+    ) -> Running:
         if self != Running():
             raise TypeError(f"Name the task first: running({task!r}).more_than(...)")
-        return replace(self, task=_check_task(task))
+        named = self if task is None else replace(self, task=_check_task(task))
+        if more_than is None and less_than is None:
+            return named
+        # Rocketry's deprecated form, running(more_than=..., less_than=...), still reads one way.
+        return named._aged(more_than, less_than)
 
     def _aged(self, min_age: object, max_age: object) -> Running:
-        if self.min_age is not None or self.max_age is not None or self.compare is not None:
-            raise TypeError(f"{self} already has an age.")
+        if (
+            self.min_age is not None
+            or self.max_age is not None
+            or self.compare is not None
+            or self.period is not None
+        ):
+            raise TypeError(f"{self} already has an age or a period.")
         low = None if min_age is None else parse_duration(min_age)  # type: ignore[arg-type]
         high = None if max_age is None else parse_duration(max_age)  # type: ignore[arg-type]
         if low is not None and high is not None and low > high:
@@ -293,14 +310,68 @@ class Running(_Countable):
         """Count runs at most ``age`` old."""
         return self._aged(None, age)
 
-    def between(
-        self, min_age: str | timedelta | float, max_age: str | timedelta | float
-    ) -> Running:
-        """Count runs between the two ages old (inclusive)."""
-        return self._aged(min_age, max_age)
+    def between(self, first: object, second: object) -> Running:
+        """Count runs between the two ages old (inclusive), or narrow the period's window."""
+        if self.period is not None:
+            return self._narrow("between", first, second)
+        return self._aged(first, second)
+
+    # The runs that started in a period: running.today, running.this_hour.between(...)
+
+    def _with_period(self, unit: str) -> Running:
+        if self.period is not None or self.compare is not None or self._has_age():
+            raise TypeError(f"{self} already has an age or a period.")
+        return replace(self, period=Span(unit))
+
+    def _has_age(self) -> bool:
+        return self.min_age is not None or self.max_age is not None
+
+    @property
+    def this_minute(self) -> Running:
+        return self._with_period("minute")
+
+    @property
+    def this_hour(self) -> Running:
+        return self._with_period("hour")
+
+    @property
+    def today(self) -> Running:
+        return self._with_period("day")
+
+    @property
+    def this_week(self) -> Running:
+        return self._with_period("week")
+
+    @property
+    def this_month(self) -> Running:
+        return self._with_period("month")
+
+    def _narrow(self, method: str, *values: object) -> Running:
+        span = self.period
+        if span is None or span.method is not None or self.compare is not None:
+            raise TypeError(f"Narrow a calendar period, e.g. running.today.{method}(...).")
+        return replace(self, period=Span.make(span.unit, method, *values))
+
+    def before(self, end: object) -> Running:
+        return self._narrow("before", end)
+
+    def after(self, start: object) -> Running:
+        return self._narrow("after", start)
+
+    def at(self, value: object) -> Running:
+        return self._narrow("at", value)
+
+    def on(self, value: object) -> Running:
+        return self._narrow("at", value)
+
+    def starting(self, value: object) -> Running:
+        return self._narrow("starting", value)
 
     def _starts(self, ctx: Context) -> list[datetime]:
         starts = ctx.history.running(self.task or ctx.task)
+        if self.period is not None:
+            _, latest = self.period.around(ctx.utc, ctx.wall, ctx.tz)
+            return [start for start in starts if latest.start <= start < latest.end]
         if self.min_age is None and self.max_age is None:
             return list(starts)
         now = ctx.utc
@@ -316,6 +387,9 @@ class Running(_Countable):
 
     def evaluate(self, ctx: Context) -> tuple[bool, datetime | None]:
         value = self._holds(len(self._starts(ctx)))
+        if self.period is not None:
+            # The runs counted change when the next window begins.
+            return value, self.period.next_start(ctx.utc, ctx.wall, ctx.tz)
         now = ctx.utc
         changes = []
         for start in ctx.history.running(self.task or ctx.task):
@@ -326,7 +400,13 @@ class Running(_Countable):
         return value, min(changes) if changes else None
 
     def facts(self, ctx: Context) -> dict[str, object]:
-        return {"running_since": list(ctx.history.running(self.task or ctx.task))}
+        facts: dict[str, object] = {
+            "running_since": list(ctx.history.running(self.task or ctx.task))
+        }
+        if self.period is not None:
+            _, latest = self.period.around(ctx.utc, ctx.wall, ctx.tz)
+            facts["window"] = latest.to_list()
+        return facts
 
     def depends_on(self, task: str) -> frozenset[str]:
         return frozenset({self.task or task})
@@ -334,7 +414,9 @@ class Running(_Countable):
     def text(self) -> str:
         text = "running" if self.task is None else f"running({self.task!r})"
         low, high = self.min_age, self.max_age
-        if low is not None and high is not None:
+        if self.period is not None:
+            text += f".{_PERIOD_NAMES[self.period.unit]}{self.period.suffix()}"
+        elif low is not None and high is not None:
             text += f".between({format_duration(low)!r}, {format_duration(high)!r})"
         elif low is not None:
             text += f".more_than({format_duration(low)!r})"

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import ClassVar
 
 from .base import Condition, Context
 from .durations import format_duration, parse_duration
-from .periods import Span
+from .periods import Span, resolve_wall
 
 __all__ = [
+    "During",
     "Every",
     "PeriodRun",
     "TimeOf",
     "daily",
+    "during",
     "every",
     "hourly",
     "minutely",
@@ -24,8 +26,11 @@ __all__ = [
     "time_of_hour",
     "time_of_minute",
     "time_of_month",
+    "time_of_second",
     "time_of_week",
+    "time_of_year",
     "weekly",
+    "yearly",
 ]
 
 # The finishes that "use up" a period: a run still going or a crash does not.
@@ -91,6 +96,7 @@ class PeriodRun(_Narrowable):
         "day": "daily",
         "week": "weekly",
         "month": "monthly",
+        "year": "yearly",
     }
 
     def _finished(self, ctx: Context, start: datetime, end: datetime) -> datetime | None:
@@ -140,6 +146,7 @@ class TimeOf(_Narrowable):
         "day": "time_of_day",
         "week": "time_of_week",
         "month": "time_of_month",
+        "year": "time_of_year",
     }
 
     def is_true(self, ctx: Context) -> bool:
@@ -227,15 +234,105 @@ def every(period: str | timedelta | float, based: str = "run") -> Every:
     return Every(parse_duration(period), based)
 
 
+def _instant_text(value: object, side: str) -> str:
+    """Return the canonical text of a fixed instant, or raise ValueError."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value, time())
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a valid {side} for during(); write a date or a date and "
+                "time such as '2026-12-24' or '2026-12-24 18:00'."
+            ) from None
+    else:
+        raise TypeError(f"during() takes dates, datetimes or ISO text, got {value!r}.")
+    if moment.utcoffset() is not None:
+        return moment.isoformat(sep=" ")
+    text = moment.isoformat(sep=" ")
+    return text[:-9] if text.endswith(" 00:00:00") else text.removesuffix(":00")
+
+
+def _resolve(text: str, tz: tzinfo) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.utcoffset() is not None:
+        return moment.astimezone(UTC)
+    return resolve_wall(moment, tz)
+
+
+@dataclass(frozen=True, repr=False)
+class During(Condition):
+    """True from a fixed instant to another (Rocketry's StaticInterval); reads no history.
+
+    ``start`` and ``end`` are ISO text; naive ones are local wall-clock times of
+    the scheduler's time zone. None leaves that side open.
+    """
+
+    start: str | None = None
+    end: str | None = None
+
+    def _bounds(self, ctx: Context) -> tuple[datetime | None, datetime | None]:
+        start = None if self.start is None else _resolve(self.start, ctx.tz)
+        end = None if self.end is None else _resolve(self.end, ctx.tz)
+        return start, end
+
+    def is_true(self, ctx: Context) -> bool:
+        return self.evaluate(ctx)[0]
+
+    def evaluate(self, ctx: Context) -> tuple[bool, datetime | None]:
+        start, end = self._bounds(ctx)
+        now = ctx.utc
+        if start is not None and now < start:
+            return False, start
+        if end is not None and now >= end:
+            return False, None
+        return True, end
+
+    def facts(self, ctx: Context) -> dict[str, object]:
+        start, end = self._bounds(ctx)
+        return {"window": [start, end]}
+
+    def text(self) -> str:
+        if self.end is None:
+            return f"during(start={self.start!r})" if self.start is not None else "during()"
+        if self.start is None:
+            return f"during(end={self.end!r})"
+        return f"during({self.start!r}, {self.end!r})"
+
+    def __repr__(self) -> str:
+        return self.text()
+
+
+def during(start: object = None, end: object = None) -> During:
+    """Return a condition true from ``start`` (inclusive) to ``end`` (exclusive).
+
+    Each is a date (its midnight), a datetime or ISO text such as
+    ``"2026-12-24 18:00"``; naive ones are local times. None leaves a side open.
+    """
+    first = None if start is None else _instant_text(start, "start")
+    last = None if end is None else _instant_text(end, "end")
+    if first is not None and last is not None:
+        a, b = datetime.fromisoformat(first), datetime.fromisoformat(last)
+        if (a.utcoffset() is None) == (b.utcoffset() is None) and a >= b:
+            raise ValueError(f"during({first!r}, {last!r}): the start must be before the end.")
+    return During(first, last)
+
+
 secondly = PeriodRun(Span("second"))
 minutely = PeriodRun(Span("minute"))
 hourly = PeriodRun(Span("hour"))
 daily = PeriodRun(Span("day"))
 weekly = PeriodRun(Span("week"))
 monthly = PeriodRun(Span("month"))
+yearly = PeriodRun(Span("year"))
 
+time_of_second = TimeOf(Span("second"))
 time_of_minute = TimeOf(Span("minute"))
 time_of_hour = TimeOf(Span("hour"))
 time_of_day = TimeOf(Span("day"))
 time_of_week = TimeOf(Span("week"))
 time_of_month = TimeOf(Span("month"))
+time_of_year = TimeOf(Span("year"))

@@ -64,6 +64,10 @@ class Planner:
         self.poll_every = poll_every
         self.history: MemoryHistory | None = None
         self._base_context: Context | None = None  # the last tick's, reused for every task
+        # For scheduler_running / scheduler_cycles: when this scheduler became active and
+        # how many passes over the due tasks it has made since.
+        self.active_since: datetime | None = None
+        self.cycles = 0
         self.enabled: dict[str, bool] = {}
         self.queued: dict[str, list[TaskRun]] = {}
         self.running: dict[str, RunState] = {}
@@ -96,10 +100,16 @@ class Planner:
             )
 
     def activate(
-        self, history: MemoryHistory, last_failed: dict[str, int], queued: Iterable[TaskRun]
+        self,
+        history: MemoryHistory,
+        last_failed: dict[str, int],
+        queued: Iterable[TaskRun],
+        now: datetime,
     ) -> None:
         """Take a fresh snapshot and the queued runs; every task is looked at again."""
         self.history = history
+        self.active_since = now
+        self.cycles = 0
         self.last_failed = dict(last_failed)
         for run in queued:
             self.queued.setdefault(run.task.name, []).append(run)
@@ -147,9 +157,21 @@ class Planner:
     def context(self, name: str, now: datetime) -> Context:
         """Return the context ``name``'s conditions are evaluated in at ``now``."""
         base = self._base_context
-        if base is None or base.now != now or base.history is not self.history:
+        if (
+            base is None
+            or base.now != now
+            or base.history is not self.history
+            or base.scheduler_cycles != self.cycles
+        ):
             assert self.history is not None
-            base = Context(task=name, now=now.astimezone(self.tz), history=self.history, tz=self.tz)
+            base = Context(
+                task=name,
+                now=now.astimezone(self.tz),
+                history=self.history,
+                tz=self.tz,
+                scheduler_started_at=self.active_since,
+                scheduler_cycles=self.cycles,
+            )
             self._base_context = base
         return base.for_task(name)
 
@@ -212,6 +234,7 @@ class Planner:
                 continue
             slots -= spec.execution == "process"
             to_start.append((spec, RunTrigger.RETRY if is_retry else RunTrigger.SCHEDULED, None))
+        self.cycles += 1
         return to_start
 
     def not_started(self, start: Start, now: datetime) -> None:

@@ -208,7 +208,7 @@ class Scheduler:
             )
             self.poller.follow_from_now(self.leadership.instance_pk)
             queued = list(TaskRun.objects.queued().select_related("task"))
-        self.planner.activate(history, last_failed, queued)
+        self.planner.activate(history, last_failed, queued, now)
         self.next_maintenance = (
             self.clock.monotonic() + self.leadership.lease_timeout.total_seconds()
         )

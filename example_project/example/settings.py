@@ -5,10 +5,14 @@ Configuration comes from the environment through django-environ: DATABASE_URL
 settings before Django 6.1, the mailer "default" from 6.1 on).
 """
 
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import django
 import environ
+
+from django_rocket.conditions import daily, retry, time_of_day
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -105,6 +109,12 @@ LOGGING = {
 
 # --- django-rocket --------------------------------------------------------------------------
 
+# The recipe of Rocketry's "Robust Applications" page: once a day and up to three retries,
+# all inside a time window. Here the window is the two hours from the hour the demo
+# started, so that it includes now; a real project writes fixed times ("10:00", "12:00").
+_HOUR = datetime.now(ZoneInfo(TIME_ZONE)).hour
+REPORT_WINDOW = (f"{_HOUR:02d}:00", f"{(_HOUR + 2) % 24:02d}:00")
+
 ROCKET_TASKS = {
     "heartbeat": {
         "func": "example.tasks.heartbeat",
@@ -114,8 +124,16 @@ ROCKET_TASKS = {
     },
     "flaky_report": {
         "func": "example.tasks.flaky_report",
-        "start_cond": "daily | retry(3)",
-        "description": "Runs once a day, fails at random, and is retried up to three times.",
+        "start_cond": (daily | retry(3)) & time_of_day.between(*REPORT_WINDOW),
+        "description": "Runs once a day, fails at random, and is retried up to three times, "
+        "all within its time window.",
+    },
+    "report_status": {
+        "func": "example.tasks.heartbeat",
+        "start_cond": "every('1 minute') & report_server_up",
+        "execution": "thread",
+        "description": "Its condition raises: the error is logged and silenced "
+        "(ROCKET_SILENCE_COND_CHECK), the condition counts as false and the rest runs on.",
     },
     "always_fails": {
         "func": "example.tasks.always_fails",
@@ -129,5 +147,9 @@ ROCKET_TASKS = {
         "description": "Runs after each success of flaky_report.",
     },
 }
+ROCKET_CONDITION_MODULES = ["example.conditions"]
+# Keep going when a condition raises (report_server_up does): the error is logged on
+# django_rocket.scheduler and the condition counts as false.
+ROCKET_SILENCE_COND_CHECK = True
 ROCKET_TIMEOUT = "5 minutes"
 ROCKET_ADMIN_BASE_URL = env("ROCKET_ADMIN_BASE_URL", default="http://127.0.0.1:8000")

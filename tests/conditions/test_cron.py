@@ -26,6 +26,28 @@ ROCKETRY = [
     ("*/15 9-17 * * mon-fri", "2026-03-02 09:16", False),
     ("0 9 * * 7", "2026-03-01 09:00", True),
     ("0 9 * * sun", "2026-03-01 09:00", True),
+    # Any day field other than "*" is restricted, so the two are ORed.
+    ("0 0 1-31 * mon", "2026-03-10 00:00", True),
+    ("0 0 */1 * mon", "2026-03-10 00:00", True),
+    ("0 0 1 * 0-6", "2026-03-10 00:00", True),
+    ("0 0 1 * 1-7", "2026-03-10 00:00", True),
+    # Day-of-week ranges ending at Sunday, and ranges that wrap.
+    ("0 0 * * fri-sun", "2026-03-08 00:00", True),
+    ("0 0 * * fri-sun", "2026-03-07 00:00", True),
+    ("0 0 * * fri-sun", "2026-03-09 00:00", False),
+    ("0 0 * * sat-sun", "2026-03-08 00:00", True),
+    ("0 0 * * sat-sun", "2026-03-06 00:00", False),
+    ("5-1 * * * *", "2026-03-02 10:00", True),
+    ("5-1 * * * *", "2026-03-02 10:03", False),
+    ("5-1 * * * *", "2026-03-02 10:59", True),
+    ("0 22-2 * * *", "2026-03-02 23:00", True),
+    ("0 22-2 * * *", "2026-03-02 01:00", True),
+    ("0 22-2 * * *", "2026-03-02 03:00", False),
+    ("0 0 * nov-feb *", "2026-01-01 00:00", True),
+    ("0 0 * nov-feb *", "2026-03-01 00:00", False),
+    ("*/20 * * * *", "2026-03-02 10:40", True),
+    ("*/20 * * * *", "2026-03-02 10:41", False),
+    ("0 9 * * mon-fri", "2026-03-07 09:00", False),
 ]
 
 
@@ -49,9 +71,29 @@ REASONED = [
     ("0 0 1 * *", "2026-04-01 00:00", True),
     ("0 0 29 2 *", "2028-02-29 00:00", True),
     ("0 0 31 * mon", "2026-03-09 00:00", True),  # a Monday, OR
-    ("0 0 */1 * mon", "2026-03-10 00:00", False),  # every day of the month: AND
-    ("0 0 1-31 * mon", "2026-03-10 00:00", False),
+    ("0 0 * * mon", "2026-03-10 00:00", False),  # day of month "*": AND
 ]
+
+
+# Deviations from Rocketry 2.5.1, as croniter (and every cron) reads them: weekday steps
+# count from Sunday = 0 (Rocketry's */2 is Mon, Wed, Fri, Sun and its 1-5/2 Tue, Thu, Sat),
+# and "5/20" is 5, 25, 45 (Rocketry raises RecursionError).
+DIFFERS_FROM_ROCKETRY = [
+    ("0 0 * * */2", "2026-03-01 00:00", True),  # Sunday
+    ("0 0 * * */2", "2026-03-03 00:00", True),  # Tuesday
+    ("0 0 * * */2", "2026-03-02 00:00", False),  # Monday
+    ("0 0 * * 1-5/2", "2026-03-02 00:00", True),  # Monday
+    ("0 0 * * 1-5/2", "2026-03-06 00:00", True),  # Friday
+    ("0 0 * * 1-5/2", "2026-03-03 00:00", False),  # Tuesday
+    ("5/20 * * * *", "2026-03-02 07:25", True),
+    ("5/20 * * * *", "2026-03-02 07:20", False),
+]
+
+
+@pytest.mark.parametrize(("expr", "now", "expected"), DIFFERS_FROM_ROCKETRY)
+def test_cron_steps_as_every_cron_reads_them(expr, now, expected):
+    # reasoned from croniter and POSIX cron; a documented difference from Rocketry
+    assert crontime(expr).is_true(ctx(at(now))) is expected
 
 
 @pytest.mark.parametrize(("expr", "now", "expected"), REASONED)
@@ -94,16 +136,21 @@ def test_cron_next_change(expr, now, expected):
     ("expr", "message"),
     [
         ("* * * *", "five fields"),
-        ("60 * * * *", "outside 0-59"),
-        ("* 24 * * *", "outside 0-23"),
-        ("* * 0 * *", "outside 1-31"),
-        ("* * * 13 *", "outside 1-12"),
-        ("* * * * 8", "outside 0-7"),
-        ("5-1 * * * *", "backwards"),
-        ("*/0 * * * *", "step"),
-        ("* * * * funday", "not a valid day of week"),
+        ("1 2 3 4 5 6 7 8", "five fields"),
+        ("@often", "@yearly"),
+        ("60 * * * *", r"the minute field '60' is not valid \(croniter: .*out of range\)"),
+        ("* 24 * * *", "the hour field '24'"),
+        ("* * 0 * *", "the day of month field '0'"),
+        ("* * * 13 *", "the month field '13'"),
+        ("* * * * 8", "the day of week field '8'"),
+        ("*/0 * * * *", "step '0'"),
+        ("* * * * funday", "the day of week field 'funday'"),
         ("0 0 31 2 *", "never occurs"),
-        ("L * * * *", "not a valid minute"),
+        ("L * * * *", "the minute field 'L'"),
+        ("0 0 * * 5#6", "the day of week field '5#6'"),
+        ("* * * * * 60", "the second field '60'"),
+        ("R 3 * * *", "use H"),
+        ("0 R(0-3) * * *", "use H"),
     ],
 )
 def test_bad_cron_expressions(expr, message):
@@ -113,6 +160,8 @@ def test_bad_cron_expressions(expr, message):
 
 def test_cron_text_is_normalised():
     assert str(cron("0  9 * *   MON-FRI")) == "cron('0 9 * * mon-fri')"
+    assert str(cron("0 9 * * Monday-Friday")) == "cron('0 9 * * mon-fri')"
+    assert str(cron("0 9 * MARCH *")) == "cron('0 9 * mar *')"
     assert cron("0 9 * * MON-FRI") == cron("0 9 * * mon-fri")
     assert str(crontime("*/5 * * * *")) == "crontime('*/5 * * * *')"
     assert cron("* * * * *").depends_on("t") == frozenset({"t"})

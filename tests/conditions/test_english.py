@@ -223,7 +223,6 @@ def test_missing_value():
         "daily between 10:00 and",
         "every 10 minutes daily",
         "is running more 10 minutes",
-        "scheduler has more than 3 cycles",
         "env 'prod'",
         "has failed more than 3 times today",
         "daily 'x'",

@@ -95,6 +95,34 @@ PYTHON_FORMS = [
     ),
     ("after_success('etl') & ~running", lambda: c.after_success("etl") & ~c.running),
     ("(failed.today >= 3) & daily", lambda: (c.failed.today >= 3) & c.daily),
+    ("yearly.between('Mar', 'Jun')", lambda: c.yearly.between("Mar", "Jun")),
+    ("yearly.on('Dec')", lambda: c.yearly.at("December")),
+    (
+        "time_of_year.between('Dec 24th', 'Dec 26th')",
+        lambda: c.time_of_year.between("Dec 24th", "Dec 26th"),
+    ),
+    ("time_of_year.after('Nov 1st 18:00')", lambda: c.time_of_year.after("Nov 1st 18:00")),
+    ("time_of_year.between(3, 6)", lambda: c.time_of_year.between("Mar", "Jun")),
+    (
+        "during('2026-12-01', '2027-01-06 12:00')",
+        lambda: c.during("2026-12-01", "2027-01-06 12:00"),
+    ),
+    ("always", lambda: c.true),
+    ("never", lambda: c.false),
+    ("always & ~never", lambda: c.true & ~c.false),
+    ("time_of_second.between('100', '500')", lambda: c.time_of_second.between("100", "500")),
+    ("scheduler_running", lambda: c.scheduler_running),
+    (
+        "scheduler_running(more_than='1 hour')",
+        lambda: c.scheduler_running(more_than="1 hour"),
+    ),
+    (
+        "scheduler_running.past('10 minutes')",
+        lambda: c.scheduler_running(less_than="10 minutes"),
+    ),
+    ("scheduler_cycles(less_than=3)", lambda: c.scheduler_cycles(less_than=3)),
+    ("scheduler_cycles(more_than=1, less_than=5)", lambda: c.scheduler_cycles(1, 5)),
+    ("scheduler_cycles(exactly=0)", lambda: c.scheduler_cycles(exactly=0)),
 ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,11 +15,14 @@ from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.registry import TaskSpec
 
 
-def planner_of(*specs: TaskSpec) -> Planner:
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # the clock fixture's start
+
+
+def planner_of(*specs: TaskSpec, at: datetime = START) -> Planner:
     planner = Planner({s.name: s for s in specs}, UTC, poll_every=1.0)
     planner.prepare_conditions()
     planner.enabled = {s.name: True for s in specs}
-    planner.activate(MemoryHistory(), {}, [])
+    planner.activate(MemoryHistory(), {}, [], at)
     return planner
 
 
@@ -120,3 +123,23 @@ def test_a_condition_that_raises_stops_the_planner_unless_silenced(clock, settin
             planner.due(clock.now(), slots=0)
     finally:
         unregister("planner_boom")
+
+
+def test_scheduler_conditions_read_when_the_scheduler_became_active_and_its_passes(
+    clock: FakeClock,
+) -> None:
+    planner = planner_of(
+        spec("up", "scheduler_running(more_than='10 minutes')"),
+        spec("warm", "scheduler_cycles(more_than=2)"),
+        at=clock.now(),
+    )
+    assert names(planner.due(clock.now(), slots=0)) == []  # pass 0
+    planner.dirty.update({"up", "warm"})
+    assert names(planner.due(clock.now(), slots=0)) == []  # pass 1
+    planner.dirty.update({"up", "warm"})
+    assert names(planner.due(clock.now(), slots=0)) == []  # pass 2
+    planner.dirty.update({"up", "warm"})
+    assert names(planner.due(clock.now(), slots=0)) == [("warm", RunTrigger.SCHEDULED)]
+    clock.advance(11 * 60)
+    planner.dirty.add("up")
+    assert names(planner.due(clock.now(), slots=0)) == [("up", RunTrigger.SCHEDULED)]

@@ -88,3 +88,16 @@ def test_migrate_and_one_cycle_records_the_failing_traceback(tmp_path):
     )
     assert {"heartbeat", "flaky_report", "always_fails"} <= set(rows)
     assert "ValueError: This demo task always fails" in rows["always_fails"]
+    # The silenced error: the condition raised, was logged, and counted as false.
+    assert "Condition of task 'report_status' raised; treated as false." in result.stderr
+    assert "report_status" not in rows
+
+
+def test_the_report_follows_the_robust_applications_recipe(tmp_path):
+    code = (
+        "from django.conf import settings as s; print(s.ROCKET_TASKS['flaky_report']['start_cond'])"
+    )
+    result = manage("shell", "-c", code, db=tmp_path / "db.sqlite3")
+    assert result.returncode == 0, result.stderr
+    condition = result.stdout.strip().splitlines()[-1]
+    assert condition.startswith("(daily | retry(3)) & time_of_day.between(")
