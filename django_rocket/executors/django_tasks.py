@@ -482,6 +482,10 @@ def reader_for(backend: Any, no_result: type[Exception]) -> ResultReader:
         return DatabaseReader(backend, no_result)
     if module.startswith("django_tasks_rq."):
         return RQReader(backend, no_result)
+    if module.startswith("django_tasks_celery."):  # issue 19 hook: moves to reader_for's new home
+        from django_rocket.executors.celery_reader import CeleryReader
+
+        return CeleryReader(backend, no_result)
     return ResultReader(backend, no_result)
 
 
