@@ -145,6 +145,11 @@ class Worker:
     def output(self) -> str:
         return "".join(self.lines)
 
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool, as a lost machine would be."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
     def stop(self) -> None:
         """Cold shutdown (SIGQUIT ends the pool too); SIGKILL the session if it lingers."""
         if self.proc.poll() is None:

@@ -42,6 +42,7 @@ def test_celery_worker_runs_fail_and_stop_on_timeout(scheduler_process, celery):
             "decorated": remote(
                 "tests.remote_tasks.greet", "daily", parameters={"name": "Bo"}, **on
             ),
+            "killed": remote("tests.tasks.kill_self", "daily", **on),
             "slow": remote(
                 "tests.remote_tasks.sleep_for",
                 "daily",
@@ -70,7 +71,7 @@ def test_celery_worker_runs_fail_and_stop_on_timeout(scheduler_process, celery):
 
     def settled() -> bool:
         runs = runs_by_task()
-        return sum(len(found) for found in runs.values()) == 6 and all(
+        return sum(len(found) for found in runs.values()) == 7 and all(
             r.is_finished for found in runs.values() for r in found
         )
 
@@ -90,6 +91,11 @@ def test_celery_worker_runs_fail_and_stop_on_timeout(scheduler_process, celery):
     assert first.message == "ValueError: boom: the task failed on a worker"
     assert "raise ValueError" in first.exc_text
     assert (first.host, first.pid in pool) == (HOST, True)
+    (killed,) = runs["killed"]  # its pool process died: Celery itself reports the failure
+    assert killed.status == RunStatus.FAIL
+    assert killed.message.startswith(
+        "billiard.exceptions.WorkerLostError: Worker exited prematurely: signal 9 (SIGKILL)"
+    )
     (slow,) = runs["slow"]
     assert slow.status == RunStatus.TERMINATE
     assert slow.message.startswith(f"Timed out after 0:00:05. (worker {worker.name} was told")
@@ -149,3 +155,34 @@ def test_celery_cannot_tell_an_unknown_result_from_a_waiting_one(settings, celer
     (seen,) = reader.read([remote_run]).values()
     assert seen is not None  # never None: a lost result is a run that ends at its timeout
     assert seen.status == tasks_execution.READY
+
+
+@pytest.mark.slow
+def test_a_run_on_a_lost_celery_worker_is_a_crash_at_its_timeout(
+    scheduler_process, celery, tmp_path
+):
+    worker = celery.start_worker(celery.queue)
+    marker = tmp_path / "hanging"
+    scheduler_process(
+        {
+            "hang": remote(
+                "tests.remote_tasks.hang_the_first_time",
+                "daily",
+                timeout="4 seconds",
+                parameters={"marker": str(marker)},
+                queue=celery.queue,
+            )
+        },
+        {**celery.settings(), "ROCKET_POLL_INTERVAL": 0.2},
+    )
+    wait_until(marker.exists, 30, "the worker to start the run")
+    wait_until(
+        lambda: TaskRun.objects.filter(message__startswith="Running on worker").exists(),
+        10,
+        "the run to be seen running",
+    )
+    worker.kill()  # the whole worker, pool included: nobody is left to answer a revoke
+    wait_until(lambda: TaskRun.objects.filter(status=RunStatus.CRASH).exists(), 30, "a crash")
+    run = TaskRun.objects.get(status=RunStatus.CRASH)  # daily then starts it again
+    assert run.message.startswith("Timed out after 0:00:04. No result arrived from backend")
+    assert "the worker may have died" in run.message

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from django_rocket.executors.django_tasks import (
+    FAILED,
     READY,
     RUNNING,
     ResultReader,
@@ -67,6 +68,10 @@ class CeleryReader(ResultReader):
                 )
                 if found.status == RUNNING and not found.worker:
                     found.worker = started_on(meta)
+                error = meta.get("result")
+                if found.status == FAILED and not found.traceback and error is not None:
+                    # A lost pool process or a revoke leaves no traceback: say what Celery says.
+                    found.traceback = f"{found.exception}: {error}"
                 seen[result_id] = found
         return seen
 
