@@ -14,7 +14,6 @@ from django_rocket.engine.planner import ConditionFailed, Planner
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.registry import TaskSpec
 
-
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # the clock fixture's start
 
 

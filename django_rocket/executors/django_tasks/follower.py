@@ -12,6 +12,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils.module_loading import import_string
 
 from django_rocket.conf import conf
+from django_rocket.executors.django_tasks.celery_reader import CeleryReader
 from django_rocket.executors.django_tasks.checks import task_options
 from django_rocket.executors.django_tasks.framework import (
     FAILED,
@@ -21,10 +22,11 @@ from django_rocket.executors.django_tasks.framework import (
     framework,
 )
 from django_rocket.executors.django_tasks.readers import (
+    DatabaseReader,
     Remote,
     ResultReader,
+    RQReader,
     Seen,
-    reader_for,
     seen_from_result,
 )
 from django_rocket.executors.django_tasks.worker import WORKER_NOTE, worker_task
@@ -266,3 +268,15 @@ def write_run_rows(rows: dict[str, RunRow]) -> None:
     ]
     with transaction.atomic(), connection.cursor() as cursor:  # one commit, not one per row
         cursor.executemany(sql, params)
+
+
+def reader_for(backend: object, no_result: type[Exception]) -> ResultReader:
+    """Pick the cheapest way to follow a backend's results."""
+    module = type(backend).__module__
+    if module.startswith("django_tasks_db."):
+        return DatabaseReader(backend, no_result)
+    if module.startswith("django_tasks_rq."):
+        return RQReader(backend, no_result)
+    if module.startswith("django_tasks_celery."):
+        return CeleryReader(backend, no_result)
+    return ResultReader(backend, no_result)

@@ -180,13 +180,3 @@ class RQReader(ResultReader):
             send_stop_job_command(connection, remote.result_id)
             return f"worker {job.worker_name} was told to stop it"
         return ""
-
-
-def reader_for(backend: object, no_result: type[Exception]) -> ResultReader:
-    """Pick the cheapest way to follow a backend's results."""
-    module = type(backend).__module__
-    if module.startswith("django_tasks_db."):
-        return DatabaseReader(backend, no_result)
-    if module.startswith("django_tasks_rq."):
-        return RQReader(backend, no_result)
-    return ResultReader(backend, no_result)
