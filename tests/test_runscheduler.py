@@ -279,11 +279,8 @@ def test_start_up_syncs_changed_declarations_in_one_statement(settings, clock, q
     assert tasks["t3"].updated_at == before["t3"]  # unchanged, untouched
     assert (tasks["t4"].declared, tasks["t4"].updated_at) == (False, clock.now())
     assert tasks["t0"].enabled is False  # a pause made in the admin survives the sync
-    updates = [
-        q["sql"]
-        for q in queries.captured_queries
-        if q["sql"].startswith('UPDATE "django_rocket_task"')
-    ]
+    table = connection.ops.quote_name("django_rocket_task")
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(f"UPDATE {table}")]
     assert len(updates) == 2  # the three changed rows, then the one no longer declared
 
 
