@@ -7,4 +7,4 @@ class DjangoRocketConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_rocket import checks  # noqa: F401 - registers the system checks
+        from django_rocket import checks, db_checks  # noqa: F401 - registers the system checks
