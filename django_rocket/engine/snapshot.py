@@ -10,10 +10,11 @@ index-backed, so the load time does not grow with the size of the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 
 from django_rocket.conditions import Condition, MemoryHistory, RunRecord
@@ -50,6 +51,28 @@ def _record(
         outcome=status if finished else None,
         trigger=trigger,
     )
+
+
+@contextmanager
+def one_snapshot() -> Iterator[None]:
+    """Make the reads inside see the database as of one instant.
+
+    PostgreSQL, MySQL and MariaDB: a REPEATABLE READ transaction, whatever the
+    connection's own level (Django runs MySQL at READ COMMITTED, where every read of a
+    transaction takes a new snapshot). The statement sets the level of the transaction
+    that the first read starts. SQLite: a transaction, which in WAL mode reads one
+    snapshot (and with ``transaction_mode`` IMMEDIATE holds writers back for the few
+    hundred milliseconds the reads take). Inside an outer transaction the reads already
+    share it.
+    """
+    if connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        if connection.vendor in ("postgresql", "mysql"):
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
 
 
 def latest_ids(task_ids: list[int]) -> set[int]:
