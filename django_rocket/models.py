@@ -169,7 +169,8 @@ class TaskRun(models.Model):
             # and running rows (the scheduler's poll), which migration 0001 creates where
             # partial indexes exist (PostgreSQL, SQLite) and 0003 takes out of the model,
             # so that MySQL and MariaDB, which have none, do not warn (models.W037) on
-            # every migrate. There (status, started_at, id) serves the poll.
+            # every migrate. There 0003 drops the plain index 0001 made instead, and
+            # (status, started_at, id) serves the poll.
         ]
 
     def __str__(self) -> str:

@@ -8,7 +8,8 @@ unique column could not be added.
 
 The partial index "rocket_run_open" stays in the databases that have it (0001 created
 it on PostgreSQL and SQLite) but leaves the model's state, so that MySQL and MariaDB
-do not warn about it (models.W037) on every migrate.
+do not warn about it (models.W037) on every migrate. There 0001 made it a plain index
+on status, which (status, started_at, id) makes redundant: it is dropped.
 """
 
 from django.db import migrations, models
@@ -20,6 +21,32 @@ def delete_queued_duplicates(apps, schema_editor):
     queued = TaskRun.objects.using(schema_editor.connection.alias).filter(status="queued")
     keep = queued.values("task_id").annotate(first=Min("id")).values_list("first", flat=True)
     queued.exclude(id__in=list(keep)).delete()
+
+
+def _open_index_sql(schema_editor, create: bool) -> str | None:
+    """The statement that drops or recreates the plain "rocket_run_open" (MySQL), if due."""
+    connection = schema_editor.connection
+    if connection.features.supports_partial_indexes:
+        return None
+    table = "django_rocket_taskrun"
+    with connection.cursor() as cursor:
+        exists = "rocket_run_open" in connection.introspection.get_constraints(cursor, table)
+    if exists == create:
+        return None
+    qn = schema_editor.quote_name
+    if create:
+        return f"CREATE INDEX {qn('rocket_run_open')} ON {qn(table)} ({qn('status')})"
+    return f"DROP INDEX {qn('rocket_run_open')} ON {qn(table)}"
+
+
+def drop_plain_open_index(apps, schema_editor):
+    if sql := _open_index_sql(schema_editor, create=False):
+        schema_editor.execute(sql)
+
+
+def recreate_plain_open_index(apps, schema_editor):
+    if sql := _open_index_sql(schema_editor, create=True):
+        schema_editor.execute(sql)
 
 
 class Migration(migrations.Migration):
@@ -47,6 +74,9 @@ class Migration(migrations.Migration):
         migrations.SeparateDatabaseAndState(
             state_operations=[
                 migrations.RemoveIndex(model_name="taskrun", name="rocket_run_open"),
+            ],
+            database_operations=[
+                migrations.RunPython(drop_plain_open_index, recreate_plain_open_index),
             ],
         ),
     ]
