@@ -7,7 +7,8 @@ on SQLite one prepared statement executed for every row (``executemany``), on
 PostgreSQL one statement reading every row from one JSON document. On MySQL and
 MariaDB the driver turns an ``executemany`` INSERT into multi-row INSERTs (64 KiB
 each), and a batch of finishes is one UPDATE joined to ``JSON_TABLE`` over one JSON
-document (MySQL 8, MariaDB 10.6 and later; row by row before).
+document (MySQL 8, MariaDB 10.6 and later; row by row before), split only where
+it would pass a few MiB.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -175,21 +176,34 @@ def _dialect() -> str:
     return "rows"
 
 
-def _mysql_document(rows: Iterable[tuple[Any, Sequence[Any]]]) -> str:
-    """Finishes as the database takes them, in one JSON array of objects c0, c1, ... (MySQL).
+# A statement must fit MySQL's max_allowed_packet (16 MiB by default on MariaDB, 64 MiB on
+# MySQL 8); a batch of finishes with long tracebacks or results is split to stay well below.
+MYSQL_DOCUMENT_BYTES = 4 * 1024 * 1024
 
-    Not ASCII-escaped: a lone surrogate then fails in the driver (UnicodeEncodeError,
-    refused) as it does row by row. UUIDs the driver would take as objects go as text.
+
+def _mysql_documents(rows: Iterable[tuple[Any, Sequence[Any]]]) -> Iterator[str]:
+    """Finishes as the database takes them, in JSON arrays of objects c0, c1, ... (MySQL).
+
+    One array unless the batch passes MYSQL_DOCUMENT_BYTES. Not ASCII-escaped: a lone
+    surrogate then fails in the driver (UnicodeEncodeError, refused) as it does row by
+    row. UUIDs the driver would take as objects go as text.
     """
     convert = [_converter(f) for f in _columns(FINISH_FIELDS)]
     names = [f"c{i}" for i in range(len(convert) + 1)]
     memo: dict[Any, Any] = {}
-    return json.dumps(
-        [dict(zip(names, [*_prep(convert, v, memo), run_id], strict=True)) for run_id, v in rows],
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=str,
-    )
+    encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+    chunk: list[str] = []
+    size = 0
+    for run_id, values in rows:
+        row = encode(dict(zip(names, [*_prep(convert, values, memo), run_id], strict=True)))
+        length = len(row.encode("utf-8", "surrogatepass"))
+        if chunk and size + length > MYSQL_DOCUMENT_BYTES:
+            yield f"[{','.join(chunk)}]"
+            chunk, size = [], 0
+        chunk.append(row)
+        size += length + 1
+    if chunk:
+        yield f"[{','.join(chunk)}]"
 
 
 def _json_table(fields: list[Any]) -> str:
@@ -298,7 +312,8 @@ def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]]) -> None:
                 sql, [_document([*fields, key], ([*v, run_id] for run_id, v in last.items()))]
             )
         elif dialect == "json_table":
-            cursor.execute(sql, [_mysql_document(last.items())])
+            for document in _mysql_documents(last.items()):
+                cursor.execute(sql, [document])
         else:
             convert = [_converter(f) for f in fields]
             memo: dict[Any, Any] = {}
