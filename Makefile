@@ -28,14 +28,15 @@ test: $(BIN)/.installed
 	env -u DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
 	@case "$$DATABASE_URL" in \
 	  "") echo "DATABASE_URL is not set: PostgreSQL and MariaDB tests skipped (set DATABASE_URL=$(PG_URL) or $(MARIADB_URL) to run them).";; \
-	  *) $(MAKE) --no-print-directory test-database;; \
+	  postgres*|mysql*) $(MAKE) --no-print-directory test-database;; \
+	  *) echo "DATABASE_URL=$$DATABASE_URL is neither PostgreSQL nor MariaDB/MySQL; ran SQLite only.";; \
 	esac
 
 # The whole suite on DATABASE_URL's database alone (PostgreSQL, MariaDB or MySQL).
 test-database: $(BIN)/.installed
 	@case "$$DATABASE_URL" in \
 	  postgres*) echo "--- again on PostgreSQL ($$DATABASE_URL)";; \
-	  mysql*) $(MAKE) --no-print-directory $(BIN)/.mysqlclient; \
+	  mysql*) $(MAKE) --no-print-directory $(BIN)/.mysqlclient || exit 1; \
 	    echo "--- again on MariaDB/MySQL ($$DATABASE_URL)";; \
 	  *) echo "DATABASE_URL=$$DATABASE_URL is neither PostgreSQL nor MariaDB/MySQL."; exit 2;; \
 	esac
