@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PG_URL ?= postgres://postgres@127.0.0.1:5432/django_rocket
+MARIADB_URL ?= mysql://root@127.0.0.1:3306/django_rocket
 
-.PHONY: demo test test-sqlite test-postgres lint format typecheck docs bench clean
+.PHONY: demo test test-database lint format typecheck docs bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +22,30 @@ demo: $(BIN)/.installed  ## Migrate the example project's SQLite database and ru
 	@echo
 	cd example_project && ../$(BIN)/python manage.py runscheduler
 
-# The whole suite on SQLite; again on PostgreSQL when DATABASE_URL points at one.
+# The whole suite on SQLite; again on PostgreSQL, MariaDB or MySQL when DATABASE_URL
+# points at one.
 test: $(BIN)/.installed
 	env -u DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
 	@case "$$DATABASE_URL" in \
-	  postgres*) echo "--- again on PostgreSQL ($$DATABASE_URL)"; $(BIN)/pytest $(PYTEST_ARGS);; \
-	  "") echo "DATABASE_URL is not set: PostgreSQL tests skipped (set DATABASE_URL=$(PG_URL) to run them).";; \
-	  *) echo "DATABASE_URL=$$DATABASE_URL is not PostgreSQL; ran SQLite only.";; \
+	  "") echo "DATABASE_URL is not set: PostgreSQL and MariaDB tests skipped (set DATABASE_URL=$(PG_URL) or $(MARIADB_URL) to run them).";; \
+	  postgres*|mysql*) $(MAKE) --no-print-directory test-database;; \
+	  *) echo "DATABASE_URL=$$DATABASE_URL is neither PostgreSQL nor MariaDB/MySQL; ran SQLite only.";; \
 	esac
+
+# The whole suite on DATABASE_URL's database alone (PostgreSQL, MariaDB or MySQL).
+test-database: $(BIN)/.installed
+	@case "$$DATABASE_URL" in \
+	  postgres*) echo "--- again on PostgreSQL ($$DATABASE_URL)";; \
+	  mysql*) $(MAKE) --no-print-directory $(BIN)/.mysqlclient || exit 1; \
+	    echo "--- again on MariaDB/MySQL ($$DATABASE_URL)";; \
+	  *) echo "DATABASE_URL=$$DATABASE_URL is neither PostgreSQL nor MariaDB/MySQL."; exit 2;; \
+	esac
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# mysqlclient builds against the client library: libmariadb-dev and pkg-config on Debian.
+$(BIN)/.mysqlclient: pyproject.toml $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet --group mysql
+	touch $@
 
 lint: $(BIN)/.installed  ## ruff, and the layer contracts of pyproject's [tool.importlinter]
 	$(BIN)/ruff check .

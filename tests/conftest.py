@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import pytest
 from django.db import connection
@@ -27,15 +28,24 @@ def wait_until(predicate: Callable[[], object], limit: float = 30.0, what: str =
     raise AssertionError(f"Timed out after {limit}s waiting for {what or predicate}.")
 
 
+_SCHEMES = {"postgresql": ("postgres", 5432), "mysql": ("mysql", 3306)}
+
+
 def database_url(port: int = 0) -> str:
-    """The test database's URL, optionally through another port (a proxy)."""
+    """The test database's URL for a subprocess, optionally through another port (a proxy)."""
     s = connection.settings_dict
-    if s["ENGINE"].endswith("sqlite3"):
+    if connection.vendor == "sqlite":
         return f"sqlite:///{s['NAME']}"
-    user = s.get("USER") or "postgres"
+    scheme, default_port = _SCHEMES[connection.vendor]
+    user = quote(s.get("USER") or ("postgres" if connection.vendor == "postgresql" else "root"))
+    password = s.get("PASSWORD")
+    credentials = f"{user}:{quote(password, safe='')}" if password else user
     host = s.get("HOST") or "127.0.0.1"
-    port = port or s.get("PORT") or 5432
-    return f"postgres://{user}@{host}:{port}/{s['NAME']}"
+    port = port or s.get("PORT") or default_port
+    # Options given as URL parameters (isolation_level, charset...) travel with the URL.
+    options = {k: v for k, v in (s.get("OPTIONS") or {}).items() if isinstance(v, str | int)}
+    query = f"?{urlencode(options)}" if options else ""
+    return f"{scheme}://{credentials}@{host}:{port}/{s['NAME']}{query}"
 
 
 class SchedulerProcess:

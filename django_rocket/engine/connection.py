@@ -13,16 +13,19 @@ from django.db import DatabaseError, connection, connections, transaction
 def one_snapshot() -> Iterator[None]:
     """Make the reads inside see the database as of one instant.
 
-    PostgreSQL: a REPEATABLE READ transaction. SQLite: a transaction, which in WAL mode
-    reads one snapshot (and with ``transaction_mode`` IMMEDIATE holds writers back for
-    the few hundred milliseconds the reads take). Inside an outer transaction the reads
-    already share it.
+    PostgreSQL, MySQL and MariaDB: a REPEATABLE READ transaction, whatever the
+    connection's own level (Django runs MySQL at READ COMMITTED, where every read of a
+    transaction takes a new snapshot). The statement sets the level of the transaction
+    that the first read starts. SQLite: a transaction, which in WAL mode reads one
+    snapshot (and with ``transaction_mode`` IMMEDIATE holds writers back for the few
+    hundred milliseconds the reads take). Inside an outer transaction the reads already
+    share it.
     """
     if connection.in_atomic_block:
         yield
         return
     with transaction.atomic():
-        if connection.vendor == "postgresql":
+        if connection.vendor in ("postgresql", "mysql"):
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         yield

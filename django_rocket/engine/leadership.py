@@ -41,6 +41,9 @@ class Leadership:
         self.heartbeat_every = heartbeat_every
         self.lease_timeout = lease_timeout
         self.on_active = on_active
+        # False between taking the lease and a successful on_active (a snapshot that could
+        # not be read is read again at the next heartbeat, with the lease still held).
+        self.activated = False
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.instance: SchedulerInstance | None = None
@@ -49,7 +52,8 @@ class Leadership:
 
     @property
     def active(self) -> bool:
-        return self.token is not None
+        """True once this instance holds the lease and has become active on it."""
+        return self.token is not None and self.activated
 
     @property
     def instance_pk(self) -> int | None:
@@ -77,6 +81,8 @@ class Leadership:
                 if not self.renew(now):
                     logger.warning("Lost the scheduler lease; standing by.")
                     self.stand_by()
+                elif not self.activated:
+                    self._activate(now)
             else:
                 self._try_acquire(now)
         except DatabaseError:
@@ -95,6 +101,7 @@ class Leadership:
     def stand_by(self) -> None:
         """Give up the role after losing the lease."""
         self.token = None
+        self.activated = False
         self._set_role(SchedulerRole.STANDBY)
 
     def _try_acquire(self, now: datetime) -> None:
@@ -125,7 +132,13 @@ class Leadership:
             self.token = SchedulerLease.objects.values_list("token", flat=True).get(name=LEASE)
         self._set_role(SchedulerRole.ACTIVE)
         logger.info("This scheduler is now active (fencing token %s).", self.token)
-        self.on_active(now)
+        self._activate(now)
+
+    def _activate(self, now: datetime) -> None:
+        """Run on_active; a database error there leaves it for the next heartbeat."""
+        self.activated = False
+        self.on_active(now)  # a DatabaseError reaches heartbeat(), which logs it
+        self.activated = True
 
     def _set_role(self, role: str) -> None:
         assert self.instance is not None

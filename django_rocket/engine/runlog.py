@@ -4,7 +4,11 @@ The ORM's ``bulk_create`` and ``bulk_update`` split a batch by the database's
 parameter limit (999 on SQLite with Django 5.2), so a tick that starts a
 thousand runs would issue dozens of statements. Here a batch is one statement:
 on SQLite one prepared statement executed for every row (``executemany``), on
-PostgreSQL one statement reading every row from one JSON document.
+PostgreSQL one statement reading every row from one JSON document. On MySQL and
+MariaDB the driver turns an ``executemany`` INSERT into multi-row INSERTs (64 KiB
+each), and a batch of finishes is one UPDATE joined to ``JSON_TABLE`` over one JSON
+document (MySQL 8, MariaDB 10.6 and later; row by row before), split only where
+it would pass a few MiB.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -159,6 +163,68 @@ def _document(fields: list[Any], rows: Iterable[Sequence[Any]]) -> str:
     )
 
 
+def _dialect() -> str:
+    """How this connection's batches are written: postgresql, json_table or rows."""
+    if connection.vendor == "postgresql":
+        return "postgresql"
+    if connection.vendor == "mysql" and not (
+        getattr(connection, "mysql_is_mariadb", False)
+        and getattr(connection, "mysql_version", (0,)) < (10, 6)
+    ):
+        return "json_table"
+    return "rows"
+
+
+# A statement must fit MySQL's max_allowed_packet (16 MiB by default on MariaDB, 64 MiB on
+# MySQL 8); a batch of finishes with long tracebacks or results is split to stay well below.
+MYSQL_DOCUMENT_BYTES = 4 * 1024 * 1024
+
+
+def _mysql_documents(rows: Iterable[tuple[Any, Sequence[Any]]]) -> Iterator[str]:
+    """Finishes as the database takes them, in JSON arrays of objects c0, c1, ... (MySQL).
+
+    One array unless the batch passes MYSQL_DOCUMENT_BYTES. Not ASCII-escaped: a lone
+    surrogate then fails in the driver (UnicodeEncodeError, refused) as it does row by
+    row. UUIDs the driver would take as objects go as text.
+    """
+    convert = [_converter(f) for f in _columns(FINISH_FIELDS)]
+    names = [f"c{i}" for i in range(len(convert) + 1)]
+    memo: dict[Any, Any] = {}
+    encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+    chunk: list[str] = []
+    size = 0
+    for run_id, values in rows:
+        row = encode(dict(zip(names, [*_prep(convert, values, memo), run_id], strict=True)))
+        length = len(row.encode("utf-8", "surrogatepass"))
+        if chunk and size + length > MYSQL_DOCUMENT_BYTES:
+            yield f"[{','.join(chunk)}]"
+            chunk, size = [], 0
+        chunk.append(row)
+        size += length + 1
+    if chunk:
+        yield f"[{','.join(chunk)}]"
+
+
+def _json_table(fields: list[Any]) -> str:
+    """``JSON_TABLE(%s, '$[*]' COLUMNS (c0 type PATH '$.c0', ...)) AS v`` (MySQL, MariaDB).
+
+    Text goes through as ``longtext``, so that the column it is assigned to refuses what
+    it would refuse row by row (strict mode) instead of the JSON table truncating it; the
+    run id, as ASCII text, is compared in the run_id column's own collation, along its
+    unique index.
+    """
+    columns = []
+    for i, f in enumerate(fields):
+        if isinstance(f, models.UUIDField):
+            kind = "char(36) CHARACTER SET ascii"
+        elif isinstance(f, (models.CharField, models.TextField, models.JSONField)):
+            kind = "longtext"
+        else:
+            kind = f.db_type(connection)
+        columns.append(f"c{i} {kind} PATH '$.c{i}'")
+    return f"JSON_TABLE(%s, '$[*]' COLUMNS ({', '.join(columns)})) AS v"
+
+
 @functools.cache
 def _statement(vendor: str, kind: str) -> str:
     """The SQL of one kind of batch for this database vendor, composed once per process.
@@ -177,6 +243,10 @@ def _statement(vendor: str, kind: str) -> str:
     run_id = TaskRun._meta.get_field("run_id")
     assert run_id.column is not None  # a concrete field always has a column
     key = qn(run_id.column)
+    if vendor == "json_table":
+        assignments = ", ".join(f"{table}.{qn(f.column)} = v.c{i}" for i, f in enumerate(fields))
+        source = _json_table([*fields, run_id])
+        return f"UPDATE {table} JOIN {source} ON {table}.{key} = v.c{len(fields)} SET {assignments}"
     if vendor != "postgresql":
         assignments = ", ".join(f"{qn(f.column)} = %s" for f in fields)
         return f"UPDATE {table} SET {assignments} WHERE {key} = %s"
@@ -209,7 +279,7 @@ def insert_runs(rows: Iterable[Sequence[Any]]) -> None:
     if not rows:
         return
     fields = _columns(START_FIELDS)
-    sql = _statement(connection.vendor, "insert")
+    sql = _statement(connection.vendor, "insert")  # MySQL: executemany, as on SQLite
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(sql, [_document(fields, rows)])
@@ -223,8 +293,9 @@ def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]]) -> None:
     """Record finishes; each row is (run_id, values of FINISH_FIELDS).
 
     On PostgreSQL one UPDATE ... FROM a JSON document of the rows, joined on the run id;
-    elsewhere one prepared UPDATE executed for every row. A run id given twice keeps its
-    last values, as executing the rows in order would.
+    on MySQL and MariaDB one UPDATE joined to JSON_TABLE over such a document; elsewhere
+    one prepared UPDATE executed for every row. A run id given twice keeps its last
+    values, as executing the rows in order would.
     """
     fields = _columns(FINISH_FIELDS)
     key = TaskRun._meta.get_field("run_id")
@@ -232,12 +303,16 @@ def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]]) -> None:
     last = {convert_key(run_id): values for run_id, values in rows}
     if not last:
         return
-    sql = _statement(connection.vendor, "finish")
+    dialect = _dialect()
+    sql = _statement(dialect, "finish")
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if dialect == "postgresql":
             cursor.execute(
                 sql, [_document([*fields, key], ([*v, run_id] for run_id, v in last.items()))]
             )
+        elif dialect == "json_table":
+            for document in _mysql_documents(last.items()):
+                cursor.execute(sql, [document])
         else:
             convert = [_converter(f) for f in fields]
             memo: dict[Any, Any] = {}

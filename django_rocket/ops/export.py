@@ -1,7 +1,8 @@
 """Export the run log as CSV or JSON Lines, streamed in constant memory.
 
 Rows are read with ``values_list(...).iterator(chunk_size=...)`` (a server-side
-cursor on PostgreSQL, chunked fetches on SQLite), in start order along the
+cursor on PostgreSQL, chunked fetches on SQLite; on MySQL and MariaDB, whose driver
+buffers whole result sets, one page after another), in start order along the
 ``(started_at, id)`` index, and written as they arrive: memory does not grow
 with the number of runs.
 
@@ -16,6 +17,10 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
+
+from django.db import connection
+from django.db.models import Q, QuerySet
 
 from django_rocket.models import TaskRun
 
@@ -56,8 +61,9 @@ def export_rows(
         runs = runs.filter(task__name=task)
     if since is not None:
         runs = runs.filter(started_at__gte=since)
-    rows = runs.order_by("started_at", "id").values_list(*_FIELDS).iterator(chunk_size=chunk_size)
-    for name, run_id, status, trigger, started, finished, runtime, message, exc_text in rows:
+    for name, run_id, status, trigger, started, finished, runtime, message, exc_text in _stream(
+        runs, chunk_size
+    ):
         yield (
             name,
             str(run_id),
@@ -69,6 +75,28 @@ def export_rows(
             message,
             exc_text,
         )
+
+
+def _stream(runs: QuerySet[TaskRun], chunk_size: int) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``_FIELDS`` in (started_at, id) order, read ``chunk_size`` at a time.
+
+    MySQL's driver buffers a whole result set client-side, so there the rows are read
+    page by page after the last (started_at, id) seen, each page along the index.
+    """
+    ordered = runs.order_by("started_at", "id")
+    if connection.vendor != "mysql":
+        yield from ordered.values_list(*_FIELDS).iterator(chunk_size=chunk_size)
+        return
+    page = ordered.values_list(*_FIELDS, "id")
+    after = Q()
+    while True:
+        rows = list(page.filter(after)[:chunk_size])
+        for row in rows:
+            yield row[:-1]
+        if len(rows) < chunk_size:
+            return
+        started, pk = rows[-1][_FIELDS.index("started_at")], rows[-1][-1]
+        after = Q(started_at__gt=started) | Q(started_at=started, id__gt=pk)
 
 
 def export_lines(

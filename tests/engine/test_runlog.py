@@ -126,3 +126,21 @@ def test_run_ids_made_in_a_batch_are_distinct_random_uuids():
     assert {u.version for u in ids} == {4}
     assert {u.variant for u in ids} == {uuid.RFC_4122}
     assert list(new_run_ids(0)) == []
+
+
+def test_a_large_batch_of_finishes_is_split_to_fit_a_mysql_packet(monkeypatch):
+    from django.test.utils import CaptureQueriesContext
+
+    monkeypatch.setattr(runlog, "MYSQL_DOCUMENT_BYTES", 2000)
+    task = Task.objects.create(name="t", func="tests.support.tasks.noop", start_cond="daily")
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    ids = [uuid.uuid4() for _ in range(20)]
+    runlog.insert_runs(
+        [(task.pk, i, "running", "scheduled", None, started, "h", 1, None, "", "") for i in ids]
+    )
+    text = "🚀" * 100  # 400 bytes, and the rest of the row: three rows a document
+    with CaptureQueriesContext(connection) as ctx:
+        runlog.finish_runs([(i, ("success", started, None, text, "", None)) for i in ids])
+    assert TaskRun.objects.filter(status="success", message=text).count() == 20
+    if runlog._dialect() == "json_table":
+        assert len(ctx.captured_queries) == 7

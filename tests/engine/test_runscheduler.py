@@ -244,7 +244,7 @@ def test_a_run_committed_while_the_snapshot_loads_is_not_lost(settings, clock, q
         writer = threading.Thread(target=write_elsewhere)
         writer.start()
         writers.append(writer)
-        if connection.vendor == "postgresql":
+        if connection.vendor in ("postgresql", "mysql"):
             writer.join()  # committed before the cursor is read; REPEATABLE READ hides it
         # SQLite (IMMEDIATE) holds the writer back until the snapshot's transaction ends;
         # there the race is only likely, on PostgreSQL it is certain.
@@ -286,11 +286,8 @@ def test_start_up_syncs_changed_declarations_in_one_statement(settings, clock, q
     assert tasks["t3"].updated_at == before["t3"]  # unchanged, untouched
     assert (tasks["t4"].declared, tasks["t4"].updated_at) == (False, clock.now())
     assert tasks["t0"].enabled is False  # a pause made in the admin survives the sync
-    updates = [
-        q["sql"]
-        for q in queries.captured_queries
-        if q["sql"].startswith('UPDATE "django_rocket_task"')
-    ]
+    table = connection.ops.quote_name("django_rocket_task")
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(f"UPDATE {table}")]
     assert len(updates) == 2  # the three changed rows, then the one no longer declared
 
 
@@ -558,5 +555,45 @@ def test_a_refused_finish_written_with_the_starts_holds_back_neither(
     assert TaskRun.objects.filter(task__name__startswith="t", status=RunStatus.SUCCESS).count() == 3
     refused = TaskRun.objects.get(task__name="refused", status=status)
     assert refused.message.startswith("Recorded without its message, traceback and result")
+    scheduler.request_stop()
+    scheduler.shutdown()
+
+
+def test_a_snapshot_that_cannot_be_read_on_taking_the_lease_is_read_again(
+    settings, clock, monkeypatch
+):
+    """A database error while becoming active leaves the lease held and retries at the
+    next heartbeat; before, the next tick met an empty snapshot and stopped the loop."""
+    from django.db import OperationalError
+
+    from django_rocket.engine import snapshot
+
+    settings.ROCKET_TASKS = {
+        "a": {
+            "func": "tests.support.tasks.noop",
+            "start_cond": "every('1 second')",
+            "execution": "main",
+        }
+    }
+    settings.ROCKET_HEARTBEAT = "1 second"
+    real_load = snapshot.load
+    calls = []
+
+    def load_fails_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("the database went away")
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "load", load_fails_once)
+    scheduler = Scheduler(clock=clock)
+    scheduler.startup()
+    assert not scheduler.active  # holds the lease, has no snapshot yet
+    for _ in range(3):
+        clock.advance(1)
+        scheduler.tick()
+    assert not scheduler.stop_requested
+    assert scheduler.active and len(calls) == 2
+    assert TaskRun.objects.filter(task__name="a", status=RunStatus.SUCCESS).exists()
     scheduler.request_stop()
     scheduler.shutdown()

@@ -79,6 +79,11 @@ def block_run_updates() -> None:
                 "CREATE TRIGGER rocket_block BEFORE UPDATE ON django_rocket_taskrun "
                 "BEGIN SELECT RAISE(ABORT, 'the disk is on fire'); END"
             )
+        elif connection.vendor == "mysql":
+            cursor.execute(
+                "CREATE TRIGGER rocket_block BEFORE UPDATE ON django_rocket_taskrun FOR EACH ROW "
+                "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'the disk is on fire'"
+            )
         else:
             cursor.execute(
                 "CREATE FUNCTION rocket_block() RETURNS trigger AS $$ BEGIN "
@@ -92,7 +97,7 @@ def block_run_updates() -> None:
 
 def unblock_run_updates() -> None:
     with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
+        if connection.vendor in ("sqlite", "mysql"):
             cursor.execute("DROP TRIGGER rocket_block")
         else:
             cursor.execute("DROP TRIGGER rocket_block ON django_rocket_taskrun")

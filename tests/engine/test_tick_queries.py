@@ -103,15 +103,14 @@ def test_start_up_looks_runs_up_by_id_without_ordering_them(settings, clock):
     scheduler = Scheduler(declared_tasks(), clock=clock)
     with CaptureQueriesContext(connection) as ctx:
         scheduler.startup()
+    qn = connection.ops.quote_name
+    table = qn("django_rocket_taskrun")
     by_id = [
         q["sql"]
         for q in ctx.captured_queries
         if q["sql"].startswith("SELECT")
-        and 'FROM "django_rocket_taskrun"' in q["sql"]
-        and (
-            '"django_rocket_taskrun"."id" >' in q["sql"]
-            or '"django_rocket_taskrun"."id" IN' in q["sql"]
-        )
+        and f"FROM {table}" in q["sql"]
+        and (f"{table}.{qn('id')} >" in q["sql"] or f"{table}.{qn('id')} IN" in q["sql"])
     ]
     assert len(by_id) >= 2, ctx.captured_queries  # the "seen" set and the snapshot's rows
     assert [q for q in by_id if "ORDER BY" in q] == []

@@ -1,8 +1,8 @@
-"""PostgreSQL goes away under a running scheduler: nothing is lost, nothing is doubled.
+"""The database server goes away under a running scheduler: nothing is lost, nothing is doubled.
 
-The scheduler reaches the real server through a proxy that the test cuts, which
-resets its connections and refuses new ones exactly as a stopped server would,
-without disturbing other clients of the server.
+On PostgreSQL, MariaDB or MySQL. The scheduler reaches the real server through a proxy
+that the test cuts, which resets its connections and refuses new ones exactly as a
+stopped server would, without disturbing other clients of the server.
 """
 
 import itertools
@@ -24,10 +24,11 @@ OUTAGE_SECONDS = 20  # as long as a PostgreSQL restart with a slow recovery
 
 @pytest.fixture
 def proxy(transactional_db):
-    if connection.vendor != "postgresql":
-        pytest.skip("a database outage is tested on PostgreSQL (set DATABASE_URL)")
+    if connection.vendor not in ("postgresql", "mysql"):
+        pytest.skip("a database outage is tested on a database server (set DATABASE_URL)")
     s = connection.settings_dict
-    proxy = CuttableProxy(s.get("HOST") or "127.0.0.1", int(s.get("PORT") or 5432))
+    default_port = 5432 if connection.vendor == "postgresql" else 3306
+    proxy = CuttableProxy(s.get("HOST") or "127.0.0.1", int(s.get("PORT") or default_port))
     yield proxy
     proxy.close()
 

@@ -123,3 +123,7 @@ def returns_not_utf8() -> list:
 
 def fails_with_not_utf8() -> None:
     raise FileExistsError(f"cannot import {NOT_UTF8_NAME}")
+
+
+def fails_with(text: str) -> None:
+    raise ValueError(text)

@@ -3,6 +3,7 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import CommandParser
+from django.db import OperationalError
 
 from django_rocket.engine.scheduler import Scheduler
 from django_rocket.management.arguments import positive_seconds
@@ -27,6 +28,15 @@ class Command(RocketCommand):
             metavar="SECONDS",
             help="Stop gracefully after this many seconds (at most 100 years).",
         )
+
+    def check(self, *args: Any, **kwargs: Any) -> None:
+        """Run the system checks, unless the database does not answer yet."""
+        try:
+            super().check(*args, **kwargs)
+        except OperationalError:
+            # Django 6.1 on MySQL asks the server its version to check model fields; the
+            # scheduler waits for the database itself, and says so, at start-up.
+            pass
 
     def handle(self, *args: Any, **options: Any) -> None:
         scheduler = Scheduler(once=options["once"], duration=options["duration"])

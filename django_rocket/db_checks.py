@@ -1,0 +1,109 @@
+"""Database checks for MySQL and MariaDB: utf8mb4 and a transaction isolation level that fits.
+
+Tagged ``database``, like Django's own MySQL checks: ``migrate`` runs them, and
+``check --database default``. Other databases get no message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.core import checks
+from django.db import DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from django_rocket.models import TaskRun
+
+# Runs a scheduler reads must be committed (no READ UNCOMMITTED), and its plain reads
+# must not lock rows the admin writes (SERIALIZABLE makes every read in a transaction
+# a locking one on InnoDB).
+FITTING_ISOLATION = ("READ-COMMITTED", "REPEATABLE-READ")
+TEXT_COLUMNS = ("message", "exc_text")
+
+
+def check_mysql(
+    app_configs: Any = None, databases: Iterable[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Check each MySQL or MariaDB database the run log may live in."""
+    messages: list[checks.CheckMessage] = []
+    for alias in databases or ():
+        connection = connections[alias]
+        if connection.vendor != "mysql":
+            continue
+        try:
+            messages += _charset(connection, alias) + _isolation(connection, alias)
+        except DatabaseError as exc:  # the migrate that follows says more
+            messages.append(
+                checks.Warning(
+                    f"Could not check the MySQL database {alias!r}: {exc}",
+                    hint="Check that the database is reachable with its settings.",
+                    id="django_rocket.W063",
+                )
+            )
+    return messages
+
+
+def _charset(connection: BaseDatabaseWrapper, alias: str) -> list[checks.CheckMessage]:
+    messages: list[checks.CheckMessage] = []
+    table = TaskRun._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@character_set_connection, @@character_set_database")
+        connection_charset, database_charset = cursor.fetchone()
+        cursor.execute(
+            "SELECT column_name, character_set_name FROM information_schema.columns "
+            "WHERE table_schema = DATABASE() AND table_name = %s AND column_name IN (%s, %s)",
+            [table, *TEXT_COLUMNS],
+        )
+        columns = dict(cursor.fetchall())
+    if connection_charset != "utf8mb4":
+        messages.append(
+            checks.Warning(
+                f"The connection to the database {alias!r} uses the character set "
+                f"{connection_charset!r}, not utf8mb4: a run's message or traceback with "
+                "4-byte characters (emoji, some CJK) cannot be recorded.",
+                hint=f"Remove 'charset' from DATABASES[{alias!r}]['OPTIONS'] (Django's "
+                "default is utf8mb4) or set it to 'utf8mb4'.",
+                id="django_rocket.W060",
+            )
+        )
+    stored = {c: cs for c, cs in columns.items() if cs} or {"(new tables)": database_charset}
+    narrow = sorted(f"{c} ({cs})" for c, cs in stored.items() if cs != "utf8mb4")
+    if narrow:
+        messages.append(
+            checks.Warning(
+                f"The run log in the database {alias!r} stores text in a character set "
+                f"other than utf8mb4: {', '.join(narrow)}. 4-byte characters in a run's "
+                "message or traceback cannot be recorded.",
+                hint=f"ALTER DATABASE ... CHARACTER SET utf8mb4 before migrating, or ALTER "
+                f"TABLE {table} CONVERT TO CHARACTER SET utf8mb4 for an existing table.",
+                id="django_rocket.W061",
+            )
+        )
+    return messages
+
+
+def _isolation(connection: BaseDatabaseWrapper, alias: str) -> list[checks.CheckMessage]:
+    mariadb = getattr(connection, "mysql_is_mariadb", False)
+    version = getattr(connection, "mysql_version", (0,))
+    # MySQL 8 and MariaDB 11.1 renamed tx_isolation; MariaDB 10 knows only the old name.
+    name = "tx_isolation" if mariadb and version < (11, 1) else "transaction_isolation"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT @@SESSION.{name}")
+        (level,) = cursor.fetchone()
+    if level in FITTING_ISOLATION:
+        return []
+    return [
+        checks.Warning(
+            f"The database {alias!r} runs transactions at {level}: "
+            + (
+                "a scheduler could read runs that are never committed."
+                if level == "READ-UNCOMMITTED"
+                else "every read in a transaction locks, so the scheduler and the admin "
+                "wait for each other."
+            ),
+            hint=f"Remove 'isolation_level' from DATABASES[{alias!r}]['OPTIONS'] (Django's "
+            "default, 'read committed') or set it to 'read committed' or 'repeatable read'.",
+            id="django_rocket.W062",
+        )
+    ]
