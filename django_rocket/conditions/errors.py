@@ -23,7 +23,7 @@ class ConditionSyntaxError(ValueError):
         self.column = max(0, min(column, len(text)))
         self.expected = expected
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         return _rebuild, (type(self), self.message, self.text, self.column, self.expected)
 
     @property
@@ -72,5 +72,7 @@ class ConditionSyntaxError(ValueError):
         return f"{sentence}\n    {self.source_line()}\n    {self.caret_line()}"
 
 
-def _rebuild(cls, message, text, column, expected):
+def _rebuild(
+    cls: type[ConditionSyntaxError], message: str, text: str, column: int, expected: str
+) -> ConditionSyntaxError:
     return cls(message, text=text, column=column, expected=expected)

@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol, overload, runtime_checkable
+from typing import Any, Protocol, overload, runtime_checkable
 
 __all__ = ["OUTCOMES", "History", "MemoryHistory", "RunRecord"]
 
@@ -315,7 +315,7 @@ def _record(task: str, item: _Run) -> RunRecord:
     )
 
 
-def _remove(items: list, value: object) -> None:
+def _remove(items: list[Any], value: Any) -> None:
     index = bisect.bisect_left(items, value)
     if index < len(items) and items[index] == value:
         del items[index]

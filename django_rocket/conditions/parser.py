@@ -383,7 +383,8 @@ class Parser:
         self, function: Callable[..., Any], left: Any, right: Any, column: int
     ) -> Condition:
         try:
-            return function(left) if right is None else function(left, right)
+            made: Condition = function(left) if right is None else function(left, right)
+            return made
         except Exception as exc:
             self.fail(f"These conditions cannot be combined: {exc}", column, "conditions")
 

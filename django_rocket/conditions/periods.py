@@ -172,7 +172,7 @@ def _bad_value(value: object, reason: str) -> ValueError:
     return error
 
 
-def _parse_dict(unit: str, value: dict) -> int:
+def _parse_dict(unit: str, value: dict[str, int]) -> int:
     """Return the offset of a value such as ``{"hour": 10, "minute": 30}`` (a point)."""
     keys = _DICT_KEYS.get(unit, ())
     if not value or any(key not in keys for key in value):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import ClassVar
@@ -210,7 +211,9 @@ class TaskEvent(_Countable):
         _, latest = period.around(ctx.utc, ctx.wall, ctx.tz)
         return latest.start, latest.end, period.next_start(ctx.utc, ctx.wall, ctx.tz)
 
-    def _events(self, ctx: Context, since: datetime | None, until: datetime | None) -> list:
+    def _events(
+        self, ctx: Context, since: datetime | None, until: datetime | None
+    ) -> list[Sequence[datetime]]:
         task = self.task or ctx.task
         return [ctx.history.events(task, kind, since, until) for kind in EVENT_KINDS[self.kind]]
 
