@@ -9,14 +9,13 @@ This package imports nothing from Django, so settings.py can use it::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
-
 from .base import All, Any, Condition, Context, Explanation, Not, false, true
 from .cron import Cron, CronTime, cron, crontime
-from .custom import RESERVED, Custom, condition, custom_conditions
+from .custom import Custom, condition, custom_conditions
 from .durations import format_duration, parse_duration
+from .errors import ConditionSyntaxError
 from .history import History, MemoryHistory, RunRecord
+from .parser import parse
 from .periods import Span
 from .scheduler_state import (
     SchedulerCycles,
@@ -69,10 +68,7 @@ from .timing import (
     weekly,
     yearly,
 )
-
-#: Rocketry's names for the constants.
-always = true
-never = false
+from .vocabulary import NAMESPACE, always, never
 
 __all__ = [
     "NAMESPACE",
@@ -147,54 +143,3 @@ __all__ = [
     "weekly",
     "yearly",
 ]
-
-#: Every name a condition string may use, mapped to its value in this package.
-NAMESPACE: Mapping[str, object] = MappingProxyType(
-    {
-        "true": true,
-        "false": false,
-        "always": always,
-        "never": never,
-        "secondly": secondly,
-        "minutely": minutely,
-        "hourly": hourly,
-        "daily": daily,
-        "weekly": weekly,
-        "monthly": monthly,
-        "yearly": yearly,
-        "every": every,
-        "during": during,
-        "cron": cron,
-        "crontime": crontime,
-        "time_of_second": time_of_second,
-        "time_of_minute": time_of_minute,
-        "time_of_hour": time_of_hour,
-        "time_of_day": time_of_day,
-        "time_of_week": time_of_week,
-        "time_of_month": time_of_month,
-        "time_of_year": time_of_year,
-        "started": started,
-        "succeeded": succeeded,
-        "failed": failed,
-        "finished": finished,
-        "terminated": terminated,
-        "inacted": inacted,
-        "running": running,
-        "retry": retry,
-        "after_success": after_success,
-        "after_fail": after_fail,
-        "after_finish": after_finish,
-        "after_all_success": after_all_success,
-        "after_all_fail": after_all_fail,
-        "after_all_finish": after_all_finish,
-        "after_any_success": after_any_success,
-        "after_any_fail": after_any_fail,
-        "after_any_finish": after_any_finish,
-        "scheduler_running": scheduler_running,
-        "scheduler_cycles": scheduler_cycles,
-    }
-)
-RESERVED.update(NAMESPACE)
-
-from .errors import ConditionSyntaxError  # noqa: E402
-from .parser import parse  # noqa: E402

@@ -27,13 +27,13 @@ import operator
 import re
 import warnings
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from . import english
+from .base import Condition
+from .custom import custom_conditions
 from .errors import ConditionSyntaxError
-
-if TYPE_CHECKING:
-    from . import Condition
+from .vocabulary import NAMESPACE
 
 __all__ = ["ATTRIBUTES", "MAX_DEPTH", "MAX_LENGTH", "parse"]
 
@@ -128,8 +128,6 @@ def parse(text: str | Condition, *, names: Mapping[str, object] | None = None) -
     of those registered with ``@condition``. Raise ``ConditionSyntaxError``
     for text that does not describe a condition.
     """
-    from . import Condition, custom_conditions
-
     if isinstance(text, Condition):
         return text
     if not isinstance(text, str):
@@ -162,8 +160,6 @@ class Parser:
     """Precedence-climbing parser over the tokens of one condition string."""
 
     def __init__(self, text: str, names: Mapping[str, object]) -> None:
-        from . import NAMESPACE, Condition, custom_conditions
-
         self.text = text
         self.condition_class = Condition
         self.vocabulary: Mapping[str, object] = NAMESPACE
