@@ -49,6 +49,7 @@ PAGES = [
     "howto/migrating-from-rocketry.rst",
     "howto/migrating-from-celery-beat.rst",
     "explanation/guarantees.rst",
+    "explanation/architecture.rst",
 ]
 ILLUSTRATIVE = "example: illustrative"
 
