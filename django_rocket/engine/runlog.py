@@ -19,7 +19,7 @@ from typing import Any
 from django.db import DataError, IntegrityError, connection, models
 from django.utils.duration import duration_microseconds
 
-from django_rocket.models import FINISH_FIELDS, TaskRun
+from django_rocket.models import FINISH_FIELDS, RunStatus, TaskRun
 
 START_FIELDS = (
     "task",
@@ -177,12 +177,20 @@ def _statement(vendor: str, kind: str) -> str:
     run_id = TaskRun._meta.get_field("run_id")
     assert run_id.column is not None  # a concrete field always has a column
     key = qn(run_id.column)
+    # "finish_running": only a run still running (a spooled finish, see engine/spool.py).
+    status = TaskRun._meta.get_field("status")
+    assert status.column is not None
+    still = f" AND {table}.{qn(status.column)} = '{RunStatus.RUNNING.value}'"
+    still = still if kind == "finish_running" else ""
     if vendor != "postgresql":
         assignments = ", ".join(f"{qn(f.column)} = %s" for f in fields)
-        return f"UPDATE {table} SET {assignments} WHERE {key} = %s"
+        return f"UPDATE {table} SET {assignments} WHERE {key} = %s{still}"
     assignments = ", ".join(f"{qn(f.column)} = v.c{i}" for i, f in enumerate(fields))
     source = _recordset([*fields, run_id])
-    return f"UPDATE {table} SET {assignments} FROM {source} WHERE {table}.{key} = v.c{len(fields)}"
+    return (
+        f"UPDATE {table} SET {assignments} FROM {source} "
+        f"WHERE {table}.{key} = v.c{len(fields)}{still}"
+    )
 
 
 def _select(fields: list[Any]) -> str:
@@ -219,12 +227,13 @@ def insert_runs(rows: Iterable[Sequence[Any]]) -> None:
             cursor.executemany(sql, [_prep(convert, row, memo) for row in rows])
 
 
-def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]]) -> None:
+def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]], *, only_running: bool = False) -> None:
     """Record finishes; each row is (run_id, values of FINISH_FIELDS).
 
     On PostgreSQL one UPDATE ... FROM a JSON document of the rows, joined on the run id;
     elsewhere one prepared UPDATE executed for every row. A run id given twice keeps its
-    last values, as executing the rows in order would.
+    last values, as executing the rows in order would. With ``only_running``, a run that
+    is no longer ``running`` is left as it is.
     """
     fields = _columns(FINISH_FIELDS)
     key = TaskRun._meta.get_field("run_id")
@@ -232,7 +241,7 @@ def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]]) -> None:
     last = {convert_key(run_id): values for run_id, values in rows}
     if not last:
         return
-    sql = _statement(connection.vendor, "finish")
+    sql = _statement(connection.vendor, "finish_running" if only_running else "finish")
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
