@@ -304,14 +304,14 @@ class Recorder:
         delay = min(policy["backoff"] * 2 ** (self.write_attempts - 1), policy["max_backoff"])
         self.next_write_attempt = self.clock.monotonic() + delay
         if self.write_attempts >= policy["attempts"]:
-            self.spool.write(batch)
+            spooled = self.spool.write(batch)
             if self.write_attempts == policy["attempts"]:
                 logger.error(
-                    "Recording %d finished run(s) failed %d times; kept in memory and "
-                    "spooled to %s until the database is back.",
+                    "Recording %d finished run(s) failed %d times; kept in memory and %s "
+                    "until the database is back.",
                     len(batch),
                     self.write_attempts,
-                    self.spool.path,
+                    f"spooled to {self.spool.path}" if spooled else "not spooled",
                     exc_info=exc,
                 )
                 if not conf.silence_task_logging:
@@ -342,9 +342,9 @@ class Recorder:
             self.next_write_attempt = 0.0
             self.flush()
         if self.pending:
-            self.spool.write(self.pending)
+            spooled = self.spool.write(self.pending)
             logger.error(
-                "%d finished run(s) could not be recorded; spooled to %s.",
+                "%d finished run(s) could not be recorded; %s.",
                 len(self.pending),
-                self.spool.path,
+                f"spooled to {self.spool.path}" if spooled else "nor spooled (see above)",
             )

@@ -168,13 +168,14 @@ class Spool:
         """Name the file this process spools to (nothing is created yet)."""
         self.path = spool_location() / f"spool-{host}-{pid}-{instance_pk}.jsonl"
 
-    def write(self, batch: list[Outcome]) -> None:
-        """Replace the file's content with ``batch``, atomically; log if it cannot be written."""
+    def write(self, batch: list[Outcome]) -> bool:
+        """Replace the file's content with ``batch``, atomically; False (logged) if it failed."""
         if self.path is None:
-            return
+            return False
         try:
             directory = private_dir(self.path.parent)
             _write_atomically(directory, self.path.name, b"".join(map(_encode, batch)))
+            return True
         except (OSError, SpoolRefused) as exc:
             logger.error(
                 "Could not spool %d finished run(s) to %s (%s); they are kept in memory only.",
@@ -182,6 +183,7 @@ class Spool:
                 self.path,
                 exc,
             )
+            return False
 
     def clear(self) -> None:
         """Delete the file: what it held is recorded."""

@@ -115,7 +115,7 @@ def test_a_symlink_planted_at_the_spool_path_is_replaced_not_followed(spool_dir,
     assert written.path is not None
     spool_dir.mkdir(mode=0o700)
     written.path.symlink_to(victim)
-    written.write([Outcome(str(uuid.uuid4()), "t", "success", FINISHED)])
+    assert written.write([Outcome(str(uuid.uuid4()), "t", "success", FINISHED)])
     assert victim.read_text() == "precious"
     assert not written.path.is_symlink()
     assert '"status": "success"' in written.path.read_text()
@@ -152,7 +152,7 @@ def test_a_directory_another_user_owns_is_neither_read_nor_written(
     assert str(spool_dir) in error and f"uid {OTHER_UID}" in error
     written = spool.Spool()
     written.open_for("host", 1, 1)
-    written.write([Outcome(str(run.run_id), "t", "success", FINISHED)])
+    assert not written.write([Outcome(str(run.run_id), "t", "success", FINISHED)])
     assert [p.name for p in spool_dir.iterdir()] == [planted.name]
     assert len(scheduler_logs(caplog)) == 2  # the refused write is logged too
     (warning,) = [m for m in check_settings() if m.id == "django_rocket.W002"]
