@@ -8,8 +8,11 @@ The registry and the alerts make their own messages; this module collects them.
 
 from __future__ import annotations
 
+import os
+import stat
 import zoneinfo
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from django.apps import AppConfig
@@ -20,6 +23,7 @@ from django_rocket import registry
 from django_rocket.alerts import check_alerts
 from django_rocket.conditions import parse_duration
 from django_rocket.conf import EXECUTIONS, conf
+from django_rocket.engine.spool import not_usable
 
 Messages = list[checks.CheckMessage]
 SETTING_CHECKS: list[Callable[[], Messages]] = []
@@ -197,6 +201,44 @@ def _silence_flags() -> Messages:
                 )
             )
     return messages
+
+
+@setting_check
+def _spool_dir() -> Messages:
+    value = conf.spool_dir
+    if value is None:
+        return []
+    if not isinstance(value, str | os.PathLike) or not str(value).strip():
+        return [
+            _error(
+                "django_rocket.E033",
+                f"ROCKET_SPOOL_DIR {value!r} is not a directory path.",
+                "Write a path such as '/var/lib/mysite/rocket-spool', or leave it unset "
+                "for a directory under ~/.local/state/django-rocket/.",
+            )
+        ]
+    path = os.fspath(value)
+    hint = (
+        "Use a directory that only the user running the scheduler owns and can read, "
+        "e.g. one it creates itself (mode 0700), or leave ROCKET_SPOOL_DIR unset."
+    )
+    try:
+        refused = not_usable(Path(path))
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return []  # created private (0700) when first needed
+    except OSError as exc:
+        refused, mode = f"{path} cannot be read ({exc.strerror})", 0
+    if refused:
+        problem = f"{refused}; the scheduler will not read or write spooled runs there."
+    elif mode & 0o077:
+        problem = (
+            f"{path} is open to other users (mode {oct(mode)}); the scheduler makes it "
+            "private (0700) when it uses it."
+        )
+    else:
+        return []
+    return [checks.Warning(f"ROCKET_SPOOL_DIR: {problem}", hint=hint, id="django_rocket.W002")]
 
 
 @setting_check

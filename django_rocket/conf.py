@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "ROCKET_SILENCE_TASK_LOGGING": False,
     "ROCKET_SILENCE_COND_CHECK": False,
     "ROCKET_LOG_RETRY": {"attempts": 5, "backoff": 0.5, "max_backoff": 30.0},
-    "ROCKET_SPOOL_DIR": None,  # None: a directory under the system temp dir
+    "ROCKET_SPOOL_DIR": None,  # None: one per database under $XDG_STATE_HOME/django-rocket
     "ROCKET_SHUTDOWN_GRACE": "30 seconds",
     "ROCKET_POLL_INTERVAL": 1.0,
     "ROCKET_HEARTBEAT": "5 seconds",

@@ -21,7 +21,17 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from django_rocket.conditions import Condition, ConditionSyntaxError, parse
+from django_rocket.conditions import (
+    Condition,
+    ConditionSyntaxError,
+    Custom,
+    Every,
+    Retry,
+    Running,
+    TaskEvent,
+    format_duration,
+    parse,
+)
 from django_rocket.conf import EXECUTIONS, TASK_KEYS, conf, parse_timeout
 from django_rocket.executors.django_tasks.checks import task_problems
 from django_rocket.executors.django_tasks.framework import plain_function
@@ -49,6 +59,14 @@ class TaskSpec:
 
 
 Problems = list[checks.CheckMessage]
+
+# Bounds of the numbers a condition may hold (check E014). The snapshot reads the
+# ``n + 1`` latest runs of every task for ``retry(n)``; a count above a million runs
+# in one period is a typo; and a duration past 100 years overflows the dates the
+# scheduler computes with it (``now - every``), as commands' durations would.
+MAX_RETRY = 1000
+MAX_COUNT = 1_000_000
+MAX_DURATION = timedelta(days=36_500)
 
 
 def _error(id: str, msg: str, hint: str, task: str | None = None) -> checks.CheckMessage:
@@ -102,6 +120,71 @@ def _parse_condition(
             )
         )
         return None
+
+
+def _out_of_bounds(cond: Condition) -> list[tuple[Condition, str, str]]:
+    """Each node of ``cond`` holding a number past its bound: (node, what, the fix)."""
+    found: list[tuple[Condition, str, str]] = []
+    if isinstance(cond, Retry) and cond.n is not None and cond.n > MAX_RETRY:
+        found.append(
+            (
+                cond,
+                f"a retry limit above {MAX_RETRY}",
+                f"Write retry(n) with n at most {MAX_RETRY}, or retry without a limit.",
+            )
+        )
+    compare = getattr(cond, "compare", None) if isinstance(cond, TaskEvent | Running) else None
+    if compare is not None and compare[1] > MAX_COUNT:
+        found.append(
+            (
+                cond,
+                f"a count above {MAX_COUNT:,} runs",
+                f"Compare with a number of runs at most {MAX_COUNT:,}.",
+            )
+        )
+    durations: list[tuple[str, timedelta | None]] = []
+    if isinstance(cond, Every):
+        durations.append(("a period", cond.period))
+    elif isinstance(cond, TaskEvent) and isinstance(cond.period, timedelta):
+        durations.append(("a window", cond.period))
+    elif isinstance(cond, Running):
+        durations += [("an age", cond.min_age), ("an age", cond.max_age)]
+    elif isinstance(cond, Custom):
+        durations.append(("a recheck interval", cond.recheck))
+    for what, duration in durations:
+        if duration is not None and duration > MAX_DURATION:
+            found.append(
+                (
+                    cond,
+                    f"{what} of {format_duration(duration)}, longer than 100 years "
+                    f"({MAX_DURATION.days:,} days)",
+                    f"Write a duration of at most 100 years ({MAX_DURATION.days:,} days).",
+                )
+            )
+    for child in cond.children():
+        found += _out_of_bounds(child)
+    return found
+
+
+def _check_bounds(name: str, key: str, cond: Condition, problems: Problems, text: Any) -> bool:
+    """Add an E014 for each number of ``cond`` out of bounds; return whether there was none."""
+    written = text if isinstance(text, str) else str(cond)
+    found = _out_of_bounds(cond)
+    for node, what, fix in found:
+        problems.append(
+            _error(
+                "django_rocket.E014",
+                f"Task {name!r}: {key} {written!r} has {what} in {_quote(node)}.",
+                f"{fix} docs/reference/checks lists the bounds.",
+                task=name,
+            )
+        )
+    return not found
+
+
+def _quote(cond: Condition) -> str:
+    text = str(cond) if not isinstance(cond, Custom) else f"the custom condition {cond.name!r}"
+    return text if len(text) <= 200 else f"{text[:200]}..."
 
 
 def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
@@ -197,12 +280,16 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
             name, "start_cond", entry["start_cond"], problems, "django_rocket.E006"
         )
         ok = ok and start_cond is not None
+        if start_cond is not None:
+            ok = _check_bounds(name, "start_cond", start_cond, problems, entry["start_cond"]) and ok
     end_cond = None
     if entry.get("end_cond") not in (None, ""):
         end_cond = _parse_condition(
             name, "end_cond", entry["end_cond"], problems, "django_rocket.E008"
         )
         ok = ok and end_cond is not None
+        if end_cond is not None:
+            ok = _check_bounds(name, "end_cond", end_cond, problems, entry["end_cond"]) and ok
     execution = entry.get("execution", conf.execution)
     if execution not in EXECUTIONS:
         problems.append(

@@ -118,6 +118,18 @@ def scheduler_process(transactional_db):
         print(proc.output())
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _state_home(tmp_path_factory):
+    """Spool files of the tests (and their scheduler subprocesses) stay out of ~/.local."""
+    old = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = old
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))

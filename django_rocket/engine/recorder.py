@@ -111,8 +111,11 @@ def with_run_ids(batch: list[Start]) -> list[tuple[TaskSpec, str, str, TaskRun |
     ]
 
 
-def write_finishes(batch: list[Outcome]) -> None:
-    """Write finished runs in one statement (inside the caller's transaction, if any)."""
+def write_finishes(batch: list[Outcome], *, only_running: bool = False) -> None:
+    """Write finished runs in one statement (inside the caller's transaction, if any).
+
+    With ``only_running`` a run no longer ``running`` is left as it is (spooled finishes).
+    """
     missing = [o.run_id for o in batch if o.started_at is None]
     if missing:
         started = dict(
@@ -122,21 +125,22 @@ def write_finishes(batch: list[Outcome]) -> None:
             if outcome.started_at is None:
                 outcome.started_at = started.get(uuid.UUID(outcome.run_id))
     # Inside the starts' transaction no savepoint: a failure there rolls back all of it.
-    with transaction.atomic(savepoint=False):
-        runlog.finish_runs(
+    rows = [
+        (
+            o.run_id,
             (
-                o.run_id,
-                (
-                    o.status,
-                    o.finished_at,
-                    o.finished_at - o.started_at if o.started_at and o.finished_at else None,
-                    o.message or "",
-                    o.exc_text or "",
-                    o.result,
-                ),
-            )
-            for o in batch
+                o.status,
+                o.finished_at,
+                o.finished_at - o.started_at if o.started_at and o.finished_at else None,
+                o.message or "",
+                o.exc_text or "",
+                o.result,
+            ),
         )
+        for o in batch
+    ]
+    with transaction.atomic(savepoint=False):
+        runlog.finish_runs(rows, only_running=only_running)
 
 
 class LeaseLost(Exception):
@@ -159,8 +163,16 @@ class Recorder:
         self.spool = Spool()
 
     def apply_spools(self) -> None:
-        """Write what earlier processes spooled."""
-        apply_spools(write_finishes)
+        """Write what earlier processes spooled, to runs still running."""
+        apply_spools(self._write_spooled)
+
+    def _write_spooled(self, batch: list[Outcome]) -> list[Outcome]:
+        """Write spooled finishes; return those refused even without their text."""
+        try:
+            write_finishes(batch, only_running=True)
+        except runlog.REFUSED as exc:
+            return self._write_each(batch, exc, spooled=True)
+        return []
 
     def add(self, outcome: Outcome) -> None:
         """Hold a finished run until it is written."""
@@ -242,14 +254,21 @@ class Recorder:
             return
         self.written(batch)
 
-    def _write_each(self, batch: list[Outcome], refused: Exception) -> None:
-        """Write a refused batch run by run; a run refused alone loses what was refused."""
+    def _write_each(
+        self, batch: list[Outcome], refused: Exception, *, spooled: bool = False
+    ) -> list[Outcome]:
+        """Write a refused batch run by run; a run refused alone loses what was refused.
+
+        ``spooled`` finishes (see :mod:`.spool`) only finish runs still running, and one
+        refused even without its text is logged and returned: it must not hold start-up.
+        """
         logger.warning(
             "The database refused a batch of finished runs (%s); writing them one by one.", refused
         )
+        given_up: list[Outcome] = []
         for outcome in batch:
             try:
-                write_finishes([outcome])
+                write_finishes([outcome], only_running=spooled)
             except runlog.REFUSED as exc:
                 logger.error(
                     "Run %s of task %r was refused as it ended (%s: %s); recorded without its "
@@ -262,7 +281,21 @@ class Recorder:
                 outcome.message = refused_note(exc)
                 outcome.exc_text = ""
                 outcome.result = None
-                write_finishes([outcome])
+                try:
+                    write_finishes([outcome], only_running=spooled)
+                except runlog.REFUSED as again:
+                    if not spooled:
+                        raise
+                    logger.error(
+                        "Spooled run %s of task %r was refused even so (%s: %s); it stays "
+                        "running until crash recovery ends it.",
+                        outcome.run_id,
+                        outcome.task,
+                        type(again).__name__,
+                        again,
+                    )
+                    given_up.append(outcome)
+        return given_up
 
     def write_failed(self, batch: list[Outcome], exc: Exception) -> None:
         """Back off; after ``attempts`` failures spool the batch (and stop, unless silenced)."""
@@ -271,14 +304,14 @@ class Recorder:
         delay = min(policy["backoff"] * 2 ** (self.write_attempts - 1), policy["max_backoff"])
         self.next_write_attempt = self.clock.monotonic() + delay
         if self.write_attempts >= policy["attempts"]:
-            self.spool.write(batch)
+            spooled = self.spool.write(batch)
             if self.write_attempts == policy["attempts"]:
                 logger.error(
-                    "Recording %d finished run(s) failed %d times; kept in memory and "
-                    "spooled to %s until the database is back.",
+                    "Recording %d finished run(s) failed %d times; kept in memory and %s "
+                    "until the database is back.",
                     len(batch),
                     self.write_attempts,
-                    self.spool.path,
+                    f"spooled to {self.spool.path}" if spooled else "not spooled",
                     exc_info=exc,
                 )
                 if not conf.silence_task_logging:
@@ -309,9 +342,9 @@ class Recorder:
             self.next_write_attempt = 0.0
             self.flush()
         if self.pending:
-            self.spool.write(self.pending)
+            spooled = self.spool.write(self.pending)
             logger.error(
-                "%d finished run(s) could not be recorded; spooled to %s.",
+                "%d finished run(s) could not be recorded; %s.",
                 len(self.pending),
-                self.spool.path,
+                f"spooled to {self.spool.path}" if spooled else "nor spooled (see above)",
             )

@@ -23,7 +23,7 @@ from typing import Any
 from django.db import DataError, IntegrityError, connection, models
 from django.utils.duration import duration_microseconds
 
-from django_rocket.models import FINISH_FIELDS, TaskRun
+from django_rocket.models import FINISH_FIELDS, RunStatus, TaskRun
 
 START_FIELDS = (
     "task",
@@ -243,16 +243,27 @@ def _statement(vendor: str, kind: str) -> str:
     run_id = TaskRun._meta.get_field("run_id")
     assert run_id.column is not None  # a concrete field always has a column
     key = qn(run_id.column)
+    # "finish_running": only a run still running (a spooled finish, see engine/spool.py).
+    status = TaskRun._meta.get_field("status")
+    assert status.column is not None
+    still = f" AND {table}.{qn(status.column)} = '{RunStatus.RUNNING.value}'"
+    still = still if kind == "finish_running" else ""
     if vendor == "json_table":
         assignments = ", ".join(f"{table}.{qn(f.column)} = v.c{i}" for i, f in enumerate(fields))
         source = _json_table([*fields, run_id])
-        return f"UPDATE {table} JOIN {source} ON {table}.{key} = v.c{len(fields)} SET {assignments}"
+        return (
+            f"UPDATE {table} JOIN {source} ON {table}.{key} = v.c{len(fields)} "
+            f"SET {assignments}{' WHERE' + still[4:] if still else ''}"
+        )
     if vendor != "postgresql":
         assignments = ", ".join(f"{qn(f.column)} = %s" for f in fields)
-        return f"UPDATE {table} SET {assignments} WHERE {key} = %s"
+        return f"UPDATE {table} SET {assignments} WHERE {key} = %s{still}"
     assignments = ", ".join(f"{qn(f.column)} = v.c{i}" for i, f in enumerate(fields))
     source = _recordset([*fields, run_id])
-    return f"UPDATE {table} SET {assignments} FROM {source} WHERE {table}.{key} = v.c{len(fields)}"
+    return (
+        f"UPDATE {table} SET {assignments} FROM {source} "
+        f"WHERE {table}.{key} = v.c{len(fields)}{still}"
+    )
 
 
 def _select(fields: list[Any]) -> str:
@@ -289,13 +300,14 @@ def insert_runs(rows: Iterable[Sequence[Any]]) -> None:
             cursor.executemany(sql, [_prep(convert, row, memo) for row in rows])
 
 
-def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]]) -> None:
+def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]], *, only_running: bool = False) -> None:
     """Record finishes; each row is (run_id, values of FINISH_FIELDS).
 
     On PostgreSQL one UPDATE ... FROM a JSON document of the rows, joined on the run id;
     on MySQL and MariaDB one UPDATE joined to JSON_TABLE over such a document; elsewhere
     one prepared UPDATE executed for every row. A run id given twice keeps its last
-    values, as executing the rows in order would.
+    values, as executing the rows in order would. With ``only_running``, a run that is
+    no longer ``running`` is left as it is.
     """
     fields = _columns(FINISH_FIELDS)
     key = TaskRun._meta.get_field("run_id")
@@ -304,7 +316,7 @@ def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]]) -> None:
     if not last:
         return
     dialect = _dialect()
-    sql = _statement(dialect, "finish")
+    sql = _statement(dialect, "finish_running" if only_running else "finish")
     with connection.cursor() as cursor:
         if dialect == "postgresql":
             cursor.execute(

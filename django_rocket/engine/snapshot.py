@@ -19,12 +19,10 @@ from django.db.models import OuterRef, Subquery
 from django_rocket.conditions import Condition, MemoryHistory, RunRecord
 from django_rocket.conditions.tasks import Retry, TaskEvent
 from django_rocket.models import FINISHED_STATUSES, RunStatus, Task, TaskRun
+from django_rocket.registry import MAX_RETRY
 
 # How far back an unlimited ``retry`` looks for the start of its chain.
 RECENT_RUNS_PER_TASK = 50
-# The most runs per task a retry chain reads: a retry(n) beyond it counts like an unlimited
-# chain of this length (and a number past the database's integers cannot stop the load).
-MAX_RETRY_DEPTH = 10_001
 COUNT_HORIZON = timedelta(days=35)
 
 
@@ -94,11 +92,14 @@ def retry_depth(cond: Condition | None) -> int:
     its ``n + 1`` latest runs decide it: a chain cut off there is still longer than
     ``n``. An unlimited ``retry`` gets :data:`RECENT_RUNS_PER_TASK`. A condition
     with no ``retry`` needs none beyond the latest ones, which the load always reads.
+    A limit above :data:`~django_rocket.registry.MAX_RETRY` (refused by check E014,
+    but a ``TaskSpec`` can be built without it) reads as many runs as that bound: the
+    query's LIMIT must fit the database's integers, and any chain that long is allowed.
     """
     if cond is None:
         return 0
     if isinstance(cond, Retry):
-        return RECENT_RUNS_PER_TASK if cond.n is None else min(cond.n + 1, MAX_RETRY_DEPTH)
+        return RECENT_RUNS_PER_TASK if cond.n is None else min(cond.n, MAX_RETRY) + 1
     return max((retry_depth(child) for child in cond.children()), default=0)
 
 

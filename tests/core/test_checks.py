@@ -97,6 +97,86 @@ def test_e008_end_condition_does_not_parse(settings):
     assert ids(messages) == ["django_rocket.E008"]
 
 
+@pytest.mark.parametrize(
+    ("key", "cond", "quoted", "bound"),
+    [
+        (
+            "start_cond",
+            "daily | retry(100000000000000000000)",
+            "retry(100000000000000000000)",
+            "1000",
+        ),
+        ("start_cond", "daily | retry(1001)", "retry(1001)", "1000"),
+        ("start_cond", "(failed.today >= 3000000) & daily", "failed.today >= 3000000", "1,000,000"),
+        (
+            "start_cond",
+            "daily & (running('other') < 100000000000000000000)",
+            "running('other') <",
+            "1,000,000",
+        ),
+        ("start_cond", "every('999999999 days')", "every('999999999 days')", "100 years"),
+        (
+            "start_cond",
+            "daily & failed.past('36501 days')",
+            "failed.past('36501 days')",
+            "100 years",
+        ),
+        ("end_cond", "running.more_than('999999999 days')", "running.more_than(", "100 years"),
+        ("end_cond", "running.between('1 hour', '40000 days')", "running.between(", "100 years"),
+    ],
+)
+def test_e014_numeric_argument_out_of_bounds(settings, key, cond, quoted, bound):
+    tasks = {"report": {**GOOD, key: cond}, "other": GOOD}
+    messages = run_task_checks(settings, tasks)
+    assert ids(messages) == ["django_rocket.E014"]
+    msg, hint = messages[0].msg, messages[0].hint
+    assert "'report'" in msg and key in msg
+    assert quoted in msg
+    assert bound in msg and bound in hint
+    assert messages[0].obj == "report"
+
+
+def test_e014_python_condition_objects_are_bounded_too(settings):
+    from datetime import timedelta
+
+    from django_rocket.conditions import Custom, every, retry
+
+    slow = Custom("slow", lambda: True, timedelta(days=999_999_999))
+    tasks = {
+        "a": {**GOOD, "start_cond": every(timedelta(days=999_999_999))},
+        "b": {**GOOD, "start_cond": retry(10**20) | slow},
+    }
+    messages = run_task_checks(settings, tasks)
+    assert ids(messages) == ["django_rocket.E014"] * 3
+    assert [m.obj for m in messages] == ["a", "b", "b"]
+    assert "recheck" in messages[2].msg
+
+
+@pytest.mark.parametrize(
+    "cond",
+    [
+        "daily | retry(1000)",
+        "retry",
+        "(failed.today >= 1000000) & daily",
+        "every('36500 days')",
+        "failed.past('100 days') | daily",
+        "running.more_than('36500 days') | daily",
+    ],
+)
+def test_e014_values_at_the_bound_pass(settings, cond):
+    assert run_task_checks(settings, {"report": {**GOOD, "start_cond": cond}}) == []
+
+
+def test_e014_makes_the_task_invalid_for_the_scheduler(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_rocket import registry
+
+    settings.ROCKET_TASKS = {"report": {**GOOD, "start_cond": "daily | retry(10000)"}}
+    with pytest.raises(ImproperlyConfigured, match="E014"):
+        registry.tasks()
+
+
 def test_e009_bad_execution(settings):
     messages = run_task_checks(settings, {"report": {**GOOD, "execution": "celery"}})
     assert ids(messages) == ["django_rocket.E009"]

@@ -300,6 +300,8 @@ def test_start_up_syncs_changed_declarations_in_one_statement(settings, clock, q
         ("daily | retry(0)", 1),
         ("daily | retry", 50),
         ("(daily & retry(2)) | ~retry(5)", 6),
+        # Past the check's bound (E014): clamped, so the query's LIMIT cannot overflow.
+        ("daily | retry(100000000000000000000)", 1001),
     ],
 )
 def test_the_snapshot_reads_as_many_recent_runs_as_the_deepest_retry_chain(expression, depth):
@@ -308,6 +310,26 @@ def test_the_snapshot_reads_as_many_recent_runs_as_the_deepest_retry_chain(expre
 
     assert snapshot.retry_depth(parse(expression)) == depth
     assert snapshot.retry_depth(None) == 0
+
+
+def test_a_huge_retry_past_the_check_does_not_stop_the_scheduler(clock):
+    """retry(10**20) overflowed the snapshot's query (SQLite and PostgreSQL integers)."""
+    from django_rocket.conditions import parse
+    from django_rocket.registry import TaskSpec
+
+    cond = parse("daily | retry(100000000000000000000)")
+    specs = {"f": TaskSpec("f", "tests.support.tasks.fails", cond, execution="main")}
+    scheduler = Scheduler(specs, clock=clock)
+    scheduler.startup()
+    for _ in range(4):
+        scheduler.tick()
+        clock.advance(timedelta(seconds=1))
+    assert not scheduler.stop_requested and scheduler.exit_code == 0
+    runs = list(TaskRun.objects.order_by("started_at").values_list("trigger", "status"))
+    assert runs[0] == (RunTrigger.SCHEDULED, RunStatus.FAIL)
+    assert len(runs) >= 3 and all(trigger == RunTrigger.RETRY for trigger, _ in runs[1:])
+    scheduler.request_stop()
+    scheduler.shutdown()
 
 
 def _chain_before_restart(clock, triggers: list[str], older_successes: int = 0) -> None:

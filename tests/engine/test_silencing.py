@@ -4,12 +4,12 @@ import logging
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 
 from django_rocket.conditions import parse
 from django_rocket.engine.scheduler import Scheduler
 from django_rocket.models import RunStatus, TaskRun
 from django_rocket.registry import TaskSpec
+from tests.support.triggers import allow_run_updates, refuse_run_updates
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,35 +73,11 @@ def test_task_that_cannot_start_is_a_failed_run(settings, caplog, silenced, code
 
 
 def block_run_updates() -> None:
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute(
-                "CREATE TRIGGER rocket_block BEFORE UPDATE ON django_rocket_taskrun "
-                "BEGIN SELECT RAISE(ABORT, 'the disk is on fire'); END"
-            )
-        elif connection.vendor == "mysql":
-            cursor.execute(
-                "CREATE TRIGGER rocket_block BEFORE UPDATE ON django_rocket_taskrun FOR EACH ROW "
-                "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'the disk is on fire'"
-            )
-        else:
-            cursor.execute(
-                "CREATE FUNCTION rocket_block() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'the disk is on fire'; END $$ LANGUAGE plpgsql"
-            )
-            cursor.execute(
-                "CREATE TRIGGER rocket_block BEFORE UPDATE ON django_rocket_taskrun "
-                "FOR EACH ROW EXECUTE FUNCTION rocket_block()"
-            )
+    refuse_run_updates("rocket_block", "the disk is on fire")
 
 
 def unblock_run_updates() -> None:
-    with connection.cursor() as cursor:
-        if connection.vendor in ("sqlite", "mysql"):
-            cursor.execute("DROP TRIGGER rocket_block")
-        else:
-            cursor.execute("DROP TRIGGER rocket_block ON django_rocket_taskrun")
-            cursor.execute("DROP FUNCTION rocket_block()")
+    allow_run_updates("rocket_block")
 
 
 def test_failed_log_writes_are_retried_kept_and_written_later(settings, clock, caplog, tmp_path):
