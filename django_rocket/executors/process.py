@@ -160,7 +160,9 @@ class ProcessExecutor:
     def _fork_server(self) -> ForkServerContext:
         if self._context is None:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([CHILD_BOOTSTRAP, *self._preload])
+            # Never "__main__": the fork server would run the scheduler's script again.
+            modules = [m for m in self._preload if m not in ("__main__", "__mp_main__")]
+            context.set_forkserver_preload([CHILD_BOOTSTRAP, *modules])
             self._context = context
         return self._context
 
@@ -174,7 +176,7 @@ class ProcessExecutor:
             target=_child_main,
             args=(child_conn, active.launch, db_names, self._max_bytes, os.getpid()),
             kwargs={"log_conn": log_conn},
-            name=f"rocket-{active.launch.task}",
+            name=f"rocket-{active.launch.task}",  # child.RUN_NAME_PREFIX: skips __main__
             daemon=False,
         )
         proc.start()
