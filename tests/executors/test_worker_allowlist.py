@@ -147,3 +147,38 @@ def test_a_hostile_value_in_a_worker_is_not_kept_and_says_why(settings):
     ending = _call_in_worker(None, "r1", "tests.support.tasks.returns_deeply_nested", {}, 100)
     assert ending["status"] == RunStatus.SUCCESS
     assert ending["message"].startswith("Return value not kept: it is nested too deep")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hostile_functions_through_a_real_backend_end_as_readable_runs(settings):
+    """execution "tasks" through the framework's ImmediateBackend and a scheduler cycle."""
+    from django_rocket.engine.scheduler import Scheduler
+    from django_rocket.executors.django_tasks.framework import framework
+    from django_rocket.executors.outcome import MESSAGE_MAX_CHARS, traceback_limit
+    from django_rocket.models import TaskRun
+
+    require()
+    api = framework().name
+    settings.TASKS = {"default": {"BACKEND": f"{api}.backends.immediate.ImmediateBackend"}}
+    t = "tests.support.tasks."
+    settings.ROCKET_TASKS = {
+        "unprintable": remote(t + "raises_unprintable"),
+        "exit": remote(t + "raises_base", parameters={"kind": "exit"}),
+        "interrupt": remote(t + "raises_base", parameters={"kind": "interrupt"}),
+        "huge": remote(t + "big_failure"),
+        "deep": remote(t + "returns_deeply_nested"),
+        "hostile": remote(t + "returns_hostile"),
+    }
+    assert Scheduler(once=True).run() == 0
+    runs = {run.task.name: run for run in TaskRun.objects.select_related("task")}
+    assert runs["unprintable"].status == RunStatus.FAIL
+    assert "UnprintableError" in runs["unprintable"].message
+    assert runs["exit"].status == RunStatus.FAIL
+    assert runs["exit"].message == "SystemExit: 3"
+    assert runs["interrupt"].message == "KeyboardInterrupt"
+    assert runs["huge"].status == RunStatus.FAIL
+    assert len(runs["huge"].message) <= MESSAGE_MAX_CHARS
+    assert len(runs["huge"].exc_text.encode()) <= traceback_limit(65536)
+    for name in ("deep", "hostile"):
+        assert runs[name].status == RunStatus.SUCCESS
+        assert runs[name].message.startswith("Return value not kept"), runs[name].message
