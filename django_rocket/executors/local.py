@@ -11,9 +11,8 @@ from typing import Any
 
 from django.db import connections
 
-from django_rocket import TaskInaction
 from django_rocket.executors.current import set_current_run
-from django_rocket.executors.outcome import ActiveRun, Ending, Finish, call_task, failure
+from django_rocket.executors.outcome import ActiveRun, Ending, Finish, call_task, call_task_async
 from django_rocket.models import RunStatus
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -92,15 +91,19 @@ def thread_job(
 
     def job() -> None:
         thread = threading.current_thread()
-        thread.name = f"rocket-{active.launch.task}"
-        set_current_run(active)
+        ending: Ending = {"status": RunStatus.FAIL.value, "message": "The run did not report."}
         try:
-            ending = call_task(func, active.launch.parameters, max_bytes)
+            thread.name = f"rocket-{active.launch.task}"
+            set_current_run(active)
+            ending = call_task(func, active.launch.parameters, max_bytes)  # never raises
         finally:
-            connections.close_all()  # those this run opened; a worker outlives its run
+            try:
+                connections.close_all()  # those this run opened; a worker outlives its run
+            except Exception:
+                logger.warning("Closing a thread run's connections failed.", exc_info=True)
             set_current_run(None)
             thread.name = "rocket-worker"
-        finish(active.launch.run_id, ending)
+            finish(active.launch.run_id, ending)  # always: a run never stays running
 
     return job
 
@@ -121,22 +124,20 @@ class EventLoop:
             self._thread.start()
         return self._loop
 
-    def start(self, active: ActiveRun, func: Callable[..., Any], finish: Finish) -> None:
+    def start(
+        self, active: ActiveRun, func: Callable[..., Any], max_bytes: int, finish: Finish
+    ) -> None:
         """Schedule the coroutine function's run on the loop; ``finish`` gets its ending."""
         loop = self._ensure()
 
         async def wrapper() -> None:
-            ending: Ending
+            ending: Ending = {"status": RunStatus.FAIL.value, "message": "The run did not report."}
             try:
-                await func(**active.launch.parameters)
-                ending = {"status": RunStatus.SUCCESS.value}
+                ending = await call_task_async(func, active.launch.parameters, max_bytes)
             except asyncio.CancelledError:
                 ending = {"status": RunStatus.TERMINATE.value, "message": "Cancelled."}
-            except TaskInaction as exc:
-                ending = {"status": RunStatus.INACTION.value, "message": str(exc)}
-            except BaseException as exc:
-                ending = failure(exc)
-            finish(active.launch.run_id, ending)
+            finally:
+                finish(active.launch.run_id, ending)  # always: a run never stays running
 
         def create() -> None:
             active.coroutine = loop.create_task(wrapper())

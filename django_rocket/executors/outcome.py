@@ -9,9 +9,12 @@ process pipes and task queues.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
+import inspect
 import itertools
 import json
 import multiprocessing.connection
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -80,6 +83,8 @@ class ActiveRun:
     coroutine: asyncio.Task[None] | None = None
     stop_requested: bool = False  # read by current_run_should_stop() in a thread run
     terminate_reason: str = ""
+    ending: Ending | None = None  # a process run's ending, read from its pipe as it comes
+    reader: threading.Thread | None = None  # the thread reading it
 
 
 def load_function(path: str) -> Callable[..., Any]:
@@ -139,23 +144,110 @@ def _unstorable_text(value: object) -> str:
     return next((why for why in map(_unstorable_text, items) if why), "")
 
 
+MESSAGE_MAX_CHARS = 2000
+"""A run's message is cut to this many characters, with a note saying so."""
+TRACEBACK_MIN_BYTES = 4096
+"""A traceback is cut to ROCKET_RESULT_MAX_BYTES bytes of UTF-8, but never below this."""
+
+
+def safe_text(value: object) -> str:
+    """``str(value)`` as a plain ``str``, whatever its ``__str__`` or ``__repr__`` does."""
+    for show in (str, repr):
+        try:
+            return str.__str__(show(value))  # a str subclass becomes a plain (picklable) str
+        except BaseException:  # a hostile __str__ may raise anything; the run must end
+            continue
+    return f"<{type(value).__name__} object: its str() and repr() raised>"
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming an exception: its class, and its text when it has one."""
+    text = safe_text(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc``, or a line saying why it could not be formatted."""
+    try:
+        return "".join(traceback.format_exception(exc))
+    except BaseException as error:
+        return f"{describe(exc)}\n(Its traceback could not be formatted: {describe(error)}.)\n"
+
+
+def cut_message(text: str) -> str:
+    """``text`` in at most :data:`MESSAGE_MAX_CHARS` characters, with a note when cut."""
+    if len(text) <= MESSAGE_MAX_CHARS:
+        return text
+    note = f" [... cut: {len(text):,} characters in all]"
+    return text[: MESSAGE_MAX_CHARS - len(note)] + note
+
+
+def traceback_limit(max_bytes: int) -> int:
+    """How many bytes of a run's traceback are kept (see ROCKET_RESULT_MAX_BYTES)."""
+    return max(max_bytes, TRACEBACK_MIN_BYTES)
+
+
+def cut_traceback(text: str, max_bytes: int) -> str:
+    """``text`` in at most ``traceback_limit(max_bytes)`` bytes: its start and its end.
+
+    The start names the outermost frames; the end, the innermost ones and the exception.
+    A note between them says how much was cut.
+    """
+    limit = traceback_limit(max_bytes)
+    if len(text) * 4 <= limit:  # UTF-8 takes at most 4 bytes a character
+        return text
+    data = storable(text).encode()
+    if len(data) <= limit:
+        return text
+    note = (
+        f"\n[... {{cut:,}} bytes cut: the traceback was {len(data):,} bytes, "
+        f"over the limit of {limit:,} (ROCKET_RESULT_MAX_BYTES) ...]\n"
+    )
+    budget = max(limit - len(note) - 16, 0)
+    head, tail = data[: budget // 2], data[len(data) - (budget - budget // 2) :]
+    cut = len(data) - len(head) - len(tail)
+    return head.decode(errors="ignore") + note.format(cut=cut) + tail.decode(errors="ignore")
+
+
+def bounded(ending: Ending, max_bytes: int) -> Ending:
+    """``ending`` with its message and traceback cut to their bounds, as plain strings."""
+    ending = ending.copy()
+    if "message" in ending:
+        ending["message"] = cut_message(safe_text(ending["message"]))
+    if ending.get("exc_text"):
+        ending["exc_text"] = cut_traceback(safe_text(ending["exc_text"]), max_bytes)
+    return ending
+
+
 def encode_result(value: object, max_bytes: int) -> tuple[Any, str]:
     """The return value as the run keeps it (JSON), or None with a note saying why not.
 
     Refused besides what JSON cannot express: NaN and infinities (not JSON, so neither
     PostgreSQL's ``jsonb`` nor SQLite's JSON check takes them) and NUL characters
-    (PostgreSQL's ``jsonb`` does not take them).
+    (PostgreSQL's ``jsonb`` does not take them). Never raises: a value that breaks the
+    encoder (nested too deep, a hostile ``__class__`` or ``items()``) is not kept, and
+    the note says why.
     """
+    try:
+        return _encode_result(value, max_bytes)
+    except BaseException as exc:  # a hostile value; the run's outcome must still be recorded
+        return None, cut_message(f"Return value not kept: encoding it raised {describe(exc)}.")
+
+
+def _encode_result(value: object, max_bytes: int) -> tuple[Any, str]:
     if value is None:
         return None, ""
     try:
         text = json.dumps(value, allow_nan=False)
     except TypeError:
         return None, f"Return value not kept: {type(value).__name__} is not JSON-serialisable."
+    except RecursionError:
+        return None, "Return value not kept: it is nested too deep to encode as JSON."
     except ValueError as exc:  # NaN or an infinity; a circular reference
         return None, f"Return value not kept: it is not JSON-serialisable ({exc})."
-    if len(text.encode()) > max_bytes:
-        return None, f"Return value not kept: {len(text.encode())} bytes is over {max_bytes}."
+    size = len(text.encode(errors="surrogatepass"))
+    if size > max_bytes:
+        return None, f"Return value not kept: {size} bytes is over {max_bytes}."
     kept = json.loads(text)
     why = _unstorable_text(kept)
     if why:
@@ -164,28 +256,110 @@ def encode_result(value: object, max_bytes: int) -> tuple[Any, str]:
 
 
 def failure(exc: BaseException) -> Ending:
-    """Describe a run that raised ``exc``; call it in its ``except`` block (for the traceback)."""
+    """Describe a run that raised ``exc``: its class and text, and its traceback."""
     return {
         "status": RunStatus.FAIL.value,
-        "message": f"{type(exc).__name__}: {exc}"[:2000],
-        "exc_text": traceback.format_exc(),
+        "message": describe(exc),
+        "exc_text": format_traceback(exc),
+    }
+
+
+NOT_RUN = (
+    "The task function returned {what} instead of running: its body never ran. "
+    "Make it a plain function (return, not yield), or declare an 'async def' with "
+    "execution 'async'."
+)
+
+
+def _unstarted(value: object) -> str:
+    """What a sync function returned that holds its body unrun: a generator; else ''."""
+    kind = type(value)
+    if issubclass(kind, collections.abc.Generator):
+        return "a generator"
+    if issubclass(kind, collections.abc.AsyncGenerator):
+        return "an async generator"
+    return ""
+
+
+def _close(value: object) -> None:
+    """Close an unrun generator quietly (so no warning says it was never started)."""
+    try:
+        close = getattr(value, "close", None)
+        if callable(close):
+            result = close()
+            if inspect.iscoroutine(result):  # an async generator's aclose() is awaitable
+                result.close()
+    except BaseException:
+        pass
+
+
+def settle(value: object, max_bytes: int) -> Ending:
+    """The ending of a call that returned ``value``."""
+    unstarted = _unstarted(value)
+    if unstarted:
+        _close(value)
+        return {"status": RunStatus.FAIL.value, "message": NOT_RUN.format(what=unstarted)}
+    result, note = encode_result(value, max_bytes)
+    return {"status": RunStatus.SUCCESS.value, "result": result, "message": note}
+
+
+def _raised(exc: BaseException) -> Ending:
+    """The ending of a call that raised ``exc`` (call it in its ``except`` block)."""
+    if isinstance(exc, TaskInaction):
+        return {"status": RunStatus.INACTION.value, "message": safe_text(exc)}
+    if isinstance(exc, TaskTerminated):
+        return {
+            "status": RunStatus.TERMINATE.value,
+            "message": safe_text(exc) or "Terminated on request.",
+        }
+    return failure(exc)
+
+
+def _last_resort(exc: BaseException) -> Ending:
+    return {
+        "status": RunStatus.FAIL.value,
+        "message": "The run's outcome could not be described: "
+        + type(exc).__name__
+        + " while recording it.",
     }
 
 
 def call_task(func: Callable[..., Any], parameters: dict[str, Any], max_bytes: int) -> Ending:
-    """Call a task function and describe how it ended (status, message, traceback, result)."""
+    """Call a task function and describe how it ended (status, message, traceback, result).
+
+    Never raises, whatever the function raises or returns: every ending is a status with
+    a readable message, its text cut to its bounds. A coroutine returned by a plain
+    function is run to its end; a generator is refused (its body would never run).
+    """
     try:
-        value = func(**parameters)
-        if asyncio.iscoroutine(value):
-            value = asyncio.run(value)
-    except TaskInaction as exc:
-        return {"status": RunStatus.INACTION.value, "message": str(exc)}
-    except TaskTerminated as exc:
-        return {
-            "status": RunStatus.TERMINATE.value,
-            "message": str(exc) or "Terminated on request.",
-        }
-    except BaseException as exc:  # a task's failure is a run outcome, never a scheduler error
-        return failure(exc)
-    result, note = encode_result(value, max_bytes)
-    return {"status": RunStatus.SUCCESS.value, "result": result, "message": note}
+        try:
+            value = func(**parameters)
+            if issubclass(type(value), collections.abc.Coroutine):
+                value = asyncio.run(value)
+        except BaseException as exc:  # a task's failure is a run outcome, never ours
+            ending = _raised(exc)
+        else:
+            ending = settle(value, max_bytes)
+        return bounded(ending, max_bytes)
+    except BaseException as exc:
+        return _last_resort(exc)
+
+
+async def call_task_async(
+    func: Callable[..., Any], parameters: dict[str, Any], max_bytes: int
+) -> Ending:
+    """Like :func:`call_task`, for a coroutine function; a cancellation propagates."""
+    try:
+        try:
+            value = await func(**parameters)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            ending = _raised(exc)
+        else:
+            ending = settle(value, max_bytes)
+        return bounded(ending, max_bytes)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return _last_resort(exc)

@@ -13,7 +13,6 @@ import os
 import select
 import signal
 import threading
-import traceback
 from collections.abc import Callable
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
@@ -27,7 +26,10 @@ from django_rocket.executors.outcome import (
     Ending,
     Finish,
     Launch,
+    bounded,
     call_task,
+    describe,
+    format_traceback,
     load_function,
 )
 from django_rocket.models import RunStatus
@@ -82,17 +84,43 @@ def _child_main(
     ending: Ending
     try:
         func = load_function(launch.func)
-        ending = call_task(func, launch.parameters, max_bytes)
-    except BaseException:
+    except BaseException as exc:
         ending = {
             "status": RunStatus.FAIL.value,
-            "message": "Could not import the task function.",
-            "exc_text": traceback.format_exc(),
+            "message": f"Could not import the task function: {describe(exc)}",
+            "exc_text": format_traceback(exc),
         }
-    finally:
+    else:
+        ending = call_task(func, launch.parameters, max_bytes)  # never raises
+    try:
         connections.close_all()
-    conn.send(ending)
+    except Exception:
+        pass  # the child exits now; its connections go with it
+    _send(conn, bounded(ending, max_bytes))
+
+
+def _send(conn: multiprocessing.connection.Connection, ending: Ending) -> None:
+    """Send the ending to the scheduler, which reads it as it comes (any size)."""
+    try:
+        conn.send(ending)
+    except Exception as exc:  # not picklable after all: send what can be
+        conn.send(
+            {
+                "status": RunStatus.FAIL.value,
+                "message": f"The run's ending could not be sent: {describe(exc)}",
+            }
+        )
     conn.close()
+
+
+def _read_ending(active: ActiveRun, conn: multiprocessing.connection.Connection) -> None:
+    """Receive a process run's ending into ``active.ending``; nothing if none comes."""
+    try:
+        ending = conn.recv()
+    except BaseException:  # EOF: the child died first; or what it sent cannot be read
+        return
+    if isinstance(ending, dict):
+        active.ending = ending  # type: ignore[assignment]
 
 
 def signal_group(proc: BaseProcess, sig: int) -> None:
@@ -132,7 +160,9 @@ class ProcessExecutor:
     def _fork_server(self) -> ForkServerContext:
         if self._context is None:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([CHILD_BOOTSTRAP, *self._preload])
+            # Never "__main__": the fork server would run the scheduler's script again.
+            modules = [m for m in self._preload if m not in ("__main__", "__mp_main__")]
+            context.set_forkserver_preload([CHILD_BOOTSTRAP, *modules])
             self._context = context
         return self._context
 
@@ -146,7 +176,7 @@ class ProcessExecutor:
             target=_child_main,
             args=(child_conn, active.launch, db_names, self._max_bytes, os.getpid()),
             kwargs={"log_conn": log_conn},
-            name=f"rocket-{active.launch.task}",
+            name=f"rocket-{active.launch.task}",  # child.RUN_NAME_PREFIX: skips __main__
             daemon=False,
         )
         proc.start()
@@ -154,6 +184,12 @@ class ProcessExecutor:
         log_conn.close()
         active.process = proc
         active.conn = parent_conn
+        # Read the ending while the child runs: a child blocks sending one bigger than
+        # the pipe's buffer (64 KiB) until it is read, so it could never exit first.
+        active.reader = threading.Thread(
+            target=_read_ending, args=(active, parent_conn), name="rocket-ending", daemon=True
+        )
+        active.reader.start()
         self._ensure_monitor()
         os.write(self._wake_w, b"x")
 
@@ -178,14 +214,14 @@ class ProcessExecutor:
     def _reap(self, active: ActiveRun) -> None:
         proc, conn = active.process, active.conn
         assert proc is not None and conn is not None
-        ending: Ending | None = None
-        try:
-            if conn.poll():
-                ending = conn.recv()
-        except (EOFError, OSError):
-            ending = None
+        if active.reader is not None:
+            # The child has exited, so its ending is read or never comes; a grandchild
+            # that kept the pipe open must not hold up the others' reaping for long.
+            active.reader.join(timeout=5)
+        ending = active.ending
         proc.join(timeout=5)
-        conn.close()
+        if active.reader is None or not active.reader.is_alive():
+            conn.close()
         if ending is None:
             code = proc.exitcode
             if code is not None and code < 0:

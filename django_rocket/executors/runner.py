@@ -23,6 +23,7 @@ from django_rocket.executors.outcome import (
     Launch,
     Outcome,
     Report,
+    bounded,
     call_task,
     load_function,
     storable,
@@ -91,6 +92,7 @@ class Runner:
             active = self._active.pop(run_id, None)
         if active is None:
             return
+        ending = bounded(ending, self.result_max_bytes)
         status = ending.get("status", RunStatus.FAIL.value)
         message = ending.get("message", "")
         if active.terminate_reason:
@@ -133,7 +135,9 @@ class Runner:
         self._workers.submit(thread_job(active, func, self.result_max_bytes, self._finish))
 
     def _launch_async(self, active: ActiveRun) -> None:
-        self._loop.start(active, self._function(active.launch.func), self._finish)
+        self._loop.start(
+            active, self._function(active.launch.func), self.result_max_bytes, self._finish
+        )
 
     def _launch_process(self, active: ActiveRun) -> None:
         self._processes.start(active)

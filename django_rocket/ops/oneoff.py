@@ -13,7 +13,6 @@ import logging
 import os
 import socket
 import time
-import traceback
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -25,7 +24,15 @@ from django_rocket.conf import conf
 from django_rocket.engine.declarations import sync_tasks
 from django_rocket.engine.events import log_run_event
 from django_rocket.engine.runlog import REFUSED
-from django_rocket.executors.outcome import Ending, call_task, refused_note, storable
+from django_rocket.executors.outcome import (
+    Ending,
+    bounded,
+    call_task,
+    describe,
+    format_traceback,
+    refused_note,
+    storable,
+)
 from django_rocket.models import RunStatus, RunTrigger, TaskRun
 from django_rocket.registry import TaskSpec
 
@@ -47,14 +54,15 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
     log_run_event(spec.name, str(run.run_id), "run", started, None)
     try:
         func = spec.load_function()
-    except Exception:
+    except BaseException as exc:  # SystemExit at import too: the row must not stay running
         outcome: Ending = {
             "status": RunStatus.FAIL.value,
-            "message": "Could not import the task function.",
-            "exc_text": traceback.format_exc(),
+            "message": f"Could not import the task function: {describe(exc)}",
+            "exc_text": format_traceback(exc),
         }
     else:
-        outcome = call_task(func, spec.parameters, conf.result_max_bytes)
+        outcome = call_task(func, spec.parameters, conf.result_max_bytes)  # never raises
+    outcome = bounded(outcome, conf.result_max_bytes)
     _finish(
         run,
         outcome["status"],

@@ -395,25 +395,25 @@ def ready(*workers: Command, text: str = "Starting worker") -> None:
 def test_db_workers_one_killed_mid_run(scheduler_process, commands, tmp_path):
     require("django_tasks_db")
     config = {"TASKS": DB_TASKS, "ROCKET_POLL_INTERVAL": 0.2}
-    workers = [db_worker(commands, name, config) for name in ("worker-a", "worker-b")]
-    ready(*workers)
     marker = tmp_path / "hanging"
-    scheduler = scheduler_process(
-        {
-            "hang": remote(
-                "tests.support.remote_tasks.hang_the_first_time",
-                "daily | retry(1)",
-                timeout="6 seconds",
-                parameters={"marker": str(marker)},
-            ),
-            "broken": remote("tests.support.remote_tasks.fails", "daily | retry(1)"),
-            "plain": remote("tests.support.remote_tasks.add", "daily", parameters={"a": 2, "b": 3}),
-            "decorated": remote(
-                "tests.support.remote_tasks.greet", "daily", parameters={"name": "Bo"}
-            ),
-        },
-        config,
-    )
+    tasks = {
+        "hang": remote(
+            "tests.support.remote_tasks.hang_the_first_time",
+            "daily | retry(1)",
+            timeout="6 seconds",
+            parameters={"marker": str(marker)},
+        ),
+        "broken": remote("tests.support.remote_tasks.fails", "daily | retry(1)"),
+        "plain": remote("tests.support.remote_tasks.add", "daily", parameters={"a": 2, "b": 3}),
+        "decorated": remote("tests.support.remote_tasks.greet", "daily", parameters={"name": "Bo"}),
+    }
+    # A worker runs only what its ROCKET_TASKS declares: it has the scheduler's settings.
+    workers = [
+        db_worker(commands, name, {**config, "ROCKET_TASKS": tasks})
+        for name in ("worker-a", "worker-b")
+    ]
+    ready(*workers)
+    scheduler = scheduler_process(tasks, config)
     wait_until(marker.exists, 30, "a worker to start the hanging run")
     pid = int(marker.read_text())
     assert pid in {w.proc.pid for w in workers}
@@ -459,15 +459,11 @@ def test_a_stopping_scheduler_still_records_remote_runs_that_finish_in_its_grace
 ):
     require("django_tasks_db")
     config = {"TASKS": DB_TASKS, "ROCKET_POLL_INTERVAL": 0.2, "ROCKET_SHUTDOWN_GRACE": 20}
-    ready(db_worker(commands, "worker-a", config))
-    scheduler = scheduler_process(
-        {
-            "slow": remote(
-                "tests.support.remote_tasks.sleep_for", "daily", parameters={"seconds": 2}
-            )
-        },
-        config,
-    )
+    tasks = {
+        "slow": remote("tests.support.remote_tasks.sleep_for", "daily", parameters={"seconds": 2})
+    }
+    ready(db_worker(commands, "worker-a", {**config, "ROCKET_TASKS": tasks}))
+    scheduler = scheduler_process(tasks, config)
     wait_until(
         lambda: TaskRun.objects.filter(message__startswith="Running on worker worker-a").exists(),
         30,
@@ -513,33 +509,36 @@ def test_rq_worker_runs_fail_and_stop_on_timeout(scheduler_process, commands, re
         "ROCKET_POLL_INTERVAL": 0.2,
     }
     rq = {"backend": "rq", "queue": redis_queue}
-    worker = commands("rqworker", redis_queue, "--job-class=django_tasks_rq.Job", settings=config)
-    ready(worker, text="Listening on")
-    scheduler = scheduler_process(
-        {
-            "plain": remote(
-                "tests.support.remote_tasks.add", "daily", parameters={"a": 4, "b": 5}, **rq
-            ),
-            "broken": remote("tests.support.remote_tasks.fails", "daily | retry(1)", **rq),
-            "killed": remote("tests.support.tasks.kill_self", "daily", **rq),
-            "slow": remote(
-                "tests.support.remote_tasks.sleep_for",
-                "daily",
-                timeout="5 seconds",
-                parameters={"seconds": 60},
-                **rq,
-            ),
-            "unserved": remote(
-                "tests.support.remote_tasks.add",
-                "daily",
-                timeout="2 seconds",
-                parameters={"a": 1, "b": 1},
-                backend="rq",
-                queue=idle_queue,
-            ),
-        },
-        config,
+    tasks = {
+        "plain": remote(
+            "tests.support.remote_tasks.add", "daily", parameters={"a": 4, "b": 5}, **rq
+        ),
+        "broken": remote("tests.support.remote_tasks.fails", "daily | retry(1)", **rq),
+        "killed": remote("tests.support.tasks.kill_self", "daily", **rq),
+        "slow": remote(
+            "tests.support.remote_tasks.sleep_for",
+            "daily",
+            timeout="5 seconds",
+            parameters={"seconds": 60},
+            **rq,
+        ),
+        "unserved": remote(
+            "tests.support.remote_tasks.add",
+            "daily",
+            timeout="2 seconds",
+            parameters={"a": 1, "b": 1},
+            backend="rq",
+            queue=idle_queue,
+        ),
+    }
+    worker = commands(
+        "rqworker",
+        redis_queue,
+        "--job-class=django_tasks_rq.Job",
+        settings={**config, "ROCKET_TASKS": tasks},
     )
+    ready(worker, text="Listening on")
+    scheduler = scheduler_process(tasks, config)
 
     def settled() -> bool:
         runs = runs_by_task()

@@ -127,3 +127,95 @@ def fails_with_not_utf8() -> None:
 
 def fails_with(text: str) -> None:
     raise ValueError(text)
+
+
+# --- Hostile task functions (issue 17): every way a task can fail, or fool the wrapper ---
+
+
+class UnprintableError(Exception):
+    """An exception whose str() and repr() raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ raised on purpose")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__ raised on purpose")
+
+
+def raises_unprintable() -> None:
+    raise UnprintableError("hidden")
+
+
+def returns_deeply_nested(depth: int = 100_000) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def raises_unpicklable() -> None:
+    class LocalError(Exception):  # a class pickle cannot find by name
+        pass
+
+    raise LocalError("a local exception class")
+
+
+def raises_base(kind: str) -> None:
+    raise {"exit": SystemExit(3), "interrupt": KeyboardInterrupt(), "genexit": GeneratorExit()}[
+        kind
+    ]
+
+
+class Hostile:
+    """An object whose comparison, hash and class attribute all raise."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("__eq__ raised on purpose")
+
+    def __hash__(self) -> int:
+        raise RuntimeError("__hash__ raised on purpose")
+
+    @property  # type: ignore[misc]
+    def __class__(self):
+        raise RuntimeError("__class__ raised on purpose")
+
+
+def returns_hostile() -> object:
+    return Hostile()
+
+
+def returns_generator():  # a plain function that yields: its body never runs
+    yield 1
+
+
+def returns_coroutine() -> object:
+    return async_noop()
+
+
+async def async_raises_unprintable() -> None:
+    raise UnprintableError("hidden")
+
+
+async def async_returns_deeply_nested() -> list:
+    return returns_deeply_nested()
+
+
+async def async_raises_base(kind: str) -> None:
+    raises_base(kind)
+
+
+async def async_returns_hostile() -> object:
+    return Hostile()
+
+
+async def async_big_failure(size: int = 100_000) -> None:
+    raise ValueError("e" * size)
+
+
+def big_failure(size: int = 100_000) -> None:
+    raise ValueError("e" * size)
+
+
+def result_of(size: int) -> str:
+    """A string result whose JSON (two quotes) is ``size`` + 2 bytes."""
+    return "r" * size

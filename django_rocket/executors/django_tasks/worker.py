@@ -16,6 +16,7 @@ from asgiref.sync import async_to_sync
 from django.utils.module_loading import import_string
 
 from django_rocket import TaskInaction, TaskTerminated
+from django_rocket.conf import conf
 from django_rocket.executors.django_tasks.framework import (
     DEFAULT_ALIAS,
     DEFAULT_QUEUE,
@@ -23,18 +24,62 @@ from django_rocket.executors.django_tasks.framework import (
     django_task,
     framework,
 )
-from django_rocket.executors.outcome import Ending, encode_result
+from django_rocket.executors.outcome import Ending, bounded, failure, safe_text, settle
 from django_rocket.models import RunStatus
 
 # The note a failing run's exception carries, so the follower can tell where it ran.
 WORKER_NOTE = re.compile(r"^django-rocket: run (\S+) ran on (\S+) \(pid (\d+)\)\.$", re.MULTILINE)
 
 
+def declared_functions() -> set[str]:
+    """The dotted paths a queued job may call: each ``func`` of a declared task with
+    execution ``tasks`` in this worker's ROCKET_TASKS."""
+    tasks = conf.tasks
+    if not isinstance(tasks, dict):
+        return set()
+    return {
+        entry["func"]
+        for entry in tasks.values()
+        if isinstance(entry, dict)
+        and isinstance(entry.get("func"), str)
+        and entry.get("execution", conf.execution) == "tasks"
+    }
+
+
+def refusal(func: object) -> str:
+    """Why a queued job naming ``func`` is not run, or '' when a declared task names it."""
+    if isinstance(func, str) and func in declared_functions():
+        return ""
+    shown = safe_text(func)
+    shown = shown if len(shown) <= 200 else shown[:200] + "..."
+    return (
+        f"Refused to call {shown!r}: no task declared in this worker's ROCKET_TASKS with "
+        "execution 'tasks' names it as its func. A queued job can only run a declared "
+        "task; declare it (with the same settings on the scheduler and the workers), or "
+        "look for whoever wrote this job to the queue."
+    )
+
+
 def _call_in_worker(
     context: Any, run_id: str, func: str, parameters: dict[str, Any], max_bytes: int
 ) -> Ending:
-    """Run one django-rocket run in a worker; return how it ended, with the worker's host."""
+    """Run one django-rocket run in a worker; return how it ended, with the worker's host.
+
+    Only a function a declared task names is called (a queue is data anyone who can
+    write to it controls). An exception is raised again for the backend to record, with
+    a note saying where it ran; anything else (a refusal, SystemExit or KeyboardInterrupt
+    from the function, which must not stop the worker) is returned as a ``fail``.
+    """
     host, pid = socket.gethostname(), os.getpid()
+    refused = refusal(func)
+    if refused:
+        return {
+            "run_id": str(run_id),
+            "host": host,
+            "pid": pid,
+            "status": RunStatus.FAIL.value,
+            "message": refused,
+        }
     try:
         target = import_string(func)
         declared = django_task(target)
@@ -53,14 +98,18 @@ def _call_in_worker(
             "status": RunStatus.TERMINATE.value,
             "message": str(exc) or "Terminated on request.",
         }
-    except BaseException as exc:
+    except Exception as exc:
         # The backend records the failure with this traceback; the note tells where it ran.
-        exc.add_note(f"django-rocket: run {run_id} ran on {host} (pid {pid}).")
+        try:
+            exc.add_note(f"django-rocket: run {run_id} ran on {host} (pid {pid}).")
+        except Exception:
+            pass  # a hostile exception; the backend still records it
         raise
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt...: would stop the worker
+        ending = failure(exc)
     else:
-        result, note = encode_result(value, max_bytes)
-        ending = {"status": RunStatus.SUCCESS.value, "result": result, "message": note}
-    return {"run_id": run_id, "host": host, "pid": pid, **ending}
+        ending = settle(value, max_bytes)
+    return {"run_id": run_id, "host": host, "pid": pid, **bounded(ending, max_bytes)}
 
 
 # The backend finds a task by its function's dotted path and expects a Task object there.
