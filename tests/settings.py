@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import tempfile
+from typing import Any
 
 import environ
 
@@ -90,7 +91,7 @@ LOGGING = {
 
 # Scheduler subprocesses started by the tests receive their tasks and settings as JSON;
 # the settings come last so that they can replace any above (LOGGING included).
-ROCKET_TASKS: dict = json.loads(os.environ.get("ROCKET_TEST_TASKS", "{}"))
+ROCKET_TASKS: dict[str, Any] = json.loads(os.environ.get("ROCKET_TEST_TASKS", "{}"))
 
 
 def _die_with_the_test_run(parent: int) -> None:
