@@ -33,36 +33,34 @@ def celery() -> Iterator[Celery]:
 @pytest.mark.slow
 def test_celery_worker_runs_fail_and_stop_on_timeout(scheduler_process, celery):
     unserved = celery.other_queue("idle")  # no worker consumes it
-    worker = celery.start_worker(celery.queue)
     on = {"queue": celery.queue}
     config = {**celery.settings(), "ROCKET_POLL_INTERVAL": 0.2}
-    scheduler = scheduler_process(
-        {
-            "plain": remote(
-                "tests.support.remote_tasks.add", "daily", parameters={"a": 4, "b": 5}, **on
-            ),
-            "broken": remote("tests.support.remote_tasks.fails", "daily | retry(1)", **on),
-            "decorated": remote(
-                "tests.support.remote_tasks.greet", "daily", parameters={"name": "Bo"}, **on
-            ),
-            "killed": remote("tests.support.tasks.kill_self", "daily", **on),
-            "slow": remote(
-                "tests.support.remote_tasks.sleep_for",
-                "daily",
-                timeout="5 seconds",
-                parameters={"seconds": 60},
-                **on,
-            ),
-            "unserved": remote(
-                "tests.support.remote_tasks.add",
-                "daily",
-                timeout="2 seconds",
-                parameters={"a": 1, "b": 1},
-                queue=unserved,
-            ),
-        },
-        config,
-    )
+    tasks = {
+        "plain": remote(
+            "tests.support.remote_tasks.add", "daily", parameters={"a": 4, "b": 5}, **on
+        ),
+        "broken": remote("tests.support.remote_tasks.fails", "daily | retry(1)", **on),
+        "decorated": remote(
+            "tests.support.remote_tasks.greet", "daily", parameters={"name": "Bo"}, **on
+        ),
+        "killed": remote("tests.support.tasks.kill_self", "daily", **on),
+        "slow": remote(
+            "tests.support.remote_tasks.sleep_for",
+            "daily",
+            timeout="5 seconds",
+            parameters={"seconds": 60},
+            **on,
+        ),
+        "unserved": remote(
+            "tests.support.remote_tasks.add",
+            "daily",
+            timeout="2 seconds",
+            parameters={"a": 1, "b": 1},
+            queue=unserved,
+        ),
+    }
+    worker = celery.start_worker(celery.queue, tasks=tasks)
+    scheduler = scheduler_process(tasks, config)
     wait_until(
         lambda: TaskRun.objects.filter(
             task__name="slow", message__startswith=f"Running on worker {worker.name} ("
@@ -128,7 +126,7 @@ def test_one_poll_settles_every_celery_result_in_flight(settings, clock, celery)
     ]
     assert len(set(result_ids)) == count
 
-    worker = celery.start_worker(celery.queue)
+    worker = celery.start_worker(celery.queue, tasks=settings.ROCKET_TASKS)
     wait_until(
         lambda: all(backend.get_result(r).is_finished for r in result_ids[-5:]),
         60,
@@ -164,20 +162,18 @@ def test_celery_cannot_tell_an_unknown_result_from_a_waiting_one(settings, celer
 def test_a_run_on_a_lost_celery_worker_is_a_crash_at_its_timeout(
     scheduler_process, celery, tmp_path
 ):
-    worker = celery.start_worker(celery.queue)
     marker = tmp_path / "hanging"
-    scheduler_process(
-        {
-            "hang": remote(
-                "tests.support.remote_tasks.hang_the_first_time",
-                "daily",
-                timeout="4 seconds",
-                parameters={"marker": str(marker)},
-                queue=celery.queue,
-            )
-        },
-        {**celery.settings(), "ROCKET_POLL_INTERVAL": 0.2},
-    )
+    tasks = {
+        "hang": remote(
+            "tests.support.remote_tasks.hang_the_first_time",
+            "daily",
+            timeout="4 seconds",
+            parameters={"marker": str(marker)},
+            queue=celery.queue,
+        )
+    }
+    worker = celery.start_worker(celery.queue, tasks=tasks)
+    scheduler_process(tasks, {**celery.settings(), "ROCKET_POLL_INTERVAL": 0.2})
     wait_until(marker.exists, 30, "the worker to start the run")
     wait_until(
         lambda: TaskRun.objects.filter(message__startswith="Running on worker").exists(),

@@ -77,14 +77,17 @@ def tasks_setting(*queues: str) -> dict:
 class Worker:
     """A ``celery worker`` subprocess consuming some queues, in a session of its own."""
 
-    def __init__(self, *queues: str, concurrency: int = 2) -> None:
+    def __init__(self, *queues: str, tasks: dict, concurrency: int = 2) -> None:
         self.name = f"rocket-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         env = os.environ.copy()
         env.update(
             DATABASE_URL=database_url(),
             DJANGO_SETTINGS_MODULE="tests.settings",
             PYTHONPATH=str(ROOT),
-            ROCKET_TEST_SETTINGS=json.dumps({"TASKS": tasks_setting(*queues)}),
+            # A worker runs only what its ROCKET_TASKS declares: the scheduler's tasks.
+            ROCKET_TEST_SETTINGS=json.dumps(
+                {"TASKS": tasks_setting(*queues), "ROCKET_TASKS": tasks}
+            ),
             ROCKET_TEST_PARENT=str(os.getpid()),  # tests/celery_app.py: die with this pytest
         )
         self.proc = subprocess.Popen(
@@ -183,8 +186,8 @@ class Celery:
         """Settings for a scheduler subprocess (or ``settings``) using this test's queues."""
         return {"TASKS": tasks_setting(*self.queues)}
 
-    def start_worker(self, *queues: str, concurrency: int = 2) -> Worker:
-        worker = Worker(*(queues or (self.queue,)), concurrency=concurrency)
+    def start_worker(self, *queues: str, tasks: dict, concurrency: int = 2) -> Worker:
+        worker = Worker(*(queues or (self.queue,)), tasks=tasks, concurrency=concurrency)
         self.workers.append(worker)
         worker.wait_until_ready()
         return worker
