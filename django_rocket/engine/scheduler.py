@@ -40,7 +40,7 @@ from django_rocket.engine.recorder import (
     with_run_ids,
     write_starts,
 )
-from django_rocket.engine.recovery import recover_crashed
+from django_rocket.engine.recovery import Recovered, recover_crashed
 from django_rocket.executors.outcome import Launch, Outcome
 from django_rocket.executors.runner import Runner
 from django_rocket.models import RunStatus, TaskRun
@@ -198,7 +198,7 @@ class Scheduler:
         self.leadership.heartbeat(now)
 
     def _become_active(self, now: datetime) -> None:
-        self.recover_crashed(now)
+        recovered = self.recover_crashed(now)
         # The snapshot, the poll's cursor and what it counts as seen must describe the same
         # instant: a run another process commits between two of these reads would
         # otherwise be counted as seen without being in the snapshot, and lost to it.
@@ -209,12 +209,13 @@ class Scheduler:
             self.poller.follow_from_now(self.leadership.instance_pk)
             queued = list(TaskRun.objects.queued().select_related("task"))
         self.planner.activate(history, last_failed, queued)
+        self._adopt(recovered.adopt)
         self.next_maintenance = (
             self.clock.monotonic() + self.leadership.lease_timeout.total_seconds()
         )
 
-    def recover_crashed(self, now: datetime) -> int:
-        """Mark runs left ``running`` by a scheduler that is gone as ``crash``."""
+    def recover_crashed(self, now: datetime) -> Recovered:
+        """Record local runs of schedulers that are gone as ``crash``; claim remote ones."""
         return recover_crashed(
             now,
             specs=self.specs,
@@ -224,6 +225,26 @@ class Scheduler:
             pid=self.leadership.pid,
             lease_timeout=self.leadership.lease_timeout,
         )
+
+    def _adopt(self, runs: list[TaskRun]) -> None:
+        """Follow runs on worker backends that a scheduler left (or this one, on standby)."""
+        for run in runs:
+            self.planner.adopted(run)
+            launch = Launch(str(run.run_id), run.task.name, run.task.func, {}, "tasks")
+            self.runner.adopt(launch, run.remote_backend, run.remote_queue, run.remote_id)
+        self.poller.adopted([run.pk for run in runs])
+
+    def _leave_remote_runs(self, why: str) -> None:
+        """Stop following runs on worker backends; they go on, and the active one adopts them."""
+        left = self.runner.leave_remote()
+        for run_id in left:
+            self.planner.released(run_id)
+        if left:
+            logger.info(
+                "Left %d run(s) running on task backends (%s); the active scheduler adopts them.",
+                len(left),
+                why,
+            )
 
     # ------------------------------------------------------------------ the tick
 
@@ -235,6 +256,8 @@ class Scheduler:
         mono = self.clock.monotonic()
         if mono >= self.leadership.next_heartbeat:
             self.leadership.heartbeat(now)
+        if not self.active:
+            self._leave_remote_runs("this scheduler is not active")  # only the active follows
         self.remote_poll = self.runner.poll(now)
         self._drain_outcomes()
         if not self.active:
@@ -275,10 +298,12 @@ class Scheduler:
             self.clock.monotonic() + self.leadership.lease_timeout.total_seconds()
         )
         try:
-            self.recover_crashed(now)
+            recovered = self.recover_crashed(now)
         except DatabaseError:
             logger.warning("Crash recovery failed; will retry.", exc_info=True)
             reconnect()
+        else:
+            self._adopt(recovered.adopt)
         self.planner.forget_before(now)
 
     def _prune(self, now: datetime) -> None:
@@ -331,6 +356,7 @@ class Scheduler:
             return
         for spec, trigger, run_id in taken:
             self._launch(spec, trigger, run_id, now)
+        self.runner.flush()  # where the runs handed to backends went, on their rows
 
     def _launch(self, spec: TaskSpec, trigger: str, run_id: str, now: datetime) -> None:
         """Start a run whose row is committed; a launch that fails is recorded as ``fail``."""
@@ -393,17 +419,29 @@ class Scheduler:
     # -- shutdown
 
     def shutdown(self) -> None:
-        """Stop starting runs, let running ones finish within the grace, record everything."""
+        """Stop starting runs, let local ones finish within the grace, record everything.
+
+        Runs on worker backends go on: the next active scheduler adopts them (unless
+        ``ROCKET_STOP_REMOTE_RUNS_AT_SHUTDOWN`` asks for the old way: wait, then stop them).
+        """
         grace = parse_duration(conf.shutdown_grace).total_seconds()
         deadline = self.clock.monotonic() + (0.0 if self.force_stop else grace)
-        running = self.planner.running
-        if running:
-            logger.info("Stopping: waiting up to %.0fs for %d run(s).", grace, len(running))
-        while running and self.clock.monotonic() < deadline and not self.force_stop:
+        stop_remote = conf.stop_remote_runs_at_shutdown
+
+        def waited_for() -> int:
+            return len(self.planner.running if stop_remote else self.runner.local_runs())
+
+        if waited_for():
+            logger.info("Stopping: waiting up to %.0fs for %d run(s).", grace, waited_for())
+        while waited_for() and self.clock.monotonic() < deadline and not self.force_stop:
             self.clock.wait(self.wakeup, min(deadline - self.clock.monotonic(), 0.5))
             self.wakeup.clear()
             self.runner.poll(self.clock.now())  # runs on remote workers report through polls
             self._drain_outcomes()
+        self._drain_outcomes()
+        if not stop_remote:
+            self._leave_remote_runs("this scheduler is stopping")
+        running = self.planner.running
         if running:
             for run_id in list(running):
                 self.runner.terminate(run_id, "Terminated at scheduler shutdown.")

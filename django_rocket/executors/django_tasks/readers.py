@@ -55,6 +55,10 @@ class Remote:
     def run_id(self) -> str:
         return self.active.launch.run_id
 
+    def ref(self) -> tuple[str, str, str]:
+        """Where the run went, as its row keeps it: backend alias, queue, result id."""
+        return (self.backend, self.queue, self.result_id)
+
     def where(self) -> str:
         """Name the backend, queue and result, for messages."""
         return f"backend {self.backend!r}, queue {self.queue!r}, result {self.result_id}"
