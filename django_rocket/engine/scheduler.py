@@ -31,6 +31,7 @@ from django_rocket.engine.connection import close_broken_connections, one_snapsh
 from django_rocket.engine.declarations import latest_task_change, sync_tasks
 from django_rocket.engine.events import level_of, log_run_event
 from django_rocket.engine.leadership import Leadership
+from django_rocket.engine.listener import Listener
 from django_rocket.engine.planner import ConditionFailed, Planner, Start
 from django_rocket.engine.poller import Poller
 from django_rocket.engine.recorder import (
@@ -86,6 +87,7 @@ class Scheduler:
         self.planner = Planner(self.specs, self.tz, poll_every)
         self.poller = Poller(self.clock, self.planner, poll_every)
         self.recorder = Recorder(self.clock, on_fatal=self.fail_stop)
+        self.listener: Listener | None = None  # PostgreSQL: run requests wake the loop
         self.task_pks: dict[str, int] = {}
         self.stop_requested = False
         self.starting = True
@@ -109,6 +111,7 @@ class Scheduler:
         if not self._start_up_when_the_database_answers():
             return self.exit_code
         try:
+            self.listener = Listener.start_for_database(self.wakeup)
             while not self.stop_requested:
                 try:
                     sleep = self.tick()
@@ -263,7 +266,8 @@ class Scheduler:
         if not self.active:
             self.recorder.flush()
             return max(self.leadership.next_heartbeat - self.clock.monotonic(), 0.0)
-        if mono >= self.poller.next_poll:
+        requested = self.listener is not None and self.listener.heard()
+        if requested or mono >= self.poller.next_poll:
             self.poller.poll()
         if mono >= self.next_maintenance:
             self._maintain(now)
@@ -453,6 +457,8 @@ class Scheduler:
             self.runner.abandon("Terminated at scheduler shutdown.")
             self._drain_outcomes()
         self.runner.close()
+        if self.listener is not None:
+            self.listener.close()
         self.recorder.flush_before_exit()
         try:
             self.leadership.release(self.clock.now())
