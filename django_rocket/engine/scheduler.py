@@ -401,9 +401,11 @@ class Scheduler:
                 outcome = self.outcomes.get_nowait()
             except queue.Empty:
                 break
-            if outcome.run_id not in self.planner.running:
+            started = self.planner.running.get(outcome.run_id)
+            if started is None:
                 continue
-            finished = outcome.finished_at or self.clock.now()
+            # Never before its start: a worker's clock may run behind this one.
+            finished = max(outcome.finished_at or self.clock.now(), started.started_at)
             outcome.finished_at = finished
             state = self.planner.finished(outcome.run_id, finished, outcome.status)
             assert state is not None

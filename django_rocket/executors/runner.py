@@ -96,12 +96,13 @@ class Runner:
         if active.terminate_reason:
             status = RunStatus.TERMINATE.value
             message = active.terminate_reason + (f" ({message})" if message else "")
+        now = self._now()
         self._report(
             Outcome(
                 run_id=run_id,
                 task=active.launch.task,
                 status=status,
-                finished_at=self._now(),
+                finished_at=min(ending.get("finished_at") or now, now),
                 message=storable(message),
                 exc_text=storable(ending.get("exc_text") or ""),
                 result=ending.get("result"),

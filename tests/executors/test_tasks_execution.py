@@ -265,7 +265,7 @@ def test_a_scheduler_tick_costs_the_same_with_5_or_500_remote_runs_in_flight(set
         with CaptureQueriesContext(connection) as ctx:
             scheduler.tick()
         scheduler.request_stop(force=True)
-        scheduler.shutdown()  # withdraws the queued runs and frees the lease
+        scheduler.shutdown()  # leaves the runs in flight to the next scheduler, frees the lease
         return statements(ctx)
 
     small = idle_tick(5)

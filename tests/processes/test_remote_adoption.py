@@ -9,6 +9,7 @@ import signal
 
 import pytest
 from django.conf import settings as django_settings
+from django.utils import timezone
 
 from django_rocket.models import RunStatus, SchedulerInstance, TaskRun
 from tests.conftest import wait_until
@@ -63,6 +64,19 @@ def worker_backend(kind: str, commands, queue: str | None):  # noqa: F811
     return config, {"backend": "rq", "queue": queue}, worker
 
 
+def finished_on_its_worker(kind: str, row: TaskRun) -> bool:
+    """Whether the backend itself says the run's work is done (read behind django-rocket)."""
+    if kind == "db":
+        from django_tasks_db.models import DBTaskResult
+
+        return DBTaskResult.objects.filter(id=row.remote_id, status="SUCCESSFUL").exists()
+    import redis
+    from rq.job import Job
+
+    job = Job.fetch(row.remote_id, connection=redis.Redis(host="127.0.0.1", port=6379, db=0))
+    return job.get_status() == "finished"
+
+
 @pytest.fixture(params=["db", "rq"])
 def backend_kind(request) -> str:
     return request.param
@@ -98,6 +112,8 @@ def test_a_daily_run_in_flight_when_the_scheduler_dies_runs_once_and_is_recorded
     assert first.wait(30) == (0 if how == signal.SIGTERM else -signal.SIGKILL)
     # The stopped scheduler left the run to the cluster: nobody recorded it meanwhile.
     assert TaskRun.objects.get().status == RunStatus.RUNNING
+    wait_until(lambda: finished_on_its_worker(backend_kind, row), 30, "the worker to finish")
+    seen_done = timezone.now()
 
     second = scheduler_process(tasks, config, args=("--once",))
     try:
@@ -109,6 +125,8 @@ def test_a_daily_run_in_flight_when_the_scheduler_dies_runs_once_and_is_recorded
     assert (run.status, run.result) == (RunStatus.SUCCESS, "written once"), run.message
     assert (run.host, run.pid) == (HOST, int(lines(ledger)[0]))  # the worker's, not a scheduler's
     assert run.runtime.total_seconds() >= WORK_SECONDS
+    # The worker's finish time, not the moment the next scheduler noticed it.
+    assert run.finished_at <= seen_done
     assert run.scheduler_id == SchedulerInstance.objects.get(pid=second.proc.pid).pk
     assert "Adopting 1 run(s)" in second.output()
     assert len(lines(ledger)) == 1

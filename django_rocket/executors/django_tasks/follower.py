@@ -186,6 +186,10 @@ class TasksFollower:
                 "message": _failure_line(seen, remote),
                 "exc_text": seen.traceback,
             }
+        if seen.finished_at is not None:
+            # The worker's time, not this scheduler's: a run adopted after a long outage
+            # keeps its true runtime.
+            ending["finished_at"] = seen.finished_at
         self._end(remote, ending["status"], ending.get("message", ""), ending, host, pid)
 
     def _end(
