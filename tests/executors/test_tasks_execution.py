@@ -20,6 +20,7 @@ from datetime import timedelta
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from django_rocket import registry
@@ -351,6 +352,42 @@ def test_a_stopped_schedulers_remote_run_is_adopted_and_recorded_once(settings, 
     assert run.scheduler_id == second.leadership.instance_pk
     second.request_stop(force=True)
     second.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_scheduler_that_loses_the_lease_leaves_its_remote_runs_to_the_new_active_one(
+    settings, clock
+):
+    require("django_tasks_db")
+    from django_rocket.models import SchedulerLease
+
+    settings.TASKS = DB_TASKS
+    settings.ROCKET_HEARTBEAT = "1 second"
+    settings.ROCKET_TASKS = {
+        "sum": remote("tests.support.remote_tasks.add", "daily", parameters={"a": 2, "b": 2})
+    }
+    deposed = Scheduler(registry.tasks(), clock=clock)
+    deposed.startup()
+    deposed.tick()
+    assert deposed.runner.in_flight == 1
+    SchedulerLease.objects.update(token=F("token") + 1)  # another instance took the lease
+    clock.advance(1)
+    deposed.tick()  # its heartbeat finds the lease gone: it stands by and lets go
+    assert not deposed.active and deposed.runner.in_flight == 0
+    assert not deposed.planner.running
+    SchedulerLease.objects.update(holder=None, expires_at=None)
+
+    successor = Scheduler(registry.tasks(), clock=clock)
+    successor.startup()  # the deposed one is alive, but on standby: its run is adopted
+    assert successor.active and len(successor.planner.running) == 1
+    run_db_worker_in_process()
+    clock.advance(1)
+    successor.tick()
+    (run,) = TaskRun.objects.all()
+    assert (run.status, run.result) == (RunStatus.SUCCESS, 4)
+    for scheduler in (deposed, successor):
+        scheduler.request_stop(force=True)
+        scheduler.shutdown()
 
 
 @pytest.mark.django_db(transaction=True)
