@@ -4,6 +4,7 @@ Run from the repository root (PostgreSQL on 127.0.0.1:5432, a throwaway database
 
     .venv/bin/python bench/failover.py                     # 10 kills, 5 s lease
     .venv/bin/python bench/failover.py --kills 20 --same-host
+    .venv/bin/python bench/failover.py --remote     # the tasks run on two db_worker processes
 
 Three ``runscheduler`` subprocesses share one database; 20 thread tasks run
 ``every('2 seconds')`` and append to a ledger file per task on every execution. The
@@ -17,7 +18,10 @@ dead pid and takes over at its next heartbeat.
 
 At the end it checks the run log against the ledgers: no run left ``running``, no
 slot run twice (consecutive starts of a task at least 2 s apart), and every
-execution in a ledger has its row.
+execution in a ledger has its row. With ``--remote`` the tasks are handed to two
+django-tasks-db ``db_worker`` processes (execution "tasks", one second of work
+each), so kills land while runs are in flight on workers: the next active
+scheduler adopts them, and each execution should have exactly one ``success`` row.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +66,7 @@ def main() -> None:
     parser.add_argument("--same-host", action="store_true")
     parser.add_argument("--server", default=SERVER)
     parser.add_argument("--ledger-dir", default=None)
+    parser.add_argument("--remote", action="store_true", help="run the tasks on db_workers")
     args = parser.parse_args()
 
     import tempfile
@@ -75,8 +81,11 @@ def main() -> None:
         f"t{i:02d}": {
             "func": "tests.support.remote_tasks.ledger_entry",
             "start_cond": f"every('{EVERY:g} seconds')",
-            "execution": "thread",
-            "parameters": {"ledger": str(ledgers / f"t{i:02d}"), "seconds": 0},
+            "execution": "tasks" if args.remote else "thread",
+            "parameters": {
+                "ledger": str(ledgers / f"t{i:02d}"),
+                "seconds": 1 if args.remote else 0,
+            },
         }
         for i in range(TASK_COUNT)
     }
@@ -92,6 +101,7 @@ def main() -> None:
                 "ROCKET_HEARTBEAT": f"{args.heartbeat:g} seconds",
                 "ROCKET_POLL_INTERVAL": 0.5,
                 "LOGGING": {"version": 1},
+                "TASKS": {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}},
             }
         ),
     }
@@ -133,6 +143,26 @@ def main() -> None:
         raise SystemExit(f"Timed out waiting for {what}.")
 
     takeovers: list[float] = []
+    kills: list[datetime] = []
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "django",
+                "db_worker",
+                "--interval=0.1",
+                "--no-startup-delay",
+                "--no-reload",
+                f"--worker-id=w{n}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n in range(2 if args.remote else 0)
+    ]
     try:
         for _ in range(3):
             start()
@@ -144,6 +174,7 @@ def main() -> None:
             assert victim is not None
             procs[victim].send_signal(signal.SIGKILL)
             killed_at = time.monotonic()
+            kills.append(datetime.now(UTC))
             procs.pop(victim).wait()
             new = wait_for(
                 lambda t=token: lease()[0] != t and lease()[1] is not None,
@@ -159,10 +190,35 @@ def main() -> None:
             proc.send_signal(signal.SIGTERM)
         for proc in procs.values():
             proc.wait(60)
+        if workers:  # the runs left in flight finish; a last scheduler records them
+            last = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    LAUNCH.replace("'runscheduler'", "'runscheduler', '--once'"),
+                ],
+                cwd=ROOT,
+                env={**env, "BENCH_HOST": "bench-host-last"},
+            )
+            last.wait(120)
+        for worker in workers:
+            worker.terminate()
+            worker.wait(30)
 
     running = TaskRun.objects.filter(status=RunStatus.RUNNING).count()
+    # Runs in flight at a kill: started before it, finished after (adopted, or crash).
+    cut = len(
+        {
+            pk
+            for at in kills
+            for pk in TaskRun.objects.filter(started_at__lt=at, finished_at__gt=at).values_list(
+                "pk", flat=True
+            )
+        }
+    )
     doubled = 0
     unlogged = 0
+    executed = 0
     statuses: dict[str, int] = {}
     for task in tasks:
         rows = list(
@@ -175,6 +231,7 @@ def main() -> None:
         gaps = [(b[0] - a[0]).total_seconds() for a, b in itertools.pairwise(rows)]
         doubled += sum(gap < EVERY - 0.001 for gap in gaps)
         executions = len((ledgers / task).read_text().splitlines())
+        executed += executions
         successes = sum(s == RunStatus.SUCCESS for _, s in rows)
         crashes = sum(s == RunStatus.CRASH for _, s in rows)
         # An execution without its success row is one cut short by the kill (crash).
@@ -184,6 +241,7 @@ def main() -> None:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     where = "one host (dead pid seen)" if args.same_host else "separate hosts (lease expiry)"
+    where += ", runs on 2 db_workers" if args.remote else ", thread runs"
     print(
         f"failover: 3 schedulers on PostgreSQL, {where}, ROCKET_LEASE_TIMEOUT={args.lease:g} s, "
         f"ROCKET_HEARTBEAT={args.heartbeat:g} s, {TASK_COUNT} tasks every {EVERY:g} s"
@@ -196,8 +254,10 @@ def main() -> None:
     )
     print("takeovers:", " ".join(f"{t:.2f}" for t in takeovers))
     print(
-        f"runs: {sum(statuses.values())} {statuses}; left running: {running}; "
-        f"slots run twice: {doubled}; executions without a row: {unlogged}"
+        f"runs: {sum(statuses.values())} {statuses}, {cut} of them in flight at a kill; "
+        f"left running: {running}; "
+        f"slots run twice: {doubled}; executions (ledgers): {executed}, "
+        f"of which without a success or crash row: {unlogged}"
     )
 
 
