@@ -200,6 +200,16 @@ def _silence_flags() -> Messages:
                     f"Write {name} = True to keep the scheduler running on such errors.",
                 )
             )
+    value = conf.raw("ROCKET_STOP_REMOTE_RUNS_AT_SHUTDOWN")
+    if not isinstance(value, bool):
+        messages.append(
+            _error(
+                "django_rocket.E034",
+                f"ROCKET_STOP_REMOTE_RUNS_AT_SHUTDOWN must be True or False, not {value!r}.",
+                "Leave it False (runs on task backends outlive a stopping scheduler and the "
+                "next one adopts them), or write True to stop them at shutdown.",
+            )
+        )
     return messages
 
 

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "ROCKET_LOG_RETRY": {"attempts": 5, "backoff": 0.5, "max_backoff": 30.0},
     "ROCKET_SPOOL_DIR": None,  # None: one per database under $XDG_STATE_HOME/django-rocket
     "ROCKET_SHUTDOWN_GRACE": "30 seconds",
+    "ROCKET_STOP_REMOTE_RUNS_AT_SHUTDOWN": False,
     "ROCKET_POLL_INTERVAL": 1.0,
     "ROCKET_HEARTBEAT": "5 seconds",
     "ROCKET_LEASE_TIMEOUT": "30 seconds",
@@ -130,6 +131,10 @@ class Settings:
     @property
     def shutdown_grace(self) -> Duration:
         return cast("Duration", self.raw("ROCKET_SHUTDOWN_GRACE"))
+
+    @property
+    def stop_remote_runs_at_shutdown(self) -> bool:
+        return bool(self.raw("ROCKET_STOP_REMOTE_RUNS_AT_SHUTDOWN"))
 
     @property
     def poll_interval(self) -> float:

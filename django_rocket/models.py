@@ -90,6 +90,13 @@ class TaskRunQuerySet(models.QuerySet["TaskRun"]):
     def running(self) -> TaskRunQuerySet:
         return self.filter(status=RunStatus.RUNNING)
 
+    def remote(self) -> TaskRunQuerySet:
+        """Runs handed to a Tasks framework backend, which any scheduler can follow."""
+        return self.exclude(remote_id="")
+
+    def local(self) -> TaskRunQuerySet:
+        return self.filter(remote_id="")
+
     def open(self) -> TaskRunQuerySet:
         return self.filter(status__in=OPEN_STATUSES)
 
@@ -161,6 +168,26 @@ class TaskRun(models.Model):
         unique=True,
         editable=False,
         verbose_name=_("queued task"),
+    )
+    # Where a run with execution "tasks" went, so any scheduler can follow it to its end.
+    remote_backend = models.CharField(
+        _("task backend"),
+        max_length=100,
+        blank=True,
+        default="",
+        db_default="",  # the run log's batched INSERT leaves these out
+        help_text=_("Alias in TASKS."),
+    )
+    remote_queue = models.CharField(
+        _("task queue"), max_length=100, blank=True, default="", db_default=""
+    )
+    remote_id = models.CharField(
+        _("task result id"),
+        max_length=255,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("The backend's id of the enqueued result or job."),
     )
 
     objects = TaskRunQuerySet.as_manager()

@@ -255,8 +255,25 @@ class Planner:
         )
         self.history_changed(spec.name)
 
-    def finished(self, run_id: str, finished_at: datetime, status: str) -> RunState | None:
-        """Stop following a run that ended; None if it is not one of ours."""
+    def adopted(self, run: TaskRun) -> None:
+        """Follow a run another scheduler started (on a worker backend), from its row."""
+        assert run.started_at is not None and self.history is not None
+        name = run.task.name
+        spec = self.specs.get(name)
+        timeout = spec.timeout if spec is not None else None
+        deadline = run.started_at + timeout if timeout is not None else None
+        run_id = str(run.run_id)
+        self.running[run_id] = RunState(run_id, name, run.started_at, deadline, run.trigger)
+        if spec is not None:  # a task no longer declared is followed, not judged
+            self.running_by_task.setdefault(name, set()).add(run_id)
+        try:
+            self.history.record_start(snapshot.record_of(run, name))
+        except ValueError:
+            pass  # the snapshot has it already, as it has every run in progress
+        self.history_changed(name)
+
+    def released(self, run_id: str) -> RunState | None:
+        """Stop following a run: it ended, or goes on without this scheduler."""
         state = self.running.pop(run_id, None)
         if state is None:
             return None
@@ -264,6 +281,13 @@ class Planner:
         if not self.running_by_task.get(state.task):
             self.running_by_task.pop(state.task, None)
             self.end_wakes.pop(state.task, None)
+        return state
+
+    def finished(self, run_id: str, finished_at: datetime, status: str) -> RunState | None:
+        """Stop following a run that ended; None if it is not one of ours."""
+        state = self.released(run_id)
+        if state is None:
+            return None
         assert self.history is not None
         self.history.record_finish(state.task, run_id, finished_at, status)
         if status == RunStatus.FAIL:

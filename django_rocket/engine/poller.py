@@ -62,6 +62,11 @@ class Poller:
         )
         self.next_poll = 0.0
 
+    def adopted(self, pks: list[int]) -> None:
+        """Leave runs this scheduler now follows itself (adopted) to the planner."""
+        self.external_open.difference_update(pks)
+        self.external_seen.update(pks)
+
     def poll(self) -> None:
         """Pick up admin requests: queued runs, paused tasks, runs other processes wrote."""
         self.next_poll = self.clock.monotonic() + self.poll_every

@@ -1,17 +1,35 @@
-"""Crash recovery: runs left ``running`` by a process that is gone are recorded as ``crash``."""
+"""Crash recovery and adoption: what the active scheduler does with runs another one left.
+
+A run this machine executes itself (process, thread, async, main) dies with its
+scheduler: left ``running`` by a process that is gone, it is recorded as ``crash``.
+A run handed to a Tasks framework backend is not the scheduler's: its row says where
+it went (backend, queue, result id), it goes on on its worker whatever happens to the
+scheduler, and the active scheduler adopts it: follows it through its backend and
+records its true outcome. Only a result the backend has lost makes it a ``crash``
+(the follower decides that, after two polls in a row).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Container
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django_rocket.engine.events import log_run_event
 from django_rocket.engine.leadership import pid_alive
-from django_rocket.models import TaskRun
+from django_rocket.models import RunStatus, SchedulerRole, TaskRun
 from django_rocket.registry import TaskSpec
 
 logger = logging.getLogger("django_rocket.scheduler")
+
+
+@dataclass
+class Recovered:
+    """What one recovery pass did: local runs recorded as crash, remote runs to adopt."""
+
+    crashed: int = 0
+    adopt: list[TaskRun] = field(default_factory=list)
 
 
 def recover_crashed(
@@ -23,13 +41,23 @@ def recover_crashed(
     host: str,
     pid: int,
     lease_timeout: timedelta,
-) -> int:
-    """Mark runs left ``running`` by a scheduler that is gone as ``crash``; return how many."""
-    crashed = [
-        run
-        for run in TaskRun.objects.running().select_related("scheduler", "task")
-        if _is_orphan(run, now, specs, own_runs, instance_pk, host, lease_timeout)
-    ]
+) -> Recovered:
+    """Record local runs of schedulers that are gone as ``crash``; claim their remote runs.
+
+    ``own_runs`` are the runs this scheduler already follows. A remote run is claimed
+    (its row's scheduler becomes this one) unless the scheduler that has it is alive
+    and active; the caller adopts the claimed runs.
+    """
+    crashed: list[TaskRun] = []
+    remote: list[TaskRun] = []
+    for run in TaskRun.objects.running().select_related("scheduler", "task"):
+        if run.run_id and str(run.run_id) in own_runs:
+            continue
+        if run.remote_id:
+            if _may_adopt(run, now, instance_pk, host, lease_timeout):
+                remote.append(run)
+        elif _is_orphan(run, now, specs, instance_pk, host, lease_timeout):
+            crashed.append(run)
     for run in crashed:
         who = f"{run.host}:{run.pid}" if run.host else "an unknown scheduler"
         run.crash(
@@ -48,28 +76,61 @@ def recover_crashed(
         )
     if crashed:
         logger.warning("Recorded %d run(s) as crash.", len(crashed))
-    return len(crashed)
+    return Recovered(len(crashed), _claim(remote, instance_pk))
+
+
+def _claim(runs: list[TaskRun], instance_pk: int | None) -> list[TaskRun]:
+    """Make this scheduler the one following ``runs``; return those still running."""
+    if not runs:
+        return []
+    pks = [run.pk for run in runs]
+    TaskRun.objects.filter(pk__in=pks, status=RunStatus.RUNNING).update(scheduler_id=instance_pk)
+    still = set(
+        TaskRun.objects.filter(pk__in=pks, status=RunStatus.RUNNING).values_list("pk", flat=True)
+    )
+    claimed = [run for run in runs if run.pk in still]
+    if claimed:
+        logger.info(
+            "Adopting %d run(s) on task backends that another scheduler enqueued.", len(claimed)
+        )
+    return claimed
+
+
+def _owner_gone(run: TaskRun, now: datetime, host: str, lease_timeout: timedelta) -> bool | None:
+    """Whether the scheduler that recorded ``run`` is gone; None if the row cannot say."""
+    if run.host == host and run.pid and not pid_alive(run.pid):
+        return True
+    inst = run.scheduler
+    if inst is not None:
+        return inst.stopped_at is not None or inst.last_seen < now - lease_timeout
+    return None
+
+
+def _may_adopt(
+    run: TaskRun, now: datetime, instance_pk: int | None, host: str, lease_timeout: timedelta
+) -> bool:
+    """Whether to follow a remote run: unless a live, active scheduler still follows it."""
+    inst = run.scheduler
+    if inst is None or inst.pk == instance_pk:
+        return True  # its scheduler's row was deleted, or this one left it (lost the lease)
+    return bool(_owner_gone(run, now, host, lease_timeout)) or inst.role != SchedulerRole.ACTIVE
 
 
 def _is_orphan(
     run: TaskRun,
     now: datetime,
     specs: dict[str, TaskSpec],
-    own_runs: Container[str],
     instance_pk: int | None,
     host: str,
     lease_timeout: timedelta,
 ) -> bool:
-    """Whether the process that was running ``run`` is gone."""
-    if run.run_id and str(run.run_id) in own_runs:
-        return False
+    """Whether the process that was running the local run ``run`` is gone."""
     inst = run.scheduler
     if inst is not None and inst.pk == instance_pk:
         return False
-    if run.host == host and run.pid and not pid_alive(run.pid):
-        return True
-    if inst is not None:
-        return inst.stopped_at is not None or inst.last_seen < now - lease_timeout
+    gone = _owner_gone(run, now, host, lease_timeout)
+    if gone is not None:
+        return gone
     if run.host != host:
         spec = specs.get(run.task.name)
         limit = spec.timeout if spec and spec.timeout else timedelta(days=1)

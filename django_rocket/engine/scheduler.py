@@ -31,6 +31,7 @@ from django_rocket.engine.connection import close_broken_connections, one_snapsh
 from django_rocket.engine.declarations import latest_task_change, sync_tasks
 from django_rocket.engine.events import level_of, log_run_event
 from django_rocket.engine.leadership import Leadership
+from django_rocket.engine.listener import Listener
 from django_rocket.engine.planner import ConditionFailed, Planner, Start
 from django_rocket.engine.poller import Poller
 from django_rocket.engine.recorder import (
@@ -40,7 +41,7 @@ from django_rocket.engine.recorder import (
     with_run_ids,
     write_starts,
 )
-from django_rocket.engine.recovery import recover_crashed
+from django_rocket.engine.recovery import Recovered, recover_crashed
 from django_rocket.executors.outcome import Launch, Outcome
 from django_rocket.executors.runner import Runner
 from django_rocket.models import RunStatus, TaskRun
@@ -86,6 +87,7 @@ class Scheduler:
         self.planner = Planner(self.specs, self.tz, poll_every)
         self.poller = Poller(self.clock, self.planner, poll_every)
         self.recorder = Recorder(self.clock, on_fatal=self.fail_stop)
+        self.listener: Listener | None = None  # PostgreSQL: run requests wake the loop
         self.task_pks: dict[str, int] = {}
         self.stop_requested = False
         self.starting = True
@@ -109,6 +111,7 @@ class Scheduler:
         if not self._start_up_when_the_database_answers():
             return self.exit_code
         try:
+            self.listener = Listener.start_for_database(self.wakeup)
             while not self.stop_requested:
                 try:
                     sleep = self.tick()
@@ -198,7 +201,7 @@ class Scheduler:
         self.leadership.heartbeat(now)
 
     def _become_active(self, now: datetime) -> None:
-        self.recover_crashed(now)
+        recovered = self.recover_crashed(now)
         # The snapshot, the poll's cursor and what it counts as seen must describe the same
         # instant: a run another process commits between two of these reads would
         # otherwise be counted as seen without being in the snapshot, and lost to it.
@@ -209,12 +212,13 @@ class Scheduler:
             self.poller.follow_from_now(self.leadership.instance_pk)
             queued = list(TaskRun.objects.queued().select_related("task"))
         self.planner.activate(history, last_failed, queued, now)
+        self._adopt(recovered.adopt)
         self.next_maintenance = (
             self.clock.monotonic() + self.leadership.lease_timeout.total_seconds()
         )
 
-    def recover_crashed(self, now: datetime) -> int:
-        """Mark runs left ``running`` by a scheduler that is gone as ``crash``."""
+    def recover_crashed(self, now: datetime) -> Recovered:
+        """Record local runs of schedulers that are gone as ``crash``; claim remote ones."""
         return recover_crashed(
             now,
             specs=self.specs,
@@ -224,6 +228,26 @@ class Scheduler:
             pid=self.leadership.pid,
             lease_timeout=self.leadership.lease_timeout,
         )
+
+    def _adopt(self, runs: list[TaskRun]) -> None:
+        """Follow runs on worker backends that a scheduler left (or this one, on standby)."""
+        for run in runs:
+            self.planner.adopted(run)
+            launch = Launch(str(run.run_id), run.task.name, run.task.func, {}, "tasks")
+            self.runner.adopt(launch, run.remote_backend, run.remote_queue, run.remote_id)
+        self.poller.adopted([run.pk for run in runs])
+
+    def _leave_remote_runs(self, why: str) -> None:
+        """Stop following runs on worker backends; they go on, and the active one adopts them."""
+        left = self.runner.leave_remote()
+        for run_id in left:
+            self.planner.released(run_id)
+        if left:
+            logger.info(
+                "Left %d run(s) running on task backends (%s); the active scheduler adopts them.",
+                len(left),
+                why,
+            )
 
     # ------------------------------------------------------------------ the tick
 
@@ -235,12 +259,15 @@ class Scheduler:
         mono = self.clock.monotonic()
         if mono >= self.leadership.next_heartbeat:
             self.leadership.heartbeat(now)
+        if not self.active:
+            self._leave_remote_runs("this scheduler is not active")  # only the active follows
         self.remote_poll = self.runner.poll(now)
         self._drain_outcomes()
         if not self.active:
             self.recorder.flush()
             return max(self.leadership.next_heartbeat - self.clock.monotonic(), 0.0)
-        if mono >= self.poller.next_poll:
+        requested = self.listener is not None and self.listener.heard()
+        if requested or mono >= self.poller.next_poll:
             self.poller.poll()
         if mono >= self.next_maintenance:
             self._maintain(now)
@@ -275,10 +302,12 @@ class Scheduler:
             self.clock.monotonic() + self.leadership.lease_timeout.total_seconds()
         )
         try:
-            self.recover_crashed(now)
+            recovered = self.recover_crashed(now)
         except DatabaseError:
             logger.warning("Crash recovery failed; will retry.", exc_info=True)
             reconnect()
+        else:
+            self._adopt(recovered.adopt)
         self.planner.forget_before(now)
 
     def _prune(self, now: datetime) -> None:
@@ -331,6 +360,7 @@ class Scheduler:
             return
         for spec, trigger, run_id in taken:
             self._launch(spec, trigger, run_id, now)
+        self.runner.flush()  # where the runs handed to backends went, on their rows
 
     def _launch(self, spec: TaskSpec, trigger: str, run_id: str, now: datetime) -> None:
         """Start a run whose row is committed; a launch that fails is recorded as ``fail``."""
@@ -371,9 +401,11 @@ class Scheduler:
                 outcome = self.outcomes.get_nowait()
             except queue.Empty:
                 break
-            if outcome.run_id not in self.planner.running:
+            started = self.planner.running.get(outcome.run_id)
+            if started is None:
                 continue
-            finished = outcome.finished_at or self.clock.now()
+            # Never before its start: a worker's clock may run behind this one.
+            finished = max(outcome.finished_at or self.clock.now(), started.started_at)
             outcome.finished_at = finished
             state = self.planner.finished(outcome.run_id, finished, outcome.status)
             assert state is not None
@@ -393,17 +425,29 @@ class Scheduler:
     # -- shutdown
 
     def shutdown(self) -> None:
-        """Stop starting runs, let running ones finish within the grace, record everything."""
+        """Stop starting runs, let local ones finish within the grace, record everything.
+
+        Runs on worker backends go on: the next active scheduler adopts them (unless
+        ``ROCKET_STOP_REMOTE_RUNS_AT_SHUTDOWN`` asks for the old way: wait, then stop them).
+        """
         grace = parse_duration(conf.shutdown_grace).total_seconds()
         deadline = self.clock.monotonic() + (0.0 if self.force_stop else grace)
-        running = self.planner.running
-        if running:
-            logger.info("Stopping: waiting up to %.0fs for %d run(s).", grace, len(running))
-        while running and self.clock.monotonic() < deadline and not self.force_stop:
+        stop_remote = conf.stop_remote_runs_at_shutdown
+
+        def waited_for() -> int:
+            return len(self.planner.running if stop_remote else self.runner.local_runs())
+
+        if waited_for():
+            logger.info("Stopping: waiting up to %.0fs for %d run(s).", grace, waited_for())
+        while waited_for() and self.clock.monotonic() < deadline and not self.force_stop:
             self.clock.wait(self.wakeup, min(deadline - self.clock.monotonic(), 0.5))
             self.wakeup.clear()
             self.runner.poll(self.clock.now())  # runs on remote workers report through polls
             self._drain_outcomes()
+        self._drain_outcomes()
+        if not stop_remote:
+            self._leave_remote_runs("this scheduler is stopping")
+        running = self.planner.running
         if running:
             for run_id in list(running):
                 self.runner.terminate(run_id, "Terminated at scheduler shutdown.")
@@ -415,6 +459,8 @@ class Scheduler:
             self.runner.abandon("Terminated at scheduler shutdown.")
             self._drain_outcomes()
         self.runner.close()
+        if self.listener is not None:
+            self.listener.close()
         self.recorder.flush_before_exit()
         try:
             self.leadership.release(self.clock.now())

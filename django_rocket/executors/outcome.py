@@ -39,6 +39,7 @@ class Ending(TypedDict, total=False):
     run_id: str  # these three: where a Tasks framework worker ran it
     host: str
     pid: int
+    finished_at: datetime  # when a worker finished it (the runner's clock otherwise)
 
 
 @dataclass

@@ -98,12 +98,13 @@ class Runner:
         if active.terminate_reason:
             status = RunStatus.TERMINATE.value
             message = active.terminate_reason + (f" ({message})" if message else "")
+        now = self._now()
         self._report(
             Outcome(
                 run_id=run_id,
                 task=active.launch.task,
                 status=status,
-                finished_at=self._now(),
+                finished_at=min(ending.get("finished_at") or now, now),
                 message=storable(message),
                 exc_text=storable(ending.get("exc_text") or ""),
                 result=ending.get("result"),
@@ -149,6 +150,36 @@ class Runner:
 
     def _launch_tasks(self, active: ActiveRun) -> None:
         self._tasks_follower().enqueue(active)
+
+    def adopt(self, launch: Launch, backend: str, queue: str, result_id: str) -> None:
+        """Follow a run another scheduler handed to a Tasks framework backend."""
+        active = ActiveRun(launch, "tasks")
+        with self._lock:
+            self._active[launch.run_id] = active
+        self._tasks_follower().adopt(active, backend, queue, result_id)
+
+    def flush(self) -> None:
+        """Note where the runs just handed to backends went (one statement for the batch)."""
+        if self._tasks is not None:
+            self._tasks.flush()
+
+    def leave_remote(self) -> list[str]:
+        """Stop following the runs on worker backends, leaving them running; return their ids.
+
+        The next active scheduler adopts them.
+        """
+        if self._tasks is None:
+            return []
+        left = self._tasks.leave()
+        with self._lock:
+            for run_id in left:
+                self._active.pop(run_id, None)
+        return left
+
+    def local_runs(self) -> list[str]:
+        """Return the ids of the runs this process executes itself."""
+        with self._lock:
+            return [run_id for run_id, a in self._active.items() if a.kind != "tasks"]
 
     # -- stopping
 

@@ -1,7 +1,8 @@
 """Requests from people: queue a run (run now, retry), pause and resume tasks.
 
 They go through here, never through the scheduler: they are rows the running
-scheduler picks up at its next poll.
+scheduler picks up at its next poll; on PostgreSQL a queued run also notifies it,
+so an idle scheduler starts it at once (:mod:`django_rocket.engine.listener`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from django_rocket import RocketError
+from django_rocket.engine.listener import notify_schedulers
 from django_rocket.models import FAILURE_STATUSES, RunStatus, RunTrigger, Task, TaskRun
 
 logger = logging.getLogger("django_rocket.services")
@@ -60,6 +62,7 @@ def queue_run(
                 retry_of=retry_of,
                 queued_at=timezone.now(),
             )
+            notify_schedulers()  # PostgreSQL: an idle scheduler wakes when this commits
     except IntegrityError:
         # Another request queued one between our check and our insert. It may even
         # have started already, so return the newest manual run rather than a second one.

@@ -248,6 +248,7 @@ def test_e020_condition_module(settings):
         ("ROCKET_LOG_RETRY", {"attempts": 0}, "django_rocket.E030"),
         ("ROCKET_SILENCE_COND_CHECK", "yes", "django_rocket.E031"),
         ("ROCKET_HEALTH_MAX_AGE", -1, "django_rocket.E032"),
+        ("ROCKET_STOP_REMOTE_RUNS_AT_SHUTDOWN", "no", "django_rocket.E034"),
     ],
 )
 def test_setting_checks(settings, setting, value, check_id):

@@ -15,10 +15,12 @@ import sys
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from django_rocket import registry
@@ -264,7 +266,7 @@ def test_a_scheduler_tick_costs_the_same_with_5_or_500_remote_runs_in_flight(set
         with CaptureQueriesContext(connection) as ctx:
             scheduler.tick()
         scheduler.request_stop(force=True)
-        scheduler.shutdown()  # withdraws the queued runs and frees the lease
+        scheduler.shutdown()  # leaves the runs in flight to the next scheduler, frees the lease
         return statements(ctx)
 
     small = idle_tick(5)
@@ -314,6 +316,141 @@ def test_a_result_the_backend_lost_is_a_crash(settings, clock):
     (outcome,) = outcomes
     assert outcome.status == RunStatus.CRASH
     assert "no longer knows this run's result" in outcome.message
+
+
+# --- adoption: a run on a worker outlives its scheduler ---------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stopped_schedulers_remote_run_is_adopted_and_recorded_once(settings, clock):
+    require("django_tasks_db")
+    settings.TASKS = DB_TASKS
+    settings.ROCKET_TASKS = {
+        "sum": remote("tests.support.remote_tasks.add", "daily", parameters={"a": 1, "b": 2})
+    }
+    first = Scheduler(registry.tasks(), clock=clock)
+    first.startup()
+    first.tick()
+    (row,) = TaskRun.objects.all()  # where it went is on the row as soon as it is enqueued
+    assert (row.status, row.remote_backend, row.remote_queue) == ("running", "default", "default")
+    from django_tasks_db.models import DBTaskResult
+
+    assert row.remote_id == str(DBTaskResult.objects.get().id)
+    first.request_stop("deploy")
+    first.shutdown()
+    assert TaskRun.objects.get().status == RunStatus.RUNNING  # left to the cluster
+    run_db_worker_in_process()
+    clock.advance(5)
+
+    second = Scheduler(registry.tasks(), clock=clock)
+    second.startup()  # becomes active: adopts the run
+    assert second.planner.running.keys() == {str(row.run_id)}
+    second.tick()
+    (run,) = TaskRun.objects.all()  # recorded, and daily does not start the task again
+    assert (run.status, run.result, run.host) == (RunStatus.SUCCESS, 3, HOST)
+    assert run.runtime.total_seconds() >= 5
+    assert run.scheduler_id == second.leadership.instance_pk
+    second.request_stop(force=True)
+    second.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_scheduler_that_loses_the_lease_leaves_its_remote_runs_to_the_new_active_one(
+    settings, clock
+):
+    require("django_tasks_db")
+    from django_rocket.models import SchedulerLease
+
+    settings.TASKS = DB_TASKS
+    settings.ROCKET_HEARTBEAT = "1 second"
+    settings.ROCKET_TASKS = {
+        "sum": remote("tests.support.remote_tasks.add", "daily", parameters={"a": 2, "b": 2})
+    }
+    deposed = Scheduler(registry.tasks(), clock=clock)
+    deposed.startup()
+    deposed.tick()
+    assert deposed.runner.in_flight == 1
+    SchedulerLease.objects.update(token=F("token") + 1)  # another instance took the lease
+    clock.advance(1)
+    deposed.tick()  # its heartbeat finds the lease gone: it stands by and lets go
+    assert not deposed.active and deposed.runner.in_flight == 0
+    assert not deposed.planner.running
+    SchedulerLease.objects.update(holder=None, expires_at=None)
+
+    successor = Scheduler(registry.tasks(), clock=clock)
+    successor.startup()  # the deposed one is alive, but on standby: its run is adopted
+    assert successor.active and len(successor.planner.running) == 1
+    run_db_worker_in_process()
+    clock.advance(1)
+    successor.tick()
+    (run,) = TaskRun.objects.all()
+    assert (run.status, run.result) == (RunStatus.SUCCESS, 4)
+    for scheduler in (deposed, successor):
+        scheduler.request_stop(force=True)
+        scheduler.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_remote_run_on_a_backend_no_longer_configured_is_a_crash(settings, clock):
+    require("django_tasks_db")
+    settings.TASKS = DB_TASKS
+    settings.ROCKET_TASKS = {"t": remote("tests.support.remote_tasks.fails", "daily")}
+    task = Task.objects.create(name="t", func="tests.support.remote_tasks.fails", execution="tasks")
+    TaskRun.objects.create(
+        task=task,
+        status=RunStatus.RUNNING,
+        started_at=clock.now(),
+        remote_backend="retired",
+        remote_queue="default",
+        remote_id="42",
+    )
+    scheduler = Scheduler(registry.tasks(), clock=clock)
+    scheduler.startup()
+    scheduler.tick()
+    (run,) = TaskRun.objects.filter(remote_backend="retired")
+    assert run.status == RunStatus.CRASH
+    assert "task backend 'retired', which is no longer configured" in run.message
+    scheduler.request_stop(force=True)
+    scheduler.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_runs_no_live_active_scheduler_follows_are_adopted(clock):
+    from django_rocket.engine.recovery import recover_crashed
+    from django_rocket.models import SchedulerInstance
+
+    now = clock.now()
+    task = Task.objects.create(name="t", func="tests.support.remote_tasks.add", execution="tasks")
+    other = SchedulerInstance.objects.create(
+        host="elsewhere", pid=1, role="active", last_seen=now, started_at=now
+    )
+    me = SchedulerInstance.objects.create(host=HOST, pid=os.getpid(), role="active")
+    remote_run = TaskRun.objects.create(
+        task=task, status="running", started_at=now, scheduler=other, remote_id="r1"
+    )
+    local_run = TaskRun.objects.create(task=task, status="running", started_at=now, scheduler=other)
+
+    def recover(following=()):
+        return recover_crashed(
+            now,
+            specs={},
+            own_runs={str(r.run_id) for r in following},
+            instance_pk=me.pk,
+            host=HOST,
+            pid=os.getpid(),
+            lease_timeout=timedelta(seconds=30),
+        )
+
+    assert recover().adopt == []  # its scheduler is alive and active: it follows it
+    other.role = "standby"  # it lost the lease: it leaves its remote runs
+    other.save()
+    assert [r.pk for r in recover().adopt] == [remote_run.pk]
+    assert TaskRun.objects.get(pk=remote_run.pk).scheduler_id == me.pk
+    assert TaskRun.objects.get(pk=local_run.pk).status == RunStatus.RUNNING  # still alive
+    SchedulerInstance.objects.filter(pk=other.pk).update(last_seen=now - timedelta(minutes=1))
+    result = recover(following=[remote_run])
+    assert result.crashed == 1 and result.adopt == []  # the local run crashed with it
+    assert TaskRun.objects.get(pk=remote_run.pk).status == RunStatus.RUNNING
 
 
 # --- real workers ----------------------------------------------------------------------------
@@ -451,28 +588,6 @@ def test_db_workers_one_killed_mid_run(scheduler_process, commands, tmp_path):
     assert decorated.result == {"greeting": "hello Bo", "attempt": 1}
     time.sleep(1)  # retry(1) allows one retry, and the crash's re-run succeeded: nothing more
     assert TaskRun.objects.count() == 6
-
-
-@pytest.mark.slow
-def test_a_stopping_scheduler_still_records_remote_runs_that_finish_in_its_grace(
-    scheduler_process, commands
-):
-    require("django_tasks_db")
-    config = {"TASKS": DB_TASKS, "ROCKET_POLL_INTERVAL": 0.2, "ROCKET_SHUTDOWN_GRACE": 20}
-    tasks = {
-        "slow": remote("tests.support.remote_tasks.sleep_for", "daily", parameters={"seconds": 2})
-    }
-    ready(db_worker(commands, "worker-a", {**config, "ROCKET_TASKS": tasks}))
-    scheduler = scheduler_process(tasks, config)
-    wait_until(
-        lambda: TaskRun.objects.filter(message__startswith="Running on worker worker-a").exists(),
-        30,
-        "the run to start on the worker",
-    )
-    scheduler.proc.send_signal(signal.SIGTERM)
-    assert scheduler.wait(30) == 0
-    (run,) = TaskRun.objects.all()
-    assert (run.status, run.result, run.host) == (RunStatus.SUCCESS, 2, HOST)
 
 
 @pytest.fixture

@@ -56,3 +56,11 @@ def hang_the_first_time(marker: str) -> str:
 def double(n: int) -> int:
     """A function decorated with Django's @task that a local execution calls directly."""
     return 2 * n
+
+
+def ledger_entry(ledger: str, seconds: float) -> str:
+    """Append this execution's pid to ``ledger`` (one line per execution), then work."""
+    with open(ledger, "a") as fh:
+        fh.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    return "written once"

@@ -35,7 +35,8 @@ from django_rocket.models import RunStatus, TaskRun
 
 logger = logging.getLogger("django_rocket.scheduler")
 
-RunRow = tuple[str, int | None, str]  # host, pid, message
+RunRow = tuple[str, int | None, str, str, str, str]  # host, pid, message, backend, queue, id
+ROW_FIELDS = ("host", "pid", "message", "remote_backend", "remote_queue", "remote_id")
 
 
 class TasksFollower:
@@ -71,10 +72,29 @@ class TasksFollower:
         )
         remote = Remote(active, backend, queue, str(result.id))
         self.remote[remote.run_id] = remote
+        # Noted on the run's row at once (see flush): from then on, the run is the
+        # cluster's, and whichever scheduler is active follows it.
+        self._row(remote, f"Enqueued ({remote.where()}); waiting for a worker.")
         if result.is_finished:  # a backend that runs at enqueue time (ImmediateBackend)
             self._settle(remote, seen_from_result(result))
-        else:
-            self._row(remote, f"Enqueued ({remote.where()}); waiting for a worker.")
+
+    def adopt(self, active: ActiveRun, backend: str, queue: str, result_id: str) -> None:
+        """Follow a run another scheduler enqueued, from what its row says of where it went.
+
+        A backend no longer configured cannot be asked: the run is then ``crash``.
+        """
+        remote = Remote(active, backend, queue, result_id)
+        self.remote[remote.run_id] = remote
+        self._next_read = None  # read it at the next poll
+        try:
+            self._reader(backend)
+        except Exception as exc:
+            self._end(
+                remote,
+                RunStatus.CRASH.value,
+                f"This run was enqueued on task backend {backend!r}, which is no longer "
+                f"configured ({type(exc).__name__}: {exc}), so how it ended is unknown.",
+            )
 
     # -- following
 
@@ -92,7 +112,8 @@ class TasksFollower:
         reader = self._readers.get(alias)
         if reader is None:
             api = framework()
-            assert api is not None
+            if api is None:
+                raise ImportError(MISSING_FRAMEWORK)
             reader = self._readers[alias] = reader_for(api.backends[alias], api.no_result)
         return reader
 
@@ -167,6 +188,10 @@ class TasksFollower:
                 "message": _failure_line(seen, remote),
                 "exc_text": seen.traceback,
             }
+        if seen.finished_at is not None:
+            # The worker's time, not this scheduler's: a run adopted after a long outage
+            # keeps its true runtime.
+            ending["finished_at"] = seen.finished_at
         self._end(remote, ending["status"], ending.get("message", ""), ending, host, pid)
 
     def _end(
@@ -180,10 +205,13 @@ class TasksFollower:
     ) -> None:
         self.remote.pop(remote.run_id, None)
         message = storable(message)
+        pending = self._rows.get(remote.run_id)
         if host:
-            self._rows[remote.run_id] = (host, pid, message)
-        else:
-            self._rows.pop(remote.run_id, None)
+            self._rows[remote.run_id] = (host, pid, message, *remote.ref())
+        elif pending is not None:
+            # Not yet noted on the row: note where it went, with the final message (the
+            # finish writes the message too; this write must not undo it).
+            self._rows[remote.run_id] = (pending[0], pending[1], message, *remote.ref())
         self._finish(remote.run_id, {**(ending or {}), "status": status, "message": message})
 
     # -- stopping
@@ -214,10 +242,25 @@ class TasksFollower:
             "ignored).",
         )
 
+    def leave(self) -> list[str]:
+        """Stop following every run, without ending any; return their run ids.
+
+        Their rows stay ``running`` with where they went, and the next active scheduler
+        adopts them (see :mod:`django_rocket.engine.recovery`).
+        """
+        left = list(self.remote)
+        self.remote.clear()
+        self._write_rows()
+        return left
+
     # -- the run rows
 
     def _row(self, remote: Remote, message: str) -> None:
-        self._rows[remote.run_id] = (self._host, self._pid, message)
+        self._rows[remote.run_id] = (self._host, self._pid, message, *remote.ref())
+
+    def flush(self) -> None:
+        """Note the runs just enqueued on their rows, so another scheduler can adopt them."""
+        self._write_rows()
 
     def _write_rows(self) -> None:
         """Write pending host/message changes of run rows in one statement."""
@@ -250,8 +293,8 @@ def _failure_line(seen: Seen, remote: Remote) -> str:
 
 
 def write_run_rows(rows: dict[str, RunRow]) -> None:
-    """Set host, pid and message of runs by run id, with one ``executemany``."""
-    fields: list[Any] = [TaskRun._meta.get_field(name) for name in ("host", "pid", "message")]
+    """Set host, pid, message and where they went of runs by run id, in one ``executemany``."""
+    fields: list[Any] = [TaskRun._meta.get_field(name) for name in ROW_FIELDS]
     key: Any = TaskRun._meta.get_field("run_id")
     qn = connection.ops.quote_name
     sql = "UPDATE {} SET {} WHERE {} = %s".format(

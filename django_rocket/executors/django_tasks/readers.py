@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
@@ -25,6 +26,14 @@ class Seen:
     value: Any = None
     exception: str = ""
     traceback: str = ""
+    finished_at: datetime | None = None  # when the worker finished it, as the backend says
+
+
+def _aware(moment: Any) -> datetime | None:
+    """A backend's finish time as an aware datetime (RQ's may be naive UTC); None if absent."""
+    if not isinstance(moment, datetime):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def seen_from_result(result: Any) -> Seen:
@@ -37,6 +46,7 @@ def seen_from_result(result: Any) -> Seen:
         value=result.return_value if status == SUCCESSFUL else None,
         exception=error.exception_class_path if error else "",
         traceback=error.traceback if error else "",
+        finished_at=_aware(getattr(result, "finished_at", None)),
     )
 
 
@@ -54,6 +64,10 @@ class Remote:
     @property
     def run_id(self) -> str:
         return self.active.launch.run_id
+
+    def ref(self) -> tuple[str, str, str]:
+        """Where the run went, as its row keeps it: backend alias, queue, result id."""
+        return (self.backend, self.queue, self.result_id)
 
     def where(self) -> str:
         """Name the backend, queue and result, for messages."""
@@ -102,9 +116,15 @@ class DatabaseReader(ResultReader):
         seen: dict[str, Seen | None] = dict.fromkeys(ids)
         for start in range(0, len(ids), DB_CHUNK):
             rows = DBTaskResult.objects.filter(id__in=ids[start : start + DB_CHUNK]).values_list(
-                "id", "status", "worker_ids", "return_value", "exception_class_path", "traceback"
+                "id",
+                "status",
+                "worker_ids",
+                "return_value",
+                "exception_class_path",
+                "traceback",
+                "finished_at",
             )
-            for result_id, status, workers, value, exception, text in rows:
+            for result_id, status, workers, value, exception, text, finished in rows:
                 failed = status == FAILED
                 seen[str(result_id)] = Seen(
                     status=status,
@@ -112,6 +132,7 @@ class DatabaseReader(ResultReader):
                     value=value,
                     exception=exception if failed else "",
                     traceback=text if failed else "",
+                    finished_at=_aware(finished),
                 )
         return seen
 
