@@ -49,7 +49,8 @@ def worker_backend(kind: str, commands, queue: str | None):  # noqa: F811
     if kind == "db":
         require("django_tasks_db")
         config = {"TASKS": DB_TASKS, "ROCKET_POLL_INTERVAL": 0.2}
-        worker = db_worker(commands, "worker-a", config)
+        # A worker runs only what its ROCKET_TASKS declares: the scheduler's task.
+        worker = db_worker(commands, "worker-a", {**config, "ROCKET_TASKS": daily_ledger("-")})
         ready(worker)
         return config, {}, worker
     assert queue is not None
@@ -59,9 +60,15 @@ def worker_backend(kind: str, commands, queue: str | None):  # noqa: F811
         "RQ_QUEUES": {queue: {"HOST": "127.0.0.1", "PORT": 6379, "DB": 0}},
         "ROCKET_POLL_INTERVAL": 0.2,
     }
-    worker = commands("rqworker", queue, "--job-class=django_tasks_rq.Job", settings=config)
+    options = {"backend": "rq", "queue": queue}
+    worker = commands(
+        "rqworker",
+        queue,
+        "--job-class=django_tasks_rq.Job",
+        settings={**config, "ROCKET_TASKS": daily_ledger("-", **options)},
+    )
     ready(worker, text="Listening on")
-    return config, {"backend": "rq", "queue": queue}, worker
+    return config, options, worker
 
 
 def finished_on_its_worker(kind: str, row: TaskRun) -> bool:
