@@ -81,19 +81,46 @@ class Planner:
 
     def prepare_conditions(self) -> None:
         """Index which tasks' conditions read which others, and what the snapshot must hold."""
-        for name, spec in self.specs.items():
-            for cond in (spec.start_cond, spec.end_cond):
-                if cond is None:
-                    continue
-                for dep in cond.depends_on(name):
-                    self.dependents.setdefault(dep, set()).add(name)
-            self.counting.update(snapshot.counted_tasks(name, spec.start_cond))
-            self.counting.update(snapshot.counted_tasks(name, spec.end_cond))
-            self.recent_runs = max(
-                self.recent_runs,
-                snapshot.retry_depth(spec.start_cond),
-                snapshot.retry_depth(spec.end_cond),
-            )
+        for spec in self.specs.values():
+            self._index(spec)
+
+    def _index(self, spec: TaskSpec) -> None:
+        name = spec.name
+        for cond in (spec.start_cond, spec.end_cond):
+            if cond is None:
+                continue
+            for dep in cond.depends_on(name):
+                self.dependents.setdefault(dep, set()).add(name)
+        self.counting.update(snapshot.counted_tasks(name, spec.start_cond))
+        self.counting.update(snapshot.counted_tasks(name, spec.end_cond))
+        self.recent_runs = max(
+            self.recent_runs,
+            snapshot.retry_depth(spec.start_cond),
+            snapshot.retry_depth(spec.end_cond),
+        )
+
+    def put_task(self, spec: TaskSpec, enabled: bool) -> None:
+        """Add a task, or replace its spec (a new condition), while the scheduler runs.
+
+        A stale entry in ``dependents`` only makes a task looked at once more; a snapshot
+        taken before a counting condition arrived holds the last hour, which it fills as
+        runs happen (and is read whole at the next leadership change).
+        """
+        self.specs[spec.name] = spec
+        self.enabled[spec.name] = enabled
+        self._index(spec)
+        self.dirty.add(spec.name)
+        if spec.name in self.running_by_task:
+            self.end_dirty.add(spec.name)
+
+    def remove_task(self, name: str) -> bool:
+        """Stop scheduling ``name``; runs in progress finish. False if it was not scheduled."""
+        if self.specs.pop(name, None) is None:
+            return False
+        self.enabled.pop(name, None)
+        self.schedule(name, None)
+        self.end_wakes.pop(name, None)
+        return True
 
     def activate(
         self, history: MemoryHistory, last_failed: dict[str, int], queued: Iterable[TaskRun]
@@ -254,8 +281,8 @@ class Planner:
         """Terminate the runs past their timeout."""
         for state in list(self.running.values()):
             if state.deadline is not None and now >= state.deadline:
-                spec = self.specs[state.task]
-                terminate(state.run_id, f"Timed out after {spec.timeout}.")
+                # From the run itself: its task may have been unscheduled meanwhile.
+                terminate(state.run_id, f"Timed out after {state.deadline - state.started_at}.")
                 state.deadline = None
 
     def check_end_conditions(self, now: datetime, terminate: Terminate) -> None:
@@ -269,7 +296,8 @@ class Planner:
             if wake <= now:
                 due.add(name)
         for name in self.running_by_task:
-            if name not in self.end_wakes and self.specs[name].end_cond is not None:
+            spec = self.specs.get(name)
+            if name not in self.end_wakes and spec is not None and spec.end_cond is not None:
                 due.add(name)
         for name in due:
             spec = self.specs.get(name)

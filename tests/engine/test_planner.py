@@ -120,3 +120,40 @@ def test_a_condition_that_raises_stops_the_planner_unless_silenced(clock, settin
             planner.due(clock.now(), slots=0)
     finally:
         unregister("planner_boom")
+
+
+def test_a_task_added_at_runtime_is_due_and_a_new_spec_replaces_its_wake_up(
+    clock: FakeClock,
+) -> None:
+    planner = planner_of()
+    planner.put_task(spec("r", "every('1 hour')"), enabled=True)
+    assert names(planner.due(clock.now(), slots=0)) == [("r", RunTrigger.SCHEDULED)]
+    planner.started(planner.specs["r"], "r1", RunTrigger.SCHEDULED, clock.now())
+    planner.finished("r1", clock.now(), RunStatus.SUCCESS)
+    assert names(planner.due(clock.now(), slots=0)) == []
+    # A new condition is looked at at once, not at the old condition's wake-up an hour away.
+    planner.put_task(spec("r", "every('1 minute')"), enabled=True)
+    assert planner.busy()
+    assert names(planner.due(clock.now(), slots=0)) == []
+    wake = next(w.at for w in planner.wakes if planner.versions["r"] == w.version)
+    assert timedelta(minutes=1) <= wake - clock.now() < timedelta(minutes=2)
+    clock.set(wake)
+    assert names(planner.due(clock.now(), slots=0)) == [("r", RunTrigger.SCHEDULED)]
+
+
+def test_a_removed_task_is_not_due_and_its_running_run_still_times_out(clock: FakeClock) -> None:
+    planner = planner_of(spec("r", "every('1 minute')", end="false", timeout=timedelta(seconds=5)))
+    assert names(planner.due(clock.now(), slots=0)) == [("r", RunTrigger.SCHEDULED)]
+    planner.started(planner.specs["r"], "r1", RunTrigger.SCHEDULED, clock.now())
+    assert planner.remove_task("r")
+    assert not planner.remove_task("r")
+    clock.advance(3600)
+    assert names(planner.due(clock.now(), slots=0)) == []
+    terminated: list[str] = []
+    planner.check_end_conditions(clock.now(), lambda run_id, why: terminated.append(why))
+    planner.enforce_deadlines(clock.now(), lambda run_id, why: terminated.append(why))
+    assert terminated == ["Timed out after 0:00:05."]
+    planner.finished("r1", clock.now(), RunStatus.TERMINATE)
+    # Added back, an old wake-up of the same name does not fire for it twice.
+    planner.put_task(spec("r", "every('1 hour')"), enabled=False)
+    assert names(planner.due(clock.now(), slots=0)) == []

@@ -1,0 +1,166 @@
+"""Tasks created by code: :func:`schedule` and :func:`unschedule`.
+
+A runtime task is a Task row with ``source="runtime"``; a running scheduler picks it
+up at its next poll. Its function must be allowed by ``ROCKET_TASK_FUNCTIONS`` (checked
+here before anything is imported, and again by the scheduler before each run).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from django_rocket import registry
+from django_rocket.conf import conf
+from django_rocket.models import Task, TaskSource
+
+logger = logging.getLogger("django_rocket.services")
+
+Timeout = str | int | float | timedelta | None
+
+
+def timeout_text(timeout: Timeout) -> str:
+    """Return a timeout as the Task row stores it: text, or "" for ROCKET_TIMEOUT."""
+    if timeout is None:
+        return ""
+    if isinstance(timeout, timedelta):
+        return f"{timeout.total_seconds():g} seconds"
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+        return f"{timeout:g} seconds"
+    return str(timeout)
+
+
+def validate_runtime_task(
+    name: str,
+    func: str,
+    start_cond: str,
+    *,
+    end_cond: str = "",
+    parameters: dict[str, Any] | None = None,
+    execution: str | None = None,
+    timeout: Timeout = None,
+    enabled: bool = True,
+) -> dict[str, list[str]]:
+    """Return the problems of a runtime task, by field; empty if it can be scheduled."""
+    entry: dict[str, Any] = {
+        "func": func,
+        "start_cond": start_cond,
+        "end_cond": end_cond,
+        "parameters": {} if parameters is None else parameters,
+        "execution": conf.execution if execution is None else execution,
+        "timeout": conf.timeout if timeout is None else timeout,
+        "enabled": enabled,
+    }
+    return registry.runtime_problems(name, entry)
+
+
+def schedule(
+    name: str,
+    func: str,
+    start_cond: str,
+    *,
+    end_cond: str = "",
+    parameters: dict[str, Any] | None = None,
+    execution: str | None = None,
+    timeout: Timeout = None,
+    enabled: bool = True,
+    replace: bool = False,
+) -> Task:
+    """Create (or with ``replace``, change) a runtime task; return its row.
+
+    Raises ValidationError, with messages per field, for anything a scheduler could not
+    run: a condition that does not parse, a function off ``ROCKET_TASK_FUNCTIONS`` or
+    that does not import, parameters that are not JSON or do not fit the function, a
+    name that is a declared task's or (without ``replace``) already scheduled.
+    """
+    if conf.task_functions is None:
+        raise ValidationError(registry.RUNTIME_OFF)
+    errors = validate_runtime_task(
+        name,
+        func,
+        start_cond,
+        end_cond=end_cond,
+        parameters=parameters,
+        execution=execution,
+        timeout=timeout,
+        enabled=enabled,
+    )
+    if errors:
+        raise ValidationError(errors)
+    values: dict[str, Any] = {
+        "func": func,
+        "start_cond": start_cond,
+        "end_cond": end_cond,
+        "parameters": dict(parameters or {}),
+        "execution": conf.execution if execution is None else execution,
+        "timeout": timeout_text(timeout),
+        "enabled": enabled,
+        "declared": True,
+        "source": TaskSource.RUNTIME,
+        "start_cond_override": "",
+        "end_cond_override": "",
+    }
+    try:
+        with transaction.atomic():
+            task = Task.objects.select_for_update().filter(name=name).first()
+            if task is None:
+                task = Task.objects.create(name=name, **values)
+            else:
+                _check_replaceable(task, replace)
+                for key, value in values.items():
+                    setattr(task, key, value)
+                task.save()  # moves updated_at: the scheduler's poll picks the change up
+    except IntegrityError:
+        # Another process created the same name between our read and our insert.
+        raise ValidationError(
+            {"name": [f"The task {name!r} was just scheduled by another process."]}
+        ) from None
+    logger.info("Scheduled runtime task %r: %s when %s.", name, func, start_cond)
+    return task
+
+
+def _check_replaceable(task: Task, replace: bool) -> None:
+    if task.source != TaskSource.RUNTIME:
+        raise ValidationError(
+            {
+                "name": [
+                    f"{task.name!r} is a task declared in ROCKET_TASKS (now or before; its "
+                    "runs are kept under that name); a runtime task cannot take it. "
+                    "Choose another name."
+                ]
+            }
+        )
+    if task.declared and not replace:
+        raise ValidationError(
+            {
+                "name": [
+                    f"The runtime task {task.name!r} is already scheduled. Pass replace=True "
+                    "to change it, or unschedule it first."
+                ]
+            }
+        )
+
+
+def unschedule(name: str) -> bool:
+    """Take a runtime task off the schedule, keeping its runs; False if it was not on it.
+
+    Raises ValidationError for a task declared in ROCKET_TASKS: remove it from settings.
+    """
+    task = Task.objects.filter(name=name).first()
+    if task is None:
+        return False
+    if task.source != TaskSource.RUNTIME:
+        raise ValidationError(
+            f"{name!r} is declared in ROCKET_TASKS; remove it from settings.py instead "
+            "(or pause it in the admin)."
+        )
+    if not task.declared:
+        return False
+    task.declared = False
+    task.save(update_fields=["declared", "updated_at"])
+    logger.info("Unscheduled runtime task %r; its runs are kept.", name)
+    return True
