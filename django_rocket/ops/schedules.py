@@ -8,19 +8,31 @@ here before anything is imported, and again by the scheduler before each run).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from django_rocket import registry
+from django_rocket.conditions import (
+    Condition,
+    ConditionSyntaxError,
+    Context,
+    MemoryHistory,
+    RunRecord,
+)
 from django_rocket.conf import conf
-from django_rocket.models import Task, TaskSource
+from django_rocket.engine.snapshot import record_of
+from django_rocket.models import Task, TaskRun, TaskSource
+from django_rocket.registry import TaskSpec
 
 logger = logging.getLogger("django_rocket.services")
 
 Timeout = str | int | float | timedelta | None
+PREVIEW_COUNT = 5
+PREVIEW_HORIZON = timedelta(days=366)
 
 
 def timeout_text(timeout: Timeout) -> str:
@@ -164,3 +176,86 @@ def unschedule(name: str) -> bool:
     task.save(update_fields=["declared", "updated_at"])
     logger.info("Unscheduled runtime task %r; its runs are kept.", name)
     return True
+
+
+# -- what the scheduler applies, and when it would be due
+
+
+def effective_spec(task: Task, declared: dict[str, TaskSpec] | None) -> TaskSpec | None:
+    """Return the spec a scheduler applies to ``task``'s row; None if none can.
+
+    A declared task's is its declaration with the admin's override; a runtime task's
+    comes from its row. ``declared`` is :func:`registry.collect`'s good tasks.
+    """
+    if task.source == TaskSource.RUNTIME and task.name not in (declared or {}):
+        try:
+            return registry.runtime_spec(
+                task.name,
+                task.func,
+                task.start_cond,
+                task.end_cond,
+                task.execution,
+                task.timeout,
+                task.parameters,
+            )
+        except (ValueError, TypeError):
+            return None
+    spec = (declared or {}).get(task.name)
+    if spec is None:
+        return None
+    try:
+        return registry.with_overrides(spec, task.start_cond_override, task.end_cond_override)
+    except ConditionSyntaxError:
+        return spec  # what the scheduler does too, logging the error
+
+
+def due_times(
+    name: str,
+    cond: Condition,
+    now: datetime,
+    *,
+    runs: Iterable[RunRecord] = (),
+    count: int = PREVIEW_COUNT,
+) -> list[datetime]:
+    """Return the next ``count`` instants ``cond`` would start ``name``.
+
+    Simulated from the task's past ``runs`` and the runs the preview itself starts
+    (each taken to succeed at once), so a condition on other tasks' runs, or on its own
+    failures, shows no time. At most a year ahead.
+    """
+    tz = registry.scheduler_zone()
+    history = MemoryHistory(list(runs))
+    times: list[datetime] = []
+    at = now
+    for step in range(20 * count):
+        ctx = Context(task=name, now=at.astimezone(tz), history=history, tz=tz)
+        due, change = cond.evaluate(ctx)
+        if due:
+            times.append(at.astimezone(tz))
+            if len(times) >= count:
+                break
+            run_id = f"preview-{step}"
+            history.record_start(RunRecord(task=name, run_id=run_id, started_at=at))
+            history.record_finish(name, run_id, at, "success")
+            due, change = cond.evaluate(Context(task=name, now=ctx.now, history=history, tz=tz))
+            if due:  # true whatever ran: due again at the next tick
+                change = at + timedelta(seconds=1)
+        if change is None or change - now > PREVIEW_HORIZON:
+            break
+        at = max(change, at + timedelta(microseconds=1))
+    return times
+
+
+def task_due_times(
+    task: Task, cond: Condition, now: datetime, runs: Iterable[TaskRun] | None = None
+) -> list[datetime]:
+    """Return when ``cond`` would next start ``task``, from its latest runs (see due_times).
+
+    ``runs``: the task's latest started runs, if the caller has read them already.
+    """
+    if task.pk is None:  # a task being added: no runs yet
+        return due_times(task.name, cond, now)
+    if runs is None:
+        runs = task.runs.filter(started_at__isnull=False).order_by("-started_at", "-id")[:50]
+    records = [record_of(run, task.name) for run in runs if run.started_at is not None]
+    return due_times(task.name, cond, now, runs=records)

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 import django_rocket
 from django_rocket import registry
@@ -319,4 +320,54 @@ def test_runtime_tasks_are_not_retired_with_undeclared_ones(settings, runtime_on
     scheduler = start(clock)
     assert Task.objects.get(name="r").declared is True
     assert Task.objects.get(name="gone").declared is False
+    scheduler.shutdown()
+
+
+# -- condition overrides of declared tasks
+
+
+def declare_report(settings, cond: str = "false") -> None:
+    settings.ROCKET_TASKS = {
+        "report": {"func": "tests.support.tasks.noop", "start_cond": cond, "execution": "main"}
+    }
+
+
+def test_an_override_applies_at_the_next_poll_and_revert_restores(settings, runtime_on, clock):
+    declare_report(settings)
+    scheduler = start(clock)
+    assert not TaskRun.objects.exists()
+    Task.objects.filter(name="report").update(
+        start_cond_override="every('1 hour')", updated_at=timezone.now()
+    )
+    poll_and_tick(scheduler, clock, 1.0)  # ROCKET_POLL_INTERVAL: within 2 s
+    assert TaskRun.objects.filter(task__name="report").count() == 1
+    spec = scheduler.planner.specs["report"]
+    assert (str(spec.start_cond), spec.condition_source) == ("every('1 hour')", "override")
+    task = Task.objects.get(name="report")
+    task.start_cond_override = ""
+    task.save()
+    poll_and_tick(scheduler, clock, 2 * 3600)
+    assert TaskRun.objects.count() == 1  # "false" again
+    assert scheduler.planner.specs["report"].condition_source == "settings"
+    scheduler.shutdown()
+
+
+def test_an_override_that_does_not_parse_leaves_the_declared_condition(
+    settings, runtime_on, clock, caplog
+):
+    declare_report(settings, "every('1 hour')")
+    Task.objects.create(name="report", func="tests.support.tasks.noop", start_cond_override="dayly")
+    scheduler = start(clock)
+    assert TaskRun.objects.count() == 1
+    assert "the condition override does not parse" in caplog.text
+    assert scheduler.exit_code == 0
+    scheduler.shutdown()
+
+
+def test_an_override_present_at_start_up_applies(settings, runtime_on, clock):
+    declare_report(settings, "every('1 hour')")
+    Task.objects.create(name="report", func="tests.support.tasks.noop", start_cond_override="false")
+    scheduler = start(clock)
+    poll_and_tick(scheduler, clock, 3 * 3600)
+    assert not TaskRun.objects.exists()
     scheduler.shutdown()
