@@ -182,6 +182,14 @@ class TaskRun(models.Model):
         verbose_name=_("retry of"),
     )
     queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
+    due_at = models.DateTimeField(
+        _("due"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "A queued run for a given time (runtask --at, Run at…) starts at this instant."
+        ),
+    )
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     runtime = models.DurationField(_("runtime"), null=True, blank=True)
@@ -226,10 +234,11 @@ class TaskRun(models.Model):
             ),
         ]
         constraints = [
-            # A double-submitted "Run now" or "Retry" creates one queued run, not two.
+            # A double-submitted "Run now" or "Retry" creates one queued run, not two;
+            # runs queued for a given time (due_at) are as many as were asked for.
             models.UniqueConstraint(
                 fields=["task"],
-                condition=Q(status="queued"),
+                condition=Q(status="queued", due_at__isnull=True),
                 name="rocket_one_queued_run_per_task",
             ),
         ]

@@ -11,13 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.forms.models import BaseInlineFormSet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -37,14 +35,16 @@ from django_rocket.admin.formatting import (
     run_url,
     start_delay,
 )
+from django_rocket.admin.taskedits import TaskEditsMixin, preview_data
 from django_rocket.admin.taskforms import RUNTIME_FIELDS, TaskForm
-from django_rocket.conditions import ConditionSyntaxError, parse
 from django_rocket.conf import conf
 from django_rocket.display import NOTHING, format_runtime, status_badge
 from django_rocket.models import RunStatus, Task, TaskRun, TaskSource
 from django_rocket.ops import RunRefused, queue_run, set_enabled
 from django_rocket.ops.overview import TaskOverview, declared_specs, recent_runs, task_overview
-from django_rocket.ops.schedules import PREVIEW_COUNT, effective_spec, task_due_times
+from django_rocket.ops.schedules import (
+    effective_spec,
+)
 
 CHART_RUNS = 50
 INLINE_RUNS = 20
@@ -96,7 +96,7 @@ class RecentRunInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-
 
 
 @admin.register(Task)
-class TaskAdmin(RocketModelAdmin):
+class TaskAdmin(TaskEditsMixin, RocketModelAdmin):
     list_display = (
         "name",
         "enabled",
@@ -162,7 +162,7 @@ class TaskAdmin(RocketModelAdmin):
         (_("Declaration"), {"fields": (*RUNTIME_FIELDS, "enabled")}),
     )
     inlines = (RecentRunInline,)
-    actions = ("run_now", "pause", "resume")
+    actions = ("run_now", "run_at", "pause", "resume")
 
     class Media:
         js = ["django_rocket/preview.js"]
@@ -226,75 +226,6 @@ class TaskAdmin(RocketModelAdmin):
             obj.declared = True
         super().save_model(request, obj, form, change)
 
-    def construct_change_message(
-        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
-    ) -> Any:
-        """Say what changed with the old and the new text, not only which fields."""
-        if add:
-            return super().construct_change_message(request, form, formsets, add)
-        changes = [
-            gettext("%(field)s: %(old)s → %(new)s")
-            % {
-                "field": getattr(Task._meta.get_field(name), "verbose_name", name),
-                "old": _quoted(form.initial.get(name)),
-                "new": _quoted(form.cleaned_data.get(name)),
-            }
-            for name in form.changed_data
-        ]
-        return gettext("Changed %(changes)s.") % {"changes": "; ".join(changes)}
-
-    def revert_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """Clear a declared task's condition overrides: its settings apply again."""
-        task = self.get_object(request, unquote(object_id))
-        if task is None:
-            raise Http404(gettext("The object does not exist."))
-        if not self.has_change_permission(request, task):
-            raise PermissionDenied
-        old = [
-            (gettext("start condition override"), task.start_cond_override),
-            (gettext("end condition override"), task.end_cond_override),
-        ]
-        if task.start_cond_override or task.end_cond_override:
-            task.start_cond_override = task.end_cond_override = ""
-            task.save(update_fields=["start_cond_override", "end_cond_override", "updated_at"])
-            changes = "; ".join(f"{label}: {_quoted(text)} → “”" for label, text in old if text)
-            self.log_change(
-                request, task, gettext("Reverted to settings: %(changes)s.") % {"changes": changes}
-            )
-            report_to_scheduler(
-                self,
-                request,
-                gettext("Reverted %(name)s to the conditions in settings.")
-                % {"name": name_list([task.name])},
-                gettext("The scheduler applies them at its next poll."),
-            )
-        else:
-            self.message_user(request, gettext("Nothing changed: no override is set."))
-        return HttpResponseRedirect(reverse("admin:django_rocket_task_change", args=[task.pk]))
-
-    def preview_view(self, request: HttpRequest) -> HttpResponse:
-        """Return as JSON when a condition (or the task's, if blank) would next be due."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        name = request.GET.get("task", "")
-        text = request.GET.get("cond", "").strip()
-        task = Task.objects.filter(name=name).first() if name else None
-        try:
-            if text:
-                cond = parse(text)
-            elif task is not None:
-                spec = effective_spec(task, declared_specs())
-                if spec is None:
-                    return JsonResponse({"times": [], "empty": gettext("No valid condition.")})
-                cond = spec.start_cond
-            else:
-                return JsonResponse({"times": [], "empty": gettext("Type a condition.")})
-        except ConditionSyntaxError as exc:
-            return JsonResponse(
-                {"error": f"{exc.message}\n{exc.source_line()}\n{exc.caret_line()}"}
-            )
-        return JsonResponse(_preview(task or Task(name=name or "preview"), cond))
-
     def render_change_form(
         self,
         request: HttpRequest,
@@ -312,7 +243,7 @@ class TaskAdmin(RocketModelAdmin):
             spec = effective_spec(obj, declared_specs())
             runs = recent_runs(obj, CHART_RUNS)
             context.update(
-                preview=_preview(obj, spec.start_cond, runs) if spec is not None else None,
+                preview=preview_data(obj, spec.start_cond, runs) if spec is not None else None,
                 condition_source=spec.condition_source if spec is not None else "",
                 can_revert=self.has_change_permission(request, obj)
                 and bool(obj.start_cond_override or obj.end_cond_override),
@@ -464,10 +395,6 @@ class TaskAdmin(RocketModelAdmin):
         report_to_scheduler(self, request, text, effect)
 
 
-def _quoted(text: Any) -> str:
-    return f"“{text or ''}”"
-
-
 def _condition_html(declared: str, override: str) -> str:
     """The condition the scheduler applies; an override is marked, with the declared one."""
     if not override:
@@ -478,18 +405,3 @@ def _condition_html(declared: str, override: str) -> str:
         gettext("Settings declare: %(cond)s") % {"cond": declared or NOTHING},
         gettext("override"),
     )
-
-
-def _preview(task: Task, cond: Any, runs: list[TaskRun] | None = None) -> dict[str, Any]:
-    """The next due times of ``cond`` for the task, as the change page and its preview show them."""
-    now = timezone.now()
-    times = task_due_times(task, cond, now, runs)
-    return {
-        "condition": str(cond),
-        "times": [t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in times],
-        "empty": gettext(
-            "Not due in the next year on its own: it waits for other tasks' runs, an event, "
-            "or never becomes true."
-        ),
-        "count": PREVIEW_COUNT,
-    }

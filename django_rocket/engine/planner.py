@@ -78,6 +78,7 @@ class Planner:
         self.versions: dict[str, int] = {}
         self.end_dirty: set[str] = set()
         self.end_wakes: dict[str, datetime] = {}
+        self.now: datetime | None = None  # of the latest due(): queued runs due later wait
 
     def prepare_conditions(self) -> None:
         """Index which tasks' conditions read which others, and what the snapshot must hold."""
@@ -165,7 +166,17 @@ class Planner:
         return True
 
     def schedule(self, name: str, at: datetime | None) -> None:
-        """Look at ``name`` again at ``at`` (never, if None), replacing any earlier wake-up."""
+        """Look at ``name`` again at ``at`` (never, if None), replacing any earlier wake-up.
+
+        A run queued for a later instant (``due_at``) brings the wake-up forward to it.
+        """
+        later = [
+            run.due_at
+            for run in self.queued.get(name, ())
+            if run.due_at is not None and (self.now is None or run.due_at > self.now)
+        ]
+        if later:
+            at = min([at, *later]) if at is not None else min(later)
         version = self.versions.get(name, 0) + 1
         self.versions[name] = version
         if at is not None:
@@ -197,17 +208,20 @@ class Planner:
         Raises :class:`ConditionFailed` when a start condition raises unsilenced.
         """
         to_start: list[Start] = []
+        self.now = now
         for name in sorted(self._due_candidates(now)):
             spec = self.specs.get(name)
             if spec is None:
                 continue
             busy = bool(self.running_by_task.get(name))
             queued = self.queued.get(name) or []
-            if queued and (spec.multilaunch or not busy):
+            ready = [q for q in queued if q.due_at is None or q.due_at <= now]
+            if ready and (spec.multilaunch or not busy):
                 if spec.execution == "process" and slots <= 0:
                     self.schedule(name, now + timedelta(seconds=self.poll_every))
                     continue
-                run = queued.pop(0)
+                run = ready[0]
+                queued.remove(run)
                 to_start.append((spec, RunTrigger.MANUAL, run))
                 slots -= spec.execution == "process"
                 self.dirty.add(name)

@@ -4,40 +4,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('django_rocket', '0002_taskrun_filter_indexes'),
+        ("django_rocket", "0002_taskrun_filter_indexes"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='task',
-            name='end_cond_override',
-            field=models.TextField(blank=True, help_text='Replaces the declared end condition while set; blank: use the declared.', verbose_name='end condition override'),
+            model_name="task",
+            name="end_cond_override",
+            field=models.TextField(
+                blank=True,
+                help_text="Replaces the declared end condition while set; blank: use the declared.",
+                verbose_name="end condition override",
+            ),
         ),
         migrations.AddField(
-            model_name='task',
-            name='parameters',
-            field=models.JSONField(blank=True, default=dict, help_text='Runtime tasks: keyword arguments.', verbose_name='parameters'),
+            model_name="task",
+            name="parameters",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="Runtime tasks: keyword arguments.",
+                verbose_name="parameters",
+            ),
         ),
         migrations.AddField(
-            model_name='task',
-            name='source',
-            field=models.CharField(choices=[('settings', 'Settings (ROCKET_TASKS)'), ('runtime', 'Runtime (schedule())')], default='settings', help_text='Where the task is declared: settings.py, or schedule() at runtime.', max_length=10, verbose_name='source'),
+            model_name="task",
+            name="source",
+            field=models.CharField(
+                choices=[
+                    ("settings", "Settings (ROCKET_TASKS)"),
+                    ("runtime", "Runtime (schedule())"),
+                ],
+                default="settings",
+                help_text="Where the task is declared: settings.py, or schedule() at runtime.",
+                max_length=10,
+                verbose_name="source",
+            ),
         ),
         migrations.AddField(
-            model_name='task',
-            name='start_cond_override',
-            field=models.TextField(blank=True, help_text='Replaces the declared start condition while set; blank: use the declared.', verbose_name='start condition override'),
+            model_name="task",
+            name="start_cond_override",
+            field=models.TextField(
+                blank=True,
+                help_text="Replaces the declared start condition while set; blank: use the declared.",
+                verbose_name="start condition override",
+            ),
         ),
         migrations.AddField(
-            model_name='task',
-            name='timeout',
-            field=models.CharField(blank=True, help_text="Runtime tasks: a duration or 'never'; blank: ROCKET_TIMEOUT.", max_length=100, verbose_name='timeout'),
+            model_name="task",
+            name="timeout",
+            field=models.CharField(
+                blank=True,
+                help_text="Runtime tasks: a duration or 'never'; blank: ROCKET_TIMEOUT.",
+                max_length=100,
+                verbose_name="timeout",
+            ),
         ),
         migrations.AlterField(
-            model_name='task',
-            name='declared',
-            field=models.BooleanField(default=True, help_text='False once the task is removed from ROCKET_TASKS or unscheduled; its history is kept.', verbose_name='declared'),
+            model_name="task",
+            name="declared",
+            field=models.BooleanField(
+                default=True,
+                help_text="False once the task is removed from ROCKET_TASKS or unscheduled; its history is kept.",
+                verbose_name="declared",
+            ),
         ),
     ]

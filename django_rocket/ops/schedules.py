@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from django_rocket import registry
 from django_rocket.conditions import (
@@ -25,7 +26,8 @@ from django_rocket.conditions import (
 )
 from django_rocket.conf import conf
 from django_rocket.engine.snapshot import record_of
-from django_rocket.models import Task, TaskRun, TaskSource
+from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun, TaskSource
+from django_rocket.ops.queue import RunRefused
 from django_rocket.registry import TaskSpec
 
 logger = logging.getLogger("django_rocket.services")
@@ -259,3 +261,42 @@ def task_due_times(
         runs = task.runs.filter(started_at__isnull=False).order_by("-started_at", "-id")[:50]
     records = [record_of(run, task.name) for run in runs if run.started_at is not None]
     return due_times(task.name, cond, now, runs=records)
+
+
+# -- one run at a given time
+
+
+def queue_run_at(task: Task, due_at: datetime, *, user: Any = None) -> TaskRun:
+    """Queue one manual run of ``task`` to start at ``due_at`` (a clocked schedule).
+
+    It is a queued run like "Run now", so it shows in the run list and can be cancelled
+    there; the active scheduler starts it at that instant, whatever the task's condition
+    and even if it is paused. Raises RunRefused for a task no scheduler runs, or an
+    instant in the past.
+    """
+    if not task.declared:
+        raise RunRefused(
+            f"The task “{task.name}” is not on the schedule (removed from ROCKET_TASKS or "
+            "unscheduled), so no scheduler can run it."
+        )
+    if due_at.utcoffset() is None:
+        raise RunRefused(f"{due_at.isoformat()} has no time zone; give an aware datetime.")
+    if due_at <= timezone.now():
+        raise RunRefused(
+            f"{due_at.isoformat()} is in the past; use “Run now” (runtask NAME) to run it now."
+        )
+    run = TaskRun.objects.create(
+        task=task,
+        status=RunStatus.QUEUED,
+        trigger=RunTrigger.MANUAL,
+        queued_at=timezone.now(),
+        due_at=due_at,
+    )
+    logger.info(
+        "Queued a run of task %r at %s%s.",
+        task.name,
+        due_at.isoformat(),
+        f" for {user}" if user is not None else "",
+        extra={"task_name": task.name, "run_id": str(run.run_id)},
+    )
+    return run

@@ -157,3 +157,31 @@ def test_a_removed_task_is_not_due_and_its_running_run_still_times_out(clock: Fa
     # Added back, an old wake-up of the same name does not fire for it twice.
     planner.put_task(spec("r", "every('1 hour')"), enabled=False)
     assert names(planner.due(clock.now(), slots=0)) == []
+
+
+def test_a_run_queued_for_later_starts_at_its_instant_not_before(clock: FakeClock) -> None:
+    planner = planner_of(spec("t", "false"))
+    assert names(planner.due(clock.now(), slots=0)) == []
+    due_at = clock.now() + timedelta(hours=3)
+    later = TaskRun(pk=8, task=Task(name="t"), status=RunStatus.QUEUED, due_at=due_at)
+    assert planner.add_queued(later)
+    assert planner.due(clock.now(), slots=0) == []
+    # The condition never changes, yet the loop wakes for the queued run's instant.
+    assert planner.seconds_to_next_change(clock.now()) == [3 * 3600.0]
+    clock.advance(3 * 3600 - 1)
+    assert planner.due(clock.now(), slots=0) == []
+    clock.set(due_at)
+    assert planner.due(clock.now(), slots=0) == [(planner.specs["t"], RunTrigger.MANUAL, later)]
+    assert planner.queued["t"] == []
+
+
+def test_a_run_now_is_not_held_back_by_a_run_queued_for_later(clock: FakeClock) -> None:
+    planner = planner_of(spec("t", "false"))
+    later = TaskRun(
+        pk=8, task=Task(name="t"), status=RunStatus.QUEUED, due_at=clock.now() + timedelta(days=1)
+    )
+    now = TaskRun(pk=9, task=Task(name="t"), status=RunStatus.QUEUED)
+    planner.add_queued(later)
+    planner.add_queued(now)
+    assert planner.due(clock.now(), slots=0) == [(planner.specs["t"], RunTrigger.MANUAL, now)]
+    assert planner.queued["t"] == [later]
