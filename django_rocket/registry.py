@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import functools
 import importlib
 import inspect
 import json
@@ -26,7 +27,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from django_rocket.conditions import Condition, ConditionSyntaxError, parse
+from django_rocket.conditions import Condition, ConditionSyntaxError, custom_conditions, parse
 from django_rocket.conf import EXECUTIONS, TASK_KEYS, conf, parse_timeout
 from django_rocket.executors.django_tasks.checks import task_problems
 from django_rocket.executors.django_tasks.framework import plain_function
@@ -511,6 +512,19 @@ def runtime_problems(name: str, entry: dict[str, Any]) -> dict[str, list[str]]:
     return errors
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _parse_runtime(text: str, custom: frozenset[tuple[str, object]]) -> Condition:
+    return parse(text)
+
+
+def parse_runtime(text: str) -> Condition:
+    """Parse a runtime task's condition, cached: 100,000 tasks share a few thousand texts.
+
+    Conditions are immutable; the registered custom conditions are part of the key.
+    """
+    return _parse_runtime(text, frozenset(custom_conditions().items()))
+
+
 def runtime_spec(
     name: str,
     func: str,
@@ -519,8 +533,12 @@ def runtime_spec(
     execution: str,
     timeout: str,
     parameters: Any,
+    *,
+    default_timeout: Any = None,
 ) -> TaskSpec:
     """Return the spec of a runtime task's row, without importing its function.
+
+    A blank ``timeout`` is ``default_timeout`` (None: ``ROCKET_TIMEOUT``, read now).
 
     Raises ValueError (a ConditionSyntaxError for a condition) for a row no scheduler can
     follow; whether its function may run is decided at each launch (:func:`loaded_refusal`).
@@ -532,14 +550,25 @@ def runtime_spec(
     return TaskSpec(
         name=name,
         func=func,
-        start_cond=parse(start_cond),
-        end_cond=parse(end_cond) if end_cond else None,
+        start_cond=parse_runtime(start_cond),
+        end_cond=parse_runtime(end_cond) if end_cond else None,
         execution=execution,
-        timeout=parse_timeout(timeout if timeout else conf.timeout),
+        timeout=_timeout(timeout or (conf.timeout if default_timeout is None else default_timeout)),
         parameters=parameters,
         source=RUNTIME,
         condition_source=RUNTIME,
     )
+
+
+def _timeout(value: Any) -> timedelta | None:
+    if isinstance(value, str):
+        return _cached_timeout(value)
+    return parse_timeout(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_timeout(text: str) -> timedelta | None:
+    return parse_timeout(text)
 
 
 def scheduler_zone() -> zoneinfo.ZoneInfo:
