@@ -9,6 +9,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.test import Client
 from django.urls import reverse
 
+from django_rocket.admin.changelist import OVERVIEW
 from django_rocket.models import Task, TaskSource
 from tests.support.admin_helpers import DECLARED, VIEW_PERMS, make_task, staff_user
 
@@ -202,3 +203,14 @@ def test_a_runtime_task_is_edited_with_its_declaration(client):
     assert (task.start_cond, task.parameters) == ("daily", {"customer": 7})
     message = LogEntry.objects.get().get_change_message()
     assert "start condition: “every('1 hour')” → “daily”" in message
+
+
+def test_the_next_run_follows_the_override_and_runtime_tasks(client, report):
+    report.start_cond_override = "false"
+    report.save()
+    make_task("remind-7", func=REMIND, source=TaskSource.RUNTIME, start_cond="every('1 hour')")
+    viewer = client_with(client)
+    page = viewer.get(reverse("admin:django_rocket_task_changelist"))
+    overviews = {t.name: getattr(t, OVERVIEW) for t in page.context["cl"].result_list}
+    assert overviews["report"].next_run.state == "event"  # "false": declared says hourly
+    assert overviews["remind-7"].next_run.state == "due"
