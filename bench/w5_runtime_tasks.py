@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -339,6 +340,11 @@ def main() -> None:
         assert response.status_code == 200, response.status_code
         pages[label] = {"queries": len(ctx.captured_queries), "ms": round(wall * 1000, 1)}
     print(json.dumps({"step": "admin", **pages}), flush=True)
+    connection.close()
+    if args.db == "pg":
+        drop = f"DROP DATABASE {path}"
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", drop], check=True)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _count(out: str) -> int:
