@@ -584,6 +584,8 @@ def check(
       (a crash, and a terminate at shutdown, are always allowed).
     * ``finish_time_off``: a run whose function ended (ledger end line) but whose row's
       ``finished_at`` is more than FINISH_TOLERANCE s away from that end, or missing.
+    * ``overlapping_runs``: two executions of one task (none is ``multilaunch``) whose
+      functions ran at the same time (:func:`overlaps`).
     * ``unexpected_exit``: a scheduler that exited without being signalled, a SIGTERM
       that did not give exit code 0, a final stop or drain that did not exit 0.
     """
@@ -625,6 +627,8 @@ def check(
                         "runs": [_brief(before), _brief(after)],
                     }
                 )
+
+    violations["overlapping_runs"] = overlaps(rows, starts, ends)
 
     local = {t.name for t in soak.tasks if t.execution != "tasks"}
     for run_id, task_name, status in open_after_stop:
@@ -669,6 +673,8 @@ def check(
                     }
                 )
 
+    violations = defaultdict(list, {k: v for k, v in violations.items() if v})
+    (soak.work / "rows.json").write_text(json.dumps(rows, default=str))  # for a post-mortem
     exits = []
     for inc in soak.incarnations:
         expected = {"kill9": (-9,), "sigterm": (0,)}.get(inc.injected, ())
@@ -713,6 +719,48 @@ def check(
         "examples": {k: v[:5] for k, v in sorted(violations.items())},
         "work_dir": str(soak.work),
     }
+
+
+def overlaps(
+    rows: list[dict[str, Any]],
+    starts: dict[str, list[dict[str, Any]]],
+    ends: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Executions of one task (none is ``multilaunch``) whose functions ran at the same time.
+
+    An execution lasts from its ledger start line to its end line or, without one (the
+    function was stopped), to its row's ``finished_at``; a ``crash`` without an end line
+    is left out (it died when its scheduler did, before the crash was detected).
+    """
+    spans: dict[str, list[tuple[float, float, dict[str, Any]]]] = defaultdict(list)
+    for r in rows:
+        run_id = str(r["run_id"])
+        if run_id not in starts:
+            continue
+        begin = min(line["t"] for line in starts[run_id])
+        if run_id in ends:
+            end = ends[run_id]["t"]
+        elif r["status"] != "crash" and r["finished_at"] is not None:
+            end = r["finished_at"].timestamp()
+        else:
+            continue
+        spans[r["task"]].append((begin, end, r))
+    found = []
+    for runs in spans.values():
+        runs.sort(key=lambda span: span[0])
+        latest: tuple[float, float, dict[str, Any]] | None = None
+        for span in runs:
+            if latest is not None and span[0] < latest[1] - 0.05:
+                found.append(
+                    {
+                        "task": span[2]["task"],
+                        "overlap_seconds": round(latest[1] - span[0], 2),
+                        "runs": [_brief(latest[2]), _brief(span[2])],
+                    }
+                )
+            if latest is None or span[1] > latest[1]:
+                latest = span
+    return found
 
 
 def _brief(r: dict[str, Any]) -> dict[str, Any]:

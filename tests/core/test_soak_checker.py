@@ -168,6 +168,14 @@ def test_a_finish_recorded_long_after_the_function_ended(fake):
     assert fake.check() == {"finish_time_off": 1}
 
 
+def test_two_executions_of_one_task_at_the_same_time(fake):
+    fake.run(0, end=15)  # still running when the next one starts
+    fake.run(10.5)
+    fake.run(30, "crash", end=None)  # no end line: killed, left out
+    fake.run(40.5)
+    assert fake.check() == {"overlapping_runs": 1}
+
+
 def test_scheduler_exits_that_were_not_injected(fake):
     def incarnation(code: int, injected: str = "") -> Any:
         proc = SimpleNamespace(pid=100 + len(fake.incarnations))
