@@ -28,6 +28,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +59,7 @@ FAULT_KINDS = ("kill9", "sigterm", "db_cut", "smtp_stop")
 # differ by the time to report it; more than this is a run that hung after its function
 # returned (or a finish recorded with the wrong time).
 FINISH_TOLERANCE = 10.0
+EXAMPLES = 5  # examples of each violation class in the report
 # Messages of a `fail` row whose function may never have started (no ledger line).
 PRESTART_FAIL = ("Could not import the task function", "could not be started", "child process")
 
@@ -221,7 +223,7 @@ class Soak:
         self.args = args
         self.seed: int = args.seed
         self.rng = random.Random(self.seed)
-        self.work = Path(tempfile.mkdtemp(prefix=f"rocket-soak-{self.seed}-"))
+        self.work = Path(tempfile.mkdtemp(prefix=f"rocket-soak-{self.seed}-", dir=args.work_dir))
         self.db = f"rocket_soak_{os.getpid()}_{self.seed}"
         self.ledger = self.work / "ledger.jsonl"
         self.with_worker = args.worker and _has_tasks_db()
@@ -250,6 +252,10 @@ class Soak:
             "ROCKET_SHUTDOWN_GRACE": f"{SHUTDOWN_GRACE:g} seconds",
             "ROCKET_MAX_PROCESSES": 6,
             "ROCKET_SPOOL_DIR": str(self.work / "spool"),
+            # As docs/howto/silencing-errors.rst recommends for keeping going: with the
+            # default (False) a database cut of ~8 s with finishes pending stops the
+            # scheduler with exit 1 by design, which this soak would report as a death.
+            "ROCKET_SILENCE_TASK_LOGGING": True,
             "ROCKET_ALERTS": {"email": {"receivers": ["ops@example.com"]}},
             **email_settings(self.smtp.port),
         }
@@ -267,7 +273,8 @@ class Soak:
             ROCKET_TEST_SETTINGS=json.dumps(self.settings()),
             ROCKET_SOAK_LEDGER=str(self.ledger),
         )
-        env.pop("ROCKET_TEST_PARENT", None)
+        # tests/settings.py: the process gets SIGTERM if the soak dies (even by SIGKILL).
+        env["ROCKET_TEST_PARENT"] = str(os.getpid())
         return env
 
     def django(self, *args: str, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -716,7 +723,7 @@ def check(
         "exits": exits,
         "violations": {k: len(v) for k, v in sorted(violations.items())},
         "violation_count": sum(len(v) for v in violations.values()),
-        "examples": {k: v[:5] for k, v in sorted(violations.items())},
+        "examples": {k: v[:EXAMPLES] for k, v in sorted(violations.items())},
         "work_dir": str(soak.work),
     }
 
@@ -794,6 +801,10 @@ def summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0, help="fault phase length")
@@ -808,17 +819,40 @@ def main(argv: list[str] | None = None) -> int:
         help="leave out execution 'tasks' (no db_worker)",
     )
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where the run's directory (logs, ledger, rows.json) goes; default: the temp dir",
+    )
+    parser.add_argument(
+        "--keep-work", action="store_true", help="keep the run's directory even without violations"
+    )
     args = parser.parse_args(argv)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1_000_000)
     if not 0 < args.minutes <= 24 * 60:
         parser.error("--minutes must be between 0 and 1440")
-    report = Soak(args).run()
+    # A soak started in the background ignores SIGINT; SIGTERM and Ctrl-C both clean up
+    # (schedulers and worker stopped, database dropped) before exiting.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        report = Soak(args).run()
+    except KeyboardInterrupt as exc:
+        print(f"soak: interrupted ({exc or 'Ctrl-C'}); processes stopped, database dropped")
+        return 130
     text = summary(report)
     print(text)
-    out = args.json or Path(report["work_dir"]) / "report.json"
+    work = Path(report["work_dir"])
+    keep = bool(report["violation_count"]) or args.keep_work
+    out = args.json or (work / "report.json" if keep else Path(f"{work}.json"))
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"report: {out}")
+    if keep:
+        print(f"logs, ledger and rows.json: {work}")
+    else:  # its logs hold megabytes of flooded stdout
+        shutil.rmtree(work, ignore_errors=True)
     return 1 if report["violation_count"] else 0
 
 
