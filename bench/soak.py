@@ -591,6 +591,8 @@ def check(
       (a crash, and a terminate at shutdown, are always allowed).
     * ``finish_time_off``: a run whose function ended (ledger end line) but whose row's
       ``finished_at`` is more than FINISH_TOLERANCE s away from that end, or missing.
+    * ``outcome_lost_at_stop``: a ``crash`` recorded by a clean stop ("Terminated at
+      scheduler shutdown") for a run whose function had returned (ledger end line).
     * ``overlapping_runs``: two executions of one task (none is ``multilaunch``) whose
       functions ran at the same time (:func:`overlaps`).
     * ``unexpected_exit``: a scheduler that exited without being signalled, a SIGTERM
@@ -656,6 +658,10 @@ def check(
             ):
                 violations["row_without_execution"].append(_brief(r))
             continue
+        if status == "crash" and run_id in ends and r["message"].startswith("Terminated at"):
+            # A clean stop gave up on a run whose function had returned (a worker's run:
+            # DESIGN.md says the next active scheduler adopts it and records its outcome).
+            violations["outcome_lost_at_stop"].append(_brief(r))
         if spec is None or status in ("crash", "running", "queued"):
             continue
         shutdown = status == TERMINATE and not r["message"].startswith("Timed out")

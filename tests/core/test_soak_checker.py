@@ -162,6 +162,13 @@ def test_an_outcome_the_function_did_not_have(fake):
     assert fake.check() == {"wrong_outcome": 2}
 
 
+def test_an_outcome_a_clean_stop_gave_up_on(fake):
+    stop = "Terminated at scheduler shutdown. No result arrived from backend 'default'"
+    fake.run(0, "crash", "q_ok10", message=stop)  # the worker's function had returned
+    fake.run(10, "crash", "q_ok10", end=None, message=stop)  # still going: nobody knows
+    assert fake.check() == {"outcome_lost_at_stop": 1}
+
+
 def test_a_finish_recorded_long_after_the_function_ended(fake):
     fake.run(0, end=0.5)
     fake.run_rows[-1]["finished_at"] += timedelta(seconds=soak.FINISH_TOLERANCE + 1)
