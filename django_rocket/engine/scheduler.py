@@ -88,6 +88,7 @@ class Scheduler:
         self.recorder = Recorder(self.clock, on_fatal=self.fail_stop)
         self.task_pks: dict[str, int] = {}
         self.stop_requested = False
+        self.stop_asked = False  # by request_stop (a signal, --duration), not by an error
         self.starting = True
         self.force_stop = False
         self.stop_reason = ""
@@ -161,9 +162,15 @@ class Scheduler:
             delay = min(delay * 2, 30.0)
 
     def request_stop(self, reason: str = "stop requested", *, force: bool = False) -> None:
-        """Stop starting runs; called from signal handlers, so it only sets flags."""
-        if self.stop_requested:
+        """Stop starting runs; called from signal handlers, so it only sets flags.
+
+        A second request (a second Ctrl-C) skips the grace. Only requests count: a
+        :meth:`fail_stop` before it does not, or two tasks that could not start in one
+        tick gave the runs in progress no grace at all (found by bench/soak.py).
+        """
+        if self.stop_asked:
             self.force_stop = True
+        self.stop_asked = True
         self.stop_requested = True
         self.force_stop = self.force_stop or force
         self.stop_reason = self.stop_reason or reason
@@ -173,7 +180,9 @@ class Scheduler:
         """Shut down because of an error the settings do not silence."""
         logger.error("Shutting down: %s", what, exc_info=exc)
         self.exit_code = 1
-        self.request_stop(what)
+        self.stop_requested = True
+        self.stop_reason = self.stop_reason or what
+        self.wakeup.set()
 
     def startup(self) -> None:
         """Write spooled finishes, register this instance, sync tasks, and try to lead."""
