@@ -39,7 +39,9 @@ def postgres_reachable() -> bool:
         "than the pipe buffer deadlocks (p_near_limit, p_huge_exc end terminate at the "
         "timeout); an exception whose __str__ raises or a result nested too deep escapes "
         "the run wrapper (thread/async runs stay running until shutdown, main mode stops "
-        "the scheduler with exit 1, process mode says 'Could not import the task function')"
+        "the scheduler with exit 1, process mode says 'Could not import the task function'). "
+        "Open besides (docs/explanation/guarantees.rst, the soak test): a worker's run whose "
+        "scheduler stops while its database is cut is recorded crash, not adopted"
     ),
 )
 def test_two_minutes_of_faults_break_no_invariant(tmp_path):
