@@ -31,7 +31,7 @@ def recover_crashed(
         if _is_orphan(run, now, specs, own_runs, instance_pk, host, lease_timeout)
     ]
     for run in crashed:
-        who = f"{run.host}:{run.pid}" if run.host else "an unknown scheduler"
+        who = _scheduler_of(run)
         run.crash(
             now,
             f"The scheduler {who} stopped while this run was in progress; "
@@ -49,6 +49,19 @@ def recover_crashed(
     if crashed:
         logger.warning("Recorded %d run(s) as crash.", len(crashed))
     return len(crashed)
+
+
+def _scheduler_of(run: TaskRun) -> str:
+    """Name the scheduler that ran ``run``: its instance, else the row's host and pid.
+
+    The row's host and pid are the worker's for a run of execution ``tasks`` (the
+    follower records where it ran): the soak test found crash messages naming a
+    django-tasks-db worker's pid as "the scheduler".
+    """
+    inst = run.scheduler
+    if inst is not None:
+        return f"{inst.host}:{inst.pid}"
+    return f"{run.host}:{run.pid}" if run.host else "an unknown scheduler"
 
 
 def _is_orphan(
