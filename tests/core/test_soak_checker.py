@@ -8,6 +8,7 @@ everything cannot hide behind a green soak.
 import importlib.util
 import json
 import sys
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -221,7 +222,11 @@ def test_the_run_id_is_found_on_the_executor_frames(tmp_path, monkeypatch):
     monkeypatch.setenv(soak_tasks.LEDGER_ENV, str(ledger))
     endings: list[Any] = []
     active = ActiveRun(Launch("run-1", "t", "f", {"task": "t", "period": 10}, "thread"), "thread")
-    thread_job(active, soak_tasks.ok, 1000, lambda run_id, ending: endings.append(ending))()
+    job = thread_job(active, soak_tasks.ok, 1000, lambda run_id, ending: endings.append(ending))
+    # In a thread of its own, as a worker runs it: the job renames its thread.
+    worker = threading.Thread(target=job)
+    worker.start()
+    worker.join(30)
     assert endings[0]["status"] == "success"
     lines = [json.loads(line) for line in ledger.read_text().splitlines()]
     assert [(line["run"], line["task"], line["phase"]) for line in lines] == [
