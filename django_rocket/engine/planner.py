@@ -6,6 +6,7 @@ given and the times it is told, so it can be driven by a test clock alone.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 from collections.abc import Callable, Iterable
@@ -134,7 +135,24 @@ class Planner:
         queued: Iterable[TaskRun],
         now: datetime,
     ) -> None:
-        """Take a fresh snapshot and the queued runs; every task is looked at again."""
+        """Take a fresh snapshot and the queued runs; every task is looked at again.
+
+        Runs this process started while it was active before (it lost the lease and won
+        it back) may still be going. The snapshot need not hold them: another scheduler
+        may have recorded them as ``crash`` meanwhile and started later runs, so that
+        their rows are no longer among the ones it reads. They are added back as in
+        progress, which they are; without it their finish raised ``KeyError`` and
+        stopped the scheduler (found by bench/soak.py, seed 20261204).
+        """
+        for state in self.running.values():
+            going = RunRecord(
+                task=state.task,
+                run_id=state.run_id,
+                started_at=state.started_at,
+                trigger=state.trigger,
+            )
+            with contextlib.suppress(ValueError):  # "already recorded": the snapshot has it
+                history.record_start(going)
         self.history = history
         self.active_since = now
         self.cycles = 0

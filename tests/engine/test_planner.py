@@ -207,3 +207,28 @@ def test_a_run_now_is_not_held_back_by_a_run_queued_for_later(clock: FakeClock) 
     planner.add_queued(now)
     assert planner.due(clock.now(), slots=0) == [(planner.specs["t"], RunTrigger.MANUAL, now)]
     assert planner.queued["t"] == [later]
+
+
+def test_runs_still_going_when_the_lease_comes_back_can_finish(clock: FakeClock) -> None:
+    """Lost the lease, won it back: a run started before is not in the new snapshot.
+
+    Another scheduler recorded it as crash and ran the task again meanwhile, so the
+    snapshot of the second activation does not read its row. Its finish raised
+    KeyError and stopped the scheduler (bench/soak.py, seed 20261204, a SIGTERM after
+    a database cut).
+    """
+    planner = planner_of(spec("t", "every('10 seconds')"))
+    planner.started(planner.specs["t"], "r1", RunTrigger.SCHEDULED, clock.now())
+    clock.advance(30)
+    fresh = MemoryHistory()  # the second activation's snapshot: r1's row is not in it
+    planner.activate(fresh, {}, [], clock.now())
+    assert fresh.running("t")  # still going, as far as the conditions can tell
+    assert names(planner.due(clock.now(), slots=0)) == []  # and so not due again
+    clock.advance(1)
+    assert planner.finished("r1", clock.now(), RunStatus.SUCCESS) is not None
+    assert fresh.last_finish("t", frozenset({RunStatus.SUCCESS})) == clock.now()
+    # A run the snapshot does hold (its row still running) is not added twice.
+    planner.started(planner.specs["t"], "r2", RunTrigger.SCHEDULED, clock.now())
+    again = MemoryHistory(planner.history.runs("t"))
+    planner.activate(again, {}, [], clock.now())
+    assert len(again.running("t")) == 1
