@@ -1,5 +1,8 @@
 """Robust scheduling for Django: composable conditions, a durable run log, alerts."""
 
+import importlib
+from typing import Any
+
 from django_rocket.executors.current import current_run_should_stop
 
 __version__ = "0.1.0.dev0"
@@ -23,4 +26,22 @@ def check_terminate() -> None:
         raise TaskTerminated("The scheduler asked this run to stop.")
 
 
-__all__ = ["RocketError", "TaskInaction", "TaskTerminated", "__version__", "check_terminate"]
+def __getattr__(name: str) -> Any:
+    """Load ``schedule`` and ``unschedule`` on first use: they need Django, the package must not.
+
+    ``import django_rocket`` (the condition language, ``check_terminate``) stays Django-free.
+    """
+    if name in ("schedule", "unschedule"):
+        return getattr(importlib.import_module("django_rocket.ops.schedules"), name)
+    raise AttributeError(f"module 'django_rocket' has no attribute {name!r}")
+
+
+__all__ = [
+    "RocketError",
+    "TaskInaction",
+    "TaskTerminated",
+    "__version__",
+    "check_terminate",
+    "schedule",
+    "unschedule",
+]

@@ -254,3 +254,35 @@ def _spool_dir() -> Messages:
 @setting_check
 def _alerts() -> Messages:
     return check_alerts()
+
+
+@setting_check
+def _task_functions() -> Messages:
+    value = conf.raw("ROCKET_TASK_FUNCTIONS")
+    if value is None:
+        return []
+    hint = (
+        "List dotted function paths and module prefixes, e.g. "
+        "ROCKET_TASK_FUNCTIONS = ['myapp.reminders.send', 'myapp.reports.*']."
+    )
+    if not isinstance(value, list | tuple):
+        return [
+            _error(
+                "django_rocket.E060",
+                f"ROCKET_TASK_FUNCTIONS must be a list, not {type(value).__name__} ({value!r}).",
+                hint,
+            )
+        ]
+    messages: Messages = []
+    for entry in value:
+        path = entry[:-2] if isinstance(entry, str) and entry.endswith(".*") else entry
+        if not isinstance(path, str) or not all(part.isidentifier() for part in path.split(".")):
+            messages.append(
+                _error(
+                    "django_rocket.E060",
+                    f"ROCKET_TASK_FUNCTIONS has {entry!r}, which is neither a dotted path "
+                    "nor a 'module.*' prefix.",
+                    hint,
+                )
+            )
+    return messages

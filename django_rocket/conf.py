@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "ROCKET_ALERTS": {},
     "ROCKET_ADMIN_BASE_URL": None,
     "ROCKET_HEALTH_MAX_AGE": 60,
+    "ROCKET_TASK_FUNCTIONS": None,  # None: runtime tasks (schedule()) are off
 }
 
 TASK_KEYS: dict[str, str] = {
@@ -167,6 +168,12 @@ class Settings:
     @property
     def health_max_age(self) -> float:
         return float(self.raw("ROCKET_HEALTH_MAX_AGE"))
+
+    @property
+    def task_functions(self) -> list[str] | None:
+        """The dotted paths and ``module.*`` prefixes runtime tasks may call; None: off."""
+        value = self.raw("ROCKET_TASK_FUNCTIONS")
+        return None if value is None else list(value)
 
 
 conf = Settings()

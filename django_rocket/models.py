@@ -43,6 +43,11 @@ class RunTrigger(models.TextChoices):
     MANUAL = "manual", _("Manual")
 
 
+class TaskSource(models.TextChoices):
+    SETTINGS = "settings", _("Settings (ROCKET_TASKS)")
+    RUNTIME = "runtime", _("Runtime (schedule())")
+
+
 class TaskQuerySet(models.QuerySet["Task"]):
     def declared(self) -> TaskQuerySet:
         return self.filter(declared=True)
@@ -50,14 +55,47 @@ class TaskQuerySet(models.QuerySet["Task"]):
     def enabled(self) -> TaskQuerySet:
         return self.filter(declared=True, enabled=True)
 
+    def runtime(self) -> TaskQuerySet:
+        return self.filter(source=TaskSource.RUNTIME)
+
 
 class Task(models.Model):
-    """A task declared in ``ROCKET_TASKS``; synced from settings when the scheduler starts."""
+    """A task: declared in ``ROCKET_TASKS`` (synced when the scheduler starts) or by ``schedule()``.
+
+    The effective start condition is ``start_cond_override`` when it is set, else
+    ``start_cond`` (and likewise for the end condition).
+    """
 
     name = models.CharField(_("name"), max_length=200, unique=True)
     func = models.CharField(_("function"), max_length=300, help_text=_("Dotted path."))
     start_cond = models.TextField(_("start condition"), blank=True)
     end_cond = models.TextField(_("end condition"), blank=True)
+    start_cond_override = models.TextField(
+        _("start condition override"),
+        blank=True,
+        help_text=_("Replaces the declared start condition while set; blank: use the declared."),
+    )
+    end_cond_override = models.TextField(
+        _("end condition override"),
+        blank=True,
+        help_text=_("Replaces the declared end condition while set; blank: use the declared."),
+    )
+    source = models.CharField(
+        _("source"),
+        max_length=10,
+        choices=TaskSource.choices,
+        default=TaskSource.SETTINGS,
+        help_text=_("Where the task is declared: settings.py, or schedule() at runtime."),
+    )
+    parameters = models.JSONField(
+        _("parameters"), default=dict, blank=True, help_text=_("Runtime tasks: keyword arguments.")
+    )
+    timeout = models.CharField(
+        _("timeout"),
+        max_length=100,
+        blank=True,
+        help_text=_("Runtime tasks: a duration or 'never'; blank: ROCKET_TIMEOUT."),
+    )
     execution = models.CharField(_("execution"), max_length=20, blank=True)
     description = models.TextField(_("description"), blank=True)
     enabled = models.BooleanField(
@@ -66,7 +104,9 @@ class Task(models.Model):
     declared = models.BooleanField(
         _("declared"),
         default=True,
-        help_text=_("False once the task is removed from ROCKET_TASKS; its history is kept."),
+        help_text=_(
+            "False once the task is removed from ROCKET_TASKS or unscheduled; its history is kept."
+        ),
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True, db_index=True)
@@ -81,6 +121,14 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def effective_start_cond(self) -> str:
+        return self.start_cond_override or self.start_cond
+
+    @property
+    def effective_end_cond(self) -> str:
+        return self.end_cond_override or self.end_cond
 
 
 class TaskRunQuerySet(models.QuerySet["TaskRun"]):
@@ -141,6 +189,14 @@ class TaskRun(models.Model):
         verbose_name=_("retry of"),
     )
     queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
+    due_at = models.DateTimeField(
+        _("due"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "A queued run for a given time (runtask --at, Run at…) starts at this instant."
+        ),
+    )
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     runtime = models.DurationField(_("runtime"), null=True, blank=True)
@@ -162,7 +218,9 @@ class TaskRun(models.Model):
     # every write, so no writer can forget it; a unique column, not a partial unique
     # index, because MySQL and MariaDB have none.
     queued_task = models.GeneratedField(
-        expression=Case(When(status=RunStatus.QUEUED, then=F("task_id"))),
+        # A run queued for a given time (due_at: runtask --at, "Run at…") is not counted:
+        # those are as many as were asked for.
+        expression=Case(When(status=RunStatus.QUEUED, due_at__isnull=True, then=F("task_id"))),
         output_field=models.BigIntegerField(null=True),
         db_persist=True,
         unique=True,

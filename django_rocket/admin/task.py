@@ -1,20 +1,28 @@
-"""The task pages: each task's overview, its recent runs and chart; run now, pause, resume."""
+"""The task pages: each task's overview, its recent runs and chart; run now, pause, resume.
+
+Users with ``change_task`` override a declared task's conditions (and revert to
+settings) and edit runtime tasks; with ``add_task`` they add runtime tasks, when
+``ROCKET_TASK_FUNCTIONS`` turns them on. Every change is in the admin history with
+the old and new text.
+"""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
+from django.forms import ModelForm
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import format_lazy
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 
 from django_rocket.admin.base import ReadOnlyMixin, RocketModelAdmin, report_to_scheduler
 from django_rocket.admin.changelist import OVERVIEW, TaskChangeList
@@ -27,10 +35,16 @@ from django_rocket.admin.formatting import (
     run_url,
     start_delay,
 )
+from django_rocket.admin.taskedits import TaskEditsMixin, preview_data
+from django_rocket.admin.taskforms import RUNTIME_FIELDS, TaskForm
+from django_rocket.conf import conf
 from django_rocket.display import NOTHING, format_runtime, status_badge
-from django_rocket.models import RunStatus, Task, TaskRun
+from django_rocket.models import RunStatus, Task, TaskRun, TaskSource
 from django_rocket.ops import RunRefused, queue_run, set_enabled
 from django_rocket.ops.overview import TaskOverview, declared_specs, recent_runs, task_overview
+from django_rocket.ops.schedules import (
+    effective_spec,
+)
 
 CHART_RUNS = 50
 INLINE_RUNS = 20
@@ -82,7 +96,7 @@ class RecentRunInline(ReadOnlyMixin, admin.TabularInline):  # type: ignore[type-
 
 
 @admin.register(Task)
-class TaskAdmin(RocketModelAdmin):
+class TaskAdmin(TaskEditsMixin, RocketModelAdmin):
     list_display = (
         "name",
         "enabled",
@@ -95,8 +109,29 @@ class TaskAdmin(RocketModelAdmin):
         "success_rate",
         "mean_runtime",
     )
-    list_filter = ("enabled", "declared", LatestRunFilter, "execution")
+    list_filter = ("enabled", "declared", "source", LatestRunFilter, "execution")
     search_fields = ("name", "description", "func")
+    form = TaskForm
+    state_fieldset: Any = (
+        _("State"),
+        {
+            "fields": (
+                "enabled",
+                "declared",
+                "status",
+                "last_run",
+                "last_success",
+                "last_failure",
+                "next_run",
+                "success_rate",
+                "mean_runtime",
+            )
+        },
+    )
+    record_fieldset: Any = (
+        _("Record"),
+        {"fields": ("source", "created_at", "updated_at"), "classes": ("collapse",)},
+    )
     fieldsets = (
         (None, {"fields": ("name", "description")}),
         (
@@ -104,29 +139,33 @@ class TaskAdmin(RocketModelAdmin):
             {"fields": ("func", "condition", "end_condition", "execution", "options")},
         ),
         (
-            _("State"),
+            _("Condition override"),
             {
-                "fields": (
-                    "enabled",
-                    "declared",
-                    "status",
-                    "last_run",
-                    "last_success",
-                    "last_failure",
-                    "next_run",
-                    "success_rate",
-                    "mean_runtime",
-                )
+                "fields": ("start_cond_override", "end_cond_override"),
+                "description": _(
+                    "Replaces the declared condition until you revert to settings; a running "
+                    "scheduler applies it at its next poll."
+                ),
             },
         ),
-        (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+        state_fieldset,
+        record_fieldset,
     )
-    # Everything on the page is read-only: settings are the source of truth.
-    readonly_fields = tuple(
-        name for _, options in fieldsets for name in cast("tuple[str, ...]", options["fields"])
+    runtime_fieldsets = (
+        (None, {"fields": ("name", "description")}),
+        (_("Declaration, by schedule()"), {"fields": RUNTIME_FIELDS}),
+        state_fieldset,
+        record_fieldset,
+    )
+    add_fieldsets = (
+        (None, {"fields": ("name", "description")}),
+        (_("Declaration"), {"fields": (*RUNTIME_FIELDS, "enabled")}),
     )
     inlines = (RecentRunInline,)
-    actions = ("run_now", "pause", "resume")
+    actions = ("run_now", "run_at", "pause", "resume")
+
+    class Media:
+        js = ["django_rocket/preview.js"]
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return TaskChangeList
@@ -136,8 +175,56 @@ class TaskAdmin(RocketModelAdmin):
             self.object_url("run", TaskAdmin.run_now),
             self.object_url("pause", TaskAdmin.pause),
             self.object_url("resume", TaskAdmin.resume),
+            path(
+                "<path:object_id>/revert/",
+                self.admin_site.admin_view(require_POST(self.revert_view)),
+                name="django_rocket_task_revert",
+            ),
+            path(
+                "preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="django_rocket_task_preview",
+            ),
             *super().get_urls(),
         ]
+
+    # -- who may edit what
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Runtime tasks only, and only when ROCKET_TASK_FUNCTIONS turns them on.
+        return conf.task_functions is not None and admin.ModelAdmin.has_add_permission(
+            self, request
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return admin.ModelAdmin.has_change_permission(self, request, obj)
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> Any:
+        return self.inlines if obj is not None else ()  # a task being added has no runs
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return self.add_fieldsets
+        return self.runtime_fieldsets if obj.source == TaskSource.RUNTIME else self.fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ()
+        editable = (
+            RUNTIME_FIELDS
+            if obj.source == TaskSource.RUNTIME and obj.name not in (conf.tasks or {})
+            else ("start_cond_override", "end_cond_override")
+        )
+        shown = [f for _, opts in self.get_fieldsets(request, obj) for f in opts["fields"]]
+        return tuple(f for f in shown if f not in editable)
+
+    def save_model(
+        self, request: HttpRequest, obj: Task, form: ModelForm[Task], change: bool
+    ) -> None:
+        if not change:
+            obj.source = TaskSource.RUNTIME
+            obj.declared = True
+        super().save_model(request, obj, form, change)
 
     def render_change_form(
         self,
@@ -153,9 +240,15 @@ class TaskAdmin(RocketModelAdmin):
             overview = task_overview([obj], now=now)[obj.pk]
             setattr(obj, OVERVIEW, overview)
             runs_url = reverse("admin:django_rocket_taskrun_changelist")
+            spec = effective_spec(obj, declared_specs())
+            runs = recent_runs(obj, CHART_RUNS)
             context.update(
+                preview=preview_data(obj, spec.start_cond, runs) if spec is not None else None,
+                condition_source=spec.condition_source if spec is not None else "",
+                can_revert=self.has_change_permission(request, obj)
+                and bool(obj.start_cond_override or obj.end_cond_override),
                 overview=overview,
-                chart=runtime_chart(recent_runs(obj, CHART_RUNS), now),
+                chart=runtime_chart(runs, now),
                 can_run=self.has_run_permission(request),
                 statuses=[c for c in RunStatus.choices if c[0] != RunStatus.QUEUED],
                 all_runs_url=f"{runs_url}?task__id__exact={obj.pk}",
@@ -173,13 +266,11 @@ class TaskAdmin(RocketModelAdmin):
 
     @admin.display(description=_("condition"), ordering="start_cond")
     def condition(self, task: Task) -> str:
-        return format_html('<code class="rocket-cond">{}</code>', task.start_cond or NOTHING)
+        return _condition_html(task.start_cond, task.start_cond_override)
 
     @admin.display(description=_("end condition"))
     def end_condition(self, task: Task) -> str:
-        if not task.end_cond:
-            return NOTHING
-        return format_html('<code class="rocket-cond">{}</code>', task.end_cond)
+        return _condition_html(task.end_cond, task.end_cond_override)
 
     @admin.display(description=_("status"))
     def status(self, task: Task) -> str:
@@ -220,7 +311,7 @@ class TaskAdmin(RocketModelAdmin):
         return format_runtime(self._overview(task).mean_runtime)
 
     @admin.display(description=_("options"))
-    def options(self, task: Task) -> str:
+    def options(self, task: Task) -> str:  # a declared task's, from settings
         spec = (declared_specs() or {}).get(task.name)
         if spec is None:
             return NOTHING
@@ -302,3 +393,15 @@ class TaskAdmin(RocketModelAdmin):
                 "Run now still works while paused."
             )
         report_to_scheduler(self, request, text, effect)
+
+
+def _condition_html(declared: str, override: str) -> str:
+    """The condition the scheduler applies; an override is marked, with the declared one."""
+    if not override:
+        return format_html('<code class="rocket-cond">{}</code>', declared) if declared else NOTHING
+    return format_html(
+        '<code class="rocket-cond">{}</code> <span class="rocket-override" title="{}">{}</span>',
+        override,
+        gettext("Settings declare: %(cond)s") % {"cond": declared or NOTHING},
+        gettext("override"),
+    )

@@ -21,7 +21,7 @@ from django_rocket.admin.base import RocketModelAdmin, report_to_scheduler
 from django_rocket.admin.changelist import EstimatedCountPaginator, IndexedChangeList
 from django_rocket.admin.formatting import run_url, start_delay
 from django_rocket.display import NOTHING, format_runtime, status_badge
-from django_rocket.models import Task, TaskRun
+from django_rocket.models import RunStatus, Task, TaskRun
 from django_rocket.ops import RunRefused, queue_run
 from django_rocket.ops.queue import RETRYABLE_STATUSES
 
@@ -46,7 +46,7 @@ class TaskRunAdmin(RocketModelAdmin):
     paginator = EstimatedCountPaginator
     search_fields = ("run_id",)
     search_help_text = _("Paste a run id, or type part of a task name.")
-    actions = ("retry",)
+    actions = ("retry", "cancel")
     fields = (
         "task_link",
         "run_id",
@@ -55,6 +55,7 @@ class TaskRunAdmin(RocketModelAdmin):
         "retry_of_link",
         "retries_links",
         "queued_at",
+        "due_at",
         "started_at",
         "finished_at",
         "runtime_display",
@@ -178,6 +179,28 @@ class TaskRunAdmin(RocketModelAdmin):
         return format_html('<pre class="rocket-result">{}</pre>', text)
 
     # -- actions
+
+    @admin.action(description=_("Cancel the selected queued runs"), permissions=["run"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[TaskRun]) -> None:
+        """Delete queued runs (Run now, Run at…) the scheduler has not started yet."""
+        runs = list(queryset.filter(status=RunStatus.QUEUED).select_related("task")[:1000])
+        for run in runs:
+            self.log_change(request, run.task, gettext("Cancelled queued run %s.") % run.run_id)
+        # Only still queued: one the scheduler took meanwhile is a run, and stays.
+        cancelled = TaskRun.objects.filter(pk__in=[r.pk for r in runs]).queued().delete()[0]
+        if cancelled:
+            self.message_user(
+                request,
+                ngettext(
+                    "Cancelled %(count)d queued run.", "Cancelled %(count)d queued runs.", cancelled
+                )
+                % {"count": cancelled},
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request, gettext("Only queued runs can be cancelled."), messages.WARNING
+            )
 
     @admin.action(description=_("Retry the selected failed runs"), permissions=["run"])
     def retry(self, request: HttpRequest, queryset: QuerySet[TaskRun]) -> None:

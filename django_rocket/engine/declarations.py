@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django_rocket.models import Task
+from django.db.models import Q
+
+from django_rocket.models import Task, TaskSource
 from django_rocket.registry import TaskSpec
+
+logger = logging.getLogger("django_rocket.scheduler")
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ def declared_fields(spec: TaskSpec) -> dict[str, Any]:
         "execution": spec.execution,
         "description": spec.description,
         "declared": True,
+        "source": TaskSource.SETTINGS,
     }
 
 
@@ -36,10 +42,14 @@ def sync_tasks(
     """Make the Task rows match ``specs``; return each declared task's row.
 
     With ``retire_others`` (the scheduler, which holds every declared task), rows of tasks
-    no longer declared are marked so; they keep their history.
+    no longer declared are marked so; they keep their history. Runtime tasks are not
+    retired, except one whose name is now declared in ROCKET_TASKS: the declaration takes
+    its row over (settings are the source of truth), keeping its runs.
     """
     declared = {name: declared_fields(spec) for name, spec in specs.items()}
-    rows = Task.objects.all() if retire_others else Task.objects.filter(name__in=list(declared))
+    # Not every runtime task: there may be 100,000 of them, and only their names matter here.
+    ours = Q(name__in=list(declared))
+    rows = Task.objects.filter(ours | Q(source=TaskSource.SETTINGS) if retire_others else ours)
     existing = {t.name: t for t in rows}
     # Several schedulers may start at once: whoever inserts first wins, others skip.
     Task.objects.bulk_create(
@@ -53,8 +63,16 @@ def sync_tasks(
     # Changed declarations are written in one statement per batch, not one per task:
     # after a deploy that touches many tasks, start-up would otherwise commit once each.
     changed = []
+    taken_over: list[int] = []
     for name, values in declared.items():
         row = existing.get(name)
+        if row is not None and row.source == TaskSource.RUNTIME:
+            logger.warning(
+                "Task %r is declared in ROCKET_TASKS and was also created at runtime by "
+                "schedule(); the declaration replaces the runtime task (its runs are kept).",
+                name,
+            )
+            taken_over.append(row.pk)
         if row is not None and any(getattr(row, k) != v for k, v in values.items()):
             for key, value in values.items():
                 setattr(row, key, value)
@@ -63,8 +81,16 @@ def sync_tasks(
     if changed:
         synced = [*declared[changed[0].name], "updated_at"]  # the same keys for every task
         Task.objects.bulk_update(changed, synced, batch_size=100)
+    if taken_over:
+        Task.objects.filter(pk__in=taken_over).update(
+            parameters={}, timeout="", start_cond_override="", end_cond_override=""
+        )
     if retire_others:
-        gone = [n for n, t in existing.items() if n not in declared and t.declared]
+        gone = [
+            n
+            for n, t in existing.items()
+            if n not in declared and t.declared and t.source == TaskSource.SETTINGS
+        ]
         if gone:
             Task.objects.filter(name__in=gone).update(declared=False, updated_at=now)
     return {

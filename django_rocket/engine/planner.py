@@ -6,6 +6,7 @@ given and the times it is told, so it can be driven by a test clock alone.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 from collections.abc import Callable, Iterable
@@ -82,22 +83,50 @@ class Planner:
         self.versions: dict[str, int] = {}
         self.end_dirty: set[str] = set()
         self.end_wakes: dict[str, datetime] = {}
+        self.now: datetime | None = None  # of the latest due(): queued runs due later wait
 
     def prepare_conditions(self) -> None:
         """Index which tasks' conditions read which others, and what the snapshot must hold."""
-        for name, spec in self.specs.items():
-            for cond in (spec.start_cond, spec.end_cond):
-                if cond is None:
-                    continue
-                for dep in cond.depends_on(name):
-                    self.dependents.setdefault(dep, set()).add(name)
-            self.counting.update(snapshot.counted_tasks(name, spec.start_cond))
-            self.counting.update(snapshot.counted_tasks(name, spec.end_cond))
-            self.recent_runs = max(
-                self.recent_runs,
-                snapshot.retry_depth(spec.start_cond),
-                snapshot.retry_depth(spec.end_cond),
-            )
+        for spec in self.specs.values():
+            self._index(spec)
+
+    def _index(self, spec: TaskSpec) -> None:
+        name = spec.name
+        for cond in (spec.start_cond, spec.end_cond):
+            if cond is None:
+                continue
+            for dep in cond.depends_on(name):
+                self.dependents.setdefault(dep, set()).add(name)
+        self.counting.update(snapshot.counted_tasks(name, spec.start_cond))
+        self.counting.update(snapshot.counted_tasks(name, spec.end_cond))
+        self.recent_runs = max(
+            self.recent_runs,
+            snapshot.retry_depth(spec.start_cond),
+            snapshot.retry_depth(spec.end_cond),
+        )
+
+    def put_task(self, spec: TaskSpec, enabled: bool) -> None:
+        """Add a task, or replace its spec (a new condition), while the scheduler runs.
+
+        A stale entry in ``dependents`` only makes a task looked at once more; a snapshot
+        taken before a counting condition arrived holds the last hour, which it fills as
+        runs happen (and is read whole at the next leadership change).
+        """
+        self.specs[spec.name] = spec
+        self.enabled[spec.name] = enabled
+        self._index(spec)
+        self.dirty.add(spec.name)
+        if spec.name in self.running_by_task:
+            self.end_dirty.add(spec.name)
+
+    def remove_task(self, name: str) -> bool:
+        """Stop scheduling ``name``; runs in progress finish. False if it was not scheduled."""
+        if self.specs.pop(name, None) is None:
+            return False
+        self.enabled.pop(name, None)
+        self.schedule(name, None)
+        self.end_wakes.pop(name, None)
+        return True
 
     def activate(
         self,
@@ -106,7 +135,24 @@ class Planner:
         queued: Iterable[TaskRun],
         now: datetime,
     ) -> None:
-        """Take a fresh snapshot and the queued runs; every task is looked at again."""
+        """Take a fresh snapshot and the queued runs; every task is looked at again.
+
+        Runs this process started while it was active before (it lost the lease and won
+        it back) may still be going. The snapshot need not hold them: another scheduler
+        may have recorded them as ``crash`` meanwhile and started later runs, so that
+        their rows are no longer among the ones it reads. They are added back as in
+        progress, which they are; without it their finish raised ``KeyError`` and
+        stopped the scheduler (found by bench/soak.py, seed 20261204).
+        """
+        for state in self.running.values():
+            going = RunRecord(
+                task=state.task,
+                run_id=state.run_id,
+                started_at=state.started_at,
+                trigger=state.trigger,
+            )
+            with contextlib.suppress(ValueError):  # "already recorded": the snapshot has it
+                history.record_start(going)
         self.history = history
         self.active_since = now
         self.cycles = 0
@@ -148,7 +194,17 @@ class Planner:
         return True
 
     def schedule(self, name: str, at: datetime | None) -> None:
-        """Look at ``name`` again at ``at`` (never, if None), replacing any earlier wake-up."""
+        """Look at ``name`` again at ``at`` (never, if None), replacing any earlier wake-up.
+
+        A run queued for a later instant (``due_at``) brings the wake-up forward to it.
+        """
+        later = [
+            run.due_at
+            for run in self.queued.get(name, ())
+            if run.due_at is not None and (self.now is None or run.due_at > self.now)
+        ]
+        if later:
+            at = min([at, *later]) if at is not None else min(later)
         version = self.versions.get(name, 0) + 1
         self.versions[name] = version
         if at is not None:
@@ -192,17 +248,20 @@ class Planner:
         Raises :class:`ConditionFailed` when a start condition raises unsilenced.
         """
         to_start: list[Start] = []
+        self.now = now
         for name in sorted(self._due_candidates(now)):
             spec = self.specs.get(name)
             if spec is None:
                 continue
             busy = bool(self.running_by_task.get(name))
             queued = self.queued.get(name) or []
-            if queued and (spec.multilaunch or not busy):
+            ready = [q for q in queued if q.due_at is None or q.due_at <= now]
+            if ready and (spec.multilaunch or not busy):
                 if spec.execution == "process" and slots <= 0:
                     self.schedule(name, now + timedelta(seconds=self.poll_every))
                     continue
-                run = queued.pop(0)
+                run = ready[0]
+                queued.remove(run)
                 to_start.append((spec, RunTrigger.MANUAL, run))
                 slots -= spec.execution == "process"
                 self.dirty.add(name)
@@ -301,8 +360,8 @@ class Planner:
         """Terminate the runs past their timeout."""
         for state in list(self.running.values()):
             if state.deadline is not None and now >= state.deadline:
-                spec = self.specs[state.task]
-                terminate(state.run_id, f"Timed out after {spec.timeout}.")
+                # From the run itself: its task may have been unscheduled meanwhile.
+                terminate(state.run_id, f"Timed out after {state.deadline - state.started_at}.")
                 state.deadline = None
 
     def check_end_conditions(self, now: datetime, terminate: Terminate) -> None:
@@ -316,7 +375,8 @@ class Planner:
             if wake <= now:
                 due.add(name)
         for name in self.running_by_task:
-            if name not in self.end_wakes and self.specs[name].end_cond is not None:
+            spec = self.specs.get(name)
+            if name not in self.end_wakes and spec is not None and spec.end_cond is not None:
                 due.add(name)
         for name in due:
             spec = self.specs.get(name)

@@ -1,4 +1,4 @@
-"""What other processes changed: runs queued from the admin, paused tasks, their own runs.
+"""What other processes changed: queued runs, paused and changed tasks, their own runs.
 
 A cheap probe (one index-backed statement) tells whether anything may have changed
 since the last poll; only then does the poll read queued runs, changed tasks and
@@ -18,6 +18,7 @@ from django_rocket.clock import Clock
 from django_rocket.engine import snapshot
 from django_rocket.engine.connection import reconnect
 from django_rocket.engine.planner import Planner
+from django_rocket.engine.tasktable import TaskTable
 from django_rocket.models import RunStatus, Task, TaskRun
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -29,9 +30,12 @@ POLL_LOOKBACK = 200
 class Poller:
     """Follow the run log and the Task table from a cursor, on the planner's behalf."""
 
-    def __init__(self, clock: Clock, planner: Planner, poll_every: float) -> None:
+    def __init__(
+        self, clock: Clock, planner: Planner, poll_every: float, task_table: TaskTable
+    ) -> None:
         self.clock = clock
         self.planner = planner
+        self.task_table = task_table
         self.poll_every = poll_every
         self.next_poll: float = 0.0
         self.instance_pk: int | None = None
@@ -84,13 +88,8 @@ class Poller:
             reconnect()
 
     def _read_task_changes(self) -> None:
-        changed = Task.objects.all()
-        if self.task_cursor is not None:
-            changed = changed.filter(updated_at__gt=self.task_cursor)
-        for task in changed.only("name", "enabled", "updated_at"):
-            self.task_cursor = max(self.task_cursor or task.updated_at, task.updated_at)
-            if self.planner.set_enabled(task.name, task.enabled):
-                logger.info("Task %r %s.", task.name, "resumed" if task.enabled else "paused")
+        # Pauses, overrides and runtime tasks: only the rows whose updated_at moved.
+        self.task_cursor = self.task_table.read_changes(self.task_cursor)
 
     def _read_other_runs(self) -> None:
         # Read the upper bound first, so a row committed meanwhile is left for the next

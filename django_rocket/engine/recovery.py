@@ -59,7 +59,7 @@ def recover_crashed(
         elif _is_orphan(run, now, specs, instance_pk, host, lease_timeout):
             crashed.append(run)
     for run in crashed:
-        who = f"{run.host}:{run.pid}" if run.host else "an unknown scheduler"
+        who = _scheduler_of(run)
         run.crash(
             now,
             f"The scheduler {who} stopped while this run was in progress; "
@@ -114,6 +114,19 @@ def _may_adopt(
     if inst is None or inst.pk == instance_pk:
         return True  # its scheduler's row was deleted, or this one left it (lost the lease)
     return bool(_owner_gone(run, now, host, lease_timeout)) or inst.role != SchedulerRole.ACTIVE
+
+
+def _scheduler_of(run: TaskRun) -> str:
+    """Name the scheduler that ran ``run``: its instance, else the row's host and pid.
+
+    The row's host and pid are the worker's for a run of execution ``tasks`` (the
+    follower records where it ran): the soak test found crash messages naming a
+    django-tasks-db worker's pid as "the scheduler".
+    """
+    inst = run.scheduler
+    if inst is not None:
+        return f"{inst.host}:{inst.pid}"
+    return f"{run.host}:{run.pid}" if run.host else "an unknown scheduler"
 
 
 def _is_orphan(

@@ -42,6 +42,7 @@ from django_rocket.engine.recorder import (
     write_starts,
 )
 from django_rocket.engine.recovery import Recovered, recover_crashed
+from django_rocket.engine.tasktable import TaskTable
 from django_rocket.executors.outcome import Launch, Outcome
 from django_rocket.executors.runner import Runner
 from django_rocket.models import RunStatus, TaskRun
@@ -85,11 +86,13 @@ class Scheduler:
             on_active=self._become_active,
         )
         self.planner = Planner(self.specs, self.tz, poll_every)
-        self.poller = Poller(self.clock, self.planner, poll_every)
+        self.task_table = TaskTable(self.planner, self.specs)
+        self.poller = Poller(self.clock, self.planner, poll_every, self.task_table)
         self.recorder = Recorder(self.clock, on_fatal=self.fail_stop)
         self.listener: Listener | None = None  # PostgreSQL: run requests wake the loop
-        self.task_pks: dict[str, int] = {}
+        self.task_pks = self.task_table.task_pks  # runtime tasks add theirs as they come
         self.stop_requested = False
+        self.stop_asked = False  # by request_stop (a signal, --duration), not by an error
         self.starting = True
         self.force_stop = False
         self.stop_reason = ""
@@ -164,9 +167,15 @@ class Scheduler:
             delay = min(delay * 2, 30.0)
 
     def request_stop(self, reason: str = "stop requested", *, force: bool = False) -> None:
-        """Stop starting runs; called from signal handlers, so it only sets flags."""
-        if self.stop_requested:
+        """Stop starting runs; called from signal handlers, so it only sets flags.
+
+        A second request (a second Ctrl-C) skips the grace. Only requests count: a
+        :meth:`fail_stop` before it does not, or two tasks that could not start in one
+        tick gave the runs in progress no grace at all (found by bench/soak.py).
+        """
+        if self.stop_asked:
             self.force_stop = True
+        self.stop_asked = True
         self.stop_requested = True
         self.force_stop = self.force_stop or force
         self.stop_reason = self.stop_reason or reason
@@ -176,7 +185,9 @@ class Scheduler:
         """Shut down because of an error the settings do not silence."""
         logger.error("Shutting down: %s", what, exc_info=exc)
         self.exit_code = 1
-        self.request_stop(what)
+        self.stop_requested = True
+        self.stop_reason = self.stop_reason or what
+        self.wakeup.set()
 
     def startup(self) -> None:
         """Write spooled finishes, register this instance, sync tasks, and try to lead."""
@@ -187,15 +198,17 @@ class Scheduler:
         self.recorder.apply_spools()
         instance = self.leadership.register(now)
         self.recorder.spool.open_for(self.leadership.host, self.leadership.pid, instance.pk)
-        rows = sync_tasks(self.specs, self.clock.now())
-        self.task_pks = {name: row.pk for name, row in rows.items()}
-        self.planner.enabled = {name: row.enabled for name, row in rows.items()}
+        rows = sync_tasks(self.task_table.declared, self.clock.now())
+        self.task_pks.update({name: row.pk for name, row in rows.items()})
+        self.planner.enabled.update({name: row.enabled for name, row in rows.items()})
         self.poller.task_cursor = latest_task_change()
+        self.task_table.load()  # after the cursor: a change meanwhile is read again
         logger.info(
-            "Scheduler %s:%s started with %d task(s) in %s.",
+            "Scheduler %s:%s started with %d task(s) (%d declared) in %s.",
             self.leadership.host,
             self.leadership.pid,
             len(self.specs),
+            len(self.task_table.declared),
             self.tz,
         )
         self.leadership.heartbeat(now)
@@ -366,6 +379,14 @@ class Scheduler:
         """Start a run whose row is committed; a launch that fails is recorded as ``fail``."""
         self.planner.started(spec, run_id, trigger, now)
         log_run_event(spec.name, run_id, "run", now, None)
+        refusal = registry.loaded_refusal(spec.func) if spec.source == registry.RUNTIME else ""
+        if refusal:
+            # Whatever the row says, a function off ROCKET_TASK_FUNCTIONS is never imported.
+            logger.error("Runtime task %r refused: %s", spec.name, refusal)
+            self._report(
+                Outcome(run_id, spec.name, RunStatus.FAIL, self.clock.now(), message=refusal)
+            )
+            return
         try:
             self.runner.launch(
                 Launch(run_id, spec.name, spec.func, spec.parameters, spec.execution)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from typing import Any
 
+from django.db.models import Q
 from django.utils import timezone
 
 from django_rocket import RocketError, registry
@@ -22,7 +23,8 @@ from django_rocket.display import format_runtime
 from django_rocket.engine import snapshot
 from django_rocket.models import FINISHED_STATUSES, Task, TaskRun
 from django_rocket.ops.overview import task_overview
-from django_rocket.registry import TaskSpec
+from django_rocket.ops.schedules import effective_spec
+from django_rocket.registry import OVERRIDE, RUNTIME, TaskSpec
 
 NOTHING = "—"
 
@@ -111,6 +113,9 @@ class TaskExplanation:
     verdict: Verdict
     tree: Explanation
     history: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Where the start condition came from: "settings", "override" (the admin) or "runtime".
+    condition_source: str = "settings"
+    declared_condition: str = ""
 
     @property
     def due(self) -> bool:
@@ -147,6 +152,7 @@ class TaskExplanation:
             "time_zone": self.time_zone,
             "condition": self.condition,
             "is_start_condition": self.is_start_condition,
+            "condition_source": self.condition_source,
             "condition_true": v.condition_true,
             "enabled": v.enabled,
             "declared": self.declared,
@@ -170,7 +176,7 @@ class TaskExplanation:
         which = "Condition" if self.is_start_condition else "Condition (from --condition)"
         lines = [
             f"Task {self.task!r} at {_when(self.at)} ({self.time_zone})",
-            f"{which}: {self.condition}",
+            f"{which}: {self.condition}{_source_note(self)}",
             f"Enabled: {'yes' if v.enabled else 'no (paused)'}"
             + ("" if self.declared else "; not declared in ROCKET_TASKS"),
             self.reason,
@@ -205,7 +211,7 @@ def explain_task(
     if isinstance(condition, str):
         condition = parse(condition)
     cond = condition if condition is not None else spec.start_cond
-    row = Task.objects.filter(name=spec.name).only("enabled", "declared").first()
+    row = Task.objects.filter(name=spec.name).only("enabled", "declared", "start_cond").first()
     enabled = row.enabled if row is not None else spec.enabled
     declared = row.declared if row is not None else True
     snapshot = _snapshot(at, {spec.name: [cond]})
@@ -230,7 +236,19 @@ def explain_task(
         verdict=verdict,
         tree=tree,
         history={name: _history_facts(snapshot, name, tz) for name in names},
+        condition_source=spec.condition_source,
+        declared_condition=row.start_cond if row is not None else "",
     )
+
+
+def _source_note(explanation: TaskExplanation | TaskState) -> str:
+    """Say where a start condition came from, when it is not simply settings.py."""
+    if explanation.condition_source == OVERRIDE:
+        declared = explanation.declared_condition or "—"
+        return f" (override set in the admin; ROCKET_TASKS declares: {declared})"
+    if explanation.condition_source == RUNTIME:
+        return " (runtime task, created by schedule())"
+    return ""
 
 
 def _history_facts(snapshot: MemoryHistory, name: str, tz: tzinfo) -> dict[str, Any]:
@@ -262,6 +280,8 @@ class TaskState:
     last_failure: datetime | None = None
     verdict: Verdict | None = None
     problem: str = ""
+    condition_source: str = "settings"
+    declared_condition: str = ""
 
     @property
     def next(self) -> str:
@@ -275,6 +295,7 @@ class TaskState:
             "task": self.task,
             "enabled": self.enabled,
             "condition": self.condition,
+            "condition_source": self.condition_source,
             "status": self.status or None,
             "last_run": _iso(self.last_run),
             "last_success": _iso(self.last_success),
@@ -288,20 +309,33 @@ class TaskState:
 
 
 def task_states(at: datetime | None = None) -> list[TaskState]:
-    """Return the state of every task in ``ROCKET_TASKS``, in declaration order."""
+    """Return the state of every task in ``ROCKET_TASKS``, in declaration order, then runtime tasks.
+
+    Each with the condition the scheduler applies: the admin's override, if set.
+    """
     tz = registry.scheduler_zone()
     at = (at or timezone.now()).astimezone(tz)
     raw = conf.tasks
     if not isinstance(raw, dict):
         return []
-    specs, problems = registry.collect()
-    rows = {t.name: t for t in Task.objects.filter(name__in=[str(n) for n in raw])}
+    declared, problems = registry.collect()
+    rows = {
+        t.name: t
+        for t in Task.objects.filter(
+            Q(name__in=[str(n) for n in raw]) | Q(source=RUNTIME, declared=True)
+        ).order_by("name")
+    }
+    specs = {
+        name: spec
+        for name in [*(n for n in raw if n in declared), *(n for n in rows if n not in raw)]
+        if (spec := _effective(name, rows.get(name), declared)) is not None
+    }
     overview = task_overview(list(rows.values()), now=at)
     snapshot = _snapshot(
         at, {name: [spec.start_cond, spec.end_cond] for name, spec in specs.items()}
     )
     states = []
-    for name in raw:
+    for name in [*raw, *(n for n in specs if n not in raw)]:
         spec = specs.get(name)
         if spec is None:
             own = [p for p in problems if p.obj == name and p.is_serious()]
@@ -326,6 +360,8 @@ def task_states(at: datetime | None = None) -> list[TaskState]:
             TaskState(
                 task=name,
                 condition=str(spec.start_cond),
+                condition_source=spec.condition_source,
+                declared_condition=row.start_cond if row is not None else "",
                 enabled=enabled,
                 status=info.status if info else "",
                 last_run=_local(info.last_run.started_at, tz) if info and info.last_run else None,
@@ -343,6 +379,12 @@ def task_states(at: datetime | None = None) -> list[TaskState]:
             )
         )
     return states
+
+
+def _effective(name: str, row: Task | None, declared: dict[str, TaskSpec]) -> TaskSpec | None:
+    if row is None:
+        return declared.get(name)
+    return effective_spec(row, declared)
 
 
 def render_table(states: list[TaskState], at: datetime) -> str:
@@ -363,7 +405,7 @@ def render_table(states: list[TaskState], at: datetime) -> str:
                 _short(s.last_success),
                 _short(s.last_failure),
                 _next(s, at),
-                s.condition,
+                s.condition + _source_note(s),
             )
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

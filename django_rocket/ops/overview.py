@@ -28,6 +28,7 @@ from django_rocket.models import (
     Task,
     TaskRun,
 )
+from django_rocket.ops.schedules import effective_spec
 from django_rocket.registry import TaskSpec
 
 logger = logging.getLogger("django_rocket.services")
@@ -112,7 +113,13 @@ def task_overview(
     if not tasks:
         return {}
     now = now or timezone.now()
-    specs = declared_specs()
+    declared = declared_specs()
+    # What the scheduler applies: a declared task with its override, or a runtime task.
+    specs = dict(declared or {})
+    for task in tasks:
+        spec = effective_spec(task, declared)
+        if spec is not None:
+            specs[task.name] = spec
     wanted = {task.name for task in tasks}
     if specs:
         for task in tasks:

@@ -82,7 +82,8 @@ def queue_run(
 
 
 def _queued_run(task: Task) -> TaskRun | None:
-    return TaskRun.objects.queued().filter(task=task).first()
+    # A run queued for a given time (runtask --at) is not a "run now".
+    return TaskRun.objects.queued().filter(task=task, due_at__isnull=True).first()
 
 
 def set_enabled(tasks: Task | QuerySet[Task], enabled: bool) -> int:

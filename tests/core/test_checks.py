@@ -249,6 +249,9 @@ def test_e020_condition_module(settings):
         ("ROCKET_SILENCE_COND_CHECK", "yes", "django_rocket.E031"),
         ("ROCKET_HEALTH_MAX_AGE", -1, "django_rocket.E032"),
         ("ROCKET_STOP_REMOTE_RUNS_AT_SHUTDOWN", "no", "django_rocket.E034"),
+        ("ROCKET_TASK_FUNCTIONS", "myapp.tasks.*", "django_rocket.E060"),
+        ("ROCKET_TASK_FUNCTIONS", ["myapp.tasks.*", "*"], "django_rocket.E060"),
+        ("ROCKET_TASK_FUNCTIONS", ["myapp..tasks"], "django_rocket.E060"),
     ],
 )
 def test_setting_checks(settings, setting, value, check_id):
@@ -257,6 +260,11 @@ def test_setting_checks(settings, setting, value, check_id):
     assert ids(messages) == [check_id]
     assert setting in messages[0].msg
     assert messages[0].hint
+
+
+def test_task_functions_accept_paths_and_prefixes(settings):
+    settings.ROCKET_TASK_FUNCTIONS = ["myapp.reminders.send", "myapp.reports.*"]
+    assert check_settings() == []
 
 
 def test_w001_use_tz(settings):

@@ -142,3 +142,93 @@ def test_scheduler_conditions_read_when_the_scheduler_became_active_and_its_pass
     clock.advance(11 * 60)
     planner.dirty.add("up")
     assert names(planner.due(clock.now(), slots=0)) == [("up", RunTrigger.SCHEDULED)]
+
+
+def test_a_task_added_at_runtime_is_due_and_a_new_spec_replaces_its_wake_up(
+    clock: FakeClock,
+) -> None:
+    planner = planner_of()
+    planner.put_task(spec("r", "every('1 hour')"), enabled=True)
+    assert names(planner.due(clock.now(), slots=0)) == [("r", RunTrigger.SCHEDULED)]
+    planner.started(planner.specs["r"], "r1", RunTrigger.SCHEDULED, clock.now())
+    planner.finished("r1", clock.now(), RunStatus.SUCCESS)
+    assert names(planner.due(clock.now(), slots=0)) == []
+    # A new condition is looked at at once, not at the old condition's wake-up an hour away.
+    planner.put_task(spec("r", "every('1 minute')"), enabled=True)
+    assert planner.busy()
+    assert names(planner.due(clock.now(), slots=0)) == []
+    wake = next(w.at for w in planner.wakes if planner.versions["r"] == w.version)
+    assert timedelta(minutes=1) <= wake - clock.now() < timedelta(minutes=2)
+    clock.set(wake)
+    assert names(planner.due(clock.now(), slots=0)) == [("r", RunTrigger.SCHEDULED)]
+
+
+def test_a_removed_task_is_not_due_and_its_running_run_still_times_out(clock: FakeClock) -> None:
+    planner = planner_of(spec("r", "every('1 minute')", end="false", timeout=timedelta(seconds=5)))
+    assert names(planner.due(clock.now(), slots=0)) == [("r", RunTrigger.SCHEDULED)]
+    planner.started(planner.specs["r"], "r1", RunTrigger.SCHEDULED, clock.now())
+    assert planner.remove_task("r")
+    assert not planner.remove_task("r")
+    clock.advance(3600)
+    assert names(planner.due(clock.now(), slots=0)) == []
+    terminated: list[str] = []
+    planner.check_end_conditions(clock.now(), lambda run_id, why: terminated.append(why))
+    planner.enforce_deadlines(clock.now(), lambda run_id, why: terminated.append(why))
+    assert terminated == ["Timed out after 0:00:05."]
+    planner.finished("r1", clock.now(), RunStatus.TERMINATE)
+    # Added back, an old wake-up of the same name does not fire for it twice.
+    planner.put_task(spec("r", "every('1 hour')"), enabled=False)
+    assert names(planner.due(clock.now(), slots=0)) == []
+
+
+def test_a_run_queued_for_later_starts_at_its_instant_not_before(clock: FakeClock) -> None:
+    planner = planner_of(spec("t", "false"))
+    assert names(planner.due(clock.now(), slots=0)) == []
+    due_at = clock.now() + timedelta(hours=3)
+    later = TaskRun(pk=8, task=Task(name="t"), status=RunStatus.QUEUED, due_at=due_at)
+    assert planner.add_queued(later)
+    assert planner.due(clock.now(), slots=0) == []
+    # The condition never changes, yet the loop wakes for the queued run's instant.
+    assert planner.seconds_to_next_change(clock.now()) == [3 * 3600.0]
+    clock.advance(3 * 3600 - 1)
+    assert planner.due(clock.now(), slots=0) == []
+    clock.set(due_at)
+    assert planner.due(clock.now(), slots=0) == [(planner.specs["t"], RunTrigger.MANUAL, later)]
+    assert planner.queued["t"] == []
+
+
+def test_a_run_now_is_not_held_back_by_a_run_queued_for_later(clock: FakeClock) -> None:
+    planner = planner_of(spec("t", "false"))
+    later = TaskRun(
+        pk=8, task=Task(name="t"), status=RunStatus.QUEUED, due_at=clock.now() + timedelta(days=1)
+    )
+    now = TaskRun(pk=9, task=Task(name="t"), status=RunStatus.QUEUED)
+    planner.add_queued(later)
+    planner.add_queued(now)
+    assert planner.due(clock.now(), slots=0) == [(planner.specs["t"], RunTrigger.MANUAL, now)]
+    assert planner.queued["t"] == [later]
+
+
+def test_runs_still_going_when_the_lease_comes_back_can_finish(clock: FakeClock) -> None:
+    """Lost the lease, won it back: a run started before is not in the new snapshot.
+
+    Another scheduler recorded it as crash and ran the task again meanwhile, so the
+    snapshot of the second activation does not read its row. Its finish raised
+    KeyError and stopped the scheduler (bench/soak.py, seed 20261204, a SIGTERM after
+    a database cut).
+    """
+    planner = planner_of(spec("t", "every('10 seconds')"))
+    planner.started(planner.specs["t"], "r1", RunTrigger.SCHEDULED, clock.now())
+    clock.advance(30)
+    fresh = MemoryHistory()  # the second activation's snapshot: r1's row is not in it
+    planner.activate(fresh, {}, [], clock.now())
+    assert fresh.running("t")  # still going, as far as the conditions can tell
+    assert names(planner.due(clock.now(), slots=0)) == []  # and so not due again
+    clock.advance(1)
+    assert planner.finished("r1", clock.now(), RunStatus.SUCCESS) is not None
+    assert fresh.last_finish("t", frozenset({RunStatus.SUCCESS})) == clock.now()
+    # A run the snapshot does hold (its row still running) is not added twice.
+    planner.started(planner.specs["t"], "r2", RunTrigger.SCHEDULED, clock.now())
+    again = MemoryHistory(planner.history.runs("t"))
+    planner.activate(again, {}, [], clock.now())
+    assert len(again.running("t")) == 1

@@ -127,3 +127,37 @@ def test_unsilenced_log_failure_stops_and_spools_for_the_next_start(settings, cl
     assert run.status == RunStatus.SUCCESS
     assert run.runtime is not None
     assert not list(tmp_path.glob("spool-*.jsonl"))
+
+
+def test_two_tasks_that_cannot_start_still_give_the_running_ones_their_grace(caplog):
+    """Two shut-downs in one tick counted as a second Ctrl-C: no grace, runs terminated.
+
+    Found by bench/soak.py: two ``main`` tasks that could not start in one tick, and the
+    worker's and threads' runs in progress were given up at once.
+    """
+    tasks = unstartable()
+    tasks["bad2"] = TaskSpec(
+        "bad2", "tests.support.tasks.missing", parse("every('1 hour')"), execution="thread"
+    )
+    tasks["slow"] = TaskSpec(
+        "slow",
+        "tests.support.soak_tasks.ok",
+        parse("every('1 hour')"),
+        execution="thread",
+        parameters={"task": "slow", "period": 3600, "sleep": 0.5},
+    )
+    scheduler = Scheduler(tasks, once=True)
+    assert scheduler.run() == 1
+    assert not scheduler.force_stop
+    assert TaskRun.objects.get(task__name="slow").status == RunStatus.SUCCESS
+    assert TaskRun.objects.filter(task__name__startswith="bad", status=RunStatus.FAIL).count() == 2
+
+
+def test_a_second_stop_request_still_skips_the_grace():
+    scheduler = Scheduler({})
+    scheduler.fail_stop("an error")
+    assert scheduler.stop_requested and not scheduler.force_stop
+    scheduler.request_stop("received SIGTERM")
+    assert not scheduler.force_stop  # the first signal: the grace applies
+    scheduler.request_stop("received SIGINT")
+    assert scheduler.force_stop

@@ -14,8 +14,9 @@ from django_rocket.management.arguments import (
     text,
 )
 from django_rocket.management.base import RocketCommand
-from django_rocket.models import Task
+from django_rocket.models import Task, TaskSource
 from django_rocket.ops.explain import ConditionFailed, explain_task
+from django_rocket.ops.schedules import effective_spec
 from django_rocket.registry import TaskSpec
 
 
@@ -74,11 +75,15 @@ class Command(RocketCommand):
             self.stdout.write(explanation.render())
 
     def spec(self, name: str, condition: Condition | None) -> TaskSpec:
-        """Return the declared task, or with --condition a task known only from its history."""
+        """Return the task as the scheduler applies it, or with --condition one from history."""
+        row = Task.objects.filter(name=name).first()
         try:
-            return declared_spec(name)
+            spec = declared_spec(name)
         except CommandError:
-            row = Task.objects.filter(name=name).first() if condition is not None else None
-            if row is None:
+            runtime = effective_spec(row, {}) if row is not None and row.declared else None
+            if runtime is not None and row is not None and row.source == TaskSource.RUNTIME:
+                return runtime
+            if row is None or condition is None:
                 raise
-            return TaskSpec(name=name, func=row.func, start_cond=condition)  # type: ignore[arg-type]
+            return TaskSpec(name=name, func=row.func, start_cond=condition)
+        return effective_spec(row, {name: spec}) or spec if row is not None else spec

@@ -1,3 +1,4 @@
+from datetime import datetime
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
@@ -6,18 +7,25 @@ from django.utils import timezone
 from django_rocket import alerts
 from django_rocket.conf import conf
 from django_rocket.display import format_runtime
-from django_rocket.management.arguments import declared_spec, task_name
+from django_rocket.management.arguments import (
+    declared_spec,
+    iso_datetime,
+    local,
+    task_name,
+)
 from django_rocket.management.base import RocketCommand
 from django_rocket.models import RunStatus, Task
 from django_rocket.ops import RunRefused, oneoff, queue_run
 from django_rocket.ops.overview import active_scheduler
+from django_rocket.ops.schedules import queue_run_at
 from django_rocket.registry import TaskSpec
 
 
 class Command(RocketCommand):
     help = (
-        "Run a task now. With a scheduler alive, queue a manual run for it; with --wait, or "
-        "when none is alive, run it in this process. The exit code is 0 if the run succeeded "
+        "Run a task now, or with --at queue one run for a given instant. With a scheduler "
+        "alive, queue a manual run for it; with --wait, or when none is alive, run it in "
+        "this process. The exit code is 0 if the run succeeded "
         "(or was queued), 1 otherwise. Example: python manage.py runtask nightly_report --wait"
     )
 
@@ -33,8 +41,20 @@ class Command(RocketCommand):
             action="store_true",
             help="Run it in this process and wait for the outcome, even if a scheduler is alive.",
         )
+        parser.add_argument(
+            "--at",
+            type=iso_datetime,
+            metavar="ISO-DATETIME",
+            help="Queue one run for this instant instead of now (local time in "
+            "ROCKET_TIME_ZONE without an offset); the active scheduler starts it then.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["at"] is not None:
+            if options["wait"]:
+                raise CommandError("--at and --wait do not go together: --at queues a run.")
+            self.queue_at(options["task"], local(options["at"]))
+            return
         spec = declared_spec(options["task"])
         if not options["wait"]:
             scheduler = active_scheduler(conf.health_max_age)
@@ -65,6 +85,25 @@ class Command(RocketCommand):
             self.stdout.write(
                 f"A manual run of {name!r} was already queued ({run.run_id}); "
                 f"the scheduler {scheduler} starts it at its next poll."
+            )
+
+    def queue_at(self, name: str, at: datetime) -> None:
+        task = Task.objects.filter(name=name, declared=True).first()
+        if task is None:
+            declared_spec(name)  # says whether it is unknown or invalid
+            raise CommandError(
+                f"The task {name!r} has no row yet: start the scheduler once so that it "
+                "syncs ROCKET_TASKS, then queue the run."
+            )
+        try:
+            run = queue_run_at(task, at)
+        except RunRefused as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Queued run {run.run_id} of {name!r} at {at.isoformat()}.")
+        if active_scheduler(conf.health_max_age) is None:
+            self.stdout.write(
+                "No active scheduler was seen in the last "
+                f"{conf.health_max_age:g} seconds; the run starts when one is running."
             )
 
     def run_here(self, spec: TaskSpec, verbosity: int) -> None:

@@ -11,8 +11,9 @@ from django_rocket.ops.explain import render_table, task_states
 
 class Command(RocketCommand):
     help = (
-        "List the declared tasks, one line each: enabled, status, last run, last success, "
-        "last failure, next change and start condition. "
+        "List the declared tasks, then the runtime tasks, one line each: enabled, status, "
+        "last run, last success, last failure, next change and the start condition the "
+        "scheduler applies. "
         "Example: python manage.py showtasks --json"
     )
 

@@ -1,0 +1,365 @@
+"""W5: 100,000 runtime tasks (``schedule()``) — start-up, RSS, idle CPU, tick cost, pick-up.
+
+Standalone (not yet a workload of ``bench/run.py``); run from the repository root::
+
+    .venv/bin/python bench/w5_runtime_tasks.py                  # SQLite WAL, 100,000 tasks
+    .venv/bin/python bench/w5_runtime_tasks.py --db pg --tasks 100000
+    .venv/bin/python bench/w5_runtime_tasks.py --tasks 1000     # the "flat" comparison
+
+The tasks are ``daily.at('HH:MM:SS')`` staggered over the day, none due in the measured
+minutes, so the scheduler is idle between polls: what is measured is what 100,000 tasks
+cost it, not their runs. Steps, each printed as one line of JSON:
+
+* ``startup``: ``Scheduler()``, ``startup()`` and the first active tick (every task's
+  condition evaluated once), wall seconds, and the RSS after it;
+* ``quiet_tick``: the median wall and CPU time of a tick when nothing changed;
+* ``idle``: CPU % of one core over ``--idle`` seconds of the real loop;
+* ``pickup``: another process calls ``schedule()`` as fast as it can (target 1,000/s) for
+  ``--burst`` seconds while the loop runs; per task, the delay from ``schedule()``
+  returning to the planner holding it (max and p99) and the achieved call rate;
+* ``admin``: the task changelist's first and last page: queries and wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench" / "drivers"))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def configure(db: str, path: str) -> None:
+    import django
+    from django.conf import settings
+
+    if db == "sqlite":
+        database = {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": path,
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            },
+        }
+    else:
+        database = {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": path,
+            "USER": "postgres",
+            "HOST": "127.0.0.1",
+            "PORT": 5432,
+        }
+    settings.configure(
+        SECRET_KEY="bench",
+        DEBUG=False,
+        USE_TZ=True,
+        TIME_ZONE="UTC",
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF="tests.urls",
+        INSTALLED_APPS=[
+            "django.contrib.admin",
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "django.contrib.messages",
+            "django_rocket",
+        ],
+        MIDDLEWARE=[
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+        ],
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.template.context_processors.request",
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                },
+            }
+        ],
+        STATIC_URL="/static/",
+        DATABASES={"default": database},
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        ROCKET_TASKS={},
+        ROCKET_TASK_FUNCTIONS=["bench_tasks.*"],
+        ROCKET_EXECUTION="thread",
+        ROCKET_HEARTBEAT="5 seconds",
+        ROCKET_POLL_INTERVAL=1.0,
+        LOGGING={"version": 1, "disable_existing_loggers": False},
+    )
+    django.setup()
+
+
+def condition(i: int, n: int) -> str:
+    """A reminder a day at a minute staggered over the day, away from the next two hours
+    (nothing is due while measured): 1,320 distinct texts, as per-customer times would be."""
+    minute = 120 + (i * 22 * 60) // max(n, 1)
+    now = time.gmtime()
+    at = (now.tm_hour * 60 + now.tm_min + minute) % 1440
+    return f"daily.at('{at // 60:02d}:{at % 60:02d}')"
+
+
+def prefill(n: int) -> float:
+    from django.utils import timezone
+
+    from django_rocket.models import Task, TaskSource
+
+    started = time.perf_counter()
+    batch = []
+    for i in range(n):
+        batch.append(
+            Task(
+                name=f"w5-{i:06d}",
+                func="bench_tasks.noop",
+                start_cond=condition(i, n),
+                source=TaskSource.RUNTIME,
+                execution="thread",
+            )
+        )
+        if len(batch) == 5000:
+            Task.objects.bulk_create(batch)
+            batch = []
+    Task.objects.bulk_create(batch)
+    # Created over the last day, as real tasks are: not all in the poll's look-back window.
+    for start in range(0, n, 5000):
+        Task.objects.filter(name__gte=f"w5-{start:06d}", name__lt=f"w5-{start + 5000:06d}").update(
+            updated_at=timezone.now() - timedelta(seconds=86400 * (n - start) / n)
+        )
+    return time.perf_counter() - started
+
+
+def burst(seconds: float, rate: int, out: str) -> None:
+    """In a child process: call schedule() at up to ``rate`` a second; log when each returned."""
+    from django_rocket import schedule
+
+    log = []
+    end = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < end:
+        slot = time.monotonic() + 1.0 / rate
+        name = f"burst-{os.getpid()}-{i:06d}"
+        schedule(name, "bench_tasks.noop", condition(i, 1000))
+        log.append((name, time.time()))
+        i += 1
+        pause = slot - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+    Path(out).write_text(json.dumps(log))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db", choices=["sqlite", "pg"], default="sqlite")
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--idle", type=float, default=20.0)
+    parser.add_argument("--burst", type=float, default=5.0)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:  # the schedule() process
+        db, path, out, seconds = args.child
+        configure(db, path)
+        burst(float(seconds), args.rate, out)
+        return
+
+    tmp = tempfile.mkdtemp(prefix="rocket-w5-")
+    if args.db == "sqlite":
+        path = os.path.join(tmp, "w5.sqlite3")
+    else:
+        path = f"rocket_w5_{os.getpid()}"
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {path}"],
+            check=True,
+        )
+    configure(args.db, path)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    report = {"db": args.db, "tasks": args.tasks}
+    report["prefill_s"] = round(prefill(args.tasks), 2)
+    print(json.dumps({"step": "prefill", **report}), flush=True)
+
+    from django.db import connection
+
+    from django_rocket.engine.scheduler import Scheduler
+
+    rss_before = rss_mb()
+    started = time.perf_counter()
+    scheduler = Scheduler()
+    scheduler.startup()
+    scheduler.tick()  # becomes active; evaluates every task once
+    startup = time.perf_counter() - started
+    assert len(scheduler.planner.specs) == args.tasks, len(scheduler.planner.specs)
+    print(
+        json.dumps(
+            {
+                "step": "startup",
+                "seconds": round(startup, 2),
+                "rss_mb": round(rss_mb(), 1),
+                "rss_before_mb": round(rss_before, 1),
+                "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            }
+        ),
+        flush=True,
+    )
+
+    walls, cpus = [], []
+    for _ in range(30):
+        scheduler.poller.next_poll = 0.0  # every tick polls: the worst quiet tick
+        w, c = time.perf_counter(), time.process_time()
+        scheduler.tick()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    print(
+        json.dumps(
+            {
+                "step": "quiet_tick",
+                "wall_ms": round(statistics.median(walls) * 1000, 3),
+                "cpu_ms": round(statistics.median(cpus) * 1000, 3),
+            }
+        ),
+        flush=True,
+    )
+
+    # The real loop, in a thread, for the idle and pick-up measurements.
+    scheduler.duration = args.idle + args.burst + 30
+    scheduler.started_mono = scheduler.clock.monotonic()
+    connection.close()
+
+    def loop() -> None:
+        try:
+            while not scheduler.stop_requested:
+                sleep = scheduler.tick()
+                scheduler.clock.wait(scheduler.wakeup, sleep)
+                scheduler.wakeup.clear()
+        finally:
+            from django.db import connection as own
+
+            own.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    time.sleep(2)  # settle
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    time.sleep(args.idle)
+    idle = (time.process_time() - cpu0) / (time.perf_counter() - wall0) * 100
+    print(json.dumps({"step": "idle", "cpu_percent": round(idle, 3)}), flush=True)
+
+    out = os.path.join(tmp, "burst.json")
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--rate",
+            str(args.rate),
+            "--child",
+            args.db,
+            path,
+            out,
+            str(args.burst),
+        ]
+    )
+    seen: dict[str, float] = {}
+    specs = scheduler.planner.specs
+    while child.poll() is None or len(seen) < _count(out):
+        now = time.time()
+        for name in [n for n in list(specs) if n.startswith("burst-") and n not in seen]:
+            seen[name] = now
+        if child.poll() is not None and time.time() - now > 10:
+            break
+        time.sleep(0.02)
+        if child.poll() is not None and len(seen) >= _count(out):
+            break
+        if child.poll() is not None and time.time() > _mtime(out) + 15:
+            break
+    log = json.loads(Path(out).read_text())
+    delays = sorted(seen.get(name, float("inf")) - at for name, at in log)
+    missing = sum(1 for d in delays if d == float("inf"))
+    finite = [d for d in delays if d != float("inf")]
+    print(
+        json.dumps(
+            {
+                "step": "pickup",
+                "scheduled": len(log),
+                "rate_per_s": round(len(log) / args.burst, 1),
+                "missing": missing,
+                "max_s": round(max(finite), 3) if finite else None,
+                "p99_s": round(finite[int(len(finite) * 0.99) - 1], 3) if finite else None,
+                "median_s": round(statistics.median(finite), 3) if finite else None,
+            }
+        ),
+        flush=True,
+    )
+    scheduler.request_stop("bench done")
+    thread.join(timeout=60)
+
+    from django.contrib.auth.models import User
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    User.objects.create_superuser("bench", "b@example.com", "pw")
+    client = Client()
+    client.force_login(User.objects.get(username="bench"))
+    pages = {}
+    for label, url in (
+        ("first", "/admin/django_rocket/task/"),
+        ("last", f"/admin/django_rocket/task/?p={args.tasks // 100 - 1}"),
+    ):
+        client.get(url)  # warm
+        with CaptureQueriesContext(connection) as ctx:
+            w = time.perf_counter()
+            response = client.get(url)
+            wall = time.perf_counter() - w
+        assert response.status_code == 200, response.status_code
+        pages[label] = {"queries": len(ctx.captured_queries), "ms": round(wall * 1000, 1)}
+    print(json.dumps({"step": "admin", **pages}), flush=True)
+    connection.close()
+    if args.db == "pg":
+        drop = f"DROP DATABASE {path}"
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", drop], check=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _count(out: str) -> int:
+    try:
+        return len(json.loads(Path(out).read_text()))
+    except (OSError, ValueError):
+        return 1 << 30
+
+
+def _mtime(out: str) -> float:
+    try:
+        return os.path.getmtime(out)
+    except OSError:
+        return time.time()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Follow the Task rows that change the schedule at runtime: overrides and runtime tasks.
+
+At start-up :meth:`TaskTable.load` reads every runtime task and every declared task
+with an override (one query); afterwards the poll hands it only the rows whose
+``updated_at`` moved (:meth:`TaskTable.read_changes`), so a change costs the rows that
+changed, not a reload of the whole schedule.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection
+from django.db.models import Q
+
+from django_rocket.conditions import ConditionSyntaxError
+from django_rocket.conf import conf
+from django_rocket.engine.planner import Planner
+from django_rocket.models import Task, TaskSource
+from django_rocket.registry import TaskSpec, runtime_spec, with_overrides
+
+logger = logging.getLogger("django_rocket.scheduler")
+
+# Rows are read again this far behind the cursor: a row whose updated_at was taken just
+# before another's can commit just after it (another process, another transaction).
+LOOKBACK = timedelta(seconds=2)
+
+_COLUMNS = (
+    "pk",
+    "updated_at",
+    "name",
+    "source",
+    "declared",
+    "enabled",
+    "func",
+    "start_cond",
+    "end_cond",
+    "start_cond_override",
+    "end_cond_override",
+    "execution",
+    "timeout",
+    "parameters",
+)
+
+
+class TaskTable:
+    """Keep the planner's specs in step with overrides and runtime tasks in the database."""
+
+    def __init__(self, planner: Planner, declared: dict[str, TaskSpec]) -> None:
+        self.planner = planner
+        self.declared = dict(declared)  # as settings declare them, before any override
+        self.task_pks: dict[str, int] = {}
+        self.applied: dict[int, datetime] = {}  # rows in the look-back window, as applied
+        self.default_timeout = conf.timeout  # read once, not once per row
+
+    def load(self) -> int:
+        """Read every runtime task and override; return how many rows were applied.
+
+        Read as raw tuples: converting 100,000 rows through the ORM (JSON, datetimes) cost
+        more than the rest of the start-up. A row also changed within the poll's look-back
+        is applied again, to the same effect, by the first poll.
+        """
+        query = Task.objects.filter(
+            Q(source=TaskSource.RUNTIME, declared=True)
+            | ~Q(start_cond_override="")
+            | ~Q(end_cond_override="")
+        ).values_list(*_COLUMNS)
+        sql, params = query.query.sql_with_params()
+        self.default_timeout = conf.timeout
+        count = 0
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            for row in cursor:
+                parameters = row[-1]
+                if isinstance(parameters, str | bytes):  # as text on SQLite, maybe elsewhere
+                    parameters = json.loads(parameters)
+                self._apply((*row[:-1], parameters))
+                count += 1
+        return count
+
+    def read_changes(self, cursor: datetime | None) -> datetime | None:
+        """Apply the rows changed since ``cursor``; return the new cursor."""
+        rows = Task.objects.all()
+        if cursor is not None:
+            rows = rows.filter(updated_at__gt=cursor - LOOKBACK)
+        changed = list(rows.values_list(*_COLUMNS))
+        self.default_timeout = conf.timeout
+        self.apply(changed)
+        newest = max((row[1] for row in changed), default=cursor)
+        if newest is not None:
+            floor = newest - LOOKBACK
+            self.applied = {pk: at for pk, at in self.applied.items() if at > floor}
+        return newest
+
+    def apply(self, rows: Iterable[tuple[Any, ...]]) -> int:
+        """Put each row's task into the planner, or take it out; return how many changed."""
+        count = 0
+        for row in rows:
+            pk, updated_at = row[0], row[1]
+            if self.applied.get(pk) == updated_at:
+                continue  # seen in an earlier poll's look-back
+            self.applied[pk] = updated_at
+            self._apply(row)
+            count += 1
+        return count
+
+    def _apply(self, row: tuple[Any, ...]) -> None:
+        (pk, _, name, source, declared, enabled, func, start, end) = row[:9]
+        start_override, end_override, execution, timeout, parameters = row[9:]
+        planner = self.planner
+        if name in self.declared:
+            # A declared task (or a runtime row the declaration takes over at start-up).
+            base = self.declared[name]
+            try:
+                spec = with_overrides(base, start_override, end_override)
+            except ConditionSyntaxError as exc:
+                logger.error(
+                    "Task %r: the condition override does not parse, so the declared "
+                    "condition applies:\n%s",
+                    name,
+                    exc,
+                )
+                spec = base
+            if planner.specs.get(name) != spec:
+                planner.put_task(spec, enabled)
+                logger.info(
+                    "Task %r: start condition %s (%s).",
+                    name,
+                    spec.start_cond,
+                    spec.condition_source,
+                )
+            elif planner.set_enabled(name, enabled):
+                logger.info("Task %r %s.", name, "resumed" if enabled else "paused")
+            return
+        if source != TaskSource.RUNTIME:
+            planner.set_enabled(name, enabled)  # a retired declared task: nothing runs it
+            return
+        if not declared:
+            if planner.remove_task(name):
+                logger.info("Runtime task %r was unscheduled.", name)
+            return
+        try:
+            spec = runtime_spec(
+                name,
+                func,
+                start,
+                end,
+                execution,
+                timeout,
+                parameters,
+                default_timeout=self.default_timeout,
+            )
+        except (ValueError, TypeError) as exc:
+            logger.error("Runtime task %r cannot be scheduled and is skipped: %s", name, exc)
+            planner.remove_task(name)
+            return
+        self.task_pks[name] = pk
+        if planner.specs.get(name) != spec:
+            planner.put_task(spec, enabled)
+        else:
+            planner.set_enabled(name, enabled)
