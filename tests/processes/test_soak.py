@@ -32,18 +32,6 @@ def postgres_reachable() -> bool:
     return True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 17 items 1 and 2, not fixed on this branch: a process run's outcome bigger "
-        "than the pipe buffer deadlocks (p_near_limit, p_huge_exc end terminate at the "
-        "timeout); an exception whose __str__ raises or a result nested too deep escapes "
-        "the run wrapper (thread/async runs stay running until shutdown, main mode stops "
-        "the scheduler with exit 1, process mode says 'Could not import the task function'). "
-        "Open besides (docs/explanation/guarantees.rst, the soak test): a worker's run whose "
-        "scheduler stops while its database is cut is recorded crash, not adopted"
-    ),
-)
 def test_two_minutes_of_faults_break_no_invariant(tmp_path):
     if connection.vendor != "postgresql":
         pytest.skip("the soak runs in the PostgreSQL pass (it needs its own database)")
