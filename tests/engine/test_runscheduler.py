@@ -619,3 +619,23 @@ def test_a_snapshot_that_cannot_be_read_on_taking_the_lease_is_read_again(
     assert TaskRun.objects.filter(task__name="a", status=RunStatus.SUCCESS).exists()
     scheduler.request_stop()
     scheduler.shutdown()
+
+
+def test_a_waiting_retry_starts_when_due_and_not_before(settings, clock, quiet):
+    """Issue 22: the scheduler sleeps until the retry is due, with backoff and jitter."""
+    from django_rocket.conditions.retrying import jitter_offset
+
+    settings.ROCKET_TASKS = {
+        "f": task(
+            "tests.support.tasks.fails",
+            "daily | retry(2, delay='5 minutes', backoff=2, jitter=True)",
+        )
+    }
+    Scheduler(clock=clock, duration=3600).run()
+    runs = list(TaskRun.objects.order_by("started_at", "id"))
+    assert [r.trigger for r in runs] == ["scheduled", "retry", "retry"]
+    for attempt, (failed, retried) in enumerate(zip(runs, runs[1:], strict=False), start=1):
+        wait = timedelta(minutes=5) * 2 ** (attempt - 1)
+        due = failed.finished_at + wait * (1 + 0.25 * jitter_offset(str(failed.run_id)))
+        # Not before it is due, and no later than the clock's resolution after.
+        assert due <= retried.started_at <= due + timedelta(milliseconds=1)
