@@ -1,5 +1,6 @@
 """``runscheduler`` through call_command, with the injected clock where time matters."""
 
+import itertools
 import threading
 from datetime import timedelta
 
@@ -634,7 +635,7 @@ def test_a_waiting_retry_starts_when_due_and_not_before(settings, clock, quiet):
     Scheduler(clock=clock, duration=3600).run()
     runs = list(TaskRun.objects.order_by("started_at", "id"))
     assert [r.trigger for r in runs] == ["scheduled", "retry", "retry"]
-    for attempt, (failed, retried) in enumerate(zip(runs, runs[1:], strict=False), start=1):
+    for attempt, (failed, retried) in enumerate(itertools.pairwise(runs), start=1):
         wait = timedelta(minutes=5) * 2 ** (attempt - 1)
         due = failed.finished_at + wait * (1 + 0.25 * jitter_offset(str(failed.run_id)))
         # Not before it is due, and no later than the clock's resolution after.
