@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 
@@ -255,7 +255,13 @@ class Planner:
         )
         self.history_changed(spec.name)
 
-    def finished(self, run_id: str, finished_at: datetime, status: str) -> RunState | None:
+    def finished(
+        self,
+        run_id: str,
+        finished_at: datetime,
+        status: str,
+        exception_types: Sequence[str] = (),
+    ) -> RunState | None:
         """Stop following a run that ended; None if it is not one of ours."""
         state = self.running.pop(run_id, None)
         if state is None:
@@ -265,7 +271,7 @@ class Planner:
             self.running_by_task.pop(state.task, None)
             self.end_wakes.pop(state.task, None)
         assert self.history is not None
-        self.history.record_finish(state.task, run_id, finished_at, status)
+        self.history.record_finish(state.task, run_id, finished_at, status, exception_types)
         if status == RunStatus.FAIL:
             self.last_failed[state.task] = run_id
         self.history_changed(state.task)

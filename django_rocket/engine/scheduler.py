@@ -375,7 +375,9 @@ class Scheduler:
                 continue
             finished = outcome.finished_at or self.clock.now()
             outcome.finished_at = finished
-            state = self.planner.finished(outcome.run_id, finished, outcome.status)
+            state = self.planner.finished(
+                outcome.run_id, finished, outcome.status, outcome.exception_types
+            )
             assert state is not None
             outcome.started_at = state.started_at
             self.recorder.add(outcome)

@@ -33,6 +33,7 @@ class Ending(TypedDict, total=False):
     message: str
     exc_text: str
     result: Any
+    exception_types: list[str]  # a failure's class and bases, see exception_types()
     run_id: str  # these three: where a Tasks framework worker ran it
     host: str
     pid: int
@@ -50,6 +51,7 @@ class Outcome:
     exc_text: str = ""
     result: Any = None
     started_at: datetime | None = None
+    exception_types: tuple[str, ...] = ()
 
 
 @dataclass
@@ -163,12 +165,22 @@ def encode_result(value: object, max_bytes: int) -> tuple[Any, str]:
     return kept, ""
 
 
+def exception_types(exc: BaseException) -> list[str]:
+    """The qualified names of ``exc``'s class and its bases, most derived first.
+
+    What ``retry(on=[...])`` matches, kept by name so that the scheduler decides
+    without importing the task's modules (or reading a traceback).
+    """
+    return [f"{cls.__module__}.{cls.__qualname__}" for cls in type(exc).__mro__[:-1]]
+
+
 def failure(exc: BaseException) -> Ending:
     """Describe a run that raised ``exc``; call it in its ``except`` block (for the traceback)."""
     return {
         "status": RunStatus.FAIL.value,
         "message": f"{type(exc).__name__}: {exc}"[:2000],
         "exc_text": traceback.format_exc(),
+        "exception_types": exception_types(exc),
     }
 
 

@@ -127,3 +127,11 @@ def fails_with_not_utf8() -> None:
 
 def fails_with(text: str) -> None:
     raise ValueError(text)
+
+
+def refuses_connection() -> None:
+    raise ConnectionRefusedError("the report server is down")
+
+
+async def async_refuses_connection() -> None:
+    raise ConnectionRefusedError("the report server is down")
