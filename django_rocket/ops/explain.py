@@ -21,7 +21,7 @@ from django_rocket.conf import conf
 from django_rocket.display import format_runtime
 from django_rocket.engine import snapshot
 from django_rocket.models import FINISHED_STATUSES, Task, TaskRun
-from django_rocket.ops.overview import task_overview
+from django_rocket.ops.overview import RetryDue, retry_due, task_overview
 from django_rocket.registry import TaskSpec
 
 NOTHING = "—"
@@ -111,6 +111,7 @@ class TaskExplanation:
     verdict: Verdict
     tree: Explanation
     history: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retry: RetryDue | None = None
 
     @property
     def due(self) -> bool:
@@ -157,6 +158,7 @@ class TaskExplanation:
             "trigger": ("retry" if v.retry else "scheduled") if v.due else None,
             "reason": self.reason,
             "next_change": _iso(v.next_change),
+            "retry": None if self.retry is None else _retry_dict(self.retry, self.at),
             "tree": self.tree.to_dict(),
             "history": {
                 name: {key: _jsonable(value) for key, value in facts.items()}
@@ -174,6 +176,7 @@ class TaskExplanation:
             f"Enabled: {'yes' if v.enabled else 'no (paused)'}"
             + ("" if self.declared else "; not declared in ROCKET_TASKS"),
             self.reason,
+            *([f"Retry: {self.retry.describe(self.at)}"] if self.retry is not None else []),
             f"Next change: {_change(v.next_change, self.at)}",
             "",
             "Condition tree (value, condition, facts it used, when it may change):",
@@ -212,6 +215,7 @@ def explain_task(
     verdict, ctx = _verdict(spec, cond, enabled, snapshot, at)
     try:
         tree = cond.explain(ctx)
+        retry = retry_due(cond, ctx)
     except Exception as exc:
         raise ConditionFailed(
             f"Explaining the condition {str(cond)!r} of task {spec.name!r} raised "
@@ -230,6 +234,7 @@ def explain_task(
         verdict=verdict,
         tree=tree,
         history={name: _history_facts(snapshot, name, tz) for name in names},
+        retry=retry,
     )
 
 
@@ -396,6 +401,17 @@ def _local(value: datetime | None, tz: tzinfo) -> datetime | None:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _retry_dict(retry: RetryDue, at: datetime) -> dict[str, Any]:
+    return {
+        "attempt": retry.attempt,
+        "limit": retry.limit,
+        "due_at": retry.at.astimezone(at.tzinfo).isoformat(),
+        "backoff": retry.backoff,
+        "jitter": retry.jitter,
+        "text": retry.describe(at),
+    }
 
 
 def _when(value: datetime) -> str:
