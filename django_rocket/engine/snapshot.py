@@ -148,7 +148,8 @@ def _recent_ids(limit: int, task_ids: Sequence[int]) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
-_COLUMNS = (
+# The columns a RunRecord is made of, in the order load() unpacks them.
+RECORD_COLUMNS = (
     "id",
     "task_id",
     "run_id",
@@ -181,15 +182,17 @@ def load(
     # Unordered (the rows are sorted below): the model's default order could make the
     # database walk a whole index instead of looking the ids up.
     runs = TaskRun.objects.order_by()
-    rows = list(runs.filter(pk__in=ids).exclude(status=RunStatus.QUEUED).values_list(*_COLUMNS))
-    rows += runs.running().exclude(pk__in=ids).values_list(*_COLUMNS)
+    rows = list(
+        runs.filter(pk__in=ids).exclude(status=RunStatus.QUEUED).values_list(*RECORD_COLUMNS)
+    )
+    rows += runs.running().exclude(pk__in=ids).values_list(*RECORD_COLUMNS)
     counting = set(counting_tasks)
     counting_ids = [pk for pk, name in names.items() if name in counting]
     if counting_ids:
         rows += (
             runs.filter(task_id__in=counting_ids, started_at__gte=now - horizon)
             .exclude(pk__in=[r[0] for r in rows])
-            .values_list(*_COLUMNS)
+            .values_list(*RECORD_COLUMNS)
         )
     rows.sort(key=lambda r: (r[5] or now, r[0]))
     history = MemoryHistory(

@@ -20,7 +20,7 @@ from django_rocket.conditions import Condition, Context, MemoryHistory
 from django_rocket.conditions.retrying import format_number
 from django_rocket.conditions.tasks import Retry
 from django_rocket.conf import conf
-from django_rocket.engine.snapshot import record_of
+from django_rocket.engine.snapshot import RECORD_COLUMNS, record_of
 from django_rocket.models import (
     FAILURE_STATUSES,
     FINISHED_STATUSES,
@@ -37,17 +37,7 @@ logger = logging.getLogger("django_rocket.services")
 # How many of a task's latest runs the success rate and mean runtime look at.
 RECENT_RUNS = 20
 
-_RUN_FIELDS = (
-    "id",
-    "task_id",
-    "run_id",
-    "status",
-    "trigger",
-    "started_at",
-    "finished_at",
-    "runtime",
-    "exception_types",  # read by retry(on=...) through record_of
-)
+_RUN_FIELDS = (*RECORD_COLUMNS, "runtime")
 
 
 def active_scheduler(max_age: float | timedelta | None = None) -> SchedulerInstance | None:
