@@ -309,3 +309,21 @@ def test_value_is_constant_until_next_change(delay, backoff, jitter, chain, offs
         assert not cond.is_true(ctx(now + step * k, history=history))
     assert not cond.is_true(ctx(change - timedelta(microseconds=1), history=history))
     assert cond.is_true(ctx(change, history=history))
+
+
+_DURATIONS = st.integers(min_value=1, max_value=10**15).map(lambda us: timedelta(microseconds=us))
+_NAMES = st.from_regex(r"[A-Za-z_]\w{0,8}(\.[A-Za-z_]\w{0,8}){0,2}", fullmatch=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    n=st.none() | st.integers(min_value=0, max_value=1000),
+    delay=st.none() | _DURATIONS,
+    backoff=st.floats(min_value=1, max_value=10),
+    max_delay=st.none() | _DURATIONS,
+    jitter=st.booleans() | st.floats(min_value=0, max_value=0.99),
+    on=st.none() | st.lists(_NAMES, min_size=1, max_size=3),
+)
+def test_any_retry_renders_to_text_that_parses_back_equal(n, delay, backoff, max_delay, jitter, on):
+    cond = retry(n, delay=delay, backoff=backoff, max_delay=max_delay, jitter=jitter, on=on)
+    assert parse(str(cond)) == cond
