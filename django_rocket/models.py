@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +34,15 @@ OPEN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 # Finishes that count as failures: alerts, the admin's failure columns, retry and re-run.
 FAILURE_STATUSES = (RunStatus.FAIL, RunStatus.CRASH, RunStatus.TERMINATE)
 # What finishing a run writes.
-FINISH_FIELDS = ("status", "finished_at", "runtime", "message", "exc_text", "result")
+FINISH_FIELDS = (
+    "status",
+    "finished_at",
+    "runtime",
+    "message",
+    "exc_text",
+    "result",
+    "exception_types",
+)
 CRASH_FIELDS = ("status", "finished_at", "runtime", "message")
 
 
@@ -203,6 +212,10 @@ class TaskRun(models.Model):
     message = models.TextField(_("message"), blank=True)
     exc_text = models.TextField(_("traceback"), blank=True)
     result = models.JSONField(_("result"), null=True, blank=True)
+    # A failed run's exception class and its bases, qualified, most derived first
+    # (["builtins.ConnectionError", "builtins.OSError", ...]): what retry(on=...) reads.
+    # NULL until the run ends (the batched INSERT of starts does not write it).
+    exception_types = models.JSONField(_("exception types"), null=True, blank=True)
     host = models.CharField(_("host"), max_length=255, blank=True)
     pid = models.IntegerField(_("pid"), null=True, blank=True)
     scheduler = models.ForeignKey(
@@ -290,6 +303,7 @@ class TaskRun(models.Model):
         message: str = "",
         exc_text: str = "",
         result: Any = None,
+        exception_types: Sequence[str] = (),
     ) -> None:
         """Record how the run ended."""
         self.status = status
@@ -298,6 +312,7 @@ class TaskRun(models.Model):
         self.message = message
         self.exc_text = exc_text
         self.result = result
+        self.exception_types = list(exception_types)
         self.save(update_fields=FINISH_FIELDS)
 
     def crash(self, detected_at: datetime, message: str) -> None:

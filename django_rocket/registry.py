@@ -11,6 +11,7 @@ before anything is imported (:func:`function_refusal`).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import difflib
 import functools
 import importlib
@@ -162,6 +163,8 @@ def _out_of_bounds(cond: Condition) -> list[tuple[Condition, str, str]]:
         durations += [("an age", cond.min_age), ("an age", cond.max_age)]
     elif isinstance(cond, Custom):
         durations.append(("a recheck interval", cond.recheck))
+    elif isinstance(cond, Retry):
+        durations += [("a retry delay", cond.delay), ("a retry max_delay", cond.max_delay)]
     for what, duration in durations:
         if duration is not None and duration > MAX_DURATION:
             found.append(
@@ -191,6 +194,55 @@ def _check_bounds(name: str, key: str, cond: Condition, problems: Problems, text
             )
         )
     return not found
+
+
+def _retry_exceptions(name: str, key: str, cond: Condition) -> Problems:
+    """An E015 or W003 for each ``retry(on=[...])`` name that is not a known exception class."""
+    problems: Problems = []
+    if isinstance(cond, Retry):
+        for exception in cond.on or ():
+            found = _exception_problem(exception)
+            if found is None:
+                continue
+            id, reason, hint = found
+            message = f"Task {name!r}: {key} {_quote(cond)} retries on {exception!r}, {reason}"
+            if id.endswith("E015"):
+                problems.append(_error(id, message, hint, task=name))
+            else:
+                problems.append(checks.Warning(message, hint=hint, obj=name, id=id))
+    for child in cond.children():
+        problems += _retry_exceptions(name, key, child)
+    return problems
+
+
+def _exception_problem(exception: str) -> tuple[str, str, str] | None:
+    """What is wrong with an exception name of ``retry(on=...)``: (id, why, fix), or None."""
+    dotted = "e.g. 'requests.exceptions.ConnectionError'"
+    if "." not in exception:
+        found = getattr(builtins, exception, None)
+        if found is None:
+            return (
+                "django_rocket.W003",
+                "which is not a built-in exception, so it cannot be checked: it matches "
+                "any exception class of that name.",
+                f"Write its dotted path, {dotted}, or silence django_rocket.W003.",
+            )
+    else:
+        try:
+            found = import_string(exception)
+        except ImportError as exc:
+            return (
+                "django_rocket.W003",
+                f"which cannot be imported here ({exc}).",
+                f"Check the dotted path, {dotted}; the run log matches it by name.",
+            )
+    if isinstance(found, type) and issubclass(found, BaseException):
+        return None
+    return (
+        "django_rocket.E015",
+        f"which is not an exception class ({type(found).__name__}).",
+        "Name an exception class, such as 'ConnectionError' or 'requests.exceptions.Timeout'.",
+    )
 
 
 def _quote(cond: Condition) -> str:
@@ -293,6 +345,9 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
         ok = ok and start_cond is not None
         if start_cond is not None:
             ok = _check_bounds(name, "start_cond", start_cond, problems, entry["start_cond"]) and ok
+            found = _retry_exceptions(name, "start_cond", start_cond)
+            problems += found
+            ok = ok and not any(problem.is_serious() for problem in found)
     end_cond = None
     if entry.get("end_cond") not in (None, ""):
         end_cond = _parse_condition(

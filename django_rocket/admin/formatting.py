@@ -51,6 +51,17 @@ def run_time_ago(run: TaskRun | None, field: str) -> str:
 
 
 def format_next_run(next_run: NextRun, now: datetime) -> str:
+    text = _next_run_text(next_run, now)
+    if next_run.retry is None:
+        return text
+    return format_html(
+        '{}<br><span class="rocket-retry">{}</span>',
+        text,
+        next_run.retry.describe(timezone.localtime(now)),
+    )
+
+
+def _next_run_text(next_run: NextRun, now: datetime) -> str:
     if next_run.state == "at" and next_run.at is not None:
         if next_run.at <= now:
             return gettext("now")

@@ -19,6 +19,8 @@ name in quotes::
     is running [AGE]
     scheduler started V ago | scheduler has run over V
     scheduler has [more than | less than] N cycles
+    retry [N times | once] [after V] [with backoff X] [up to V] [with jitter [X]]
+          [on NAME, NAME...]
 
     WINDOW := between V and V | after V | before V | starting V | on V | at V
     SPAN   := (today | this hour|minute|week|month) [WINDOW] | [in] past V
@@ -46,6 +48,8 @@ _END = "&, | or the end of the condition"
 _WINDOW_CHOICES = "between, after, before, starting, on or at"
 _TASK_NAME = "a task name in quotes, such as 'etl'"
 _DURATION = "a duration, such as 10 minutes"
+_EXCEPTIONS = "exception names, such as ConnectionError, TimeoutError"
+_RETRY_WORDS = ("after", "with", "up", "on")
 
 
 def parse_phrase(parser: Parser, word: str) -> Any:
@@ -241,6 +245,57 @@ def _scheduler(parser: Parser, word: str) -> Any:
     return parser.call(cycles, "scheduler_cycles", [], {keyword: number}, [(number, column)])
 
 
+def _retry(parser: Parser, word: str) -> Any:
+    """``retry 3 times after 5 minutes with backoff 2 up to 1 hour with jitter on E, F``."""
+    args: list[object] = []
+    kwargs: dict[str, object] = {}
+    columns: list[tuple[object, int]] = []
+    keyword_columns: dict[str, int] = {}
+
+    def keep(name: str, value: object, column: int) -> None:
+        if name in kwargs:
+            parser.fail(f"retry's {name} is given twice.", column, "each option once")
+        kwargs[name] = value
+        keyword_columns[name] = column
+        columns.append((value, column))
+
+    column = parser.column
+    if parser.accept_word("once"):
+        args.append(1)
+        columns.append((1, column))
+    elif parser.token.kind == "number":
+        args.append(parser.read_number("a number of retries"))
+        columns.append((args[0], column))
+        parser.expect_word("times", "time", expected="times, as in retry 3 times")
+    while True:
+        column = parser.column
+        clause = parser.accept_word("after", "with", "up", "on")
+        if clause is None:
+            break
+        if clause == "after":
+            value = parser.read_value(_DURATION, stop_word=_RETRY_WORDS)
+            keep("delay", *value)
+        elif clause == "up":
+            parser.expect_word("to", expected="to, as in up to 1 hour")
+            value = parser.read_value(_DURATION, stop_word=_RETRY_WORDS)
+            keep("max_delay", *value)
+        elif clause == "on":
+            text, column = parser.read_value(_EXCEPTIONS, stop_word=_RETRY_WORDS)
+            keep("on", [name.strip() for name in text.split(",")], column)
+        else:
+            which = parser.expect_word("backoff", "jitter", expected="backoff or jitter")
+            column = parser.column
+            if which == "backoff":
+                keep("backoff", parser.read_number("a number >= 1, such as 2"), column)
+            elif parser.token.kind == "number":
+                keep("jitter", parser.read_number("a fraction, such as 0.1"), column)
+            else:
+                keep("jitter", True, column)
+    _expect_end(parser, "after, with, up to or on")
+    retry = parser.builtin("retry")
+    return parser.call(retry, "retry", args, kwargs, columns or [(None, column)], keyword_columns)
+
+
 def _session_parameters(parser: Parser, word: str) -> Any:
     parser.fail(
         f"Rocketry's {word!r} conditions read its session parameters, which django-rocket "
@@ -270,6 +325,7 @@ _PHRASES = {
     "while": _while,
     "is": _is,
     "scheduler": _scheduler,
+    "retry": _retry,
     "env": _session_parameters,
     "param": _session_parameters,
 }

@@ -36,6 +36,9 @@ class History(Protocol):
     def retry_chain(self, task: str) -> int | None:
         """Return the length of the latest chain of failed runs, or None."""
 
+    def last_run(self, task: str) -> RunRecord | None:
+        """Return the task's latest run (latest start, ties by insertion order)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
@@ -47,6 +50,9 @@ class RunRecord:
     finished_at: datetime | None = None
     outcome: str | None = None
     trigger: str = "scheduled"
+    # The qualified names of a failed run's exception class and its bases, most
+    # derived first ("builtins.ConnectionError", ...); empty when unknown.
+    exception_types: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_aware(self.started_at, "started_at")
@@ -58,6 +64,8 @@ class RunRecord:
             raise ValueError(f"Unknown outcome {self.outcome!r}; use one of {sorted(OUTCOMES)}.")
         if self.trigger not in TRIGGERS:
             raise ValueError(f"Unknown trigger {self.trigger!r}; use one of {sorted(TRIGGERS)}.")
+        if not isinstance(self.exception_types, tuple):
+            object.__setattr__(self, "exception_types", tuple(self.exception_types))
 
 
 def _check_aware(value: datetime, name: str) -> None:
@@ -111,6 +119,7 @@ class _Run:
     trigger: str
     finished_at: datetime | None = None
     outcome: str | None = None
+    exception_types: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -160,9 +169,18 @@ class MemoryHistory:
         log.in_progress[run.run_id] = started_at
         log.chain_stale = True
         if run.finished_at is not None and run.outcome is not None:
-            self.record_finish(run.task, run.run_id, run.finished_at, run.outcome)
+            self.record_finish(
+                run.task, run.run_id, run.finished_at, run.outcome, run.exception_types
+            )
 
-    def record_finish(self, task: str, run_id: object, finished_at: datetime, outcome: str) -> None:
+    def record_finish(
+        self,
+        task: str,
+        run_id: object,
+        finished_at: datetime,
+        outcome: str,
+        exception_types: Sequence[str] = (),
+    ) -> None:
         """Record that a run ended; recording a finish again replaces the earlier one."""
         _check_aware(finished_at, "finished_at")
         if outcome not in OUTCOMES:
@@ -174,6 +192,7 @@ class MemoryHistory:
         if item.outcome is not None and item.finished_at is not None:
             _remove(log.finishes[item.outcome], item.finished_at)
         item.finished_at, item.outcome = _utc(finished_at), outcome
+        item.exception_types = tuple(exception_types)
         bisect.insort(log.finishes.setdefault(outcome, []), item.finished_at)
         log.in_progress.pop(run_id, None)
         log.chain_stale = True
@@ -273,6 +292,12 @@ class MemoryHistory:
             log.chain_stale = False
         return log.chain
 
+    def last_run(self, task: str) -> RunRecord | None:
+        log = self._tasks.get(task)
+        if log is None or not log.ordered:
+            return None
+        return _record(task, log.runs[log.ordered[-1][2]])
+
     def runs(self, task: str) -> list[RunRecord]:
         """Return the task's runs, oldest start first."""
         log = self._tasks.get(task)
@@ -311,7 +336,13 @@ def _chain(log: _TaskLog) -> int | None:
 
 def _record(task: str, item: _Run) -> RunRecord:
     return RunRecord(
-        task, item.run_id, item.started_at, item.finished_at, item.outcome, item.trigger
+        task,
+        item.run_id,
+        item.started_at,
+        item.finished_at,
+        item.outcome,
+        item.trigger,
+        item.exception_types,
     )
 
 

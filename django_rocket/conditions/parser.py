@@ -80,7 +80,7 @@ _TOKENS = re.compile(
     r"""
     \s*(?:
       (?P<name>(?![rRuUbBfF]{1,2}['"])[^\W\d]\w*)
-    | (?P<op>==|!=|>=|<=|[&|~().,=<>])
+    | (?P<op>==|!=|>=|<=|[&|~().,=<>\[\]])
     | (?P<string>[rRuUbBfF]{0,2}(?:
           '''[^'\\]*(?:(?:\\.|'(?!''))[^'\\]*)*'''
         | \"\"\"[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*\"\"\"
@@ -294,7 +294,9 @@ class Parser:
         assert isinstance(value, str)
         return value
 
-    def read_value(self, expected: str, stop_word: str | None = None) -> tuple[str, int]:
+    def read_value(
+        self, expected: str, stop_word: str | tuple[str, ...] | None = None
+    ) -> tuple[str, int]:
         """Read a phrase value: a quoted string, or bare text up to an operator.
 
         Bare text runs to the next ``& | ( ) ~`` or the end, or to
@@ -309,7 +311,7 @@ class Parser:
             token = self.token
             if token.kind == "end" or (token.kind == "op" and token.text in STOP_TOKENS):
                 break
-            if token.kind == "name" and token.text == stop_word:
+            if token.kind == "name" and token.text in _stop_words(stop_word):
                 break
             last = self.advance()
         if last is None:
@@ -519,8 +521,17 @@ class Parser:
         return self.call(function, described, args, kwargs, columns, keyword_columns)
 
     def read_constant(self) -> object:
-        """Read a literal argument: a string, a number, True, False or None."""
+        """Read a literal argument: a string, a number, True, False, None or a list of strings."""
         expected = "a string or a number, such as '10 minutes' or 3"
+        if self.accept("["):
+            items: list[object] = []
+            while not self.accept("]"):
+                items.append(self.read_string("a string, such as 'ConnectionError'"))
+                if not self.accept(","):
+                    if self.accept("]"):
+                        break
+                    self.fail_expected("',' or ']'")
+            return items
         if self.at_string():
             value = self.read_string(expected)
             while self.at_string():  # Python joins adjacent literals: 'a' 'b' is 'ab'
@@ -609,6 +620,12 @@ class Parser:
                     if self.text.startswith(value, start + skip):
                         return start + skip + position
         return column
+
+
+def _stop_words(stop_word: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    if stop_word is None:
+        return ()
+    return (stop_word,) if isinstance(stop_word, str) else stop_word
 
 
 def _blamed_column(

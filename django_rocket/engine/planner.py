@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 
@@ -342,13 +342,19 @@ class Planner:
             self.end_wakes.pop(state.task, None)
         return state
 
-    def finished(self, run_id: str, finished_at: datetime, status: str) -> RunState | None:
+    def finished(
+        self,
+        run_id: str,
+        finished_at: datetime,
+        status: str,
+        exception_types: Sequence[str] = (),
+    ) -> RunState | None:
         """Stop following a run that ended; None if it is not one of ours."""
         state = self.released(run_id)
         if state is None:
             return None
         assert self.history is not None
-        self.history.record_finish(state.task, run_id, finished_at, status)
+        self.history.record_finish(state.task, run_id, finished_at, status, exception_types)
         if status == RunStatus.FAIL:
             self.last_failed[state.task] = run_id
         self.history_changed(state.task)

@@ -118,7 +118,13 @@ class Poller:
                     if not run.is_finished:
                         continue  # still going; seen again through the look-back
                     finished_at = cast(datetime, run.finished_at)  # a None is refused below
-                    history.record_finish(run.task.name, str(run.run_id), finished_at, run.status)
+                    history.record_finish(
+                        run.task.name,
+                        str(run.run_id),
+                        finished_at,
+                        run.status,
+                        run.exception_types or (),
+                    )
                     self.external_open.discard(run.pk)
                 elif run.pk in self.external_seen:
                     continue

@@ -135,6 +135,7 @@ def write_finishes(batch: list[Outcome], *, only_running: bool = False) -> None:
                 o.message or "",
                 o.exc_text or "",
                 o.result,
+                list(o.exception_types),
             ),
         )
         for o in batch

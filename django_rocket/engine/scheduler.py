@@ -428,7 +428,9 @@ class Scheduler:
             # Never before its start: a worker's clock may run behind this one.
             finished = max(outcome.finished_at or self.clock.now(), started.started_at)
             outcome.finished_at = finished
-            state = self.planner.finished(outcome.run_id, finished, outcome.status)
+            state = self.planner.finished(
+                outcome.run_id, finished, outcome.status, outcome.exception_types
+            )
             assert state is not None
             outcome.started_at = state.started_at
             self.recorder.add(outcome)

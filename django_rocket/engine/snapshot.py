@@ -30,7 +30,15 @@ def record_of(run: TaskRun, task_name: str) -> RunRecord:
     if run.started_at is None:
         # What RunRecord raises for it; callers pass started runs only.
         raise TypeError("started_at must be a datetime, not NoneType.")
-    return _record(task_name, run.run_id, run.status, run.trigger, run.started_at, run.finished_at)
+    return _record(
+        task_name,
+        run.run_id,
+        run.status,
+        run.trigger,
+        run.started_at,
+        run.finished_at,
+        run.exception_types,
+    )
 
 
 def _record(
@@ -40,6 +48,7 @@ def _record(
     trigger: str,
     started_at: datetime,
     finished_at: datetime | None,
+    exception_types: Sequence[str] | None = (),
 ) -> RunRecord:
     """The snapshot's record of one run row; a run not finished has no finish yet."""
     finished = status in FINISHED_STATUSES
@@ -50,6 +59,7 @@ def _record(
         finished_at=finished_at if finished else None,
         outcome=status if finished else None,
         trigger=trigger,
+        exception_types=tuple(exception_types or ()) if finished else (),
     )
 
 
@@ -142,7 +152,17 @@ def _recent_ids(limit: int, task_ids: Sequence[int]) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
-_COLUMNS = ("id", "task_id", "run_id", "status", "trigger", "started_at", "finished_at")
+# The columns a RunRecord is made of, in the order load() unpacks them.
+RECORD_COLUMNS = (
+    "id",
+    "task_id",
+    "run_id",
+    "status",
+    "trigger",
+    "started_at",
+    "finished_at",
+    "exception_types",
+)
 
 
 def load(
@@ -166,20 +186,22 @@ def load(
     # Unordered (the rows are sorted below): the model's default order could make the
     # database walk a whole index instead of looking the ids up.
     runs = TaskRun.objects.order_by()
-    rows = list(runs.filter(pk__in=ids).exclude(status=RunStatus.QUEUED).values_list(*_COLUMNS))
-    rows += runs.running().exclude(pk__in=ids).values_list(*_COLUMNS)
+    rows = list(
+        runs.filter(pk__in=ids).exclude(status=RunStatus.QUEUED).values_list(*RECORD_COLUMNS)
+    )
+    rows += runs.running().exclude(pk__in=ids).values_list(*RECORD_COLUMNS)
     counting = set(counting_tasks)
     counting_ids = [pk for pk, name in names.items() if name in counting]
     if counting_ids:
         rows += (
             runs.filter(task_id__in=counting_ids, started_at__gte=now - horizon)
             .exclude(pk__in=[r[0] for r in rows])
-            .values_list(*_COLUMNS)
+            .values_list(*RECORD_COLUMNS)
         )
     rows.sort(key=lambda r: (r[5] or now, r[0]))
     history = MemoryHistory(
-        _record(names[task_id], run_id, status, trigger, started_at, finished_at)
-        for _, task_id, run_id, status, trigger, started_at, finished_at in rows
+        _record(names[task_id], run_id, status, trigger, started_at, finished_at, types)
+        for _, task_id, run_id, status, trigger, started_at, finished_at, types in rows
         if started_at
     )
     last_failed: dict[str, int] = {}

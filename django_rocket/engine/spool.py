@@ -45,7 +45,16 @@ STALE_TEMPORARY_SECONDS = 3600.0
 MAX_LINE_BYTES = 64 * 1024 * 1024
 # Finishes written to the database at a time while a spool file is read.
 CHUNK = 500
-FIELDS = {"run_id", "task", "status", "finished_at", "message", "exc_text", "result"}
+FIELDS = {
+    "run_id",
+    "task",
+    "status",
+    "finished_at",
+    "message",
+    "exc_text",
+    "result",
+    "exception_types",
+}
 
 # Writes the finishes of runs still running; returns those the database refused whole.
 WriteSpooled = Callable[[list[Outcome]], list[Outcome]]
@@ -124,6 +133,7 @@ def _encode(o: Outcome) -> bytes:
             "message": message,
             "exc_text": exc_text,
             "result": result,
+            "exception_types": list(o.exception_types),
         }
         return (json.dumps(data) + "\n").encode("ascii")
 
@@ -306,6 +316,9 @@ def _parse(raw: bytes) -> Outcome:
     for key in ("task", "message", "exc_text"):
         if not isinstance(data.get(key, ""), str):
             raise ValueError(f"{key} {_short(data[key])} is not text")
+    types = data.get("exception_types", [])
+    if not isinstance(types, list) or not all(isinstance(name, str) for name in types):
+        raise ValueError(f"exception_types {_short(types)} is not a list of class names")
     return Outcome(
         run_id,
         data.get("task", ""),
@@ -314,6 +327,7 @@ def _parse(raw: bytes) -> Outcome:
         data.get("message", ""),
         data.get("exc_text", ""),
         data.get("result"),
+        exception_types=tuple(types),
     )
 
 

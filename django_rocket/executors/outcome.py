@@ -36,6 +36,7 @@ class Ending(TypedDict, total=False):
     message: str
     exc_text: str
     result: Any
+    exception_types: list[str]  # a failure's class and bases, see exception_types()
     run_id: str  # these three: where a Tasks framework worker ran it
     host: str
     pid: int
@@ -54,6 +55,7 @@ class Outcome:
     exc_text: str = ""
     result: Any = None
     started_at: datetime | None = None
+    exception_types: tuple[str, ...] = ()
 
 
 @dataclass
@@ -256,12 +258,25 @@ def _encode_result(value: object, max_bytes: int) -> tuple[Any, str]:
     return kept, ""
 
 
+def exception_types(exc: BaseException) -> list[str]:
+    """The qualified names of ``exc``'s class and its bases, most derived first.
+
+    What ``retry(on=[...])`` matches, kept by name so that the scheduler decides
+    without importing the task's modules (or reading a traceback).
+    """
+    try:
+        return [f"{cls.__module__}.{cls.__qualname__}" for cls in type(exc).__mro__[:-1]]
+    except Exception:  # a hostile class (a __module__ that is not text…): match nothing
+        return []
+
+
 def failure(exc: BaseException) -> Ending:
     """Describe a run that raised ``exc``: its class and text, and its traceback."""
     return {
         "status": RunStatus.FAIL.value,
         "message": describe(exc),
         "exc_text": format_traceback(exc),
+        "exception_types": exception_types(exc),
     }
 
 

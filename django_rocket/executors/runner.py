@@ -108,6 +108,7 @@ class Runner:
                 message=storable(message),
                 exc_text=storable(ending.get("exc_text") or ""),
                 result=ending.get("result"),
+                exception_types=tuple(ending.get("exception_types") or ()),
             )
         )
 

@@ -22,7 +22,7 @@ from django_rocket.conf import conf
 from django_rocket.display import format_runtime
 from django_rocket.engine import snapshot
 from django_rocket.models import FINISHED_STATUSES, Task, TaskRun
-from django_rocket.ops.overview import task_overview
+from django_rocket.ops.overview import RetryDue, retry_due, task_overview
 from django_rocket.ops.schedules import effective_spec
 from django_rocket.registry import OVERRIDE, RUNTIME, TaskSpec
 
@@ -116,6 +116,7 @@ class TaskExplanation:
     # Where the start condition came from: "settings", "override" (the admin) or "runtime".
     condition_source: str = "settings"
     declared_condition: str = ""
+    retry: RetryDue | None = None
 
     @property
     def due(self) -> bool:
@@ -163,6 +164,7 @@ class TaskExplanation:
             "trigger": ("retry" if v.retry else "scheduled") if v.due else None,
             "reason": self.reason,
             "next_change": _iso(v.next_change),
+            "retry": None if self.retry is None else _retry_dict(self.retry, self.at),
             "tree": self.tree.to_dict(),
             "history": {
                 name: {key: _jsonable(value) for key, value in facts.items()}
@@ -180,6 +182,7 @@ class TaskExplanation:
             f"Enabled: {'yes' if v.enabled else 'no (paused)'}"
             + ("" if self.declared else "; not declared in ROCKET_TASKS"),
             self.reason,
+            *([f"Retry: {self.retry.describe(self.at)}"] if self.retry is not None else []),
             f"Next change: {_change(v.next_change, self.at)}",
             "",
             "Condition tree (value, condition, facts it used, when it may change):",
@@ -218,6 +221,7 @@ def explain_task(
     verdict, ctx = _verdict(spec, cond, enabled, snapshot, at)
     try:
         tree = cond.explain(ctx)
+        retry = retry_due(cond, ctx)
     except Exception as exc:
         raise ConditionFailed(
             f"Explaining the condition {str(cond)!r} of task {spec.name!r} raised "
@@ -238,6 +242,7 @@ def explain_task(
         history={name: _history_facts(snapshot, name, tz) for name in names},
         condition_source=spec.condition_source,
         declared_condition=row.start_cond if row is not None else "",
+        retry=retry,
     )
 
 
@@ -438,6 +443,17 @@ def _local(value: datetime | None, tz: tzinfo) -> datetime | None:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _retry_dict(retry: RetryDue, at: datetime) -> dict[str, Any]:
+    return {
+        "attempt": retry.attempt,
+        "limit": retry.limit,
+        "due_at": retry.at.astimezone(at.tzinfo).isoformat(),
+        "backoff": retry.backoff,
+        "jitter": retry.jitter,
+        "text": retry.describe(at),
+    }
 
 
 def _when(value: datetime) -> str:

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +70,7 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
         storable(outcome.get("message", "")),
         storable(outcome.get("exc_text", "")),
         outcome.get("result"),
+        outcome.get("exception_types", ()),
     )
     log_run_event(
         spec.name,
@@ -86,19 +87,34 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
 
 
 def _finish(
-    run: TaskRun, status: str, finished_at: datetime, message: str, exc_text: str, result: Any
+    run: TaskRun,
+    status: str,
+    finished_at: datetime,
+    message: str,
+    exc_text: str,
+    result: Any,
+    exception_types: Sequence[str] = (),
 ) -> None:
     """Record the finish, retrying as ROCKET_LOG_RETRY says while the database is away."""
     policy = conf.log_retry
     attempts = max(int(policy["attempts"]), 1)
     for attempt in range(attempts):
         try:
-            run.finish(status, finished_at, message=message, exc_text=exc_text, result=result)
+            run.finish(
+                status,
+                finished_at,
+                message=message,
+                exc_text=exc_text,
+                result=result,
+                exception_types=exception_types,
+            )
             return
         except REFUSED as exc:
             # Refused, not unreachable: record the run without what the database refused.
             logger.error("Run %s was refused as it ended (%s).", run.run_id, exc)
-            run.finish(status, finished_at, message=refused_note(exc))
+            run.finish(
+                status, finished_at, message=refused_note(exc), exception_types=exception_types
+            )
             return
         except DatabaseError:
             if attempt == attempts - 1:

@@ -16,9 +16,11 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from django_rocket import registry
-from django_rocket.conditions import Context, MemoryHistory
+from django_rocket.conditions import Condition, Context, MemoryHistory
+from django_rocket.conditions.retrying import format_number
+from django_rocket.conditions.tasks import Retry
 from django_rocket.conf import conf
-from django_rocket.engine.snapshot import record_of
+from django_rocket.engine.snapshot import RECORD_COLUMNS, record_of
 from django_rocket.models import (
     FAILURE_STATUSES,
     FINISHED_STATUSES,
@@ -36,16 +38,7 @@ logger = logging.getLogger("django_rocket.services")
 # How many of a task's latest runs the success rate and mean runtime look at.
 RECENT_RUNS = 20
 
-_RUN_FIELDS = (
-    "id",
-    "task_id",
-    "run_id",
-    "status",
-    "trigger",
-    "started_at",
-    "finished_at",
-    "runtime",
-)
+_RUN_FIELDS = (*RECORD_COLUMNS, "runtime")
 
 
 def active_scheduler(max_age: float | timedelta | None = None) -> SchedulerInstance | None:
@@ -69,6 +62,43 @@ def last_seen_scheduler() -> SchedulerInstance | None:
 
 
 @dataclass(frozen=True)
+class RetryDue:
+    """The next retry of a failed run: which one, of how many, and when it is due."""
+
+    attempt: int
+    limit: int | None
+    at: datetime
+    backoff: float = 1.0
+    jitter: float = 0.0
+
+    def describe(self, now: datetime) -> str:
+        """Say when, in ``now``'s time zone: ``retry 2 of 3 due at 10:24:13 (backoff 2x)``."""
+        at = self.at.astimezone(now.tzinfo)
+        when = at.strftime("%H:%M:%S" if at.date() == now.date() else "%Y-%m-%d %H:%M:%S")
+        of = f" of {self.limit}" if self.limit is not None else ""
+        times = "\N{MULTIPLICATION SIGN}"  # as operators read it: backoff 2 times
+        notes = [f"backoff {format_number(self.backoff)}{times}"] if self.backoff != 1 else []
+        if self.jitter:
+            notes.append(f"jitter ±{format_number(round(self.jitter * 100, 1))} %")
+        detail = f" ({', '.join(notes)})" if notes else ""
+        return f"retry {self.attempt}{of} due at {when}{detail}"
+
+
+def retry_due(cond: Condition, ctx: Context) -> RetryDue | None:
+    """The retry of ``cond`` coming next after a failure, or None if none is coming."""
+    if isinstance(cond, Retry):
+        due = cond.due(ctx)
+        if due is None:
+            return None
+        return RetryDue(due[0], cond.n, due[1], cond.backoff, cond.jitter)
+    for child in cond.children():
+        found = retry_due(child, ctx)
+        if found is not None:
+            return found
+    return None
+
+
+@dataclass(frozen=True)
 class NextRun:
     """When a task may next start, as far as its start condition can tell.
 
@@ -80,6 +110,7 @@ class NextRun:
 
     state: str
     at: datetime | None = None
+    retry: RetryDue | None = None
 
 
 @dataclass(frozen=True)
@@ -286,13 +317,13 @@ def next_run(
     try:
         tz = registry.scheduler_zone()
         ctx = Context(task=task.name, now=now.astimezone(tz), history=history, tz=tz)
-        due = spec.start_cond.is_true(ctx)
-        change = spec.start_cond.next_change(ctx)
+        due, change = spec.start_cond.evaluate(ctx)
+        retry = retry_due(spec.start_cond, ctx)
     except Exception:
         logger.debug("The start condition of %r could not be evaluated.", task.name, exc_info=True)
         return NextRun("unknown")
     if due:
-        return NextRun("busy" if busy and not spec.multilaunch else "due")
+        return NextRun("busy" if busy and not spec.multilaunch else "due", retry=retry)
     if change is None:
-        return NextRun("event")
-    return NextRun("at", change)
+        return NextRun("event", retry=retry)
+    return NextRun("at", change, retry)

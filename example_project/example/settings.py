@@ -110,8 +110,11 @@ LOGGING = {
 # --- django-rocket --------------------------------------------------------------------------
 
 # The recipe of Rocketry's "Robust Applications" page: once a day and up to three retries,
-# all inside a time window. Here the window is the two hours from the hour the demo
-# started, so that it includes now; a real project writes fixed times ("10:00", "12:00").
+# all inside a time window. The retries wait (20 seconds, then 40, then 80, each spread
+# by up to a quarter) and only follow a ConnectionError: a retry the instant after a
+# failure would meet the same server that just did not answer. Here the window is the two
+# hours from the hour the demo started, so that it includes now; a real project writes fixed
+# times ("10:00", "12:00").
 _HOUR = datetime.now(ZoneInfo(TIME_ZONE)).hour
 REPORT_WINDOW = (f"{_HOUR:02d}:00", f"{(_HOUR + 2) % 24:02d}:00")
 
@@ -124,9 +127,12 @@ ROCKET_TASKS = {
     },
     "flaky_report": {
         "func": "example.tasks.flaky_report",
-        "start_cond": (daily | retry(3)) & time_of_day.between(*REPORT_WINDOW),
-        "description": "Runs once a day, fails at random, and is retried up to three times, "
-        "all within its time window.",
+        "start_cond": (
+            daily | retry(3, delay="20 seconds", backoff=2, jitter=True, on=["ConnectionError"])
+        )
+        & time_of_day.between(*REPORT_WINDOW),
+        "description": "Runs once a day, fails at random, and is retried up to three times "
+        "after a ConnectionError, waiting longer each time, all within its time window.",
     },
     "report_status": {
         "func": "example.tasks.heartbeat",

@@ -566,3 +566,20 @@ def test_health_banner_threshold_is_a_setting(superuser_client, settings):
     assert "rocket-health" in superuser_client.get(url).content.decode()
     settings.ROCKET_HEALTH_MAX_AGE = 120
     assert "rocket-health" not in superuser_client.get(url).content.decode()
+
+
+def test_task_page_says_when_a_waiting_retry_is_due(superuser_client, settings, report):
+    cond = "every('1 hour') | retry(3, delay='1 hour', backoff=2, jitter=0.1)"
+    settings.ROCKET_TASKS = {"report": {**DECLARED["report"], "start_cond": cond}}
+    failed = make_run(report, RunStatus.FAIL, exception_types=["builtins.OSError"])
+    page = superuser_client.get(task_url(report)).content.decode()
+    assert '<span class="rocket-retry">retry 1 of 3 due at ' in page
+    assert "(backoff 2\N{MULTIPLICATION SIGN}, jitter ±10 %)" in page
+    # An hour after the failure, moved by the jitter that run's id fixes.
+    from django_rocket.conditions.retrying import jitter_offset
+
+    wait = timedelta(hours=1) * (1 + 0.1 * jitter_offset(str(failed.run_id)))
+    due = timezone.localtime(failed.finished_at + wait)
+    assert f"retry 1 of 3 due at {due.strftime('%H:%M:%S')} (" in page or due.date() != (
+        timezone.localdate()
+    )

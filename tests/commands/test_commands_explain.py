@@ -359,3 +359,40 @@ def test_showtasks_queries_do_not_grow_with_tasks(settings):
         return len(ctx.captured_queries)
 
     assert queries(2) == queries(25)
+
+
+def test_a_waiting_retry_says_which_of_how_many_and_when(settings):
+    cond = (
+        "(daily | retry(3, delay='10 minutes', backoff=2)) & time_of_day.between('10:00', '12:00')"
+    )
+    settings.ROCKET_TASKS["report"]["start_cond"] = cond
+    first = record("report", RunStatus.FAIL, PARIS_0930_UTC - timedelta(minutes=25))
+    record(
+        "report",
+        RunStatus.FAIL,
+        PARIS_0930_UTC - timedelta(minutes=16),
+        minutes=1.25,
+        trigger=RunTrigger.RETRY,
+        retry_of=first,
+    )
+    # The retry failed at 10:15:15 Paris time: retry 2 waits twice 10 minutes.
+    text = run("explaintask", "report", "--at", "2026-03-02T10:30")
+    assert "Retry: retry 2 of 3 due at 10:35:15 (backoff 2\N{MULTIPLICATION SIGN})" in text
+    assert "Next change: 2026-03-02 10:35:15+01:00" in text
+    data = explain_json("report", "--at", "2026-03-02T10:30")
+    assert data["due"] is False
+    assert data["retry"] == {
+        "attempt": 2,
+        "limit": 3,
+        "due_at": "2026-03-02T10:35:15+01:00",
+        "backoff": 2.0,
+        "jitter": 0.0,
+        "text": "retry 2 of 3 due at 10:35:15 (backoff 2\N{MULTIPLICATION SIGN})",
+    }
+    assert explain_json("report", "--at", "2026-03-02T10:36")["trigger"] == "retry"
+
+
+def test_no_retry_line_when_none_is_coming():
+    record("report", RunStatus.SUCCESS, PARIS_0930_UTC - timedelta(minutes=25))
+    assert "Retry:" not in run("explaintask", "report", "--at", "2026-03-02T10:30")
+    assert explain_json("report", "--at", "2026-03-02T10:30")["retry"] is None

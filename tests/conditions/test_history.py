@@ -168,3 +168,17 @@ def test_forget_before_leaves_a_consistent_history():
         )
     assert history.retry_chain("t") == fresh.retry_chain("t")
     assert history.last_finish("t", frozenset(outcomes)) == T0 + 199 * MINUTE + MINUTE / 2
+
+
+def test_last_run_carries_the_run_id_and_exception_types():
+    history = MemoryHistory()
+    assert history.last_run("t") is None
+    history.record_start(RunRecord("t", "a", T0))
+    history.record_start(RunRecord("t", "b", T0 + MINUTE))
+    history.record_finish("t", "b", T0 + 2 * MINUTE, "fail", ["builtins.OSError"])
+    latest = history.last_run("t")
+    assert latest is not None and latest.run_id == "b"
+    assert latest.exception_types == ("builtins.OSError",)
+    assert RunRecord("t", 1, T0, exception_types=["x.Y"]).exception_types == ("x.Y",)
+    history.forget_before(T0 + timedelta(days=1))
+    assert history.last_run("t").exception_types == ("builtins.OSError",)

@@ -177,6 +177,65 @@ def test_e014_makes_the_task_invalid_for_the_scheduler(settings):
         registry.tasks()
 
 
+@pytest.mark.parametrize(
+    ("cond", "fragment"),
+    [
+        ("daily | retry(3, backoff=0.5)", "backoff must be a number >= 1"),
+        ("daily | retry(3, delay='0 seconds')", "delay must be a positive duration"),
+        ("daily | retry 3 times after soon", "Cannot read the duration 'soon'"),
+        ("daily | retry(3, jitter=2)", "jitter must be True"),
+        ("daily | retry(3, on='OSError')", "on must be a list"),
+    ],
+)
+def test_e006_bad_retry_options_name_the_option(settings, cond, fragment):
+    messages = run_task_checks(settings, {"report": {**GOOD, "start_cond": cond}})
+    assert ids(messages) == ["django_rocket.E006"]
+    assert fragment in messages[0].msg and "'report'" in messages[0].msg
+
+
+def test_e014_retry_delays_are_bounded(settings):
+    cond = "daily | retry(3, delay='1 minute', max_delay='36501 days')"
+    messages = run_task_checks(settings, {"report": {**GOOD, "start_cond": cond}})
+    assert ids(messages) == ["django_rocket.E014"]
+    assert "a retry max_delay of" in messages[0].msg
+
+
+def test_known_retry_exceptions_pass(settings):
+    cond = "daily | retry(3, on=['ConnectionError', 'json.JSONDecodeError', 'OSError'])"
+    assert run_task_checks(settings, {"report": {**GOOD, "start_cond": cond}}) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("ConectionError", "not a built-in exception"),
+        ("nowhere.module.Error", "cannot be imported here"),
+    ],
+)
+def test_w003_unresolvable_retry_exception_warns(settings, name, reason):
+    cond = f"daily | retry(3, on=[{name!r}])"
+    messages = run_task_checks(settings, {"report": {**GOOD, "start_cond": cond}})
+    assert ids(messages) == ["django_rocket.W003"]
+    assert not messages[0].is_serious()
+    assert repr(name) in messages[0].msg and reason in messages[0].msg
+    assert "dotted path" in messages[0].hint and messages[0].obj == "report"
+
+
+@pytest.mark.parametrize("name", ["print", "json.dumps", "os.path"])
+def test_e015_retry_on_something_not_an_exception(settings, name):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_rocket import registry
+
+    cond = f"daily | retry(3, on=[{name!r}])"
+    settings.ROCKET_TASKS = {"report": {**GOOD, "start_cond": cond}}
+    messages = run_task_checks(settings, {"report": {**GOOD, "start_cond": cond}})
+    assert ids(messages) == ["django_rocket.E015"]
+    assert repr(name) in messages[0].msg and "not an exception class" in messages[0].msg
+    with pytest.raises(ImproperlyConfigured, match="E015"):
+        registry.tasks()
+
+
 def test_e009_bad_execution(settings):
     messages = run_task_checks(settings, {"report": {**GOOD, "execution": "celery"}})
     assert ids(messages) == ["django_rocket.E009"]

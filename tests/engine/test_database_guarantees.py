@@ -163,10 +163,16 @@ def test_4_byte_characters_survive_the_run_log_round_trip():
     assert TaskRun.objects.values_list("message", "exc_text").get() == (EMOJI, EMOJI)
     traceback = f"Traceback (most recent call last):\nValueError: {EMOJI}\n"
     runlog.finish_runs(
-        [(run_id, ("fail", started, timedelta(seconds=1), EMOJI, traceback, {"e": EMOJI}))]
+        [
+            (
+                run_id,
+                ("fail", started, timedelta(seconds=1), EMOJI, traceback, {"e": EMOJI}, [EMOJI]),
+            )
+        ]
     )
     run = TaskRun.objects.get()
     assert (run.message, run.exc_text, run.result) == (EMOJI, traceback, {"e": EMOJI})
+    assert run.exception_types == [EMOJI]
 
 
 def test_a_failing_task_s_4_byte_message_and_traceback_are_recorded(settings):

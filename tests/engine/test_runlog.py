@@ -77,6 +77,7 @@ def test_rows_written_in_batches_read_back_as_written():
                 t,
                 t,
                 r,
+                [f"m.E{i}", "builtins.Exception"],
             ),
         )
         for i, (run_id, t, r) in enumerate(zip(ids, TRICKY, RESULTS, strict=True))
@@ -92,6 +93,7 @@ def test_rows_written_in_batches_read_back_as_written():
         assert run.runtime == RUNTIMES[i]
         assert (run.message, run.exc_text) == (text, text)
         assert run.result == result
+        assert run.exception_types == [f"m.E{i}", "builtins.Exception"]
     assert runs[ids[1]].trigger == "retry" and runs[ids[1]].pid == 7
 
 
@@ -104,12 +106,12 @@ def test_a_run_finished_twice_in_one_batch_keeps_the_last_values():
     )
     runlog.finish_runs(
         [
-            (run_id, ("fail", started, None, "first", "", None)),
-            (str(run_id), ("terminate", started, None, "second", "", None)),
+            (run_id, ("fail", started, None, "first", "", None, ["builtins.OSError"])),
+            (str(run_id), ("terminate", started, None, "second", "", None, [])),
         ]
     )
     run = TaskRun.objects.get()
-    assert (run.status, run.message) == ("terminate", "second")
+    assert (run.status, run.message, run.exception_types) == ("terminate", "second", [])
 
 
 def test_empty_batches_issue_no_statement(django_assert_num_queries):
@@ -140,7 +142,7 @@ def test_a_large_batch_of_finishes_is_split_to_fit_a_mysql_packet(monkeypatch):
     )
     text = "🚀" * 100  # 400 bytes, and the rest of the row: three rows a document
     with CaptureQueriesContext(connection) as ctx:
-        runlog.finish_runs([(i, ("success", started, None, text, "", None)) for i in ids])
+        runlog.finish_runs([(i, ("success", started, None, text, "", None, [])) for i in ids])
     assert TaskRun.objects.filter(status="success", message=text).count() == 20
     if runlog._dialect() == "json_table":
         assert len(ctx.captured_queries) == 7

@@ -1,5 +1,6 @@
 """``runscheduler`` through call_command, with the injected clock where time matters."""
 
+import itertools
 import threading
 from datetime import timedelta
 
@@ -619,3 +620,71 @@ def test_a_snapshot_that_cannot_be_read_on_taking_the_lease_is_read_again(
     assert TaskRun.objects.filter(task__name="a", status=RunStatus.SUCCESS).exists()
     scheduler.request_stop()
     scheduler.shutdown()
+
+
+def test_a_waiting_retry_starts_when_due_and_not_before(settings, clock, quiet):
+    """Issue 22: the scheduler sleeps until the retry is due, with backoff and jitter."""
+    from django_rocket.conditions.retrying import jitter_offset
+
+    settings.ROCKET_TASKS = {
+        "f": task(
+            "tests.support.tasks.fails",
+            "daily | retry(2, delay='5 minutes', backoff=2, jitter=True)",
+        )
+    }
+    Scheduler(clock=clock, duration=3600).run()
+    runs = list(TaskRun.objects.order_by("started_at", "id"))
+    assert [r.trigger for r in runs] == ["scheduled", "retry", "retry"]
+    for attempt, (failed, retried) in enumerate(itertools.pairwise(runs), start=1):
+        wait = timedelta(minutes=5) * 2 ** (attempt - 1)
+        due = failed.finished_at + wait * (1 + 0.25 * jitter_offset(str(failed.run_id)))
+        # Not before it is due, and no later than the clock's resolution after.
+        assert due <= retried.started_at <= due + timedelta(milliseconds=1)
+
+
+CONNECTION_REFUSED = [
+    "builtins.ConnectionRefusedError",
+    "builtins.ConnectionError",
+    "builtins.OSError",
+    "builtins.Exception",
+    "builtins.BaseException",
+]
+
+
+@pytest.mark.parametrize("execution", ["main", "thread", "process", "async"])
+def test_a_failed_run_keeps_its_exception_class_and_bases(settings, execution):
+    func = "async_refuses_connection" if execution == "async" else "refuses_connection"
+    settings.ROCKET_TASKS = {"f": task(f"tests.support.tasks.{func}", execution=execution)}
+    call_command("runscheduler", "--once")
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.FAIL, run.message
+    assert run.exception_types == CONNECTION_REFUSED
+
+
+@pytest.mark.parametrize(
+    ("on", "triggers"),
+    [
+        ("['ConnectionError']", ["scheduled", "retry", "retry"]),
+        ("['builtins.OSError', 'TimeoutError']", ["scheduled", "retry", "retry"]),
+        ("['TimeoutError']", ["scheduled"]),
+    ],
+)
+def test_retry_on_retries_only_the_named_exceptions(settings, clock, quiet, on, triggers):
+    cond = f"daily | retry(2, delay='1 minute', on={on})"
+    settings.ROCKET_TASKS = {"f": task("tests.support.tasks.refuses_connection", cond)}
+    Scheduler(clock=clock, duration=600).run()
+    runs = list(TaskRun.objects.order_by("started_at", "id"))
+    assert [r.trigger for r in runs] == triggers
+
+
+def test_a_restarted_scheduler_reads_the_exception_types_from_the_log(settings, clock, quiet):
+    """The snapshot loads exception_types: retry(on=...) decides the same after a restart."""
+    cond = "daily | retry(2, delay='10 minutes', on=['ConnectionError'])"
+    settings.ROCKET_TASKS = {"f": task("tests.support.tasks.refuses_connection", cond)}
+    Scheduler(clock=clock, duration=60).run()  # stops before the first retry is due
+    assert TaskRun.objects.count() == 1
+    scheduler = Scheduler(clock=clock, duration=3600)
+    scheduler.run()
+    runs = list(TaskRun.objects.order_by("started_at", "id"))
+    assert [r.trigger for r in runs] == ["scheduled", "retry", "retry"]
+    assert runs[1].started_at - runs[0].finished_at >= timedelta(minutes=10)

@@ -221,6 +221,8 @@ def test_a_torn_last_line_is_logged_and_the_scheduler_starts(settings, spool_dir
         (lambda run: line(run, finished_at="yesterday"), "finished_at"),
         (lambda run: line(run, finished_at="2026-03-02T09:05:00"), "finished_at"),  # naive
         (lambda run: line(run, pwned=True), "pwned"),
+        (lambda run: line(run, exception_types="builtins.OSError"), "exception_types"),
+        (lambda run: line(run, exception_types=[1, 2]), "exception_types"),
         (lambda run: '{"run_id": ' * 100_000 + "\n", "not JSON"),  # RecursionError
         (lambda run: b"\xff\xfe not UTF-8\n", "UTF-8"),
         (lambda run: line(run, message="x" * 3_000_000), "longer than"),
@@ -241,6 +243,24 @@ def test_a_bad_line_is_logged_with_its_number_and_its_file_moved_aside(
     assert not path.exists() and (spool_dir / f"{path.name}.rejected").exists()
     (error,) = scheduler_logs(caplog)
     assert f"{path.name} line 2" in error and reason in error
+
+
+def test_a_spooled_failure_keeps_its_exception_types(spool_dir, clock):
+    run = running_run()
+    written = spool.Spool()
+    written.open_for("host", 1, 1)
+    outcome = Outcome(str(run.run_id), "t", "fail", FINISHED, exception_types=("m.E", "b.B"))
+    assert written.write([outcome])
+    apply(clock)
+    row = TaskRun.objects.get(pk=run.pk)
+    assert (row.status, row.exception_types) == (RunStatus.FAIL, ["m.E", "b.B"])
+
+
+def test_a_line_from_before_exception_types_is_read(spool_dir, clock):
+    run = running_run()
+    plant(spool_dir, line(run, status="fail"))
+    apply(clock)
+    assert TaskRun.objects.get(pk=run.pk).status == RunStatus.FAIL
 
 
 def test_a_planted_line_for_a_finished_run_changes_nothing(spool_dir, clock, caplog):

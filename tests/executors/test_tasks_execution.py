@@ -152,6 +152,12 @@ def test_immediate_backend_records_every_kind_of_end(settings):
     assert "Traceback (most recent call last)" in runs["broken"].exc_text
     assert f"ran on {HOST} (pid {os.getpid()})" in runs["broken"].exc_text
     assert runs["broken"].host == HOST
+    # The worker's note carries the exception's class and bases, and stays out of the message.
+    assert runs["broken"].exception_types == [
+        "builtins.ValueError",
+        "builtins.Exception",
+        "builtins.BaseException",
+    ]
     assert runs["idle"].status == RunStatus.INACTION
     assert runs["idle"].message == "No new files."
     assert runs["unkept"].status == RunStatus.SUCCESS

@@ -100,4 +100,8 @@ def test_the_report_follows_the_robust_applications_recipe(tmp_path):
     result = manage("shell", "-c", code, db=tmp_path / "db.sqlite3")
     assert result.returncode == 0, result.stderr
     condition = result.stdout.strip().splitlines()[-1]
-    assert condition.startswith("(daily | retry(3)) & time_of_day.between(")
+    # Issue 22: the demo's retries wait, so they do not all meet the same unavailable server.
+    assert condition.startswith(
+        "(daily | retry(3, delay='20 seconds', backoff=2, jitter=True, on=['ConnectionError']))"
+        " & time_of_day.between("
+    )

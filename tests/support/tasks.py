@@ -219,3 +219,11 @@ def big_failure(size: int = 100_000) -> None:
 def result_of(size: int) -> str:
     """A string result whose JSON (two quotes) is ``size`` + 2 bytes."""
     return "r" * size
+
+
+def refuses_connection() -> None:
+    raise ConnectionRefusedError("the report server is down")
+
+
+async def async_refuses_connection() -> None:
+    raise ConnectionRefusedError("the report server is down")

@@ -29,7 +29,7 @@ from django_rocket.executors.django_tasks.readers import (
     Seen,
     seen_from_result,
 )
-from django_rocket.executors.django_tasks.worker import WORKER_NOTE, worker_task
+from django_rocket.executors.django_tasks.worker import TYPES_NOTE, WORKER_NOTE, worker_task
 from django_rocket.executors.outcome import ActiveRun, Ending, Finish, encode_result, storable
 from django_rocket.models import RunStatus, TaskRun
 
@@ -183,10 +183,15 @@ class TasksFollower:
             match = WORKER_NOTE.search(seen.traceback or "")
             if match and match.group(1) == remote.run_id:
                 host, pid = match.group(2), int(match.group(3))
+            types = TYPES_NOTE.search(seen.traceback or "")
             ending = {
                 "status": RunStatus.FAIL.value,
                 "message": _failure_line(seen, remote),
                 "exc_text": seen.traceback,
+                # Without the note (a plain @task's failure): the class the backend kept.
+                "exception_types": (
+                    types.group(1).split(", ") if types else [seen.exception] * bool(seen.exception)
+                ),
             }
         if seen.finished_at is not None:
             # The worker's time, not this scheduler's: a run adopted after a long outage
@@ -285,7 +290,9 @@ def _failure_line(seen: Seen, remote: Remote) -> str:
     lines = [
         line.strip()
         for line in (seen.traceback or "").strip().splitlines()
-        if line.strip() and not WORKER_NOTE.match(line.strip())
+        if line.strip()
+        and not WORKER_NOTE.match(line.strip())
+        and not TYPES_NOTE.match(line.strip())
     ]
     if lines:
         return lines[-1][:2000]

@@ -24,11 +24,20 @@ from django_rocket.executors.django_tasks.framework import (
     django_task,
     framework,
 )
-from django_rocket.executors.outcome import Ending, bounded, failure, safe_text, settle
+from django_rocket.executors.outcome import (
+    Ending,
+    bounded,
+    exception_types,
+    failure,
+    safe_text,
+    settle,
+)
 from django_rocket.models import RunStatus
 
 # The note a failing run's exception carries, so the follower can tell where it ran.
 WORKER_NOTE = re.compile(r"^django-rocket: run (\S+) ran on (\S+) \(pid (\d+)\)\.$", re.MULTILINE)
+# And its exception's class and bases, which the backend does not keep (retry(on=...)).
+TYPES_NOTE = re.compile(r"^django-rocket: exception types: (\S+(?:, \S+)*)$", re.MULTILINE)
 
 
 def declared_functions() -> set[str]:
@@ -102,6 +111,7 @@ def _call_in_worker(
         # The backend records the failure with this traceback; the note tells where it ran.
         try:
             exc.add_note(f"django-rocket: run {run_id} ran on {host} (pid {pid}).")
+            exc.add_note(f"django-rocket: exception types: {', '.join(exception_types(exc))}")
         except Exception:
             pass  # a hostile exception; the backend still records it
         raise
