@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol, overload, runtime_checkable
+from typing import Any, Protocol, overload, runtime_checkable
 
 __all__ = ["OUTCOMES", "History", "MemoryHistory", "RunRecord"]
 
@@ -29,6 +29,9 @@ class History(Protocol):
         self, task: str, kind: str, since: datetime | None, until: datetime | None
     ) -> Sequence[datetime]:
         """Return starts (kind "start") or finishes of one outcome in [since, until), ascending."""
+
+    def count(self, task: str, kind: str, since: datetime | None, until: datetime | None) -> int:
+        """Return how many events :meth:`events` would return."""
 
     def running(self, task: str) -> Sequence[datetime]:
         """Return the start instants of the task's runs in progress."""
@@ -260,6 +263,9 @@ class MemoryHistory:
         stop = len(items) if until is None else bisect.bisect_left(items, _utc(until))
         return _Slice(items, start, stop)
 
+    def count(self, task: str, kind: str, since: datetime | None, until: datetime | None) -> int:
+        return len(self.events(task, kind, since, until))
+
     def running(self, task: str) -> Sequence[datetime]:
         log = self._tasks.get(task)
         return sorted(log.in_progress.values()) if log is not None and log.in_progress else ()
@@ -315,7 +321,7 @@ def _record(task: str, item: _Run) -> RunRecord:
     )
 
 
-def _remove(items: list, value: object) -> None:
+def _remove(items: list[Any], value: object) -> None:
     index = bisect.bisect_left(items, value)
     if index < len(items) and items[index] == value:
         del items[index]

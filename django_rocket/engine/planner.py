@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 
 from django_rocket.conditions import Context, MemoryHistory, RunRecord
+from django_rocket.conditions.bounded import BoundedHistory
+from django_rocket.conditions.needs import Needs
 from django_rocket.conf import conf
 from django_rocket.engine import snapshot
 from django_rocket.models import RunStatus, RunTrigger, TaskRun
@@ -21,8 +23,6 @@ from django_rocket.registry import TaskSpec
 logger = logging.getLogger("django_rocket.scheduler")
 
 FAR = timedelta(days=3650)
-# Without counting conditions the snapshot needs only recent runs (latest ones are kept).
-SNAPSHOT_HORIZON = timedelta(hours=1)
 
 # A run to start: its task, its trigger, and its queued row if an operator asked for it.
 Start = tuple[TaskSpec, str, TaskRun | None]
@@ -62,7 +62,8 @@ class Planner:
         self.specs = specs
         self.tz = tz
         self.poll_every = poll_every
-        self.history: MemoryHistory | None = None
+        # Normally a BoundedHistory; a MemoryHistory (tests) keeps everything it is given.
+        self.history: BoundedHistory | MemoryHistory | None = None
         self._base_context: Context | None = None  # the last tick's, reused for every task
         # For scheduler_running / scheduler_cycles: when this scheduler became active and
         # how many passes over the due tasks it has made since.
@@ -74,7 +75,8 @@ class Planner:
         self.running_by_task: dict[str, set[str]] = {}
         self.last_failed: dict[str, int | str] = {}
         self.dependents: dict[str, set[str]] = {}
-        self.counting: set[str] = set()
+        # What history each task's conditions read: all the snapshot keeps of it.
+        self.needs: dict[str, Needs] = {}
         # How many of each task's latest runs the snapshot reads for retry chains.
         self.recent_runs = 0
         self.dirty: set[str] = set()
@@ -85,14 +87,15 @@ class Planner:
 
     def prepare_conditions(self) -> None:
         """Index which tasks' conditions read which others, and what the snapshot must hold."""
+        self.needs = snapshot.needs_of(
+            {name: (spec.start_cond, spec.end_cond) for name, spec in self.specs.items()}
+        )
         for name, spec in self.specs.items():
             for cond in (spec.start_cond, spec.end_cond):
                 if cond is None:
                     continue
                 for dep in cond.depends_on(name):
                     self.dependents.setdefault(dep, set()).add(name)
-            self.counting.update(snapshot.counted_tasks(name, spec.start_cond))
-            self.counting.update(snapshot.counted_tasks(name, spec.end_cond))
             self.recent_runs = max(
                 self.recent_runs,
                 snapshot.retry_depth(spec.start_cond),
@@ -101,7 +104,7 @@ class Planner:
 
     def activate(
         self,
-        history: MemoryHistory,
+        history: BoundedHistory | MemoryHistory,
         last_failed: dict[str, int],
         queued: Iterable[TaskRun],
         now: datetime,
@@ -116,10 +119,13 @@ class Planner:
         self.dirty = set(self.specs)
 
     def forget_before(self, now: datetime) -> None:
-        """Keep the snapshot bounded to what the conditions can still read."""
-        horizon = snapshot.COUNT_HORIZON if self.counting else SNAPSHOT_HORIZON
-        assert self.history is not None
-        self.history.forget_before(now - horizon)
+        """Drop from the snapshot what no condition evaluated from ``now`` on can read.
+
+        A bounded snapshot already drops most of it as runs are recorded; this
+        catches the sliding windows and periods of tasks that stopped running.
+        """
+        if isinstance(self.history, BoundedHistory):
+            self.history.trim(now)
 
     # -- what changed
 
