@@ -69,6 +69,9 @@ class Planner:
         # how many passes over the due tasks it has made since.
         self.active_since: datetime | None = None
         self.cycles = 0
+        # Bounded: keyed by task (enabled, last_failed, dependents, versions, end_wakes),
+        # by run in progress (running, running_by_task: removed as runs finish) or by run
+        # queued and not yet started (queued: popped as they start).
         self.enabled: dict[str, bool] = {}
         self.queued: dict[str, list[TaskRun]] = {}
         self.running: dict[str, RunState] = {}
@@ -80,6 +83,7 @@ class Planner:
         # How many of each task's latest runs the snapshot reads for retry chains.
         self.recent_runs = 0
         self.dirty: set[str] = set()
+        # At most about two per task: schedule() drops the replaced ones.
         self.wakes: list[_Wake] = []
         self.versions: dict[str, int] = {}
         self.end_dirty: set[str] = set()
@@ -159,6 +163,12 @@ class Planner:
         self.versions[name] = version
         if at is not None:
             heapq.heappush(self.wakes, _Wake(at, name, version))
+            if len(self.wakes) > 2 * len(self.versions) + 64:
+                # A replaced wake-up stays in the heap until its time (a task looked at
+                # every second may push one for midnight each time): drop them all now,
+                # so the heap holds at most about two per task.
+                self.wakes = [w for w in self.wakes if self.versions.get(w.task) == w.version]
+                heapq.heapify(self.wakes)
 
     def context(self, name: str, now: datetime) -> Context:
         """Return the context ``name``'s conditions are evaluated in at ``now``."""

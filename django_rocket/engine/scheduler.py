@@ -66,6 +66,7 @@ class Scheduler:
         self.once = once
         self.duration = duration
         self.wakeup = threading.Event()
+        # Drained every tick: holds the runs that ended since the last one.
         self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self.runner = Runner(
             self._report,
@@ -86,7 +87,7 @@ class Scheduler:
         self.planner = Planner(self.specs, self.tz, poll_every)
         self.poller = Poller(self.clock, self.planner, poll_every)
         self.recorder = Recorder(self.clock, on_fatal=self.fail_stop)
-        self.task_pks: dict[str, int] = {}
+        self.task_pks: dict[str, int] = {}  # one per declared task
         self.stop_requested = False
         self.starting = True
         self.force_stop = False

@@ -26,6 +26,8 @@ KINDS = {
         "every('1 second') & (started.past('10 seconds') >= 0) & (failed.past('1 minute') < 100)"
     ),
     "past_window": "every('1 second') & (failed.today.between('00:00', '01:00') < 1000000000)",
+    # Looked at again whenever "latest" ends, each time with a wake-up at midnight.
+    "dependent": "daily | after_success('latest')",
 }
 # The most each task's snapshot may hold: its latest start and its latest success and
 # failure, its latest run (twice: the run and its place in start order), and then
@@ -38,6 +40,7 @@ BOUND = {
     "calendar": LATEST + 2 * 2,
     "sliding": LATEST + 11 + 61,
     "past_window": LATEST + 2,
+    "dependent": LATEST,
 }
 RUNS = 100_000
 TZ = ZoneInfo("Europe/Berlin")
@@ -72,6 +75,8 @@ def test_the_snapshot_per_task_stays_flat_over_100_000_runs() -> None:
             planner.forget_before(now)
             for name in specs:
                 sizes[name].append(bounded.size(name))
+            # Wake-ups replaced by later ones do not pile up either.
+            assert len(planner.wakes) <= 2 * len(specs) + 64
         clock.advance(1)
     assert done >= RUNS
     for name, seen in sizes.items():
