@@ -224,10 +224,7 @@ class TaskEvent(_Countable):
 
     def is_true(self, ctx: Context) -> bool:
         if self.period is None and self.compare is None:
-            task = self.task or ctx.task
-            if self.kind == "start":
-                return ctx.history.last_start(task) is not None
-            return ctx.history.last_finish(task, frozenset(EVENT_KINDS[self.kind])) is not None
+            return self._last(ctx) is not None
         since, until, _ = self._range(ctx)
         return self._holds(self._count(ctx, since, until))
 
@@ -256,10 +253,17 @@ class TaskEvent(_Countable):
             return {}  # the latest events, always kept
         return {self.task or task: needs}
 
+    def _last(self, ctx: Context) -> datetime | None:
+        task = self.task or ctx.task
+        if self.kind == "start":
+            return ctx.history.last_start(task)
+        return ctx.history.last_finish(task, frozenset(EVENT_KINDS[self.kind]))
+
     def facts(self, ctx: Context) -> dict[str, object]:
+        if self.period is None and self.compare is None:
+            return {"last": self._last(ctx)}  # what it reads: no count is kept for it
         since, until, _ = self._range(ctx)
-        found = self._events(ctx, since, until)
-        facts: dict[str, object] = {"count": sum(map(len, found))}
+        facts: dict[str, object] = {"count": self._count(ctx, since, until)}
         if since is not None:
             facts["window"] = [since, until]
         return facts
