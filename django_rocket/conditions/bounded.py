@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
-from .history import OUTCOMES, RunRecord, _check_aware, _Slice, _utc
+from .history import OUTCOMES, RunRecord, _check_aware, _utc, chain_length, window
 from .needs import Needs
 from .periods import Span
 
@@ -217,9 +217,7 @@ class BoundedHistory:
             # Only the latest event of the kind is held.
             last = log.last_start if kind == "start" else log.last_finish.get(kind)
             items = [] if last is None else [last]
-        start = 0 if since is None else bisect.bisect_left(items, _utc(since))
-        stop = len(items) if until is None else bisect.bisect_left(items, _utc(until))
-        return _Slice(items, start, stop)
+        return window(items, since, until)
 
     def count(self, task: str, kind: str, since: datetime | None, until: datetime | None) -> int:
         log = self._tasks.get(task)
@@ -278,17 +276,8 @@ class BoundedHistory:
 
 def _chain(log: _Log) -> int | None:
     """The same walk as MemoryHistory's, over the runs kept for it."""
-    if log.in_progress or not log.recent:
-        return None
-    count = 0
-    for _, _, run_id in reversed(log.recent):
-        item = log.runs[run_id]
-        if item.outcome != "fail":
-            break
-        count += 1
-        if item.trigger != "retry":
-            break
-    return count or None
+    runs = log.runs
+    return chain_length(bool(log.in_progress), (runs[r] for _, _, r in reversed(log.recent)))
 
 
 def _trim_chain(log: _Log) -> None:
