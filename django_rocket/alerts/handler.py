@@ -51,7 +51,7 @@ class EmailAlertHandler(logging.Handler):
         self._time = time_func
         self._poll = poll
         self._queue: queue.Queue[Alert | object] = queue.Queue(maxsize=queue_size)
-        self._windows: dict[str, _Window] = {}
+        self._windows: dict[str, _Window] = {}  # one per alert key; ended ones are deleted
         self._state = threading.Lock()
         self._dropped = 0
         self._stopping = threading.Event()

@@ -10,6 +10,7 @@ from typing import Any as AnyType
 from typing import ClassVar
 
 from .history import History
+from .needs import Needs, merge_needs
 
 __all__ = [
     "All",
@@ -181,6 +182,14 @@ class Condition:
     def has_retry(self) -> bool:
         """Return whether a ``retry`` appears in the condition."""
         return False
+
+    def needs(self, task: str) -> dict[str, Needs]:
+        """Return, per task name, what history the condition can read when evaluated for ``task``.
+
+        Beyond every task's latest events, which a snapshot always keeps; a
+        condition with sub-conditions needs the union of theirs.
+        """
+        return merge_needs(child.needs(task) for child in self.children())
 
     def children(self) -> tuple[Condition, ...]:
         """Return the direct sub-conditions."""

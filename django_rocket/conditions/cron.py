@@ -338,7 +338,13 @@ class Cron(_CronCondition):
     schedule: CronSchedule
 
     def _started(self, ctx: Context, window: Window) -> bool:
-        return len(ctx.history.events(ctx.task, "start", window.start, window.end)) > 0
+        # The latest start decides, unless it lies past the window (a start after now).
+        last = ctx.history.last_start(ctx.task)
+        if last is None or last < window.start:
+            return False
+        if last < window.end:
+            return True
+        return ctx.history.count(ctx.task, "start", window.start, window.end) > 0
 
     def is_true(self, ctx: Context) -> bool:
         window = self._window(ctx)

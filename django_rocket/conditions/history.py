@@ -30,6 +30,9 @@ class History(Protocol):
     ) -> Sequence[datetime]:
         """Return starts (kind "start") or finishes of one outcome in [since, until), ascending."""
 
+    def count(self, task: str, kind: str, since: datetime | None, until: datetime | None) -> int:
+        """Return how many events :meth:`events` would return."""
+
     def running(self, task: str) -> Sequence[datetime]:
         """Return the start instants of the task's runs in progress."""
 
@@ -275,9 +278,10 @@ class MemoryHistory:
             items = log.finishes.get(kind, _EMPTY)
         else:
             raise ValueError(f"Unknown event kind {kind!r}; use 'start' or an outcome.")
-        start = 0 if since is None else bisect.bisect_left(items, _utc(since))
-        stop = len(items) if until is None else bisect.bisect_left(items, _utc(until))
-        return _Slice(items, start, stop)
+        return window(items, since, until)
+
+    def count(self, task: str, kind: str, since: datetime | None, until: datetime | None) -> int:
+        return len(self.events(task, kind, since, until))
 
     def running(self, task: str) -> Sequence[datetime]:
         log = self._tasks.get(task)
@@ -321,17 +325,38 @@ def _rebuild(log: _TaskLog) -> None:
 
 
 def _chain(log: _TaskLog) -> int | None:
-    if log.in_progress or not log.ordered:
+    return chain_length(bool(log.in_progress), (log.runs[r] for _, _, r in reversed(log.ordered)))
+
+
+class _Outcome(Protocol):
+    @property
+    def outcome(self) -> str | None: ...
+    @property
+    def trigger(self) -> str: ...
+
+
+def chain_length(in_progress: bool, latest_first: Iterable[_Outcome]) -> int | None:
+    """The retry chain: failed runs back to and including the latest not started as a retry.
+
+    None while a run is in progress, or when the latest run did not fail.
+    """
+    if in_progress:
         return None
     count = 0
-    for _, _, run_id in reversed(log.ordered):
-        item = log.runs[run_id]
+    for item in latest_first:
         if item.outcome != "fail":
             break
         count += 1
         if item.trigger != "retry":
             break
     return count or None
+
+
+def window(items: list[datetime], since: datetime | None, until: datetime | None) -> _Slice:
+    """The part of a sorted list in [since, until), without copying it."""
+    start = 0 if since is None else bisect.bisect_left(items, _utc(since))
+    stop = len(items) if until is None else bisect.bisect_left(items, _utc(until))
+    return _Slice(items, start, stop)
 
 
 def _record(task: str, item: _Run) -> RunRecord:

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from .base import ATOM, COMPARE, COMPARISONS, Condition, Context
 from .durations import format_duration, parse_duration
+from .needs import WHOLE_CHAIN, Needs
 from .periods import Span
 from .retrying import (
     DEFAULT_JITTER,
@@ -227,29 +228,52 @@ class TaskEvent(_Countable):
         task = self.task or ctx.task
         return [ctx.history.events(task, kind, since, until) for kind in EVENT_KINDS[self.kind]]
 
+    def _count(self, ctx: Context, since: datetime | None, until: datetime | None) -> int:
+        task = self.task or ctx.task
+        return sum(ctx.history.count(task, kind, since, until) for kind in EVENT_KINDS[self.kind])
+
     def is_true(self, ctx: Context) -> bool:
         if self.period is None and self.compare is None:
-            task = self.task or ctx.task
-            if self.kind == "start":
-                return ctx.history.last_start(task) is not None
-            return ctx.history.last_finish(task, frozenset(EVENT_KINDS[self.kind])) is not None
+            return self._last(ctx) is not None
         since, until, _ = self._range(ctx)
-        return self._holds(sum(map(len, self._events(ctx, since, until))))
+        return self._holds(self._count(ctx, since, until))
 
     def evaluate(self, ctx: Context) -> tuple[bool, datetime | None]:
+        if self.period is None:
+            return self.is_true(ctx), None
         since, until, when = self._range(ctx)
+        if isinstance(self.period, Span):
+            return self._holds(self._count(ctx, since, until)), when
         found = self._events(ctx, since, until)
-        value = self._holds(sum(map(len, found)))
-        if isinstance(self.period, timedelta):
-            # The count drops when the oldest counted event leaves the sliding window.
-            oldest = [events[0] for events in found if events]
-            when = min(oldest) + self.period + TICK if oldest else None
-        return value, when
+        # The count drops when the oldest counted event leaves the sliding window.
+        oldest = [events[0] for events in found if events]
+        when = min(oldest) + self.period + TICK if oldest else None
+        return self._holds(sum(map(len, found))), when
+
+    def needs(self, task: str) -> dict[str, Needs]:
+        kinds = EVENT_KINDS[self.kind]
+        period = self.period
+        if isinstance(period, timedelta):
+            needs = Needs(windows=frozenset((kind, period) for kind in kinds))
+        elif isinstance(period, Span):
+            needs = Needs(periods=frozenset((kind, period) for kind in kinds))
+        elif self.compare is not None:
+            needs = Needs(totals=frozenset(kinds))
+        else:
+            return {}  # the latest events, always kept
+        return {self.task or task: needs}
+
+    def _last(self, ctx: Context) -> datetime | None:
+        task = self.task or ctx.task
+        if self.kind == "start":
+            return ctx.history.last_start(task)
+        return ctx.history.last_finish(task, frozenset(EVENT_KINDS[self.kind]))
 
     def facts(self, ctx: Context) -> dict[str, object]:
+        if self.period is None and self.compare is None:
+            return {"last": self._last(ctx)}  # what it reads: no count is kept for it
         since, until, _ = self._range(ctx)
-        found = self._events(ctx, since, until)
-        facts: dict[str, object] = {"count": sum(map(len, found))}
+        facts: dict[str, object] = {"count": self._count(ctx, since, until)}
         if since is not None:
             facts["window"] = [since, until]
         return facts
@@ -523,6 +547,10 @@ class Retry(Condition):
 
     def depends_on(self, task: str) -> frozenset[str]:
         return frozenset({task})
+
+    def needs(self, task: str) -> dict[str, Needs]:
+        # retry(n) is decided by the n + 1 latest runs: a chain cut off there is longer than n.
+        return {task: Needs(chain=WHOLE_CHAIN if self.n is None else self.n + 1)}
 
     def has_retry(self) -> bool:
         return True

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 
 from django_rocket.conditions import Context, MemoryHistory, RunRecord
+from django_rocket.conditions.bounded import BoundedHistory
+from django_rocket.conditions.needs import Needs
 from django_rocket.conf import conf
 from django_rocket.engine import snapshot
 from django_rocket.models import RunStatus, RunTrigger, TaskRun
@@ -22,8 +24,6 @@ from django_rocket.registry import TaskSpec
 logger = logging.getLogger("django_rocket.scheduler")
 
 FAR = timedelta(days=3650)
-# Without counting conditions the snapshot needs only recent runs (latest ones are kept).
-SNAPSHOT_HORIZON = timedelta(hours=1)
 
 # A run to start: its task, its trigger, and its queued row if an operator asked for it.
 Start = tuple[TaskSpec, str, TaskRun | None]
@@ -63,22 +63,28 @@ class Planner:
         self.specs = specs
         self.tz = tz
         self.poll_every = poll_every
-        self.history: MemoryHistory | None = None
+        # Normally a BoundedHistory; a MemoryHistory (tests) keeps everything it is given.
+        self.history: BoundedHistory | MemoryHistory | None = None
         self._base_context: Context | None = None  # the last tick's, reused for every task
         # For scheduler_running / scheduler_cycles: when this scheduler became active and
         # how many passes over the due tasks it has made since.
         self.active_since: datetime | None = None
         self.cycles = 0
+        # Bounded: keyed by task (enabled, last_failed, dependents, versions, end_wakes),
+        # by run in progress (running, running_by_task: removed as runs finish) or by run
+        # queued and not yet started (queued: popped as they start).
         self.enabled: dict[str, bool] = {}
         self.queued: dict[str, list[TaskRun]] = {}
         self.running: dict[str, RunState] = {}
         self.running_by_task: dict[str, set[str]] = {}
         self.last_failed: dict[str, int | str] = {}
         self.dependents: dict[str, set[str]] = {}
-        self.counting: set[str] = set()
+        # What history each task's conditions read: all the snapshot keeps of it.
+        self.needs: dict[str, Needs] = {}
         # How many of each task's latest runs the snapshot reads for retry chains.
         self.recent_runs = 0
         self.dirty: set[str] = set()
+        # At most about two per task: schedule() drops the replaced ones.
         self.wakes: list[_Wake] = []
         self.versions: dict[str, int] = {}
         self.end_dirty: set[str] = set()
@@ -87,6 +93,9 @@ class Planner:
 
     def prepare_conditions(self) -> None:
         """Index which tasks' conditions read which others, and what the snapshot must hold."""
+        self.needs = snapshot.needs_of(
+            {name: (spec.start_cond, spec.end_cond) for name, spec in self.specs.items()}
+        )
         for spec in self.specs.values():
             self._index(spec)
 
@@ -97,8 +106,6 @@ class Planner:
                 continue
             for dep in cond.depends_on(name):
                 self.dependents.setdefault(dep, set()).add(name)
-        self.counting.update(snapshot.counted_tasks(name, spec.start_cond))
-        self.counting.update(snapshot.counted_tasks(name, spec.end_cond))
         self.recent_runs = max(
             self.recent_runs,
             snapshot.retry_depth(spec.start_cond),
@@ -108,13 +115,19 @@ class Planner:
     def put_task(self, spec: TaskSpec, enabled: bool) -> None:
         """Add a task, or replace its spec (a new condition), while the scheduler runs.
 
-        A stale entry in ``dependents`` only makes a task looked at once more; a snapshot
-        taken before a counting condition arrived holds the last hour, which it fills as
-        runs happen (and is read whole at the next leadership change).
+        A stale entry in ``dependents`` only makes a task looked at once more. What the
+        new conditions need the snapshot to keep (a retry chain, a window, a count) is
+        kept from now on; what it did not keep before is read at the next leadership
+        change, when the snapshot is loaded again.
         """
         self.specs[spec.name] = spec
         self.enabled[spec.name] = enabled
         self._index(spec)
+        added = snapshot.needs_of({spec.name: (spec.start_cond, spec.end_cond)})
+        for name, needs in added.items():
+            self.needs[name] = needs | self.needs[name] if name in self.needs else needs
+            if isinstance(self.history, BoundedHistory):
+                self.history.set_needs(name, self.needs[name])
         self.dirty.add(spec.name)
         if spec.name in self.running_by_task:
             self.end_dirty.add(spec.name)
@@ -130,7 +143,7 @@ class Planner:
 
     def activate(
         self,
-        history: MemoryHistory,
+        history: BoundedHistory | MemoryHistory,
         last_failed: dict[str, int],
         queued: Iterable[TaskRun],
         now: datetime,
@@ -162,10 +175,13 @@ class Planner:
         self.dirty = set(self.specs)
 
     def forget_before(self, now: datetime) -> None:
-        """Keep the snapshot bounded to what the conditions can still read."""
-        horizon = snapshot.COUNT_HORIZON if self.counting else SNAPSHOT_HORIZON
-        assert self.history is not None
-        self.history.forget_before(now - horizon)
+        """Drop from the snapshot what no condition evaluated from ``now`` on can read.
+
+        A bounded snapshot already drops most of it as runs are recorded; this
+        catches the sliding windows and periods of tasks that stopped running.
+        """
+        if isinstance(self.history, BoundedHistory):
+            self.history.trim(now)
 
     # -- what changed
 
@@ -209,6 +225,12 @@ class Planner:
         self.versions[name] = version
         if at is not None:
             heapq.heappush(self.wakes, _Wake(at, name, version))
+            if len(self.wakes) > 2 * len(self.versions) + 64:
+                # A replaced wake-up stays in the heap until its time (a task looked at
+                # every second may push one for midnight each time): drop them all now,
+                # so the heap holds at most about two per task.
+                self.wakes = [w for w in self.wakes if self.versions.get(w.task) == w.version]
+                heapq.heapify(self.wakes)
 
     def context(self, name: str, now: datetime) -> Context:
         """Return the context ``name``'s conditions are evaluated in at ``now``."""

@@ -39,6 +39,8 @@ class Poller:
         self.poll_every = poll_every
         self.next_poll: float = 0.0
         self.instance_pk: int | None = None
+        # Bounded: runs of other processes still in progress (discarded as they finish or
+        # are recorded as crashed), and ids seen within POLL_LOOKBACK (pruned every poll).
         self.external_open: set[int] = set()
         self.external_seen: set[int] = set()
         self.last_probe: tuple[Any, ...] | None = None

@@ -158,6 +158,8 @@ class Recorder:
     def __init__(self, clock: Clock, *, on_fatal: Callable[[str, BaseException], None]) -> None:
         self.clock = clock
         self.on_fatal = on_fatal
+        # Bounded: emptied by each committed write; in an outage, spooled to disk after
+        # ROCKET_LOG_RETRY's attempts.
         self.pending: list[Outcome] = []
         self.write_attempts = 0
         self.next_write_attempt: float = 0.0

@@ -68,6 +68,7 @@ class Scheduler:
         self.once = once
         self.duration = duration
         self.wakeup = threading.Event()
+        # Drained every tick: holds the runs that ended since the last one.
         self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self.runner = Runner(
             self._report,
@@ -220,7 +221,7 @@ class Scheduler:
         # otherwise be counted as seen without being in the snapshot, and lost to it.
         with one_snapshot():
             history, last_failed = snapshot.load(
-                now, counting_tasks=self.planner.counting, recent=self.planner.recent_runs
+                now, needs=self.planner.needs, tz=self.tz, recent=self.planner.recent_runs
             )
             self.poller.follow_from_now(self.leadership.instance_pk)
             queued = list(TaskRun.objects.queued().select_related("task"))

@@ -1,29 +1,33 @@
 """Load the run history the conditions read, in a bounded number of queries.
 
-The scheduler keeps one :class:`~django_rocket.conditions.MemoryHistory` as its
-snapshot. Loading it reads, for every task at once: the latest start and the
-latest finish of each outcome, the most recent runs (only as many as the deepest
-retry chain a condition can count, see :func:`retry_depth`), the runs in progress,
-and the recent events that counting conditions look at. Each query is
-index-backed, so the load time does not grow with the size of the log.
+The scheduler keeps one :class:`~django_rocket.conditions.bounded.BoundedHistory`
+as its snapshot: per task, only what its conditions can read (their
+:meth:`~django_rocket.conditions.Condition.needs`). Loading it reads, for every
+task at once: the latest start and the latest finish of each outcome, the most
+recent runs (only as many as the deepest retry chain a condition can count, see
+:func:`retry_depth`), the runs in progress, the events inside the sliding
+windows and the current periods that counting conditions look at, and, for a
+count over all time, one count per outcome. Each query is index-backed, so the
+load time does not grow with the size of the log.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, tzinfo
 
 from django.db import connection
-from django.db.models import OuterRef, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 
-from django_rocket.conditions import Condition, MemoryHistory, RunRecord
-from django_rocket.conditions.tasks import Retry, TaskEvent
+from django_rocket.conditions import Condition, RunRecord
+from django_rocket.conditions.bounded import BoundedHistory
+from django_rocket.conditions.needs import Needs, merge_needs
+from django_rocket.conditions.tasks import Retry
 from django_rocket.models import FINISHED_STATUSES, RunStatus, Task, TaskRun
 from django_rocket.registry import MAX_RETRY
 
 # How far back an unlimited ``retry`` looks for the start of its chain.
 RECENT_RUNS_PER_TASK = 50
-COUNT_HORIZON = timedelta(days=35)
 
 
 def record_of(run: TaskRun, task_name: str) -> RunRecord:
@@ -85,18 +89,6 @@ def latest_ids(task_ids: list[int] | None) -> set[int]:
     for row in tasks.annotate(**annotations).values(*annotations):
         ids.update(value for value in row.values() if value is not None)
     return ids
-
-
-def counted_tasks(owner: str, cond: Condition | None) -> set[str]:
-    """Tasks whose events ``cond`` counts in a period, so the snapshot must hold them."""
-    if cond is None:
-        return set()
-    if isinstance(cond, TaskEvent):
-        return set(cond.depends_on(owner))
-    found: set[str] = set()
-    for child in cond.children():
-        found |= counted_tasks(owner, child)
-    return found
 
 
 def retry_depth(cond: Condition | None) -> int:
@@ -165,20 +157,43 @@ RECORD_COLUMNS = (
 )
 
 
+def _counted_since(now: datetime, needs: Needs, tz: tzinfo) -> datetime | None:
+    """The earliest instant whose events a task's counting conditions read at ``now``."""
+    instants = [now - length for _, length in needs.windows]
+    wall = now.astimezone(tz)
+    instants += [span.around(now, wall, tz)[1].start for _, span in needs.periods]
+    return min(instants, default=None)
+
+
+def _set_totals(history: BoundedHistory, names: dict[int, str], needs: Mapping[str, Needs]) -> None:
+    """Give the conditions that count over all time the counts of the whole log."""
+    counted = [pk for pk, name in names.items() if name in needs and needs[name].totals]
+    if not counted:
+        return
+    runs = TaskRun.objects.order_by().filter(task_id__in=counted)
+    for task_id, status, count in runs.values_list("task_id", "status").annotate(Count("id")):
+        history.set_total(names[task_id], status, count)
+    started = runs.filter(started_at__isnull=False).values_list("task_id").annotate(Count("id"))
+    for task_id, count in started:
+        history.set_total(names[task_id], "start", count)
+
+
 def load(
     now: datetime,
     *,
-    counting_tasks: Iterable[str] = (),
-    horizon: timedelta = COUNT_HORIZON,
+    needs: Mapping[str, Needs] | None = None,
+    tz: tzinfo = UTC,
     recent: int = RECENT_RUNS_PER_TASK,
-) -> tuple[MemoryHistory, dict[str, int]]:
+) -> tuple[BoundedHistory, dict[str, int]]:
     """Build the snapshot; return it with the id of each task's latest failed run.
 
-    ``recent`` is how many of each task's latest runs to read besides the latest
-    start and finishes (the callers pass the largest :func:`retry_depth` of their
-    conditions). Rows are read as tuples, not model instances: a snapshot can hold
-    thousands of runs, and building a model for each was most of the load's time.
+    ``needs`` is what each task's conditions read (:func:`needs_of`), ``tz`` the
+    zone their periods are counted in. ``recent`` is how many of each task's
+    latest runs to read besides the latest start and finishes (the callers pass
+    the largest :func:`retry_depth` of their conditions). Rows are read as
+    tuples, not model instances: building a model for each was most of the load's time.
     """
+    needs = dict(needs or {})
     names = dict(Task.objects.values_list("pk", "name"))
     ids = latest_ids(None) if names else set()
     if recent > 0:
@@ -190,22 +205,43 @@ def load(
         runs.filter(pk__in=ids).exclude(status=RunStatus.QUEUED).values_list(*RECORD_COLUMNS)
     )
     rows += runs.running().exclude(pk__in=ids).values_list(*RECORD_COLUMNS)
-    counting = set(counting_tasks)
-    counting_ids = [pk for pk, name in names.items() if name in counting]
-    if counting_ids:
+    # The events counting conditions read: one query per distinct instant they read from.
+    groups: dict[datetime, list[int]] = {}
+    for pk, name in names.items():
+        since = _counted_since(now, needs[name], tz) if name in needs else None
+        if since is not None:
+            groups.setdefault(since, []).append(pk)
+    for since, task_ids in groups.items():
         rows += (
-            runs.filter(task_id__in=counting_ids, started_at__gte=now - horizon)
+            runs.filter(Q(started_at__gte=since) | Q(finished_at__gte=since), task_id__in=task_ids)
+            .exclude(status=RunStatus.QUEUED)
             .exclude(pk__in=[r[0] for r in rows])
             .values_list(*RECORD_COLUMNS)
         )
     rows.sort(key=lambda r: (r[5] or now, r[0]))
-    history = MemoryHistory(
-        _record(names[task_id], run_id, status, trigger, started_at, finished_at, types)
-        for _, task_id, run_id, status, trigger, started_at, finished_at, types in rows
-        if started_at
+    history = BoundedHistory(
+        needs,
+        tz,
+        (
+            _record(names[task_id], run_id, status, trigger, started_at, finished_at, types)
+            for _, task_id, run_id, status, trigger, started_at, finished_at, types in rows
+            if started_at
+        ),
     )
+    history.trim(now)
+    _set_totals(history, names, needs)
     last_failed: dict[str, int] = {}
     for pk, task_id, _, status, *_ in rows:
         if status == RunStatus.FAIL:
             last_failed[names[task_id]] = pk
     return history, last_failed
+
+
+def needs_of(conditions: Mapping[str, Iterable[Condition | None]]) -> dict[str, Needs]:
+    """Return what history each task must keep for the conditions of each owner task."""
+    return merge_needs(
+        cond.needs(owner)
+        for owner, conds in conditions.items()
+        for cond in conds
+        if cond is not None
+    )

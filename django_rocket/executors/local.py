@@ -30,6 +30,7 @@ class ThreadWorkers:
 
     def __init__(self, idle_timeout: float = 60.0) -> None:
         self.idle_timeout = idle_timeout
+        # Runs handed over and not yet taken by a worker: each job is taken once.
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0  # workers waiting for a job, minus jobs already handed to them

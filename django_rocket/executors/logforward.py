@@ -108,7 +108,7 @@ class LogListener:
     """Receive records from child processes and hand them to this process's loggers."""
 
     def __init__(self) -> None:
-        self._conns: list[multiprocessing.connection.Connection] = []
+        self._conns: list[multiprocessing.connection.Connection] = []  # removed at EOF
         self._lock = threading.Lock()
         self._wake_r: multiprocessing.connection.Connection | None = None
         self._wake_w: multiprocessing.connection.Connection | None = None

@@ -48,7 +48,7 @@ class Runner:
         self._now = now
         self.max_processes = max_processes or os.cpu_count() or 1
         self.result_max_bytes = result_max_bytes
-        self._active: dict[str, ActiveRun] = {}
+        self._active: dict[str, ActiveRun] = {}  # runs in progress: popped as they finish
         self._lock = threading.Lock()
         self._processes = ProcessExecutor(
             self._finish,
@@ -59,7 +59,7 @@ class Runner:
         self._loop = EventLoop()
         self._tasks: TasksFollower | None = None  # once a run uses execution "tasks"
         self._workers = ThreadWorkers()
-        self._functions: dict[str, Callable[..., Any]] = {}
+        self._functions: dict[str, Callable[..., Any]] = {}  # one per task function path
 
     def _function(self, path: str) -> Callable[..., Any]:
         """The task function for a dotted path, imported once per scheduler."""

@@ -17,7 +17,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from django_rocket import RocketError, registry
-from django_rocket.conditions import Condition, Context, Explanation, MemoryHistory, parse
+from django_rocket.conditions import Condition, Context, Explanation, parse
+from django_rocket.conditions.bounded import BoundedHistory
 from django_rocket.conf import conf
 from django_rocket.display import format_runtime
 from django_rocket.engine import snapshot
@@ -33,14 +34,12 @@ class ConditionFailed(RocketError):
     """Evaluating a condition raised; the message names the task and the error."""
 
 
-def _snapshot(now: datetime, conditions: dict[str, list[Condition | None]]) -> MemoryHistory:
-    counting: set[str] = set()
-    recent = 0
-    for owner, conds in conditions.items():
-        for cond in conds:
-            counting |= snapshot.counted_tasks(owner, cond)
-            recent = max(recent, snapshot.retry_depth(cond))
-    return snapshot.load(now, counting_tasks=counting, recent=recent)[0]
+def _snapshot(now: datetime, conditions: dict[str, list[Condition | None]]) -> BoundedHistory:
+    recent = max(
+        (snapshot.retry_depth(cond) for conds in conditions.values() for cond in conds), default=0
+    )
+    needs = snapshot.needs_of(conditions)
+    return snapshot.load(now, needs=needs, tz=registry.scheduler_zone(), recent=recent)[0]
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class Verdict:
 
 
 def _verdict(
-    spec: TaskSpec, cond: Condition, enabled: bool, snapshot: MemoryHistory, at: datetime
+    spec: TaskSpec, cond: Condition, enabled: bool, snapshot: BoundedHistory, at: datetime
 ) -> tuple[Verdict, Context]:
     tz = registry.scheduler_zone()
     ctx = Context(task=spec.name, now=at.astimezone(tz), history=snapshot, tz=tz)
@@ -256,7 +255,7 @@ def _source_note(explanation: TaskExplanation | TaskState) -> str:
     return ""
 
 
-def _history_facts(snapshot: MemoryHistory, name: str, tz: tzinfo) -> dict[str, Any]:
+def _history_facts(snapshot: BoundedHistory, name: str, tz: tzinfo) -> dict[str, Any]:
     def local(value: datetime | None) -> datetime | None:
         return value.astimezone(tz) if value is not None else None
 

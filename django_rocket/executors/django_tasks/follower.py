@@ -45,6 +45,8 @@ class TasksFollower:
     def __init__(self, finish: Finish, *, result_max_bytes: int) -> None:
         self._finish = finish
         self.result_max_bytes = result_max_bytes
+        # Bounded: runs in progress (popped as they end), one reader and one failing flag
+        # per backend alias, and row updates not yet written (deleted once written).
         self.remote: dict[str, Remote] = {}
         self._readers: dict[str, ResultReader] = {}
         self._next_read: datetime | None = None
