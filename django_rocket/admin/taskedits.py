@@ -150,7 +150,7 @@ class TaskEditsMixin(admin.ModelAdmin):  # type: ignore[type-arg]  # generic in 
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
             "due_at": text,
             "error": error,
-            "time_zone": str(tz),
+            "zone_name": str(tz),
         }
         return TemplateResponse(request, "admin/django_rocket/task/run_at.html", context)
 
