@@ -376,7 +376,24 @@ class Planner:
         if state is None:
             return None
         assert self.history is not None
-        self.history.record_finish(state.task, run_id, finished_at, status, exception_types)
+        try:
+            self.history.record_finish(state.task, run_id, finished_at, status, exception_types)
+        except KeyError:
+            # Not in progress in this snapshot: another scheduler recorded it meanwhile (a
+            # crash while this one was cut off) and the snapshot was re-read since. The run
+            # log is the truth; the snapshot takes the run as it ended (found by
+            # bench/soak.py: a KeyError here stopped the scheduler).
+            finished = RunRecord(
+                task=state.task,
+                run_id=run_id,
+                started_at=state.started_at,
+                finished_at=finished_at,
+                outcome=status,
+                trigger=state.trigger,
+                exception_types=tuple(exception_types),
+            )
+            with contextlib.suppress(ValueError):  # it holds this run already, ended
+                self.history.record_start(finished)
         if status == RunStatus.FAIL:
             self.last_failed[state.task] = run_id
         self.history_changed(state.task)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from django_rocket.clock import FakeClock
-from django_rocket.conditions import MemoryHistory
+from django_rocket.conditions import MemoryHistory, RunRecord
 from django_rocket.conditions.custom import condition, unregister
 from django_rocket.conditions.parser import parse
 from django_rocket.engine.planner import ConditionFailed, Planner
@@ -232,3 +232,27 @@ def test_runs_still_going_when_the_lease_comes_back_can_finish(clock: FakeClock)
     again = MemoryHistory(planner.history.runs("t"))
     planner.activate(again, {}, [], clock.now())
     assert len(again.running("t")) == 1
+
+
+def test_a_finish_the_snapshot_holds_as_ended_does_not_stop_the_planner(clock: FakeClock) -> None:
+    """A run another scheduler recorded (as crash) while this one was cut off, then
+    re-read into the snapshot as ended, still finishes here without a KeyError."""
+    planner = planner_of(spec("t", "every('1 hour')"))
+    planner.started(planner.specs["t"], "r1", RunTrigger.SCHEDULED, clock.now())
+    assert planner.history is not None
+    snapshot_now = MemoryHistory(
+        [
+            RunRecord(
+                "t", "r1", clock.now(), clock.now() + timedelta(seconds=1), "crash", "scheduled"
+            )
+        ]
+    )
+    planner.history = snapshot_now
+    clock.advance(5)
+    state = planner.finished("r1", clock.now(), RunStatus.SUCCESS)
+    assert state is not None and "r1" not in planner.running
+    # And one the snapshot never saw is taken as it ended.
+    planner.started(planner.specs["t"], "r2", RunTrigger.SCHEDULED, clock.now())
+    planner.history = MemoryHistory()
+    assert planner.finished("r2", clock.now(), RunStatus.FAIL) is not None
+    assert planner.history.last_run("t").outcome == "fail"
