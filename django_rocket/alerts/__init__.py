@@ -14,8 +14,9 @@ Red Mail to the server :func:`smtp_settings` resolves; over any other backend (c
 file, locmem, a project's own) through that backend's connection.
 
 The parts: ``config`` (``ROCKET_ALERTS["email"]`` and its validation), ``checks`` (the
-system check), ``mailer`` (the SMTP server), ``message`` (what an email says),
-``sending`` (Red Mail) and ``handler`` (the logging handler and its sender thread).
+system check), ``mailer`` (the mail backend, the SMTP server), ``message`` (what an
+email says), ``sending`` (Red Mail, or Django's backend) and ``handler`` (the logging
+handler and its sender thread).
 """
 
 from django_rocket.alerts.checks import check_alerts
