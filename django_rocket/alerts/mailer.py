@@ -155,12 +155,15 @@ def uses_smtp(mailer: str = DEFAULT_MAILER) -> bool:
 def mail_connection(mailer: str = DEFAULT_MAILER) -> BaseEmailBackend:
     """A connection of the (non-SMTP) backend alerts use, as Django itself would open it."""
     path = backend_path(mailer)
-    if not _check_alias(mailer):
-        return mail.get_connection(path)
-    mailers = getattr(mail, "mailers", None)  # Django 6.1+
+    from_mailers = _check_alias(mailer)
+    # Django 6.1+ deprecates get_connection(); its mailers give the backend of an alias
+    # ("default" is made of the EMAIL_* settings when MAILERS is not defined).
+    mailers = getattr(mail, "mailers", None)
     if mailers is not None:
-        connection: BaseEmailBackend = mailers[mailer]
+        connection: BaseEmailBackend = mailers[mailer if from_mailers else DEFAULT_MAILER]
         return connection
+    if not from_mailers:
+        return mail.get_connection(path)
     options = _mailer_entry(mailer).get("OPTIONS", {})
     return mail.get_connection(path, **(options if isinstance(options, dict) else {}))
 

@@ -104,13 +104,13 @@ def _send_with_django(
         text if text is not None else html or "",
         settings.DEFAULT_FROM_EMAIL,
         list(config.receivers),
-        connection=mail_connection(config.mailer),
     )
     if text is None:
         message.content_subtype = "html"
     elif html is not None:
         message.attach_alternative(html, "text/html")
-    message.send()
+    # send_messages, not message.send(connection=...): Django 6.1 deprecates that argument.
+    mail_connection(config.mailer).send_messages([message])
 
 
 def describe_error(exc: BaseException) -> str:
