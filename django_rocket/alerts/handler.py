@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from django_rocket.alerts.config import EmailConfig
+from django_rocket.alerts.mailer import uses_smtp
 from django_rocket.alerts.message import Alert
 from django_rocket.alerts.sending import describe_error, send, smtp_sender
 
@@ -144,7 +145,7 @@ class EmailAlertHandler(logging.Handler):
 
     def _deliver(self, alert: Alert) -> None:
         try:
-            if self._sender is None:
+            if self._sender is None and uses_smtp(self.config.mailer):
                 self._sender = smtp_sender(self.config.timeout, self.config.mailer)
             send(self.config, alert, self._sender)
             self.sent += 1

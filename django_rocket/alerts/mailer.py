@@ -1,4 +1,9 @@
-"""The SMTP server alerts are sent through: a ``MAILERS`` alias on Django 6.1+, else ``EMAIL_*``."""
+"""The mail backend alerts are sent through: a ``MAILERS`` alias on Django 6.1+, else ``EMAIL_*``.
+
+Over Django's SMTP backend (or a subclass) alerts go through Red Mail with the SMTP
+server resolved here (:func:`smtp_settings`); over any other backend (console, file,
+locmem, a project's own) through that backend's connection (:func:`mail_connection`).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,15 @@ from typing import Any
 
 import django
 from django.conf import settings
+from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
+from django.core.mail.backends.base import BaseEmailBackend
 from django.utils.functional import empty
 from django.utils.module_loading import import_string
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAILER = "default"
 SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-LOCMEM_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Django reads MAILERS from 6.1 on; before that a MAILERS setting means nothing to it.
 MAILERS_SUPPORTED = django.VERSION >= (6, 1)
 # The OPTIONS Django 6.1's SMTP backend accepts (its keyword arguments); it refuses others.
@@ -81,13 +87,20 @@ def smtp_settings(mailer: str = DEFAULT_MAILER) -> SMTPSettings:
     with ``use_tls``). Otherwise: the ``EMAIL_*`` settings, read without Django 6.1's
     deprecation warning (the project gets Django's own for defining them).
     """
+    if _check_alias(mailer):
+        return _from_mailer(mailer)
+    return _from_email_settings()
+
+
+def _check_alias(mailer: Any) -> bool:
+    """Raise unless ``mailer`` can be used; return whether it names a ``MAILERS`` entry."""
     if not isinstance(mailer, str) or not mailer:
         raise MailerError(
             f"ROCKET_ALERTS['email']['mailer'] {mailer!r} is not a MAILERS alias.",
             "Write the name of an entry of MAILERS, such as 'default'.",
         )
     if uses_mailers():
-        return _from_mailer(mailer)
+        return True
     if mailer != DEFAULT_MAILER:
         why = "MAILERS is not defined" if MAILERS_SUPPORTED else "MAILERS needs Django 6.1"
         raise MailerError(
@@ -95,17 +108,11 @@ def smtp_settings(mailer: str = DEFAULT_MAILER) -> SMTPSettings:
             "sent with the EMAIL_* settings.",
             "Define MAILERS with that alias (Django 6.1+), or remove the 'mailer' key.",
         )
-    return _from_email_settings()
+    return False
 
 
-def mailers_setting() -> Any:
-    """Return the ``MAILERS`` setting as the project wrote it, or None."""
-    return getattr(settings, "MAILERS", None)
-
-
-def _from_mailer(alias: str) -> SMTPSettings:
+def _mailer_entry(alias: str) -> dict[str, Any]:
     mailers = mailers_setting()
-    where = f"MAILERS[{alias!r}]"
     if not isinstance(mailers, dict) or alias not in mailers:
         known = ", ".join(repr(name) for name in mailers) if isinstance(mailers, dict) else ""
         raise MailerError(
@@ -115,7 +122,65 @@ def _from_mailer(alias: str) -> SMTPSettings:
             "existing one.",
         )
     config = mailers[alias]
-    config = config if isinstance(config, dict) else {}
+    return config if isinstance(config, dict) else {}
+
+
+def backend_path(mailer: str = DEFAULT_MAILER) -> str:
+    """The dotted path of the backend alerts use: the alias's ``BACKEND``, or ``EMAIL_BACKEND``.
+
+    Raise :class:`MailerError` when the alias is unusable or the backend cannot be imported.
+    Under Django's test runner this is the memory backend it put in place.
+    """
+    if _check_alias(mailer):
+        where = f"MAILERS[{mailer!r}]"
+        backend = _mailer_entry(mailer).get("BACKEND", SMTP_BACKEND)
+    else:
+        where = "EMAIL_BACKEND"
+        backend = _email_setting("EMAIL_BACKEND") or SMTP_BACKEND
+    if backend != SMTP_BACKEND and not _is_backend(backend):
+        raise MailerError(
+            f"{where} uses the backend {backend!r}, which cannot be imported as a Django "
+            "email backend.",
+            "Give the dotted path of an email backend class, such as Django's "
+            f"{SMTP_BACKEND} or django.core.mail.backends.console.EmailBackend.",
+        )
+    return str(backend)
+
+
+def uses_smtp(mailer: str = DEFAULT_MAILER) -> bool:
+    """Whether alerts go to an SMTP server (through Red Mail) rather than another backend."""
+    return _is_smtp_backend(backend_path(mailer))
+
+
+def mail_connection(mailer: str = DEFAULT_MAILER) -> BaseEmailBackend:
+    """A connection of the (non-SMTP) backend alerts use, as Django itself would open it."""
+    path = backend_path(mailer)
+    from_mailers = _check_alias(mailer)
+    # Django 6.1+ deprecates get_connection(); its mailers give the backend of an alias
+    # ("default" is made of the EMAIL_* settings when MAILERS is not defined).
+    mailers = getattr(mail, "mailers", None)
+    if mailers is not None:
+        connection: BaseEmailBackend = mailers[mailer if from_mailers else DEFAULT_MAILER]
+        return connection
+    if not from_mailers:
+        return mail.get_connection(path)
+    options = _mailer_entry(mailer).get("OPTIONS", {})
+    return mail.get_connection(path, **(options if isinstance(options, dict) else {}))
+
+
+def destination(mailer: str = DEFAULT_MAILER) -> str:
+    """Where alerts go, for messages: the SMTP server's ``host:port``, or the backend's path."""
+    return smtp_settings(mailer).address if uses_smtp(mailer) else backend_path(mailer)
+
+
+def mailers_setting() -> Any:
+    """Return the ``MAILERS`` setting as the project wrote it, or None."""
+    return getattr(settings, "MAILERS", None)
+
+
+def _from_mailer(alias: str) -> SMTPSettings:
+    where = f"MAILERS[{alias!r}]"
+    config = _mailer_entry(alias)
     backend = config.get("BACKEND", SMTP_BACKEND)
     if not _is_smtp_backend(backend):
         raise MailerError(
@@ -173,17 +238,20 @@ def _from_mailer(alias: str) -> SMTPSettings:
 
 
 def _is_smtp_backend(path: Any) -> bool:
-    if path == SMTP_BACKEND:
-        return True
-    if not isinstance(path, str):
-        return False
     from django.core.mail.backends.smtp import EmailBackend
 
+    return path == SMTP_BACKEND or _is_backend(path, EmailBackend)
+
+
+def _is_backend(path: Any, base: type = BaseEmailBackend) -> bool:
+    """Whether ``path`` imports as a subclass of ``base``."""
+    if not isinstance(path, str):
+        return False
     try:
         backend = import_string(path)
     except ImportError:
         return False
-    return isinstance(backend, type) and issubclass(backend, EmailBackend)
+    return isinstance(backend, type) and issubclass(backend, base)
 
 
 def _from_email_settings() -> SMTPSettings:
@@ -217,13 +285,6 @@ def _email_setting(name: str) -> Any:
     if lazy._wrapped is empty:
         lazy._setup()
     return getattr(lazy._wrapped, name, None)
-
-
-def in_test_environment(backend: Any) -> bool:
-    """Whether ``backend`` is the memory backend Django's test runner put on every mailer."""
-    from django.core import mail
-
-    return backend == LOCMEM_BACKEND and hasattr(mail, "outbox")
 
 
 def default_timeout(mailer: str = DEFAULT_MAILER) -> float:

@@ -1,4 +1,4 @@
-"""Sending an alert through SMTP with Red Mail, in the calling thread."""
+"""Sending an alert, in the calling thread: over SMTP with Red Mail, else with Django's backend."""
 
 from __future__ import annotations
 
@@ -7,9 +7,16 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
 
 from django_rocket.alerts.config import EmailConfig
-from django_rocket.alerts.mailer import DEFAULT_MAILER, MailerError, smtp_settings
+from django_rocket.alerts.mailer import (
+    DEFAULT_MAILER,
+    MailerError,
+    mail_connection,
+    smtp_settings,
+    uses_smtp,
+)
 from django_rocket.alerts.message import Alert, one_line, render
 
 if TYPE_CHECKING:
@@ -71,8 +78,15 @@ def smtp_sender(timeout: float, mailer: str = DEFAULT_MAILER) -> EmailSender:
 
 
 def send(config: EmailConfig, alert: Alert, sender: EmailSender | None = None) -> None:
-    """Render and send one alert now, in the calling thread; raise what SMTP raises."""
+    """Render and send one alert now, in the calling thread; raise what sending raises.
+
+    Without a Red Mail ``sender``, a mailer whose backend is not SMTP (console, file,
+    locmem, a project's own) gets the same message through its Django connection.
+    """
     subject, html, text = render(config, alert)
+    if sender is None and not uses_smtp(config.mailer):
+        _send_with_django(config, subject, html, text)
+        return
     (sender or smtp_sender(config.timeout, config.mailer)).send(
         subject=subject,
         sender=settings.DEFAULT_FROM_EMAIL,
@@ -80,6 +94,23 @@ def send(config: EmailConfig, alert: Alert, sender: EmailSender | None = None) -
         html=html,
         text=text,
     )
+
+
+def _send_with_django(
+    config: EmailConfig, subject: str, html: str | None, text: str | None
+) -> None:
+    message = EmailMultiAlternatives(
+        subject,
+        text if text is not None else html or "",
+        settings.DEFAULT_FROM_EMAIL,
+        list(config.receivers),
+    )
+    if text is None:
+        message.content_subtype = "html"
+    elif html is not None:
+        message.attach_alternative(html, "text/html")
+    # send_messages, not message.send(connection=...): Django 6.1 deprecates that argument.
+    mail_connection(config.mailer).send_messages([message])
 
 
 def describe_error(exc: BaseException) -> str:

@@ -1,8 +1,9 @@
 """Settings for the django-rocket example project.
 
 Configuration comes from the environment through django-environ: DATABASE_URL
-(default: a SQLite file beside this project, in WAL mode) and EMAIL_URL (the EMAIL_*
-settings before Django 6.1, the mailer "default" from 6.1 on).
+(default: a SQLite file beside this project, in WAL mode), EMAIL_URL (the EMAIL_*
+settings before Django 6.1, the mailer "default" from 6.1 on; default: the console
+backend, which prints the alert emails) and ROCKET_ALERT_RECEIVERS.
 """
 
 from datetime import datetime
@@ -159,3 +160,9 @@ ROCKET_CONDITION_MODULES = ["example.conditions"]
 ROCKET_SILENCE_COND_CHECK = True
 ROCKET_TIMEOUT = "5 minutes"
 ROCKET_ADMIN_BASE_URL = env("ROCKET_ADMIN_BASE_URL", default="http://127.0.0.1:8000")
+# An email for each failure (one per task per 15 minutes, then a summary). With the default
+# EMAIL_URL (consolemail://) Django's console backend prints it in the scheduler's output;
+# an smtp:// EMAIL_URL sends it for real. Try it: manage.py sendtestalert.
+ROCKET_ALERTS = {
+    "email": {"receivers": env.list("ROCKET_ALERT_RECEIVERS", default=["ops@example.com"])}
+}

@@ -91,6 +91,19 @@ def test_migrate_and_one_cycle_records_the_failing_traceback(tmp_path):
     # The silenced error: the condition raised, was logged, and counted as false.
     assert "Condition of task 'report_status' raised; treated as false." in result.stderr
     assert "report_status" not in rows
+    # ROCKET_ALERTS: the failure's email, printed by the console mail backend (the default).
+    assert "Subject: [django-rocket] Task always_fails failed" in result.stdout, result.stdout
+    assert "To: ops@example.com" in result.stdout
+    assert "ValueError: This demo task always fails" in result.stdout
+    assert "Could not send the alert email" not in result.stderr
+
+
+def test_sendtestalert_prints_the_test_email(tmp_path):
+    result = manage("sendtestalert", db=tmp_path / "db.sqlite3")
+    assert result.returncode == 0, result.stderr
+    assert "To: ops@example.com" in result.stdout
+    assert "Sent a test alert to ops@example.com through" in result.stdout
+    assert "RemovedInDjango" not in result.stderr
 
 
 def test_the_report_follows_the_robust_applications_recipe(tmp_path):

@@ -124,6 +124,8 @@ def email_settings(port: int, host: str = "127.0.0.1") -> dict:
             "DEFAULT_FROM_EMAIL": "rocket@example.com",
         }
     return {
+        # Django's test runner puts the memory backend in EMAIL_BACKEND; alerts use it too.
+        "EMAIL_BACKEND": SMTP_BACKEND,
         "EMAIL_HOST": host,
         "EMAIL_PORT": port,
         "EMAIL_HOST_USER": "",

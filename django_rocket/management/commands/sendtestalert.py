@@ -9,7 +9,7 @@ from django_rocket.management.base import RocketCommand
 
 
 class Command(RocketCommand):
-    help = "Send a test email through ROCKET_ALERTS to check the SMTP settings and the receivers."
+    help = "Send a test email through ROCKET_ALERTS to check the mail settings and the receivers."
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -19,7 +19,7 @@ class Command(RocketCommand):
                     "ROCKET_ALERTS has no 'email' entry; add one such as "
                     "{'email': {'receivers': ['ops@example.com']}}."
                 )
-            server = alerts.smtp_settings(config.mailer).address
+            server = alerts.destination(config.mailer)
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
         test = alerts.Alert(
