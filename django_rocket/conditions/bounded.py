@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 
-from .history import OUTCOMES, RunRecord, _check_aware, _utc, chain_length, window
+from .history import OUTCOMES, RunRecord, _utc, chain_length, check_finish, window
 from .needs import Needs
 from .periods import Span
 
@@ -161,9 +161,7 @@ class BoundedHistory:
         exception_types: Sequence[str] = (),
     ) -> None:
         """Record that a run in progress ended."""
-        _check_aware(finished_at, "finished_at")
-        if outcome not in OUTCOMES:
-            raise ValueError(f"Unknown outcome {outcome!r}; use one of {sorted(OUTCOMES)}.")
+        check_finish(finished_at, outcome)
         log = self._tasks.get(task)
         item = log.runs.get(run_id) if log is not None else None
         if log is None or item is None or run_id not in log.in_progress:

@@ -185,9 +185,7 @@ class MemoryHistory:
         exception_types: Sequence[str] = (),
     ) -> None:
         """Record that a run ended; recording a finish again replaces the earlier one."""
-        _check_aware(finished_at, "finished_at")
-        if outcome not in OUTCOMES:
-            raise ValueError(f"Unknown outcome {outcome!r}; use one of {sorted(OUTCOMES)}.")
+        check_finish(finished_at, outcome)
         log = self._tasks.get(task)
         item = log.runs.get(run_id) if log is not None else None
         if log is None or item is None:
@@ -369,6 +367,13 @@ def _record(task: str, item: _Run) -> RunRecord:
         item.trigger,
         item.exception_types,
     )
+
+
+def check_finish(finished_at: datetime, outcome: str) -> None:
+    """Refuse a naive finish time or an outcome that is not one of :data:`OUTCOMES`."""
+    _check_aware(finished_at, "finished_at")
+    if outcome not in OUTCOMES:
+        raise ValueError(f"Unknown outcome {outcome!r}; use one of {sorted(OUTCOMES)}.")
 
 
 def _remove(items: list[Any], value: Any) -> None:
