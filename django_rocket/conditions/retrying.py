@@ -1,23 +1,30 @@
-"""The arithmetic of waiting retries: backoff, deterministic jitter, matching exceptions."""
+"""``retry``: the condition, and the arithmetic of waiting retries (backoff,
+deterministic jitter, matching exceptions)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
-from datetime import timedelta
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from .durations import parse_duration
+from .base import Condition, Context
+from .durations import format_duration, parse_duration
+from .needs import WHOLE_CHAIN, Needs
 
 __all__ = [
     "DEFAULT_JITTER",
+    "Retry",
     "check_backoff",
+    "check_count",
     "check_delay",
     "check_exception_names",
     "check_jitter",
     "exception_matches",
     "format_number",
     "jitter_offset",
+    "retry",
     "retry_wait",
 ]
 
@@ -133,3 +140,126 @@ def check_jitter(value: object) -> float:
 
 def format_number(value: float) -> str:
     return str(int(value)) if value == int(value) else repr(value)
+
+
+def check_count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(
+            f"A condition can only be compared with a whole number >= 0, got {value!r}."
+        )
+    return value
+
+
+@dataclass(frozen=True, repr=False)
+class Retry(Condition):
+    """True after a failure while the chain of failed runs is at most ``n`` long.
+
+    The chain counts consecutive failed runs back to and including the latest
+    run not itself started as a retry, so every fresh run gets its own ``n``
+    retries. ``n`` None is unlimited. With a ``delay``, retry k becomes true
+    ``delay * backoff**(k-1)`` (capped by ``max_delay``, spread by ``jitter``)
+    after the failed run finished; with ``on``, only after those exceptions.
+    """
+
+    n: int | None = None
+    delay: timedelta | None = None
+    backoff: float = 1.0
+    max_delay: timedelta | None = None
+    jitter: float = 0.0
+    on: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.n is not None:
+            check_count(self.n)
+
+    def __call__(
+        self,
+        n: int | None = None,
+        delay: str | timedelta | float | None = None,
+        backoff: float = 1.0,
+        max_delay: str | timedelta | float | None = None,
+        jitter: bool | float = False,
+        on: Sequence[str] | None = None,
+    ) -> Retry:
+        if self != Retry():
+            raise TypeError(f"{self} already has a limit.")
+        return Retry(
+            None if n is None else check_count(n),
+            check_delay("delay", delay),
+            check_backoff(backoff),
+            check_delay("max_delay", max_delay),
+            check_jitter(jitter),
+            None if on is None else check_exception_names(on),
+        )
+
+    def is_true(self, ctx: Context) -> bool:
+        return self.evaluate(ctx)[0]
+
+    def due(self, ctx: Context) -> tuple[int, datetime] | None:
+        """Return (the number of the next retry, when it is due), or None if none is coming."""
+        if ctx.retry_disabled:
+            return None
+        chain = ctx.history.retry_chain(ctx.task)
+        if chain is None or (self.n is not None and chain > self.n):
+            return None
+        latest = ctx.history.last_run(ctx.task)
+        if latest is None or latest.finished_at is None:
+            return None
+        if self.on is not None and not exception_matches(self.on, latest.exception_types):
+            return None
+        wait = retry_wait(
+            chain, self.delay, self.backoff, self.max_delay, self.jitter, latest.run_id
+        )
+        return chain, latest.finished_at + wait
+
+    def evaluate(self, ctx: Context) -> tuple[bool, datetime | None]:
+        due = self.due(ctx)
+        if due is None:
+            return False, None
+        if ctx.utc >= due[1]:
+            return True, None
+        return False, due[1]
+
+    def facts(self, ctx: Context) -> dict[str, object]:
+        facts: dict[str, object] = {"failed_in_chain": ctx.history.retry_chain(ctx.task)}
+        if ctx.retry_disabled:
+            facts["retry_disabled"] = True
+        due = self.due(ctx)
+        if due is not None and self.delay is not None:
+            facts["retry"] = due[0]
+            facts["due"] = due[1]
+        if self.on is not None:
+            latest = ctx.history.last_run(ctx.task)
+            facts["exception"] = latest.exception_types[:1] if latest is not None else ()
+        return facts
+
+    def depends_on(self, task: str) -> frozenset[str]:
+        return frozenset({task})
+
+    def needs(self, task: str) -> dict[str, Needs]:
+        # retry(n) is decided by the n + 1 latest runs: a chain cut off there is longer than n.
+        return {task: Needs(chain=WHOLE_CHAIN if self.n is None else self.n + 1)}
+
+    def has_retry(self) -> bool:
+        return True
+
+    def text(self) -> str:
+        options = [] if self.n is None else [str(self.n)]
+        if self.delay is not None:
+            options.append(f"delay={format_duration(self.delay)!r}")
+        if self.backoff != 1.0:
+            options.append(f"backoff={format_number(self.backoff)}")
+        if self.max_delay is not None:
+            options.append(f"max_delay={format_duration(self.max_delay)!r}")
+        if self.jitter:
+            jitter = "True" if self.jitter == DEFAULT_JITTER else format_number(self.jitter)
+            options.append(f"jitter={jitter}")
+        if self.on is not None:
+            options.append(f"on=[{', '.join(map(repr, self.on))}]")
+        return f"retry({', '.join(options)})" if options else "retry"
+
+    def __repr__(self) -> str:
+        return self.text()
+
+
+retry = Retry()

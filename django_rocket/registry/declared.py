@@ -1,11 +1,8 @@
-"""The tasks declared in ``ROCKET_TASKS`` and by ``schedule()``, validated into :class:`TaskSpec`.
+"""The tasks declared in ``ROCKET_TASKS``, validated into :class:`TaskSpec`.
 
 No ORM here: the system checks and the scheduler both read tasks through
 :func:`collect`, so a task that passes ``manage.py check`` is exactly a task
-the scheduler can run. Runtime tasks (rows ``schedule()`` wrote) go through
-:func:`runtime_problems` when they are written and :func:`runtime_spec` when the
-scheduler loads them; their functions must be on ``ROCKET_TASK_FUNCTIONS``, checked
-before anything is imported (:func:`function_refusal`).
+the scheduler can run. Runtime tasks and overrides are in :mod:`.runtime`.
 """
 
 from __future__ import annotations
@@ -13,14 +10,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import difflib
-import functools
 import importlib
 import inspect
-import json
-import re
-import zoneinfo
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -36,7 +29,6 @@ from django_rocket.conditions import (
     Retry,
     Running,
     TaskEvent,
-    custom_conditions,
     format_duration,
     parse,
 )
@@ -70,6 +62,10 @@ class TaskSpec:
         return load_function(self.func)
 
 
+# Where a task comes from (TaskSpec.source) and where its condition came from
+# (TaskSpec.condition_source: the admin's override of a declared task is OVERRIDE).
+SETTINGS, RUNTIME, OVERRIDE = "settings", "runtime", "override"
+
 Problems = list[checks.CheckMessage]
 
 # Bounds of the numbers a condition may hold (check E014). The snapshot reads the
@@ -81,7 +77,7 @@ MAX_COUNT = 1_000_000
 MAX_DURATION = timedelta(days=36_500)
 
 
-def _error(id: str, msg: str, hint: str, task: str | None = None) -> checks.CheckMessage:
+def error(id: str, msg: str, hint: str, task: str | None = None) -> checks.CheckMessage:
     return checks.Error(msg, hint=hint, obj=task, id=id)
 
 
@@ -93,7 +89,7 @@ def import_condition_modules() -> Problems:
             importlib.import_module(module)
         except Exception as exc:
             problems.append(
-                _error(
+                error(
                     "django_rocket.E020",
                     f"ROCKET_CONDITION_MODULES lists {module!r}, which cannot be imported: "
                     f"{type(exc).__name__}: {exc}.",
@@ -103,14 +99,14 @@ def import_condition_modules() -> Problems:
     return problems
 
 
-def _parse_condition(
+def parse_condition(
     name: str, key: str, text: Any, problems: Problems, error_id: str
 ) -> Condition | None:
     if isinstance(text, Condition):
         return text
     if not isinstance(text, str):
         problems.append(
-            _error(
+            error(
                 error_id,
                 f"Task {name!r}: {key} must be a condition string or object, "
                 f"not {type(text).__name__} ({text!r}).",
@@ -123,7 +119,7 @@ def _parse_condition(
         return parse(text)
     except ConditionSyntaxError as exc:
         problems.append(
-            _error(
+            error(
                 error_id,
                 f"Task {name!r}: {key} does not parse:\n{exc}",
                 "Fix the condition text; docs/reference/conditions lists every condition "
@@ -186,7 +182,7 @@ def _check_bounds(name: str, key: str, cond: Condition, problems: Problems, text
     found = _out_of_bounds(cond)
     for node, what, fix in found:
         problems.append(
-            _error(
+            error(
                 "django_rocket.E014",
                 f"Task {name!r}: {key} {written!r} has {what} in {_quote(node)}.",
                 f"{fix} docs/reference/checks lists the bounds.",
@@ -207,7 +203,7 @@ def _retry_exceptions(name: str, key: str, cond: Condition) -> Problems:
             id, reason, hint = found
             message = f"Task {name!r}: {key} {_quote(cond)} retries on {exception!r}, {reason}"
             if id.endswith("E015"):
-                problems.append(_error(id, message, hint, task=name))
+                problems.append(error(id, message, hint, task=name))
             else:
                 problems.append(checks.Warning(message, hint=hint, obj=name, id=id))
     for child in cond.children():
@@ -250,10 +246,10 @@ def _quote(cond: Condition) -> str:
     return text if len(text) <= 200 else f"{text[:200]}..."
 
 
-def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
+def task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
     if not isinstance(name, str) or not name.strip():
         problems.append(
-            _error(
+            error(
                 "django_rocket.E002",
                 f"ROCKET_TASKS has a key {name!r} that is not a task name.",
                 "Use a non-empty string naming the task as the key.",
@@ -262,7 +258,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
         return None
     if not isinstance(entry, dict):
         problems.append(
-            _error(
+            error(
                 "django_rocket.E002",
                 f"Task {name!r}: its entry must be a dict, not {type(entry).__name__} ({entry!r}).",
                 f'Declare it as "{name}": {{"func": "app.tasks.{name}", "start_cond": "daily"}}.',
@@ -276,7 +272,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
         close = difflib.get_close_matches(str(key), TASK_KEYS, n=1)
         suggestion = f"Did you mean {close[0]!r}? " if close else ""
         problems.append(
-            _error(
+            error(
                 "django_rocket.E003",
                 f"Task {name!r}: unknown key {key!r}.",
                 f"{suggestion}Known keys: {', '.join(TASK_KEYS)}.",
@@ -287,7 +283,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
     for key in ("func", "start_cond"):
         if key not in entry:
             problems.append(
-                _error(
+                error(
                     "django_rocket.E004",
                     f"Task {name!r}: the required key {key!r} is missing.",
                     f"Add {key!r}: {TASK_KEYS[key]}.",
@@ -301,7 +297,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
     if "func" in entry:
         if not isinstance(func_path, str):
             problems.append(
-                _error(
+                error(
                     "django_rocket.E005",
                     f"Task {name!r}: func must be a dotted path string, not {func_path!r}.",
                     "Write the path to the function, e.g. 'myapp.tasks.send_report'.",
@@ -314,7 +310,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
                 func = import_string(func_path)
             except Exception as exc:
                 problems.append(
-                    _error(
+                    error(
                         "django_rocket.E005",
                         f"Task {name!r}: func {func_path!r} cannot be imported: "
                         f"{type(exc).__name__}: {exc}.",
@@ -328,7 +324,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
                 target, func = func, plain_function(func)
                 if not callable(func):
                     problems.append(
-                        _error(
+                        error(
                             "django_rocket.E005",
                             f"Task {name!r}: func {func_path!r} is not callable.",
                             "Point func at a function.",
@@ -339,7 +335,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
                     ok = False
     start_cond = None
     if "start_cond" in entry:
-        start_cond = _parse_condition(
+        start_cond = parse_condition(
             name, "start_cond", entry["start_cond"], problems, "django_rocket.E006"
         )
         ok = ok and start_cond is not None
@@ -350,7 +346,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
             ok = ok and not any(problem.is_serious() for problem in found)
     end_cond = None
     if entry.get("end_cond") not in (None, ""):
-        end_cond = _parse_condition(
+        end_cond = parse_condition(
             name, "end_cond", entry["end_cond"], problems, "django_rocket.E008"
         )
         ok = ok and end_cond is not None
@@ -359,7 +355,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
     execution = entry.get("execution", conf.execution)
     if execution not in EXECUTIONS:
         problems.append(
-            _error(
+            error(
                 "django_rocket.E009",
                 f"Task {name!r}: execution {execution!r} is not one of {', '.join(EXECUTIONS)}.",
                 "Use 'process' (isolated, can be killed on timeout), 'thread', "
@@ -372,7 +368,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
         is_coroutine = asyncio.iscoroutinefunction(func)
         if execution == "async" and not is_coroutine:
             problems.append(
-                _error(
+                error(
                     "django_rocket.E013",
                     f"Task {name!r}: execution 'async' needs a coroutine function, "
                     f"but {func_path!r} is a plain function.",
@@ -387,7 +383,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
         timeout = parse_timeout(raw_timeout)
     except (ValueError, TypeError) as exc:
         problems.append(
-            _error(
+            error(
                 "django_rocket.E010",
                 f"Task {name!r}: timeout {raw_timeout!r} is not a duration ({exc}).",
                 "Use text like '10 minutes' or '1 hour 30 minutes', a number of seconds, "
@@ -399,7 +395,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
     parameters = entry.get("parameters", {})
     if not isinstance(parameters, dict) or not all(isinstance(k, str) for k in parameters):
         problems.append(
-            _error(
+            error(
                 "django_rocket.E011",
                 f"Task {name!r}: parameters must be a dict of keyword arguments, "
                 f"not {parameters!r}.",
@@ -413,7 +409,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
             inspect.signature(func).bind(**parameters)
         except TypeError as exc:
             problems.append(
-                _error(
+                error(
                     "django_rocket.E011",
                     f"Task {name!r}: parameters {parameters!r} do not fit the signature of "
                     f"{func_path!r}: {exc}.",
@@ -431,7 +427,7 @@ def _task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
         value = entry.get(key, default)
         if not isinstance(value, bool):
             problems.append(
-                _error(
+                error(
                     "django_rocket.E012",
                     f"Task {name!r}: {key} must be True or False, not {value!r}.",
                     f'Write "{key}": {default}.',
@@ -463,7 +459,7 @@ def collect() -> tuple[dict[str, TaskSpec], Problems]:
     raw = conf.tasks
     if not isinstance(raw, dict):
         problems.append(
-            _error(
+            error(
                 "django_rocket.E001",
                 f"ROCKET_TASKS must be a dict of task name to task entry, "
                 f"not {type(raw).__name__}.",
@@ -474,7 +470,7 @@ def collect() -> tuple[dict[str, TaskSpec], Problems]:
         return {}, problems
     specs: dict[str, TaskSpec] = {}
     for name, entry in raw.items():
-        spec = _task_spec(name, entry, problems)
+        spec = task_spec(name, entry, problems)
         if spec is not None:
             specs[name] = spec
     known = set(raw)
@@ -484,7 +480,7 @@ def collect() -> tuple[dict[str, TaskSpec], Problems]:
                 continue
             for other in sorted(cond.depends_on(spec.name) - known):
                 problems.append(
-                    _error(
+                    error(
                         "django_rocket.E007",
                         f"Task {spec.name!r}: {key} {str(cond)!r} refers to the task "
                         f"{other!r}, which is not in ROCKET_TASKS.",
@@ -503,216 +499,3 @@ def tasks() -> dict[str, TaskSpec]:
         lines = "\n".join(f"{p.id}: {p.msg} HINT: {p.hint}" for p in errors)
         raise ImproperlyConfigured(f"ROCKET_TASKS is invalid; run 'manage.py check'.\n{lines}")
     return specs
-
-
-# -- overrides and runtime tasks
-
-SETTINGS, RUNTIME, OVERRIDE = "settings", "runtime", "override"
-# Each segment a Python identifier: no "..", no spaces, nothing import_string could misread.
-_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
-RUNTIME_OFF = (
-    "Runtime tasks are off: ROCKET_TASK_FUNCTIONS is not set. List the functions runtime "
-    "tasks may call in settings.py, e.g. ROCKET_TASK_FUNCTIONS = ['myapp.reminders.*']."
-)
-
-
-def with_overrides(spec: TaskSpec, start_override: str, end_override: str) -> TaskSpec:
-    """Return ``spec`` with the admin's condition overrides applied (blank: the declared one).
-
-    Raises ConditionSyntaxError if an override does not parse.
-    """
-    if not start_override and not end_override:
-        return spec
-    return replace(
-        spec,
-        start_cond=parse(start_override) if start_override else spec.start_cond,
-        end_cond=parse(end_override) if end_override else spec.end_cond,
-        condition_source=OVERRIDE,
-    )
-
-
-def _allowing_entry(path: str, allowlist: Sequence[str]) -> str | None:
-    """Return the ``ROCKET_TASK_FUNCTIONS`` entry that allows ``path``, or None."""
-    if not _DOTTED.fullmatch(path):
-        return None
-    for entry in allowlist:
-        if entry == path:
-            return entry
-        if entry.endswith(".*"):
-            prefix = entry[:-2]
-            rest = path[len(prefix) + 1 :].split(".") if path.startswith(prefix + ".") else []
-            # A private name is not meant to be called from outside its module.
-            if rest and not any(part.startswith("_") for part in rest):
-                return entry
-    return None
-
-
-def function_refusal(path: str) -> str:
-    """Return why a runtime task may not call ``path``, or "" if it may; never imports."""
-    allowlist = conf.task_functions
-    if allowlist is None:
-        return RUNTIME_OFF
-    if _allowing_entry(path, allowlist) is None:
-        return (
-            f"The function {path!r} is not allowed by ROCKET_TASK_FUNCTIONS, so runtime tasks "
-            "may not call it; it was not imported. Add its dotted path (or 'its.module.*') "
-            "to ROCKET_TASK_FUNCTIONS."
-        )
-    return ""
-
-
-def loaded_refusal(path: str) -> str:
-    """Like :func:`function_refusal`, then import an allowed ``path`` and check what it is.
-
-    A ``module.*`` entry allows the functions defined in that module, not a function it
-    imported from elsewhere (``from subprocess import run`` in it does not allow ``run``).
-    """
-    why = function_refusal(path)
-    if why:
-        return why
-    try:
-        target = import_string(path)
-    except Exception as exc:
-        return f"The function {path!r} cannot be imported: {type(exc).__name__}: {exc}."
-    func = plain_function(target)
-    if not callable(func):
-        return f"{path!r} is not callable."
-    entry = _allowing_entry(path, conf.task_functions or [])
-    assert entry is not None
-    module = getattr(func, "__module__", None) or ""
-    prefix = entry[:-2]
-    if entry.endswith(".*") and module != prefix and not module.startswith(prefix + "."):
-        return (
-            f"{path!r} is defined in {module or 'an unknown module'!r}, outside {entry!r}; "
-            "a 'module.*' entry allows only the functions defined in that module. "
-            "List its own dotted path in ROCKET_TASK_FUNCTIONS to allow it."
-        )
-    return ""
-
-
-# The field of ``schedule()`` each task problem is about (by check ID).
-_PROBLEM_FIELDS = {
-    "django_rocket.E005": "func",
-    "django_rocket.E006": "start_cond",
-    "django_rocket.E008": "end_cond",
-    "django_rocket.E009": "execution",
-    "django_rocket.E013": "execution",
-    "django_rocket.E010": "timeout",
-    "django_rocket.E011": "parameters",
-    "django_rocket.E055": "parameters",
-    "django_rocket.E012": "enabled",
-}
-
-
-def runtime_problems(name: str, entry: dict[str, Any]) -> dict[str, list[str]]:
-    """Validate a runtime task as :func:`collect` validates a declared one, by field.
-
-    ``entry`` holds the keys of a ``ROCKET_TASKS`` entry. The function is checked
-    against ``ROCKET_TASK_FUNCTIONS`` before it is imported; the name must not be a
-    declared task's. Return each field's messages ("__all__" for the others).
-    """
-    errors: dict[str, list[str]] = {}
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        errors.setdefault("name", []).append(
-            f"{name!r} is not a task name: use 1 to 200 characters, not only spaces."
-        )
-    elif isinstance(conf.tasks, dict) and name in conf.tasks:
-        errors.setdefault("name", []).append(
-            f"{name!r} is declared in ROCKET_TASKS; a runtime task cannot take a declared "
-            "task's name. Choose another name (its conditions can be overridden in the admin)."
-        )
-    func = entry.get("func")
-    why = (
-        loaded_refusal(func) if isinstance(func, str) else f"func must be a dotted path: {func!r}."
-    )
-    problems: Problems = []
-    if why:
-        errors.setdefault("func", []).append(why)
-        for key, error_id in (
-            ("start_cond", "django_rocket.E006"),
-            ("end_cond", "django_rocket.E008"),
-        ):
-            if entry.get(key) not in (None, ""):
-                _parse_condition(str(name), key, entry[key], problems, error_id)
-    else:
-        _task_spec(str(name) if isinstance(name, str) and name.strip() else "task", entry, problems)
-    parameters = entry.get("parameters")
-    try:
-        json.dumps(parameters, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        problems.append(
-            _error(
-                "django_rocket.E011",
-                f"parameters must be JSON values, as they are stored in the database: {exc}.",
-                "Pass numbers, strings, lists and dicts (ids, not model instances).",
-            )
-        )
-    for problem in problems:
-        if problem.is_serious():
-            errors.setdefault(_PROBLEM_FIELDS.get(problem.id or "", "__all__"), []).append(
-                str(problem.msg)
-            )
-    return errors
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _parse_runtime(text: str, custom: frozenset[tuple[str, object]]) -> Condition:
-    return parse(text)
-
-
-def parse_runtime(text: str) -> Condition:
-    """Parse a runtime task's condition, cached: 100,000 tasks share a few thousand texts.
-
-    Conditions are immutable; the registered custom conditions are part of the key.
-    """
-    return _parse_runtime(text, frozenset(custom_conditions().items()))
-
-
-def runtime_spec(
-    name: str,
-    func: str,
-    start_cond: str,
-    end_cond: str,
-    execution: str,
-    timeout: str,
-    parameters: Any,
-    *,
-    default_timeout: Any = None,
-) -> TaskSpec:
-    """Return the spec of a runtime task's row, without importing its function.
-
-    A blank ``timeout`` is ``default_timeout`` (None: ``ROCKET_TIMEOUT``, read now).
-
-    Raises ValueError (a ConditionSyntaxError for a condition) for a row no scheduler can
-    follow; whether its function may run is decided at each launch (:func:`loaded_refusal`).
-    """
-    if not isinstance(parameters, dict):
-        raise ValueError(f"parameters must be a dict, not {type(parameters).__name__}")
-    if execution not in EXECUTIONS:
-        raise ValueError(f"execution {execution!r} is not one of {', '.join(EXECUTIONS)}")
-    return TaskSpec(
-        name=name,
-        func=func,
-        start_cond=parse_runtime(start_cond),
-        end_cond=parse_runtime(end_cond) if end_cond else None,
-        execution=execution,
-        timeout=_timeout(timeout or (conf.timeout if default_timeout is None else default_timeout)),
-        parameters=parameters,
-        source=RUNTIME,
-        condition_source=RUNTIME,
-    )
-
-
-def _timeout(value: Any) -> timedelta | None:
-    if isinstance(value, str):
-        return _cached_timeout(value)
-    return parse_timeout(value)
-
-
-@functools.lru_cache(maxsize=1024)
-def _cached_timeout(text: str) -> timedelta | None:
-    return parse_timeout(text)
-
-
-def scheduler_zone() -> zoneinfo.ZoneInfo:
-    return zoneinfo.ZoneInfo(conf.time_zone)
