@@ -8,7 +8,7 @@ Configurations run one after the other, each in a fresh process on a fresh datab
     .venv/bin/python bench/memory_soak.py                          # 4 configurations x 60 min
     .venv/bin/python bench/memory_soak.py --minutes 10 --db sqlite --counting no
 
-The counting condition is ``every('1 second') & (failed.today < 1000000000) &
+The counting condition is ``every('1 second') & (failed.today < 1000000) &
 (started.this_hour >= 0)``: it starts as often, but its task's conditions count runs
 per period (which, before issue 23, made the snapshot keep 35 days of runs).
 """
@@ -29,7 +29,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PG_SERVER = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 PLAIN = "every('1 second')"
-COUNTING = "every('1 second') & (failed.today < 1000000000) & (started.this_hour >= 0)"
+COUNTING = "every('1 second') & (failed.today < 1000000) & (started.this_hour >= 0)"
 
 
 def rss_mb() -> float:
