@@ -122,12 +122,14 @@ def _ticks(scheduler: Scheduler, clock, seconds: int) -> None:
 
 @pytest.mark.parametrize("execution", ["thread", "process"])
 def test_a_late_finish_leaves_the_successors_record_as_it_is(
-    settings, clock, cut_off, tmp_path, execution
+    settings, clock, cut_off, tmp_path, execution, caplog
 ):
     """The run ended during the cut; the successor recorded it as ``crash`` and started the
     next one. The cut-off scheduler's finish, written when its database is back, must
     change neither row: before, it overwrote the crash (the soak's ``overlapping_runs``)."""
-    settings.ROCKET_TASKS = {"slow": _task("tests.support.tasks.wait_for_file", execution, tmp_path)}
+    settings.ROCKET_TASKS = {
+        "slow": _task("tests.support.tasks.wait_for_file", execution, tmp_path)
+    }
     scheduler = Scheduler(clock=clock)
     scheduler.startup()
     scheduler.tick()
@@ -151,6 +153,8 @@ def test_a_late_finish_leaves_the_successors_record_as_it_is(
     _ticks(scheduler, clock, 5)  # the heartbeat finds the lease taken; the finish is written
     assert not scheduler.active
     assert scheduler.recorder.pending == []
+    said = [r.getMessage() for r in caplog.records if "that record stays" in r.getMessage()]
+    assert len(said) == 1 and "ended success at" in said[0] and "holds crash" in said[0]
     scheduler.request_stop()
     scheduler.shutdown()
 
@@ -223,3 +227,39 @@ def test_a_process_run_that_returned_is_not_turned_into_a_timeout(settings, cloc
         (tmp_path / "release").touch()
         scheduler.request_stop()
         scheduler.shutdown()
+
+
+def test_a_scheduler_that_lost_the_lease_still_ends_its_runs_at_their_timeout(
+    settings, clock, cut_off, tmp_path
+):
+    """Standing by, it still follows its own local runs: a timeout is not put off until it
+    becomes active again or stops (a stop recorded it as ``terminate`` at the stop)."""
+    settings.ROCKET_TASKS = {
+        "long": {
+            "func": "tests.support.tasks.cooperative_wait",
+            "start_cond": "every('1 hour')",
+            "execution": "thread",
+            "timeout": "90 seconds",
+            "parameters": {"marker": str(tmp_path / "started")},
+        }
+    }
+    settings.ROCKET_HEARTBEAT = "1 minute"
+    scheduler = Scheduler(clock=clock)
+    scheduler.startup()
+    scheduler.tick()
+    run = TaskRun.objects.get()
+    started = clock.now()
+    wait_until((tmp_path / "started").exists, what="the run to start")
+    SchedulerLease.objects.update(token=F("token") + 1)  # another scheduler took the lease
+    clock.advance(60)
+    assert scheduler.tick() == 30  # lost the lease; wakes up for the deadline, not only to beat
+    assert not scheduler.active
+    clock.advance(30)
+    scheduler.tick()
+    wait_until(lambda: not scheduler.outcomes.empty(), what="the run to stop")
+    scheduler.tick()
+    run.refresh_from_db()
+    assert run.status == RunStatus.TERMINATE
+    assert run.finished_at == started + timedelta(seconds=90)
+    scheduler.request_stop()
+    scheduler.shutdown()
