@@ -281,13 +281,8 @@ class Scheduler:
             # Its own local runs go on while it stands by, and still end at their timeout.
             self.planner.enforce_deadlines(now, self.runner.terminate)
             self.recorder.flush()
-            wait = [self.leadership.next_heartbeat - self.clock.monotonic()]
-            wait += [
-                (r.deadline - now).total_seconds()
-                for r in self.planner.running.values()
-                if r.deadline
-            ]
-            return max(min(wait), 0.0)
+            beat = self.leadership.next_heartbeat - self.clock.monotonic()
+            return max(min([beat, *self.planner.seconds_to_deadlines(now)]), 0.0)
         requested = self.listener is not None and self.listener.heard()
         if requested or mono >= self.poller.next_poll:
             self.poller.poll()
