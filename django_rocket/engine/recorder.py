@@ -116,8 +116,9 @@ def write_finishes(batch: list[Outcome]) -> None:
 
     Only a run still ``running`` is finished. A run that another scheduler recorded
     meanwhile keeps that record: its crash recovery ended the runs of this one while this
-    one was cut off from the database (it could not renew its lease), and it has acted on
-    that record since, starting later runs. Such a finish is logged and left out.
+    one's heartbeat was missing (cut off from the database, or its loop held up past the
+    lease), and it has acted on that record since, starting later runs. Such a finish is
+    logged and left out.
     """
     missing = [o.run_id for o in batch if o.started_at is None]
     if missing:
@@ -170,7 +171,7 @@ def _log_left_out(batch: list[Outcome]) -> None:
             f"{status} at {finished_at.isoformat() if finished_at else '?'}"
             if status
             else "no row",
-            "another scheduler recorded it while this one could not reach the database"
+            "another scheduler recorded it while this one's heartbeat was missing"
             if status
             else "the row was deleted",
         )
