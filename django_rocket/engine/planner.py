@@ -452,12 +452,17 @@ class Planner:
 
     def seconds_to_next_change(self, now: datetime) -> list[float]:
         """Return in how many seconds each wake-up, deadline and end condition is due."""
-        candidates = []
+        candidates = self.seconds_to_deadlines(now)
         if self.wakes:
             candidates.append((self.wakes[0].at - now).total_seconds())
-        for run in self.running.values():
-            if run.deadline is not None:
-                candidates.append((run.deadline - now).total_seconds())
         for at in self.end_wakes.values():
             candidates.append((at - now).total_seconds())
         return candidates
+
+    def seconds_to_deadlines(self, now: datetime) -> list[float]:
+        """Return in how many seconds each run in progress reaches its timeout."""
+        return [
+            (run.deadline - now).total_seconds()
+            for run in self.running.values()
+            if run.deadline is not None
+        ]

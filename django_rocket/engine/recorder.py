@@ -111,10 +111,14 @@ def with_run_ids(batch: list[Start]) -> list[tuple[TaskSpec, str, str, TaskRun |
     ]
 
 
-def write_finishes(batch: list[Outcome], *, only_running: bool = False) -> None:
+def write_finishes(batch: list[Outcome]) -> None:
     """Write finished runs in one statement (inside the caller's transaction, if any).
 
-    With ``only_running`` a run no longer ``running`` is left as it is (spooled finishes).
+    Only a run still ``running`` is finished. A run that another scheduler recorded
+    meanwhile keeps that record: its crash recovery ended the runs of this one while this
+    one's heartbeat was missing (cut off from the database, or its loop held up past the
+    lease), and it has acted on that record since, starting later runs. Such a finish is
+    logged and left out.
     """
     missing = [o.run_id for o in batch if o.started_at is None]
     if missing:
@@ -141,7 +145,36 @@ def write_finishes(batch: list[Outcome], *, only_running: bool = False) -> None:
         for o in batch
     ]
     with transaction.atomic(savepoint=False):
-        runlog.finish_runs(rows, only_running=only_running)
+        written = runlog.finish_runs(rows, only_running=True)
+        if written < len({o.run_id for o in batch}):
+            _log_left_out(batch)
+
+
+def _log_left_out(batch: list[Outcome]) -> None:
+    """Log the finishes that found their run already recorded (one read, only then)."""
+    rows = {
+        str(run_id): (status, finished_at)
+        for run_id, status, finished_at in TaskRun.objects.filter(
+            run_id__in=[o.run_id for o in batch]
+        ).values_list("run_id", "status", "finished_at")
+    }
+    for o in batch:
+        status, finished_at = rows.get(o.run_id, (None, None))
+        if (status, finished_at) == (o.status, o.finished_at):
+            continue  # this finish, written now
+        logger.warning(
+            "Run %s of task %r ended %s at %s, but the run log holds %s; that record stays (%s).",
+            o.run_id,
+            o.task,
+            o.status,
+            o.finished_at.isoformat() if o.finished_at else "an unknown time",
+            f"{status} at {finished_at.isoformat() if finished_at else '?'}"
+            if status
+            else "no row",
+            "another scheduler recorded it while this one's heartbeat was missing"
+            if status
+            else "the row was deleted",
+        )
 
 
 class LeaseLost(Exception):
@@ -172,7 +205,7 @@ class Recorder:
     def _write_spooled(self, batch: list[Outcome]) -> list[Outcome]:
         """Write spooled finishes; return those refused even without their text."""
         try:
-            write_finishes(batch, only_running=True)
+            write_finishes(batch)
         except runlog.REFUSED as exc:
             return self._write_each(batch, exc, spooled=True)
         return []
@@ -262,8 +295,8 @@ class Recorder:
     ) -> list[Outcome]:
         """Write a refused batch run by run; a run refused alone loses what was refused.
 
-        ``spooled`` finishes (see :mod:`.spool`) only finish runs still running, and one
-        refused even without its text is logged and returned: it must not hold start-up.
+        A ``spooled`` finish (see :mod:`.spool`) refused even without its text is logged
+        and returned: it must not hold start-up.
         """
         logger.warning(
             "The database refused a batch of finished runs (%s); writing them one by one.", refused
@@ -271,7 +304,7 @@ class Recorder:
         given_up: list[Outcome] = []
         for outcome in batch:
             try:
-                write_finishes([outcome], only_running=spooled)
+                write_finishes([outcome])
             except runlog.REFUSED as exc:
                 logger.error(
                     "Run %s of task %r was refused as it ended (%s: %s); recorded without its "
@@ -285,7 +318,7 @@ class Recorder:
                 outcome.exc_text = ""
                 outcome.result = None
                 try:
-                    write_finishes([outcome], only_running=spooled)
+                    write_finishes([outcome])
                 except runlog.REFUSED as again:
                     if not spooled:
                         raise

@@ -243,7 +243,8 @@ def _statement(vendor: str, kind: str) -> str:
     run_id = TaskRun._meta.get_field("run_id")
     assert run_id.column is not None  # a concrete field always has a column
     key = qn(run_id.column)
-    # "finish_running": only a run still running (a spooled finish, see engine/spool.py).
+    # "finish_running": only a run still running (every finish the scheduler writes; see
+    # engine/recorder.py write_finishes).
     status = TaskRun._meta.get_field("status")
     assert status.column is not None
     still = f" AND {table}.{qn(status.column)} = '{RunStatus.RUNNING.value}'"
@@ -300,21 +301,21 @@ def insert_runs(rows: Iterable[Sequence[Any]]) -> None:
             cursor.executemany(sql, [_prep(convert, row, memo) for row in rows])
 
 
-def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]], *, only_running: bool = False) -> None:
+def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]], *, only_running: bool = False) -> int:
     """Record finishes; each row is (run_id, values of FINISH_FIELDS).
 
     On PostgreSQL one UPDATE ... FROM a JSON document of the rows, joined on the run id;
     on MySQL and MariaDB one UPDATE joined to JSON_TABLE over such a document; elsewhere
     one prepared UPDATE executed for every row. A run id given twice keeps its last
     values, as executing the rows in order would. With ``only_running``, a run that is
-    no longer ``running`` is left as it is.
+    no longer ``running`` is left as it is. Return how many runs were written.
     """
     fields = _columns(FINISH_FIELDS)
     key = TaskRun._meta.get_field("run_id")
     convert_key = _converter(key) or (lambda v: v)
     last = {convert_key(run_id): values for run_id, values in rows}
     if not last:
-        return
+        return 0
     dialect = _dialect()
     sql = _statement(dialect, "finish_running" if only_running else "finish")
     with connection.cursor() as cursor:
@@ -322,12 +323,14 @@ def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]], *, only_running: bool
             cursor.execute(
                 sql, [_document([*fields, key], ([*v, run_id] for run_id, v in last.items()))]
             )
-        elif dialect == "json_table":
+            return int(cursor.rowcount)
+        if dialect == "json_table":
+            written = 0
             for document in _mysql_documents(last.items()):
                 cursor.execute(sql, [document])
-        else:
-            convert = [_converter(f) for f in fields]
-            memo: dict[Any, Any] = {}
-            cursor.executemany(
-                sql, [[*_prep(convert, v, memo), run_id] for run_id, v in last.items()]
-            )
+                written += cursor.rowcount  # rows matched: Django asks MySQL for FOUND_ROWS
+            return written
+        convert = [_converter(f) for f in fields]
+        memo: dict[Any, Any] = {}
+        cursor.executemany(sql, [[*_prep(convert, v, memo), run_id] for run_id, v in last.items()])
+        return int(cursor.rowcount)  # summed over the rows (sqlite3, as DB-API allows)

@@ -278,8 +278,11 @@ class Scheduler:
         self.remote_poll = self.runner.poll(now)
         self._drain_outcomes()
         if not self.active:
+            # Its own local runs go on while it stands by, and still end at their timeout.
+            self.planner.enforce_deadlines(now, self.runner.terminate)
             self.recorder.flush()
-            return max(self.leadership.next_heartbeat - self.clock.monotonic(), 0.0)
+            beat = self.leadership.next_heartbeat - self.clock.monotonic()
+            return max(min([beat, *self.planner.seconds_to_deadlines(now)]), 0.0)
         requested = self.listener is not None and self.listener.heard()
         if requested or mono >= self.poller.next_poll:
             self.poller.poll()

@@ -88,6 +88,9 @@ class ActiveRun:
     terminate_reason: str = ""
     ending: Ending | None = None  # a process run's ending, read from its pipe as it comes
     reader: threading.Thread | None = None  # the thread reading it
+    # When the process run's function ended: its ending came, or its pipe closed unread
+    # (the child died). The run ended then, however late its child exits or is reaped.
+    ended_at: datetime | None = None
 
 
 def load_function(path: str) -> Callable[..., Any]:

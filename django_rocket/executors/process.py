@@ -14,6 +14,7 @@ import select
 import signal
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 
@@ -113,14 +114,30 @@ def _send(conn: multiprocessing.connection.Connection, ending: Ending) -> None:
     conn.close()
 
 
-def _read_ending(active: ActiveRun, conn: multiprocessing.connection.Connection) -> None:
-    """Receive a process run's ending into ``active.ending``; nothing if none comes."""
+def _read_ending(
+    active: ActiveRun, conn: multiprocessing.connection.Connection, now: Callable[[], datetime]
+) -> None:
+    """Receive a process run's ending into ``active.ending``, and note when the run ended.
+
+    The run ends when its ending comes, or when the pipe closes without one (the child
+    died): not when its child exits or is reaped, which can be much later (a thread the
+    function left behind keeps the child alive; a scheduler cut off from its database
+    stopped such runs as ``terminate`` at its shutdown, found by bench/soak.py).
+    """
     try:
         ending = conn.recv()
     except BaseException:  # EOF: the child died first; or what it sent cannot be read
-        return
+        ending = None
     if isinstance(ending, dict):
         active.ending = ending  # type: ignore[assignment]
+    active.ended_at = now()
+
+
+def with_end(active: ActiveRun, ending: Ending) -> Ending:
+    """The ending with the time the run ended, if its reader noted it."""
+    if active.ended_at is None:
+        return ending
+    return {**ending, "finished_at": active.ended_at}
 
 
 def signal_group(proc: BaseProcess, sig: int) -> None:
@@ -144,10 +161,12 @@ class ProcessExecutor:
         finish: Finish,
         running: Callable[[], list[ActiveRun]],
         *,
+        now: Callable[[], datetime],
         max_bytes: int,
         preload: list[str],
     ) -> None:
         self._finish = finish
+        self._now = now
         self._running = running  # the process runs in flight, a snapshot
         self._max_bytes = max_bytes
         self._preload = preload
@@ -187,7 +206,10 @@ class ProcessExecutor:
         # Read the ending while the child runs: a child blocks sending one bigger than
         # the pipe's buffer (64 KiB) until it is read, so it could never exit first.
         active.reader = threading.Thread(
-            target=_read_ending, args=(active, parent_conn), name="rocket-ending", daemon=True
+            target=_read_ending,
+            args=(active, parent_conn, self._now),
+            name="rocket-ending",
+            daemon=True,
         )
         active.reader.start()
         self._ensure_monitor()
@@ -233,7 +255,7 @@ class ProcessExecutor:
             else:
                 message = f"The child process exited with code {code} before reporting."
             ending = {"status": RunStatus.FAIL.value, "message": message}
-        self._finish(active.launch.run_id, ending)
+        self._finish(active.launch.run_id, with_end(active, ending))
 
     def terminate(self, active: ActiveRun) -> None:
         """Send the run's process group SIGTERM, and SIGKILL five seconds later."""

@@ -28,7 +28,7 @@ from django_rocket.executors.outcome import (
     load_function,
     storable,
 )
-from django_rocket.executors.process import ProcessExecutor
+from django_rocket.executors.process import ProcessExecutor, with_end
 from django_rocket.models import RunStatus
 
 
@@ -53,6 +53,7 @@ class Runner:
         self._processes = ProcessExecutor(
             self._finish,
             self._process_runs,
+            now=now,
             max_bytes=result_max_bytes,
             preload=preload or [],
         )
@@ -86,6 +87,11 @@ class Runner:
     def is_running(self, run_id: str) -> bool:
         """Return True while the run is started and not yet reported."""
         return run_id in self._active
+
+    def ended(self, run_id: str) -> bool:
+        """Whether a process run's function has ended while its child is still to be reaped."""
+        active = self._active.get(run_id)
+        return active is not None and active.ended_at is not None
 
     def _finish(self, run_id: str, ending: Ending) -> None:
         with self._lock:
@@ -187,7 +193,9 @@ class Runner:
     def terminate(self, run_id: str, reason: str) -> None:
         """Ask a run to stop: kill a process, cancel a coroutine, flag a thread."""
         active = self._active.get(run_id)
-        if active is None or active.terminate_reason:
+        if active is None or active.terminate_reason or active.ended_at is not None:
+            # Ended already: a process run whose function returned (or whose child died)
+            # keeps its own outcome while its child exits; stopping it now would be a lie.
             return
         if active.kind == "tasks":
             self._tasks_follower().terminate(active, reason)  # cancels if it can; reports
@@ -207,6 +215,14 @@ class Runner:
                 continue
             if active.kind == "process":
                 self._processes.kill(active)
+            if active.ended_at is not None:
+                # Its function had ended; only its child was still exiting.
+                ending = active.ending or {
+                    "status": RunStatus.FAIL.value,
+                    "message": "The child process ended without reporting.",
+                }
+                self._finish(run_id, with_end(active, ending))
+                continue
             active.terminate_reason = active.terminate_reason or reason
             self._finish(run_id, {"status": RunStatus.TERMINATE.value})
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from django.utils import timezone
 
 from django_rocket.models import RunStatus, TaskRun
 from tests.conftest import ROOT, database_url
@@ -93,7 +94,11 @@ def test_the_fork_server_is_never_asked_to_preload_main():
     from django_rocket.executors.process import ProcessExecutor
 
     executor = ProcessExecutor(
-        lambda *a: None, list, max_bytes=100, preload=["__main__", "tests.support.tasks"]
+        lambda *a: None,
+        list,
+        now=timezone.now,
+        max_bytes=100,
+        preload=["__main__", "tests.support.tasks"],
     )
     import multiprocessing.forkserver
 

@@ -40,6 +40,21 @@ def wait_for_file(marker: str, release: str, limit: float = 60.0) -> str:
     return "released"
 
 
+def returns_but_lingers(marker: str, release: str, limit: float = 60.0) -> str:
+    """Return at once, leaving a non-daemon thread that keeps the process alive until
+    ``release`` exists: in a process run, the function has ended (and reported) while its
+    child has not exited yet (``multiprocessing`` joins such threads before exiting)."""
+
+    def linger() -> None:
+        deadline = time.monotonic() + limit
+        while not Path(release).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    threading.Thread(target=linger, name="lingers", daemon=False).start()
+    Path(marker).write_text(str(os.getpid()))
+    return "returned"
+
+
 def cooperative_wait(marker: str, limit: float = 60.0) -> None:
     Path(marker).write_text(str(os.getpid()))
     deadline = time.monotonic() + limit
