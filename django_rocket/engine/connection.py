@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from django.db import DatabaseError, connection, connections, transaction
+
+from django_rocket.clock import Clock
+
+logger = logging.getLogger("django_rocket.scheduler")
 
 
 @contextmanager
@@ -61,3 +67,26 @@ def close_broken_connections() -> None:
             and time.monotonic() >= conn.close_at
         ):
             conn.close()
+
+
+def when_the_database_answers(
+    step: Callable[[], None], clock: Clock, wakeup: threading.Event, stopped: Callable[[], bool]
+) -> bool:
+    """Run ``step``, waiting out a database that is not reachable yet; False if stopped.
+
+    The waits double from 0.5 s up to 30 s; ``wakeup`` (a stop request) cuts one short.
+    """
+    delay = 0.5
+    while True:
+        try:
+            step()
+            return True
+        except DatabaseError:
+            logger.error(
+                "The database is not reachable; retrying start-up in %.0fs.", delay, exc_info=True
+            )
+            reconnect()
+        if stopped():
+            return False
+        clock.wait(wakeup, delay)
+        delay = min(delay * 2, 30.0)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import traceback
 from datetime import datetime
 
 from django.db import DatabaseError
@@ -27,9 +26,15 @@ from django_rocket.clock import Clock, SystemClock
 from django_rocket.conditions import parse_duration
 from django_rocket.conf import conf
 from django_rocket.engine import retention, snapshot
-from django_rocket.engine.connection import close_broken_connections, one_snapshot, reconnect
+from django_rocket.engine.connection import (
+    close_broken_connections,
+    one_snapshot,
+    reconnect,
+    when_the_database_answers,
+)
 from django_rocket.engine.declarations import latest_task_change, sync_tasks
 from django_rocket.engine.events import level_of, log_run_event
+from django_rocket.engine.launching import launch
 from django_rocket.engine.leadership import Leadership
 from django_rocket.engine.listener import Listener
 from django_rocket.engine.planner import ConditionFailed, Planner, Start
@@ -42,10 +47,11 @@ from django_rocket.engine.recorder import (
     write_starts,
 )
 from django_rocket.engine.recovery import Recovered, recover_crashed
+from django_rocket.engine.stopping import settle_runs, stop_local_runs
 from django_rocket.engine.tasktable import TaskTable
 from django_rocket.executors.outcome import Launch, Outcome
 from django_rocket.executors.runner import Runner
-from django_rocket.models import RunStatus, TaskRun
+from django_rocket.models import TaskRun
 from django_rocket.registry import TaskSpec
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -112,7 +118,9 @@ class Scheduler:
 
     def run(self) -> int:
         """Run until stopped; return the process exit code."""
-        if not self._start_up_when_the_database_answers():
+        if not when_the_database_answers(
+            self.startup, self.clock, self.wakeup, lambda: self.stop_requested
+        ):
             return self.exit_code
         try:
             self.listener = Listener.start_for_database(self.wakeup)
@@ -147,25 +155,6 @@ class Scheduler:
         finally:
             self.shutdown()
         return self.exit_code
-
-    def _start_up_when_the_database_answers(self) -> bool:
-        """Run startup, waiting out a database that is not reachable yet; False if stopped."""
-        delay = 0.5
-        while True:
-            try:
-                self.startup()
-                return True
-            except DatabaseError:
-                logger.error(
-                    "The database is not reachable; retrying start-up in %.0fs.",
-                    delay,
-                    exc_info=True,
-                )
-                reconnect()
-            if self.stop_requested:
-                return False
-            self.clock.wait(self.wakeup, delay)
-            delay = min(delay * 2, 30.0)
 
     def request_stop(self, reason: str = "stop requested", *, force: bool = False) -> None:
         """Stop starting runs; called from signal handlers, so it only sets flags.
@@ -247,8 +236,8 @@ class Scheduler:
         """Follow runs on worker backends that a scheduler left (or this one, on standby)."""
         for run in runs:
             self.planner.adopted(run)
-            launch = Launch(str(run.run_id), run.task.name, run.task.func, {}, "tasks")
-            self.runner.adopt(launch, run.remote_backend, run.remote_queue, run.remote_id)
+            handed = Launch(str(run.run_id), run.task.name, run.task.func, {}, "tasks")
+            self.runner.adopt(handed, run.remote_backend, run.remote_queue, run.remote_id)
         self.poller.adopted([run.pk for run in runs])
 
     def _leave_remote_runs(self, why: str) -> None:
@@ -383,35 +372,13 @@ class Scheduler:
         """Start a run whose row is committed; a launch that fails is recorded as ``fail``."""
         self.planner.started(spec, run_id, trigger, now)
         log_run_event(spec.name, run_id, "run", now, None)
-        refusal = registry.loaded_refusal(spec.func) if spec.source == registry.RUNTIME else ""
-        if refusal:
-            # Whatever the row says, a function off ROCKET_TASK_FUNCTIONS is never imported.
-            logger.error("Runtime task %r refused: %s", spec.name, refusal)
-            self._report(
-                Outcome(run_id, spec.name, RunStatus.FAIL, self.clock.now(), message=refusal)
-            )
+        exc = launch(self.runner, spec, run_id, self._report, self.clock.now)
+        if exc is None:
             return
-        try:
-            self.runner.launch(
-                Launch(run_id, spec.name, spec.func, spec.parameters, spec.execution)
-            )
-        except Exception as exc:
-            self._report(
-                Outcome(
-                    run_id,
-                    spec.name,
-                    RunStatus.FAIL,
-                    self.clock.now(),
-                    message=f"The run could not be started: {type(exc).__name__}: {exc}",
-                    exc_text=traceback.format_exc(),
-                )
-            )
-            if conf.silence_task_prerun:
-                logger.error(
-                    "Task %r could not be started; recorded as fail.", spec.name, exc_info=True
-                )
-            else:
-                self.fail_stop(f"task {spec.name!r} could not be started", exc)
+        if conf.silence_task_prerun:
+            logger.error("Task %r could not be started; recorded as fail.", spec.name, exc_info=exc)
+        else:
+            self.fail_stop(f"task {spec.name!r} could not be started", exc)
 
     # -- finishing
 
@@ -457,34 +424,20 @@ class Scheduler:
         Runs on worker backends go on: the next active scheduler adopts them (unless
         ``ROCKET_STOP_REMOTE_RUNS_AT_SHUTDOWN`` asks for the old way: wait, then stop them).
         """
-        grace = parse_duration(conf.shutdown_grace).total_seconds()
-        deadline = self.clock.monotonic() + (0.0 if self.force_stop else grace)
         stop_remote = conf.stop_remote_runs_at_shutdown
-
-        def waited_for() -> int:
-            return len(self.planner.running if stop_remote else self.runner.local_runs())
-
-        if waited_for():
-            logger.info("Stopping: waiting up to %.0fs for %d run(s).", grace, waited_for())
-        while waited_for() and self.clock.monotonic() < deadline and not self.force_stop:
-            self.clock.wait(self.wakeup, min(deadline - self.clock.monotonic(), 0.5))
-            self.wakeup.clear()
-            self.runner.poll(self.clock.now())  # runs on remote workers report through polls
-            self._drain_outcomes()
-        self._drain_outcomes()
+        settle_runs(
+            self.clock,
+            self.wakeup,
+            self.runner,
+            self.planner,
+            self._drain_outcomes,
+            grace=0.0 if self.force_stop else parse_duration(conf.shutdown_grace).total_seconds(),
+            stop_remote=stop_remote,
+            forced=lambda: self.force_stop,
+        )
         if not stop_remote:
             self._leave_remote_runs("this scheduler is stopping")
-        running = self.planner.running
-        if running:
-            for run_id in list(running):
-                self.runner.terminate(run_id, "Terminated at scheduler shutdown.")
-            end = self.clock.monotonic() + 5.0
-            while running and self.clock.monotonic() < end:
-                self.clock.wait(self.wakeup, 0.2)
-                self.wakeup.clear()
-                self._drain_outcomes()
-            self.runner.abandon("Terminated at scheduler shutdown.")
-            self._drain_outcomes()
+        stop_local_runs(self.clock, self.wakeup, self.runner, self.planner, self._drain_outcomes)
         self.runner.close()
         if self.listener is not None:
             self.listener.close()

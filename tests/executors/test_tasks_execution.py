@@ -324,6 +324,39 @@ def test_a_result_the_backend_lost_is_a_crash(settings, clock):
     assert "no longer knows this run's result" in outcome.message
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_database_outage_while_enqueueing_is_a_failed_run_not_a_shutdown(settings, caplog):
+    """The backend's own write failing is an outage, not the task's pre-run error.
+
+    Found by bench/soak.py: a database cut landed while a run was being enqueued on
+    django-tasks-db, and the scheduler shut down ("could not be started") although
+    ROCKET_SILENCE_TASK_PRERUN only concerns the task itself.
+    """
+    require("django_tasks_db")
+    from django.db import OperationalError
+
+    settings.TASKS = DB_TASKS
+    settings.ROCKET_SILENCE_TASK_PRERUN = False
+    settings.ROCKET_TASKS = {
+        "bulk": remote("tests.support.remote_tasks.add", parameters={"a": 1, "b": 1})
+    }
+
+    def cut_the_backend(execute, sql, params, many, context):
+        if "django_tasks_database_dbtaskresult" in sql and sql.lstrip().upper().startswith(
+            "INSERT"
+        ):
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(cut_the_backend):
+        assert Scheduler(once=True).run() == 0
+    (run,) = TaskRun.objects.all()
+    assert run.status == RunStatus.FAIL
+    assert "could not be handed to its backend" in run.message
+    assert "server closed the connection" in run.message
+    assert not any("Shutting down" in r.getMessage() for r in caplog.records)
+
+
 # --- adoption: a run on a worker outlives its scheduler ---------------------------------------
 
 
