@@ -338,6 +338,11 @@ class TaskAdmin(TaskEditsMixin, RocketModelAdmin):
             (gettext("runs may overlap"), gettext("yes") if spec.multilaunch else gettext("no")),
             (gettext("parameters"), repr(spec.parameters) if spec.parameters else NOTHING),
         ]
+        if spec.execution == "tasks":
+            rows += [
+                (gettext("backend"), spec.backend or "default"),
+                (gettext("queue"), spec.queue or "default"),
+            ]
         return format_html(
             '<dl class="rocket-options">{}</dl>',
             format_html_join("", "<dt>{}</dt><dd>{}</dd>", rows),

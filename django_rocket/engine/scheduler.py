@@ -390,7 +390,15 @@ class Scheduler:
             return
         try:
             self.runner.launch(
-                Launch(run_id, spec.name, spec.func, spec.parameters, spec.execution)
+                Launch(
+                    run_id,
+                    spec.name,
+                    spec.func,
+                    spec.parameters,
+                    spec.execution,
+                    spec.backend,
+                    spec.queue,
+                )
             )
         except Exception as exc:
             self._report(
