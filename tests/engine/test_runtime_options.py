@@ -2,6 +2,8 @@
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.utils import timezone
 
 import django_rocket
 from django_rocket import registry
@@ -161,3 +163,18 @@ def test_the_scheduler_applies_multilaunch_and_the_description(runtime_on, clock
     scheduler.tick()
     assert scheduler.planner.specs["overlap"].multilaunch is False
     scheduler.shutdown()
+
+
+def test_a_row_inserted_without_the_new_columns_gets_their_defaults():
+    """An older version's INSERT (a rolling deploy) or hand-written SQL still works."""
+    table = connection.ops.quote_name(Task._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (name, func, start_cond, end_cond, start_cond_override, "
+            "end_cond_override, source, parameters, timeout, execution, description, enabled, "
+            "declared, created_at, updated_at) VALUES ('old', 'x', 'daily', '', '', '', "
+            "'settings', '{}', '', 'thread', '', %s, %s, %s, %s)",
+            [True, True, timezone.now(), timezone.now()],
+        )
+    task = Task.objects.get(name="old")
+    assert (task.backend, task.queue, task.multilaunch) == ("", "", False)
