@@ -106,6 +106,30 @@ class Task(models.Model):
         help_text=_("Runtime tasks: a duration or 'never'; blank: ROCKET_TIMEOUT."),
     )
     execution = models.CharField(_("execution"), max_length=20, blank=True)
+    # Defaults in the database too: rows written by an older version during a rolling
+    # deploy, or by SQL that predates these columns, still insert.
+    backend = models.CharField(
+        _("backend"),
+        max_length=100,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("Execution 'tasks': the alias in TASKS to enqueue on; blank: 'default'."),
+    )
+    queue = models.CharField(
+        _("queue"),
+        max_length=100,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("Execution 'tasks': the queue to enqueue on; blank: 'default'."),
+    )
+    multilaunch = models.BooleanField(
+        _("runs may overlap"),
+        default=False,
+        db_default=False,
+        help_text=_("Start a new run while one is in progress."),
+    )
     description = models.TextField(_("description"), blank=True)
     enabled = models.BooleanField(
         _("enabled"), default=True, help_text=_("Paused tasks are not started by the scheduler.")

@@ -9,7 +9,22 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from django_rocket.conf import EXECUTIONS
 from django_rocket.models import RunStatus, Task, TaskRun
+
+
+class ExecutionFilter(admin.SimpleListFilter):
+    """The executions a task may have: a fixed list, not a DISTINCT over every task."""
+
+    title = _("execution")
+    parameter_name = "execution"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [(execution, execution) for execution in EXECUTIONS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task] | None:
+        value = self.value()
+        return queryset.filter(execution=value) if value else None
 
 
 class LatestRunFilter(admin.SimpleListFilter):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.forms import ModelForm
@@ -19,15 +20,16 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from django.utils.text import format_lazy
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from django_rocket.admin.base import ReadOnlyMixin, RocketModelAdmin, report_to_scheduler
-from django_rocket.admin.changelist import OVERVIEW, TaskChangeList
+from django_rocket.admin.changelist import OVERVIEW, KeysFirstPaginator, TaskChangeList
 from django_rocket.admin.charts import runtime_chart
-from django_rocket.admin.filters import LatestRunFilter
+from django_rocket.admin.filters import ExecutionFilter, LatestRunFilter
 from django_rocket.admin.formatting import (
     format_next_run,
     name_list,
@@ -109,7 +111,12 @@ class TaskAdmin(TaskEditsMixin, RocketModelAdmin):
         "success_rate",
         "mean_runtime",
     )
-    list_filter = ("enabled", "declared", "source", LatestRunFilter, "execution")
+    list_filter = ("enabled", "declared", "source", LatestRunFilter, ExecutionFilter)
+    # 100,000 runtime tasks: sort only by what an index serves, count cheaply, and read
+    # a deep page's names from the name index first (see admin/changelist.py).
+    sortable_by = ("name",)
+    show_full_result_count = False
+    paginator = KeysFirstPaginator
     search_fields = ("name", "description", "func")
     form = TaskForm
     state_fieldset: Any = (
@@ -257,6 +264,16 @@ class TaskAdmin(TaskEditsMixin, RocketModelAdmin):
 
     # -- columns
 
+    def action_checkbox(self, obj: Any) -> SafeString:
+        # Django's markup, without a form widget template rendered per row: that was a
+        # quarter of the time a page of 100 tasks took to render.
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            obj.pk,
+            format_html(gettext("Select this object for an action - {}"), str(obj)),
+        )
+
     def _overview(self, task: Task) -> TaskOverview:
         overview = getattr(task, OVERVIEW, None)
         if overview is None:
@@ -264,7 +281,7 @@ class TaskAdmin(TaskEditsMixin, RocketModelAdmin):
             setattr(task, OVERVIEW, overview)
         return overview
 
-    @admin.display(description=_("condition"), ordering="start_cond")
+    @admin.display(description=_("condition"))
     def condition(self, task: Task) -> str:
         return _condition_html(task.start_cond, task.start_cond_override)
 
@@ -321,6 +338,11 @@ class TaskAdmin(TaskEditsMixin, RocketModelAdmin):
             (gettext("runs may overlap"), gettext("yes") if spec.multilaunch else gettext("no")),
             (gettext("parameters"), repr(spec.parameters) if spec.parameters else NOTHING),
         ]
+        if spec.execution == "tasks":
+            rows += [
+                (gettext("backend"), spec.backend or "default"),
+                (gettext("queue"), spec.queue or "default"),
+            ]
         return format_html(
             '<dl class="rocket-options">{}</dl>',
             format_html_join("", "<dt>{}</dt><dd>{}</dd>", rows),

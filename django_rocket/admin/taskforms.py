@@ -20,7 +20,17 @@ from django_rocket.models import Task
 from django_rocket.ops.schedules import validate_runtime_task
 
 CONDITION_FIELDS = ("start_cond", "end_cond", "start_cond_override", "end_cond_override")
-RUNTIME_FIELDS = ("func", "start_cond", "end_cond", "parameters", "execution", "timeout")
+RUNTIME_FIELDS = (
+    "func",
+    "start_cond",
+    "end_cond",
+    "parameters",
+    "execution",
+    "backend",
+    "queue",
+    "timeout",
+    "multilaunch",
+)
 
 
 def caret_error(exc: ConditionSyntaxError) -> SafeString:
@@ -57,7 +67,7 @@ class TaskForm(forms.ModelForm):  # type: ignore[type-arg]  # generic in django-
         super().__init__(*args, **kwargs)
         if "execution" in self.fields:
             self.fields["execution"] = forms.ChoiceField(
-                label=_("execution"), choices=[(e, e) for e in EXECUTIONS if e != "tasks"]
+                label=_("execution"), choices=[(e, e) for e in EXECUTIONS]
             )
         if "parameters" in self.fields:
             self.fields["parameters"].help_text = _(
@@ -104,6 +114,10 @@ class TaskForm(forms.ModelForm):  # type: ignore[type-arg]  # generic in django-
             execution=data.get("execution"),
             timeout=data.get("timeout") or None,
             enabled=bool(data.get("enabled", True)),
+            multilaunch=bool(data.get("multilaunch", False)),
+            backend=data.get("backend") or "",
+            queue=data.get("queue") or "",
+            description=data.get("description") or "",
         )
         for field, messages in problems.items():
             if field == "name" and "name" not in self.fields:

@@ -31,6 +31,9 @@ def declared_fields(spec: TaskSpec) -> dict[str, Any]:
         "end_cond": str(spec.end_cond) if spec.end_cond is not None else "",
         "execution": spec.execution,
         "description": spec.description,
+        "multilaunch": spec.multilaunch,
+        "backend": spec.backend,
+        "queue": spec.queue,
         "declared": True,
         "source": TaskSource.SETTINGS,
     }

@@ -48,7 +48,17 @@ def launch(
         report(Outcome(run_id, spec.name, RunStatus.FAIL, now(), message=refusal))
         return None
     try:
-        runner.launch(Launch(run_id, spec.name, spec.func, spec.parameters, spec.execution))
+        runner.launch(
+            Launch(
+                run_id,
+                spec.name,
+                spec.func,
+                spec.parameters,
+                spec.execution,
+                spec.backend,
+                spec.queue,
+            )
+        )
     except DatabaseError as exc:
         report(
             _failed(

@@ -43,7 +43,11 @@ _COLUMNS = (
     "end_cond_override",
     "execution",
     "timeout",
-    "parameters",
+    "multilaunch",
+    "backend",
+    "queue",
+    "description",
+    "parameters",  # last: load() decodes it
 )
 
 
@@ -110,7 +114,8 @@ class TaskTable:
 
     def _apply(self, row: tuple[Any, ...]) -> None:
         (pk, _, name, source, declared, enabled, func, start, end) = row[:9]
-        start_override, end_override, execution, timeout, parameters = row[9:]
+        start_override, end_override, execution, timeout = row[9:13]
+        multilaunch, backend, queue, description, parameters = row[13:]
         planner = self.planner
         if name in self.declared:
             # A declared task (or a runtime row the declaration takes over at start-up).
@@ -153,6 +158,10 @@ class TaskTable:
                 timeout,
                 parameters,
                 default_timeout=self.default_timeout,
+                multilaunch=multilaunch,
+                backend=backend,
+                queue=queue,
+                description=description,
             )
         except (ValueError, TypeError) as exc:
             logger.error("Runtime task %r cannot be scheduled and is skipped: %s", name, exc)

@@ -67,6 +67,9 @@ class Launch:
     func: str
     parameters: dict[str, Any] = field(default_factory=dict)
     execution: str = "process"
+    # Execution 'tasks': the TASKS alias and queue to enqueue on ("": the default).
+    backend: str = ""
+    queue: str = ""
 
 
 Report = Callable[[Outcome], None]

@@ -25,7 +25,8 @@ from django.db import DataError
 from django_rocket import registry
 from django_rocket.conditions import parse_duration
 from django_rocket.conf import conf
-from django_rocket.models import Task
+from django_rocket.models import Task, TaskSource
+from django_rocket.ops import RunRefused, oneoff
 
 # Dates and times: the run log holds nothing before 1970, and any window or
 # interval a condition adds to a date up to 9000 stays inside datetime's year 9999.
@@ -241,6 +242,23 @@ def unknown_task(name: str, known: Iterable[str], where: str = "ROCKET_TASKS") -
     return CommandError(f"There is no task {name!r} in {where}. {hint}")
 
 
+def runnable_spec(name: str) -> registry.TaskSpec:
+    """Return the task ``name`` to run by hand: declared, or a runtime task's row.
+
+    Raise a CommandError saying what is wrong: an unknown or invalid task, or a runtime
+    task whose function ``ROCKET_TASK_FUNCTIONS`` does not allow (never imported).
+    """
+    declared = conf.tasks if isinstance(conf.tasks, dict) else {}
+    if name not in declared:
+        row = Task.objects.filter(name=name, source=TaskSource.RUNTIME).first()
+        if row is not None:
+            try:
+                return oneoff.runtime_task_spec(row)
+            except RunRefused as exc:
+                raise CommandError(str(exc)) from None
+    return declared_spec(name)
+
+
 def declared_spec(name: str) -> registry.TaskSpec:
     """Return the declared task ``name``, or raise a CommandError saying what is wrong."""
     specs, problems = registry.collect()
@@ -254,4 +272,7 @@ def declared_spec(name: str) -> registry.TaskSpec:
             f"{lines}"
         )
     raw = conf.tasks
-    raise unknown_task(name, [str(n) for n in raw] if isinstance(raw, dict) else ())
+    known = [str(n) for n in raw] if isinstance(raw, dict) else []
+    if conf.task_functions is not None:  # runtime tasks are on: say they were looked at
+        raise unknown_task(name, known, "ROCKET_TASKS or among the runtime tasks")
+    raise unknown_task(name, known)

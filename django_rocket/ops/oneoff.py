@@ -1,5 +1,10 @@
 """Run one task in this process, outside the scheduler (``manage.py runtask``).
 
+A declared task is run from its declaration; a runtime task (``schedule()``) from its
+row, only while its function is on ``ROCKET_TASK_FUNCTIONS``: a function off the list
+is refused before anything is imported (:func:`runtime_task_spec`), here as in the
+scheduler.
+
 The run is recorded like any other: its row, with trigger ``manual``, is
 committed before the function starts and updated when it ends, and its events
 go to the ``django_rocket.task`` logger with the same attributes as the
@@ -20,6 +25,7 @@ from typing import Any
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from django_rocket import registry
 from django_rocket.conf import conf
 from django_rocket.engine.declarations import sync_tasks
 from django_rocket.engine.events import log_run_event
@@ -33,18 +39,65 @@ from django_rocket.executors.outcome import (
     refused_note,
     storable,
 )
-from django_rocket.models import RunStatus, RunTrigger, TaskRun
+from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
+from django_rocket.ops.queue import RunRefused
 from django_rocket.registry import TaskSpec
 
 logger = logging.getLogger("django_rocket.scheduler")
 
 
+def runtime_task_spec(task: Task) -> TaskSpec:
+    """Return the spec a runtime task's row runs with; raise RunRefused saying why not.
+
+    Refused: a task that was unscheduled, a function off ``ROCKET_TASK_FUNCTIONS``
+    (checked before it is imported) or that is not what the list allows, a row no
+    scheduler could follow.
+    """
+    name = task.name
+    if not task.declared:
+        raise RunRefused(
+            f"The runtime task {name!r} was unscheduled; schedule() it again to run it."
+        )
+    refusal = registry.loaded_refusal(task.func)
+    if refusal:
+        raise RunRefused(f"The runtime task {name!r} was not run: {refusal}")
+    try:
+        return registry.runtime_spec(
+            name,
+            task.func,
+            task.start_cond,
+            task.end_cond,
+            task.execution,
+            task.timeout,
+            task.parameters,
+            multilaunch=task.multilaunch,
+            backend=task.backend,
+            queue=task.queue,
+            description=task.description,
+        )
+    except (ValueError, TypeError) as exc:
+        raise RunRefused(
+            f"The runtime task {name!r} cannot run; its row is not valid: {exc}. "
+            "Schedule it again with replace=True."
+        ) from None
+
+
 def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now) -> TaskRun:
-    """Run ``spec`` here and now; return its finished run. Call it outside a transaction."""
-    task = sync_tasks({spec.name: spec}, now(), retire_others=False)[spec.name]
+    """Run ``spec`` here and now; return its finished run. Call it outside a transaction.
+
+    A runtime task runs on its own row (settings do not own it), and its function is
+    checked against ``ROCKET_TASK_FUNCTIONS`` again, before it is imported: if it was
+    taken off the list meanwhile, the run is ``fail`` with the reason.
+    """
+    if spec.source == registry.RUNTIME:
+        task_pk = Task.objects.values_list("pk", flat=True).get(name=spec.name)
+        refusal = registry.loaded_refusal(spec.func)
+    else:
+        task_pk = sync_tasks({spec.name: spec}, now(), retire_others=False)[spec.name].pk
+        refusal = ""
     started = now()
     run = TaskRun.objects.create(
-        task_id=task.pk,
+        task_id=task_pk,
         status=RunStatus.RUNNING,
         trigger=RunTrigger.MANUAL,
         started_at=started,
@@ -52,16 +105,11 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
         pid=os.getpid(),
     )
     log_run_event(spec.name, str(run.run_id), "run", started, None)
-    try:
-        func = spec.load_function()
-    except BaseException as exc:  # SystemExit at import too: the row must not stay running
-        outcome: Ending = {
-            "status": RunStatus.FAIL.value,
-            "message": f"Could not import the task function: {describe(exc)}",
-            "exc_text": format_traceback(exc),
-        }
+    outcome: Ending
+    if refusal:
+        outcome = {"status": RunStatus.FAIL.value, "message": refusal}
     else:
-        outcome = call_task(func, spec.parameters, conf.result_max_bytes)  # never raises
+        outcome = _call(spec)
     outcome = bounded(outcome, conf.result_max_bytes)
     _finish(
         run,
@@ -84,6 +132,18 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
         exc_text=run.exc_text,
     )
     return run
+
+
+def _call(spec: TaskSpec) -> Ending:
+    try:
+        func = spec.load_function()
+    except BaseException as exc:  # SystemExit at import too: the row must not stay running
+        return {
+            "status": RunStatus.FAIL.value,
+            "message": f"Could not import the task function: {describe(exc)}",
+            "exc_text": format_traceback(exc),
+        }
+    return call_task(func, spec.parameters, conf.result_max_bytes)  # never raises
 
 
 def _finish(

@@ -58,8 +58,17 @@ def validate_runtime_task(
     execution: str | None = None,
     timeout: Timeout = None,
     enabled: bool = True,
+    multilaunch: bool = False,
+    backend: str = "",
+    queue: str = "",
+    description: str = "",
 ) -> dict[str, list[str]]:
-    """Return the problems of a runtime task, by field; empty if it can be scheduled."""
+    """Return the problems of a runtime task, by field; empty if it can be scheduled.
+
+    The checks are a declared task's (``manage.py check``): ``backend`` and ``queue``
+    apply to execution 'tasks' only, and must name a configured alias and a queue it
+    accepts; blank is the default.
+    """
     entry: dict[str, Any] = {
         "func": func,
         "start_cond": start_cond,
@@ -68,8 +77,17 @@ def validate_runtime_task(
         "execution": conf.execution if execution is None else execution,
         "timeout": conf.timeout if timeout is None else timeout,
         "enabled": enabled,
+        "multilaunch": multilaunch,
+        "description": description,
     }
-    return registry.runtime_problems(name, entry)
+    # Given only if set, as a ROCKET_TASKS entry omits them: blank is the default.
+    entry.update({key: value for key, value in (("backend", backend), ("queue", queue)) if value})
+    errors = registry.runtime_problems(name, entry)
+    if not isinstance(description, str):
+        errors.setdefault("description", []).append(
+            f"description must be text, not {type(description).__name__}."
+        )
+    return errors
 
 
 def schedule(
@@ -83,6 +101,10 @@ def schedule(
     timeout: Timeout = None,
     enabled: bool = True,
     replace: bool = False,
+    multilaunch: bool = False,
+    backend: str = "",
+    queue: str = "",
+    description: str = "",
 ) -> Task:
     """Create (or with ``replace``, change) a runtime task; return its row.
 
@@ -90,6 +112,10 @@ def schedule(
     run: a condition that does not parse, a function off ``ROCKET_TASK_FUNCTIONS`` or
     that does not import, parameters that are not JSON or do not fit the function, a
     name that is a declared task's or (without ``replace``) already scheduled.
+
+    The options after ``replace`` are a declared task's: ``multilaunch`` lets a run
+    start while one is in progress; ``backend`` and ``queue`` pick where execution
+    'tasks' enqueues (blank: the default); ``description`` is shown in the admin.
     """
     if conf.task_functions is None:
         raise ValidationError(registry.RUNTIME_OFF)
@@ -102,6 +128,10 @@ def schedule(
         execution=execution,
         timeout=timeout,
         enabled=enabled,
+        multilaunch=multilaunch,
+        backend=backend,
+        queue=queue,
+        description=description,
     )
     if errors:
         raise ValidationError(errors)
@@ -113,6 +143,10 @@ def schedule(
         "execution": conf.execution if execution is None else execution,
         "timeout": timeout_text(timeout),
         "enabled": enabled,
+        "multilaunch": multilaunch,
+        "backend": backend,
+        "queue": queue,
+        "description": description,
         "declared": True,
         "source": TaskSource.RUNTIME,
         "start_cond_override": "",
@@ -199,6 +233,10 @@ def effective_spec(task: Task, declared: dict[str, TaskSpec] | None) -> TaskSpec
                 task.execution,
                 task.timeout,
                 task.parameters,
+                multilaunch=task.multilaunch,
+                backend=task.backend,
+                queue=task.queue,
+                description=task.description,
             )
         except (ValueError, TypeError):
             return None

@@ -5,6 +5,7 @@ check`` reports); :mod:`.runtime` holds the admin's condition overrides and the 
 ``schedule()`` writes, with the ``ROCKET_TASK_FUNCTIONS`` allowlist.
 """
 
+from django_rocket.executors.allowlist import RUNTIME_OFF, function_refusal, loaded_refusal
 from django_rocket.registry.declared import (
     MAX_COUNT,
     MAX_DURATION,
@@ -19,9 +20,6 @@ from django_rocket.registry.declared import (
     tasks,
 )
 from django_rocket.registry.runtime import (
-    RUNTIME_OFF,
-    function_refusal,
-    loaded_refusal,
     parse_runtime,
     runtime_problems,
     runtime_spec,

@@ -52,6 +52,9 @@ class TaskSpec:
     multilaunch: bool = False
     enabled: bool = True
     description: str = ""
+    # Execution 'tasks': the TASKS alias and queue to enqueue on ("": the default).
+    backend: str = ""
+    queue: str = ""
     # "settings" (ROCKET_TASKS) or "runtime" (schedule()); where the condition came from:
     # "settings", "override" (the admin's override of a declared task) or "runtime".
     source: str = "settings"
@@ -450,6 +453,8 @@ def task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
         multilaunch=flags["multilaunch"],
         enabled=flags["enabled"],
         description=str(description),
+        backend=str(entry.get("backend") or ""),
+        queue=str(entry.get("queue") or ""),
     )
 
 

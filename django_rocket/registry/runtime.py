@@ -1,28 +1,25 @@
 """Tasks that change at runtime: the admin's condition overrides and ``schedule()``'s rows.
 
-A runtime task's function must be on ``ROCKET_TASK_FUNCTIONS``, checked before
-anything is imported (:func:`function_refusal`), and again, imported, before every
-run (:func:`loaded_refusal`). Rows are validated by :func:`runtime_problems` when they
-are written and turned into a :class:`TaskSpec` by :func:`runtime_spec` when the
-scheduler loads them.
+A runtime task's function must be on ``ROCKET_TASK_FUNCTIONS``
+(:mod:`django_rocket.executors.allowlist`, where a Tasks framework worker checks it
+too). Rows are validated by :func:`runtime_problems` when they are written and turned
+into a :class:`TaskSpec` by :func:`runtime_spec` when the scheduler loads them.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import re
 import zoneinfo
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from django.utils.module_loading import import_string
+from django.core import checks
 
 from django_rocket.conditions import Condition, custom_conditions, parse
 from django_rocket.conf import EXECUTIONS, conf, parse_timeout
-from django_rocket.executors.django_tasks.framework import plain_function
+from django_rocket.executors.allowlist import loaded_refusal
 from django_rocket.registry.declared import (
     OVERRIDE,
     RUNTIME,
@@ -31,13 +28,6 @@ from django_rocket.registry.declared import (
     error,
     parse_condition,
     task_spec,
-)
-
-# Each segment a Python identifier: no "..", no spaces, nothing import_string could misread.
-_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
-RUNTIME_OFF = (
-    "Runtime tasks are off: ROCKET_TASK_FUNCTIONS is not set. List the functions runtime "
-    "tasks may call in settings.py, e.g. ROCKET_TASK_FUNCTIONS = ['myapp.reminders.*']."
 )
 
 
@@ -56,65 +46,6 @@ def with_overrides(spec: TaskSpec, start_override: str, end_override: str) -> Ta
     )
 
 
-def _allowing_entry(path: str, allowlist: Sequence[str]) -> str | None:
-    """Return the ``ROCKET_TASK_FUNCTIONS`` entry that allows ``path``, or None."""
-    if not _DOTTED.fullmatch(path):
-        return None
-    for entry in allowlist:
-        if entry == path:
-            return entry
-        if entry.endswith(".*"):
-            prefix = entry[:-2]
-            rest = path[len(prefix) + 1 :].split(".") if path.startswith(prefix + ".") else []
-            # A private name is not meant to be called from outside its module.
-            if rest and not any(part.startswith("_") for part in rest):
-                return entry
-    return None
-
-
-def function_refusal(path: str) -> str:
-    """Return why a runtime task may not call ``path``, or "" if it may; never imports."""
-    allowlist = conf.task_functions
-    if allowlist is None:
-        return RUNTIME_OFF
-    if _allowing_entry(path, allowlist) is None:
-        return (
-            f"The function {path!r} is not allowed by ROCKET_TASK_FUNCTIONS, so runtime tasks "
-            "may not call it; it was not imported. Add its dotted path (or 'its.module.*') "
-            "to ROCKET_TASK_FUNCTIONS."
-        )
-    return ""
-
-
-def loaded_refusal(path: str) -> str:
-    """Like :func:`function_refusal`, then import an allowed ``path`` and check what it is.
-
-    A ``module.*`` entry allows the functions defined in that module, not a function it
-    imported from elsewhere (``from subprocess import run`` in it does not allow ``run``).
-    """
-    why = function_refusal(path)
-    if why:
-        return why
-    try:
-        target = import_string(path)
-    except Exception as exc:
-        return f"The function {path!r} cannot be imported: {type(exc).__name__}: {exc}."
-    func = plain_function(target)
-    if not callable(func):
-        return f"{path!r} is not callable."
-    entry = _allowing_entry(path, conf.task_functions or [])
-    assert entry is not None
-    module = getattr(func, "__module__", None) or ""
-    prefix = entry[:-2]
-    if entry.endswith(".*") and module != prefix and not module.startswith(prefix + "."):
-        return (
-            f"{path!r} is defined in {module or 'an unknown module'!r}, outside {entry!r}; "
-            "a 'module.*' entry allows only the functions defined in that module. "
-            "List its own dotted path in ROCKET_TASK_FUNCTIONS to allow it."
-        )
-    return ""
-
-
 # The field of ``schedule()`` each task problem is about (by check ID).
 _PROBLEM_FIELDS = {
     "django_rocket.E005": "func",
@@ -122,11 +53,24 @@ _PROBLEM_FIELDS = {
     "django_rocket.E008": "end_cond",
     "django_rocket.E009": "execution",
     "django_rocket.E013": "execution",
+    "django_rocket.E050": "execution",
+    "django_rocket.E056": "execution",
     "django_rocket.E010": "timeout",
     "django_rocket.E011": "parameters",
     "django_rocket.E055": "parameters",
-    "django_rocket.E012": "enabled",
+    "django_rocket.E051": "backend",
+    "django_rocket.E053": "backend",
+    "django_rocket.E052": "queue",
 }
+
+
+def _problem_field(problem: checks.CheckMessage, entry: dict[str, Any]) -> str:
+    """The field a problem is about; "__all__" for one about none in particular."""
+    if problem.id == "django_rocket.E054":  # backend or queue without execution 'tasks'
+        return "backend" if "backend" in entry else "queue"
+    if problem.id == "django_rocket.E012":  # a flag that is not a bool: which one it names
+        return "multilaunch" if ": multilaunch must be" in str(problem.msg) else "enabled"
+    return _PROBLEM_FIELDS.get(problem.id or "", "__all__")
 
 
 def runtime_problems(name: str, entry: dict[str, Any]) -> dict[str, list[str]]:
@@ -174,9 +118,7 @@ def runtime_problems(name: str, entry: dict[str, Any]) -> dict[str, list[str]]:
         )
     for problem in problems:
         if problem.is_serious():
-            errors.setdefault(_PROBLEM_FIELDS.get(problem.id or "", "__all__"), []).append(
-                str(problem.msg)
-            )
+            errors.setdefault(_problem_field(problem, entry), []).append(str(problem.msg))
     return errors
 
 
@@ -203,10 +145,17 @@ def runtime_spec(
     parameters: Any,
     *,
     default_timeout: Any = None,
+    multilaunch: bool = False,
+    backend: str = "",
+    queue: str = "",
+    description: str = "",
 ) -> TaskSpec:
     """Return the spec of a runtime task's row, without importing its function.
 
     A blank ``timeout`` is ``default_timeout`` (None: ``ROCKET_TIMEOUT``, read now).
+    ``backend`` and ``queue`` (execution 'tasks'; blank: the default) are checked when
+    the row is written (:func:`runtime_problems`); the backend refuses a bad one here
+    at enqueue time, and the run is then ``fail``.
 
     Raises ValueError (a ConditionSyntaxError for a condition) for a row no scheduler can
     follow; whether its function may run is decided at each launch (:func:`loaded_refusal`).
@@ -223,6 +172,10 @@ def runtime_spec(
         execution=execution,
         timeout=_timeout(timeout or (conf.timeout if default_timeout is None else default_timeout)),
         parameters=parameters,
+        multilaunch=bool(multilaunch),
+        description=description,
+        backend=backend,
+        queue=queue,
         source=RUNTIME,
         condition_source=RUNTIME,
     )

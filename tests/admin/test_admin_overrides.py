@@ -11,7 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_rocket.admin.changelist import OVERVIEW
+from django_rocket.executors.django_tasks.framework import framework
 from django_rocket.models import Task, TaskSource
+from tests.executors.test_tasks_execution import require
 from tests.support.admin_helpers import DECLARED, VIEW_PERMS, make_task, staff_user
 
 pytestmark = pytest.mark.django_db
@@ -217,3 +219,62 @@ def test_the_next_run_follows_the_override_and_runtime_tasks(client, report):
     overviews = {t.name: getattr(t, OVERVIEW) for t in page.context["cl"].result_list}
     assert overviews["report"].next_run.state == "event"  # "false": declared says hourly
     assert overviews["remind-7"].next_run.state == "due"
+
+
+@pytest.fixture
+def two_backends(settings):
+    require()
+    immediate = f"{framework().name}.backends.immediate.ImmediateBackend"
+    settings.TASKS = {
+        "default": {"BACKEND": immediate},
+        "narrow": {"BACKEND": immediate, "QUEUES": ["reports"]},
+    }
+    settings.ROCKET_TASK_FUNCTIONS = [
+        "tests.support.runtime_tasks.*",
+        "tests.support.remote_tasks.*",
+    ]
+
+
+def remote_form(**values: str) -> dict[str, str]:
+    form = {
+        "name": "sum",
+        "func": "tests.support.remote_tasks.add",
+        "parameters": json.dumps({"a": 1, "b": 2}),
+        "execution": "tasks",
+        "timeout": "1 hour",
+    }
+    return add_form(**(form | values))
+
+
+def test_add_task_takes_the_execution_options(client, two_backends):
+    editor = client_with(client, "django_rocket.add_task")
+    add = reverse("admin:django_rocket_task_add")
+    page = editor.get(add).content.decode()
+    assert all(f'name="{field}"' in page for field in ("backend", "queue", "multilaunch"))
+    response = editor.post(add, remote_form(backend="narrow", queue="reports", multilaunch="on"))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    task = Task.objects.get(name="sum")
+    assert (task.execution, task.backend, task.queue, task.multilaunch) == (
+        "tasks",
+        "narrow",
+        "reports",
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "field", "text"),
+    [
+        ({"backend": "nope"}, "backend", "not configured in TASKS"),
+        ({"backend": "narrow"}, "queue", "cannot be enqueued"),
+        ({"execution": "thread", "queue": "reports"}, "queue", "only applies to execution"),
+    ],
+)
+def test_bad_execution_options_are_field_errors(client, two_backends, values, field, text):
+    editor = client_with(client, "django_rocket.add_task")
+    response = editor.post(reverse("admin:django_rocket_task_add"), remote_form(**values))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert set(errors) == {field}, errors
+    assert text in str(errors[field])
+    assert not Task.objects.filter(name="sum").exists()

@@ -13,13 +13,15 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from django_rocket.models import RunStatus, TaskRun
+from django_rocket.models import RunStatus, Task, TaskRun, TaskSource
 from tests.support.admin_helpers import DECLARED, alive_scheduler, make_run, make_runs, make_task
 
 pytestmark = pytest.mark.django_db
 
-# + count, total count, page of tasks, overview (ids per task, then runs), execution filter.
-TASK_CHANGELIST = 3 + 6
+# + count, the tasks, overview (ids per task, then runs); no total count, no DISTINCT
+#   for a filter. Past one page, the page's names are read first (from the name index).
+TASK_CHANGELIST = 3 + 4
+TASK_CHANGELIST_PAGED = TASK_CHANGELIST + 1
 # + tasks for the filter, capped count, page of runs with their task,
 #   date hierarchy (first and last start; one EXISTS per period).
 RUN_CHANGELIST = 3 + 5
@@ -53,6 +55,48 @@ def test_task_changelist(client, django_assert_num_queries, count):
     url = reverse("admin:django_rocket_task_changelist")
     response = measure(client, django_assert_num_queries, TASK_CHANGELIST, url)
     assert len(response.context["cl"].result_list) == count
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_task_changelist_last_page(client, django_assert_num_queries, count):
+    """A deep page costs what the first does: 100,000 runtime tasks are 1,000 pages."""
+    Task.objects.bulk_create(
+        Task(
+            name=f"rt-{i:04d}",
+            func="tests.support.tasks.noop",
+            start_cond="daily",
+            execution="main",
+            source=TaskSource.RUNTIME,
+        )
+        for i in range(100 + count)
+    )
+    for task in Task.objects.filter(name__gte="rt-0100"):
+        make_runs(task, 3)
+    url = reverse("admin:django_rocket_task_changelist")
+    response = measure(client, django_assert_num_queries, TASK_CHANGELIST_PAGED, url, {"p": 2})
+    names = [task.name for task in response.context["cl"].result_list]
+    assert names == [f"rt-{i:04d}" for i in range(100, 100 + count)]
+    assert response.context["cl"].result_count == 100 + count
+
+
+def test_task_changelist_sorts_only_by_name(client):
+    """Sorting 100,000 tasks by a column no index serves would read them all per page."""
+    make_task("b-task", enabled=False)
+    make_task("a-task", enabled=True)
+    url = reverse("admin:django_rocket_task_changelist")
+    by_enabled = client.get(url, {"o": "2"})  # the "enabled" column, as a hand-made link
+    assert [t.name for t in by_enabled.context["cl"].result_list] == ["a-task", "b-task"]
+    by_name_desc = client.get(url, {"o": "-1"})
+    assert [t.name for t in by_name_desc.context["cl"].result_list] == ["b-task", "a-task"]
+
+
+def test_task_changelist_filters_by_execution(client):
+    make_task("in-thread", execution="thread")
+    make_task("in-process", execution="process")
+    url = reverse("admin:django_rocket_task_changelist")
+    page = client.get(url, {"execution": "thread"})
+    assert [t.name for t in page.context["cl"].result_list] == ["in-thread"]
+    assert "?execution=tasks" in client.get(url).content.decode()  # listed even if unused
 
 
 @pytest.mark.parametrize("count", [5, 50])

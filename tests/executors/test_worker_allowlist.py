@@ -182,3 +182,26 @@ def test_hostile_functions_through_a_real_backend_end_as_readable_runs(settings)
     for name in ("deep", "hostile"):
         assert runs[name].status == RunStatus.SUCCESS
         assert runs[name].message.startswith("Return value not kept"), runs[name].message
+
+
+def test_a_worker_calls_what_its_runtime_allowlist_allows_and_nothing_else(settings, tmp_path):
+    """Runtime tasks with execution 'tasks': the worker's ROCKET_TASK_FUNCTIONS allows them.
+
+    Whoever may write a runtime task may already have an allowed function called; a
+    function off the list is refused before it is imported.
+    """
+    settings.ROCKET_TASKS = {}
+    settings.ROCKET_TASK_FUNCTIONS = ["tests.support.runtime_tasks.*"]
+    assert refusal("tests.support.runtime_tasks.remind") == ""
+    assert refusal("tests.support.runtime_tasks.getcwd").startswith("Refused")  # re-exported
+    assert refusal("tests.support.runtime_tasks._private").startswith("Refused")
+    assert "ROCKET_TASK_FUNCTIONS does not allow it" in refusal("subprocess.getoutput")
+    marker = tmp_path / "ran"
+    ending = _call_in_worker(None, "r1", "subprocess.getoutput", {"cmd": f"touch {marker}"}, 65536)
+    assert ending["status"] == RunStatus.FAIL and not marker.exists()
+    ending = _call_in_worker(
+        None, "r2", "tests.support.runtime_tasks.remind", {"customer": 4}, 65536
+    )
+    assert (ending["status"], ending["result"]) == (RunStatus.SUCCESS, {"customer": 4})
+    settings.ROCKET_TASK_FUNCTIONS = None  # runtime tasks off: nothing but declared tasks
+    assert refusal("tests.support.runtime_tasks.remind").startswith("Refused")

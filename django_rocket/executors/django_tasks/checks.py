@@ -46,7 +46,8 @@ def task_problems(
             found.append(
                 error(
                     "django_rocket.E054",
-                    f"{' and '.join(given)} only apply to execution 'tasks', "
+                    f"{' and '.join(given)} only {'apply' if len(given) > 1 else 'applies'} "
+                    "to execution 'tasks', "
                     f"but its execution is {execution!r}.",
                     'Add "execution": "tasks", or remove the key.',
                 )

@@ -64,7 +64,7 @@ class TasksFollower:
         if api is None:
             raise ImportError(MISSING_FRAMEWORK)
         target = import_string(launch.func)
-        entry = conf.tasks.get(launch.task) or {}
+        entry = {"backend": launch.backend, "queue": launch.queue}
         backend, queue, priority = task_options(entry, target)
         result = worker_task(backend, queue, priority).enqueue(
             run_id=launch.run_id,

@@ -17,6 +17,7 @@ from django.utils.module_loading import import_string
 
 from django_rocket import TaskInaction, TaskTerminated
 from django_rocket.conf import conf
+from django_rocket.executors.allowlist import loaded_refusal
 from django_rocket.executors.django_tasks.framework import (
     DEFAULT_ALIAS,
     DEFAULT_QUEUE,
@@ -56,16 +57,22 @@ def declared_functions() -> set[str]:
 
 
 def refusal(func: object) -> str:
-    """Why a queued job naming ``func`` is not run, or '' when a declared task names it."""
+    """Why a queued job naming ``func`` is not run, or '' when a declared task names it
+    or this worker's ``ROCKET_TASK_FUNCTIONS`` allows it (a runtime task's function:
+    whoever may write runtime tasks may already have it called)."""
     if isinstance(func, str) and func in declared_functions():
+        return ""
+    # Checked before anything is imported, then for what the path really names.
+    if isinstance(func, str) and conf.task_functions and not loaded_refusal(func):
         return ""
     shown = safe_text(func)
     shown = shown if len(shown) <= 200 else shown[:200] + "..."
     return (
         f"Refused to call {shown!r}: no task declared in this worker's ROCKET_TASKS with "
-        "execution 'tasks' names it as its func. A queued job can only run a declared "
-        "task; declare it (with the same settings on the scheduler and the workers), or "
-        "look for whoever wrote this job to the queue."
+        "execution 'tasks' names it as its func, and its ROCKET_TASK_FUNCTIONS does not "
+        "allow it. A queued job can only run a declared task or a runtime task's allowed "
+        "function; declare or allow it (with the same settings on the scheduler and the "
+        "workers), or look for whoever wrote this job to the queue."
     )
 
 

@@ -8,13 +8,13 @@ from django_rocket import alerts
 from django_rocket.conf import conf
 from django_rocket.display import format_runtime
 from django_rocket.management.arguments import (
-    declared_spec,
     iso_datetime,
     local,
+    runnable_spec,
     task_name,
 )
 from django_rocket.management.base import RocketCommand
-from django_rocket.models import RunStatus, Task
+from django_rocket.models import RunStatus, Task, TaskSource
 from django_rocket.ops import RunRefused, oneoff, queue_run
 from django_rocket.ops.overview import active_scheduler
 from django_rocket.ops.schedules import queue_run_at
@@ -23,10 +23,12 @@ from django_rocket.registry import TaskSpec
 
 class Command(RocketCommand):
     help = (
-        "Run a task now, or with --at queue one run for a given instant. With a scheduler "
-        "alive, queue a manual run for it; with --wait, or when none is alive, run it in "
-        "this process. The exit code is 0 if the run succeeded "
-        "(or was queued), 1 otherwise. Example: python manage.py runtask nightly_report --wait"
+        "Run a task (declared, or created by schedule()) now, or with --at queue one run "
+        "for a given instant. With a scheduler alive, queue a manual run for it; with "
+        "--wait, or when none is alive, run it in this process. A runtime task whose "
+        "function ROCKET_TASK_FUNCTIONS does not allow is refused, never imported. The "
+        "exit code is 0 if the run succeeded (or was queued), 1 otherwise. "
+        "Example: python manage.py runtask nightly_report --wait"
     )
 
     # It validates the task it runs; a problem with another task must not stop it.
@@ -34,7 +36,10 @@ class Command(RocketCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "task", type=task_name, metavar="NAME", help="The task's name in ROCKET_TASKS."
+            "task",
+            type=task_name,
+            metavar="NAME",
+            help="The task's name in ROCKET_TASKS, or a runtime task's (schedule()).",
         )
         parser.add_argument(
             "--wait",
@@ -55,7 +60,7 @@ class Command(RocketCommand):
                 raise CommandError("--at and --wait do not go together: --at queues a run.")
             self.queue_at(options["task"], local(options["at"]))
             return
-        spec = declared_spec(options["task"])
+        spec = runnable_spec(options["task"])
         if not options["wait"]:
             scheduler = active_scheduler(conf.health_max_age)
             if scheduler is not None:
@@ -89,8 +94,9 @@ class Command(RocketCommand):
 
     def queue_at(self, name: str, at: datetime) -> None:
         task = Task.objects.filter(name=name, declared=True).first()
+        if task is None or task.source == TaskSource.RUNTIME:
+            runnable_spec(name)  # unknown, invalid, or a function off the allowlist
         if task is None:
-            declared_spec(name)  # says whether it is unknown or invalid
             raise CommandError(
                 f"The task {name!r} has no row yet: start the scheduler once so that it "
                 "syncs ROCKET_TASKS, then queue the run."
