@@ -11,6 +11,12 @@ Configurations run one after the other, each in a fresh process on a fresh datab
 The counting condition is ``every('1 second') & (failed.today < 1000000) &
 (started.this_hour >= 0)``: it starts as often, but its task's conditions count runs
 per period (which, before issue 23, made the snapshot keep 35 days of runs).
+
+Each line also gives the process's thread count and, with ``--traced``, the memory
+Python objects hold (tracemalloc with one frame; it costs CPU and about 30 MB of RSS of
+its own). When RSS moves and the traced total does not, it is not the scheduler's
+objects that grow: RSS follows the number of worker threads (about 20 KB each), and the
+allocator keeps part of a burst of threads' memory after they exit (issue 23).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -42,6 +49,8 @@ def rss_mb() -> float:
 
 def child(cfg: dict) -> None:
     """Run one configuration in this process; print one JSON line a minute."""
+    if cfg.get("traced"):
+        tracemalloc.start(1)
     sys.path.insert(0, str(BENCH / "drivers"))
     sys.path.insert(0, str(ROOT))
     from rocket import configure, migrate  # the benchmark driver's settings
@@ -62,7 +71,14 @@ def child(cfg: dict) -> None:
             scheduler = holder.get("scheduler")
             history = scheduler.planner.history if scheduler is not None else None
             size = history.size() if history is not None and hasattr(history, "size") else None
-            line = {"minute": minute, "rss_mb": round(rss_mb(), 1), "snapshot_items": size}
+            line = {
+                "minute": minute,
+                "rss_mb": round(rss_mb(), 1),
+                "snapshot_items": size,
+                "threads": threading.active_count(),
+            }
+            if tracemalloc.is_tracing():
+                line["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
             print(json.dumps(line), flush=True)
 
     holder: dict[str, Scheduler] = {}
@@ -85,7 +101,9 @@ def pg_database(name: str, create: bool) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def run_configuration(db: str, counting: bool, minutes: float, tasks: int) -> dict:
+def run_configuration(
+    db: str, counting: bool, minutes: float, tasks: int, traced: bool = False
+) -> dict:
     label = f"{db}, {'counting' if counting else 'plain'}"
     print(f"== {label}: {tasks} tasks on {COUNTING if counting else PLAIN}, {minutes} min")
     workdir = tempfile.mkdtemp(prefix="rocket-soak-")
@@ -100,6 +118,7 @@ def run_configuration(db: str, counting: bool, minutes: float, tasks: int) -> di
         "tasks": tasks,
         "cond": COUNTING if counting else PLAIN,
         "minutes": minutes,
+        "traced": traced,
     }
     samples: list[dict] = []
     done: dict = {}
@@ -117,9 +136,10 @@ def run_configuration(db: str, counting: bool, minutes: float, tasks: int) -> di
                 done = data
                 continue
             samples.append(data)
+            traced_mb = f"  traced {data['traced_mb']:6.1f} MB" if "traced_mb" in data else ""
             print(
-                f"   minute {data['minute']:3d}: RSS {data['rss_mb']:7.1f} MB"
-                f"  snapshot items {data.get('snapshot_items')}",
+                f"   minute {data['minute']:3d}: RSS {data['rss_mb']:7.1f} MB{traced_mb}"
+                f"  snapshot items {data.get('snapshot_items')}  threads {data.get('threads')}",
                 flush=True,
             )
         proc.wait()
@@ -135,7 +155,16 @@ def run_configuration(db: str, counting: bool, minutes: float, tasks: int) -> di
         "rss_at_2": settled[0] if settled else None,
         "rss_last": settled[-1] if settled else None,
         "spread_after_2": round(max(settled) - min(settled), 1) if settled else None,
+        "threads_after_2": [
+            min(s["threads"] for s in samples if s["minute"] >= 2),
+            max(s["threads"] for s in samples if s["minute"] >= 2),
+        ]
+        if settled
+        else None,
     }
+    traced_mbs = [s["traced_mb"] for s in samples if s["minute"] >= 2 and "traced_mb" in s]
+    if traced_mbs:
+        summary["traced_spread_after_2"] = round(max(traced_mbs) - min(traced_mbs), 1)
     print(f"   {json.dumps(summary)}", flush=True)
     return summary
 
@@ -146,6 +175,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--db", choices=["sqlite", "pg", "both"], default="both")
     parser.add_argument("--counting", choices=["no", "yes", "both"], default="both")
+    parser.add_argument(
+        "--traced", action="store_true", help="also report tracemalloc's traced total"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -154,7 +186,7 @@ def main() -> None:
     dbs = ["sqlite", "pg"] if args.db == "both" else [args.db]
     modes = [False, True] if args.counting == "both" else [args.counting == "yes"]
     results = [
-        run_configuration(db, counting, args.minutes, args.tasks)
+        run_configuration(db, counting, args.minutes, args.tasks, args.traced)
         for db in dbs
         for counting in modes
     ]

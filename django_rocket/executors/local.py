@@ -26,6 +26,12 @@ class ThreadWorkers:
     exits, so a burst of concurrent runs does not leave its threads behind.
     Starting a thread per run cost as much as the rest of a short run's
     bookkeeping together (see bench/RESULTS.md).
+
+    Nothing here grows with the number of runs: the queue holds the jobs handed over
+    and not yet taken, the rest are counters. There are as many threads as the most
+    runs that overlapped within the last ``idle_timeout``; each costs 15 to 20 KB of
+    RSS, and part of a burst's memory stays with the allocator after its
+    threads exit, so RSS follows the largest burst (issue 23, guarantees.rst).
     """
 
     def __init__(self, idle_timeout: float = 60.0) -> None:
