@@ -10,8 +10,9 @@ import contextlib
 import heapq
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
+from typing import NamedTuple
 
 from django_rocket.conditions import Context, MemoryHistory, RunRecord
 from django_rocket.conditions.bounded import BoundedHistory
@@ -49,11 +50,16 @@ class RunState:
     trigger: str
 
 
-@dataclass(order=True)
-class _Wake:
+class _Wake(NamedTuple):
+    """A task to look at again at ``at``, unless a later ``schedule()`` replaced it.
+
+    A tuple, so that the heap compares them in C: a dataclass's ``__lt__`` cost more than
+    the rest of a wake-up at ten thousand tasks. Ties go by name, then version.
+    """
+
     at: datetime
-    task: str = field(compare=False)
-    version: int = field(compare=False)
+    task: str
+    version: int
 
 
 class Planner:
@@ -87,6 +93,8 @@ class Planner:
         # At most about two per task: schedule() drops the replaced ones.
         self.wakes: list[_Wake] = []
         self.versions: dict[str, int] = {}
+        # When each task's wake-up in the heap is due (absent: none is, or it was taken).
+        self.wake_at: dict[str, datetime] = {}
         self.end_dirty: set[str] = set()
         self.end_wakes: dict[str, datetime] = {}
         self.now: datetime | None = None  # of the latest due(): queued runs due later wait
@@ -221,9 +229,14 @@ class Planner:
         ]
         if later:
             at = min([at, *later]) if at is not None else min(later)
+        if at is not None and self.wake_at.get(name) == at:
+            return  # already in the heap for that instant (a task looked at again)
         version = self.versions.get(name, 0) + 1
         self.versions[name] = version
-        if at is not None:
+        if at is None:
+            self.wake_at.pop(name, None)
+        else:
+            self.wake_at[name] = at
             heapq.heappush(self.wakes, _Wake(at, name, version))
             if len(self.wakes) > 2 * len(self.versions) + 64:
                 # A replaced wake-up stays in the heap until its time (a task looked at
@@ -262,6 +275,7 @@ class Planner:
             wake = heapq.heappop(self.wakes)
             if self.versions.get(wake.task) == wake.version:
                 names.add(wake.task)
+                del self.wake_at[wake.task]
         return names
 
     def due(self, now: datetime, slots: int) -> list[Start]:
