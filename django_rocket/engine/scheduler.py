@@ -13,6 +13,7 @@ The parts: :mod:`.leadership` (heartbeat, lease, fencing), :mod:`.recovery`
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -114,6 +115,10 @@ class Scheduler:
         """Run until stopped; return the process exit code."""
         if not self._start_up_when_the_database_answers():
             return self.exit_code
+        # What start-up built (settings, specs, conditions) lives as long as the process:
+        # out of the collector's sight, its full collections no longer walk it each time
+        # the runs' objects set one off (a third of a run's cost at 10,000 tasks).
+        gc.freeze()
         try:
             self.listener = Listener.start_for_database(self.wakeup)
             while not self.stop_requested:
@@ -146,6 +151,7 @@ class Scheduler:
                 self.wakeup.clear()
         finally:
             self.shutdown()
+            gc.unfreeze()
         return self.exit_code
 
     def _start_up_when_the_database_answers(self) -> bool:
