@@ -97,6 +97,11 @@ class Planner:
         self.wake_at: dict[str, datetime] = {}
         self.end_dirty: set[str] = set()
         self.end_wakes: dict[str, datetime] = {}
+        # The tasks whose spec has an end condition: what check_end_conditions looks through.
+        self.ending = {name for name, spec in specs.items() if spec.end_cond is not None}
+        # (deadline, run id) of the runs with a timeout, earliest first; a run that ended
+        # stays until its entry comes up (or the heap outgrows the runs, see _push_deadline).
+        self.deadlines: list[tuple[datetime, str]] = []
         self.now: datetime | None = None  # of the latest due(): queued runs due later wait
 
     def prepare_conditions(self) -> None:
@@ -109,6 +114,10 @@ class Planner:
 
     def _index(self, spec: TaskSpec) -> None:
         name = spec.name
+        if spec.end_cond is not None:
+            self.ending.add(name)
+        else:
+            self.ending.discard(name)
         for cond in (spec.start_cond, spec.end_cond):
             if cond is None:
                 continue
@@ -147,6 +156,7 @@ class Planner:
         self.enabled.pop(name, None)
         self.schedule(name, None)
         self.end_wakes.pop(name, None)
+        self.ending.discard(name)
         return True
 
     def activate(
@@ -343,6 +353,8 @@ class Planner:
         """Follow a run whose row is committed."""
         deadline = now + spec.timeout if spec.timeout is not None else None
         self.running[run_id] = RunState(run_id, spec.name, now, deadline, trigger)
+        if deadline is not None:
+            self._push_deadline(deadline, run_id)
         self.running_by_task.setdefault(spec.name, set()).add(run_id)
         assert self.history is not None
         self.history.record_start(
@@ -359,6 +371,8 @@ class Planner:
         deadline = run.started_at + timeout if timeout is not None else None
         run_id = str(run.run_id)
         self.running[run_id] = RunState(run_id, name, run.started_at, deadline, run.trigger)
+        if deadline is not None:
+            self._push_deadline(deadline, run_id)
         if spec is not None:  # a task no longer declared is followed, not judged
             self.running_by_task.setdefault(name, set()).add(run_id)
         try:
@@ -415,13 +429,35 @@ class Planner:
 
     # -- ending
 
+    def _push_deadline(self, deadline: datetime, run_id: str) -> None:
+        heapq.heappush(self.deadlines, (deadline, run_id))
+        if len(self.deadlines) > 2 * len(self.running) + 64:
+            # Entries of runs that ended: drop them all now, as schedule() does wake-ups.
+            self.deadlines = [
+                (state.deadline, state.run_id)
+                for state in self.running.values()
+                if state.deadline is not None
+            ]
+            heapq.heapify(self.deadlines)
+
+    def _next_deadline(self) -> tuple[datetime, RunState] | None:
+        """The earliest deadline of a run in progress, dropping entries of runs that ended."""
+        while self.deadlines:
+            deadline, run_id = self.deadlines[0]
+            state = self.running.get(run_id)
+            if state is not None and state.deadline == deadline:
+                return deadline, state
+            heapq.heappop(self.deadlines)
+        return None
+
     def enforce_deadlines(self, now: datetime, terminate: Terminate) -> None:
-        """Terminate the runs past their timeout."""
-        for state in list(self.running.values()):
-            if state.deadline is not None and now >= state.deadline:
-                # From the run itself: its task may have been unscheduled meanwhile.
-                terminate(state.run_id, f"Timed out after {state.deadline - state.started_at}.")
-                state.deadline = None
+        """Terminate the runs past their timeout (looking only at the earliest deadlines)."""
+        while (earliest := self._next_deadline()) is not None and now >= earliest[0]:
+            deadline, state = earliest
+            heapq.heappop(self.deadlines)
+            # From the run itself: its task may have been unscheduled meanwhile.
+            terminate(state.run_id, f"Timed out after {deadline - state.started_at}.")
+            state.deadline = None
 
     def check_end_conditions(self, now: datetime, terminate: Terminate) -> None:
         """Terminate the runs whose task's end condition is true.
@@ -433,9 +469,8 @@ class Planner:
         for name, wake in list(self.end_wakes.items()):
             if wake <= now:
                 due.add(name)
-        for name in self.running_by_task:
-            spec = self.specs.get(name)
-            if name not in self.end_wakes and spec is not None and spec.end_cond is not None:
+        for name in self.ending:  # not every running task: most have no end condition
+            if name in self.running_by_task and name not in self.end_wakes:
                 due.add(name)
         for name in due:
             spec = self.specs.get(name)
@@ -469,9 +504,8 @@ class Planner:
         candidates = []
         if self.wakes:
             candidates.append((self.wakes[0].at - now).total_seconds())
-        for run in self.running.values():
-            if run.deadline is not None:
-                candidates.append((run.deadline - now).total_seconds())
+        if (earliest := self._next_deadline()) is not None:
+            candidates.append((earliest[0] - now).total_seconds())
         for at in self.end_wakes.values():
             candidates.append((at - now).total_seconds())
         return candidates

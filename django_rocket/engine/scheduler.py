@@ -421,7 +421,10 @@ class Scheduler:
     def _report(self, outcome: Outcome) -> None:
         """Called from any thread when a run ends."""
         self.outcomes.put(outcome)
-        self.wakeup.set()
+        # Set already: the loop clears it only after waking, then drains the queue. Not
+        # setting it again spares a lock per run while thousands end in a tick.
+        if not self.wakeup.is_set():
+            self.wakeup.set()
 
     def _drain_outcomes(self) -> None:
         while True:
