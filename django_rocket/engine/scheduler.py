@@ -103,6 +103,7 @@ class Scheduler:
         self.next_prune: float = 0.0
         self.remote_poll: float | None = None
         self.started_mono: float = 0.0
+        self.freezes = False
         self.ticks = 0
 
     @property
@@ -119,6 +120,7 @@ class Scheduler:
         # out of the collector's sight, its full collections no longer walk it each time
         # the runs' objects set one off (a third of a run's cost at 10,000 tasks).
         gc.freeze()
+        self.freezes = True  # and again once active, with the snapshot loaded
         try:
             self.listener = Listener.start_for_database(self.wakeup)
             while not self.stop_requested:
@@ -232,6 +234,8 @@ class Scheduler:
             self.poller.follow_from_now(self.leadership.instance_pk)
             queued = list(TaskRun.objects.queued().select_related("task"))
         self.planner.activate(history, last_failed, queued, now)
+        if self.freezes:
+            gc.freeze()
         self._adopt(recovered.adopt)
         self.next_maintenance = (
             self.clock.monotonic() + self.leadership.lease_timeout.total_seconds()
