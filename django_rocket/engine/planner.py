@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import NamedTuple
@@ -62,6 +62,74 @@ class _Wake(NamedTuple):
     version: int
 
 
+class Wakes:
+    """When to look at each task again: a heap of wake-ups, each task's latest one valid.
+
+    A replaced wake-up stays in the heap until its time (a task looked at every second
+    may push one for midnight each time), unless the heap outgrows the tasks: then the
+    replaced ones are all dropped, so it holds at most about two per task.
+    """
+
+    def __init__(self) -> None:
+        self.heap: list[_Wake] = []
+        self.versions: dict[str, int] = {}
+        self.at: dict[str, datetime] = {}  # each task's valid wake-up still in the heap
+
+    def set(self, name: str, at: datetime | None) -> None:
+        """Wake ``name`` at ``at`` (never, if None), replacing its earlier wake-up."""
+        if at is not None and self.at.get(name) == at:
+            return  # already in the heap for that instant (a task looked at again)
+        version = self.versions.get(name, 0) + 1
+        self.versions[name] = version
+        if at is None:
+            self.at.pop(name, None)
+            return
+        self.at[name] = at
+        heapq.heappush(self.heap, _Wake(at, name, version))
+        if len(self.heap) > 2 * len(self.versions) + 64:
+            self.heap[:] = [w for w in self.heap if self.versions.get(w.task) == w.version]
+            heapq.heapify(self.heap)
+
+    def pop_due(self, now: datetime) -> Iterator[str]:
+        """Take off the heap the tasks whose wake-up is at or before ``now``."""
+        heap = self.heap
+        while heap and heap[0].at <= now:
+            wake = heapq.heappop(heap)
+            if self.versions.get(wake.task) == wake.version:
+                del self.at[wake.task]
+                yield wake.task
+
+
+class Deadlines:
+    """The deadlines of the runs in progress, earliest first, so no tick walks every run.
+
+    A run that ended keeps its entry until it comes up, or until the heap outgrows the
+    runs in progress: then the entries of ended runs are all dropped.
+    """
+
+    def __init__(self, running: dict[str, RunState]) -> None:
+        self.running = running
+        self.heap: list[tuple[datetime, str]] = []
+
+    def push(self, state: RunState) -> None:
+        if state.deadline is None:
+            return
+        heapq.heappush(self.heap, (state.deadline, state.run_id))
+        if len(self.heap) > 2 * len(self.running) + 64:
+            self.heap = [(r.deadline, r.run_id) for r in self.running.values() if r.deadline]
+            heapq.heapify(self.heap)
+
+    def earliest(self) -> RunState | None:
+        """The run in progress with the earliest deadline (dropping ended runs' entries)."""
+        while self.heap:
+            deadline, run_id = self.heap[0]
+            state = self.running.get(run_id)
+            if state is not None and state.deadline == deadline:
+                return state
+            heapq.heappop(self.heap)
+        return None
+
+
 class Planner:
     """Decide which tasks are due and which runs must end, looking only where things changed."""
 
@@ -90,18 +158,13 @@ class Planner:
         # How many of each task's latest runs the snapshot reads for retry chains.
         self.recent_runs = 0
         self.dirty: set[str] = set()
-        # At most about two per task: schedule() drops the replaced ones.
-        self.wakes: list[_Wake] = []
-        self.versions: dict[str, int] = {}
-        # When each task's wake-up in the heap is due (absent: none is, or it was taken).
-        self.wake_at: dict[str, datetime] = {}
+        self.wake_ups = Wakes()
+        self.wakes, self.versions = self.wake_ups.heap, self.wake_ups.versions  # (tests)
         self.end_dirty: set[str] = set()
         self.end_wakes: dict[str, datetime] = {}
         # The tasks whose spec has an end condition: what check_end_conditions looks through.
         self.ending = {name for name, spec in specs.items() if spec.end_cond is not None}
-        # (deadline, run id) of the runs with a timeout, earliest first; a run that ended
-        # stays until its entry comes up (or the heap outgrows the runs, see _push_deadline).
-        self.deadlines: list[tuple[datetime, str]] = []
+        self.deadlines = Deadlines(self.running)
         self.now: datetime | None = None  # of the latest due(): queued runs due later wait
 
     def prepare_conditions(self) -> None:
@@ -239,21 +302,7 @@ class Planner:
         ]
         if later:
             at = min([at, *later]) if at is not None else min(later)
-        if at is not None and self.wake_at.get(name) == at:
-            return  # already in the heap for that instant (a task looked at again)
-        version = self.versions.get(name, 0) + 1
-        self.versions[name] = version
-        if at is None:
-            self.wake_at.pop(name, None)
-        else:
-            self.wake_at[name] = at
-            heapq.heappush(self.wakes, _Wake(at, name, version))
-            if len(self.wakes) > 2 * len(self.versions) + 64:
-                # A replaced wake-up stays in the heap until its time (a task looked at
-                # every second may push one for midnight each time): drop them all now,
-                # so the heap holds at most about two per task.
-                self.wakes = [w for w in self.wakes if self.versions.get(w.task) == w.version]
-                heapq.heapify(self.wakes)
+        self.wake_ups.set(name, at)
 
     def context(self, name: str, now: datetime) -> Context:
         """Return the context ``name``'s conditions are evaluated in at ``now``."""
@@ -281,11 +330,7 @@ class Planner:
     def _due_candidates(self, now: datetime) -> set[str]:
         names = set(self.dirty)
         self.dirty.clear()
-        while self.wakes and self.wakes[0].at <= now:
-            wake = heapq.heappop(self.wakes)
-            if self.versions.get(wake.task) == wake.version:
-                names.add(wake.task)
-                del self.wake_at[wake.task]
+        names.update(self.wake_ups.pop_due(now))
         return names
 
     def due(self, now: datetime, slots: int) -> list[Start]:
@@ -352,9 +397,8 @@ class Planner:
     def started(self, spec: TaskSpec, run_id: str, trigger: str, now: datetime) -> None:
         """Follow a run whose row is committed."""
         deadline = now + spec.timeout if spec.timeout is not None else None
-        self.running[run_id] = RunState(run_id, spec.name, now, deadline, trigger)
-        if deadline is not None:
-            self._push_deadline(deadline, run_id)
+        self.running[run_id] = state = RunState(run_id, spec.name, now, deadline, trigger)
+        self.deadlines.push(state)
         self.running_by_task.setdefault(spec.name, set()).add(run_id)
         assert self.history is not None
         self.history.record_start(
@@ -370,9 +414,8 @@ class Planner:
         timeout = spec.timeout if spec is not None else None
         deadline = run.started_at + timeout if timeout is not None else None
         run_id = str(run.run_id)
-        self.running[run_id] = RunState(run_id, name, run.started_at, deadline, run.trigger)
-        if deadline is not None:
-            self._push_deadline(deadline, run_id)
+        self.running[run_id] = state = RunState(run_id, name, run.started_at, deadline, run.trigger)
+        self.deadlines.push(state)
         if spec is not None:  # a task no longer declared is followed, not judged
             self.running_by_task.setdefault(name, set()).add(run_id)
         try:
@@ -429,35 +472,12 @@ class Planner:
 
     # -- ending
 
-    def _push_deadline(self, deadline: datetime, run_id: str) -> None:
-        heapq.heappush(self.deadlines, (deadline, run_id))
-        if len(self.deadlines) > 2 * len(self.running) + 64:
-            # Entries of runs that ended: drop them all now, as schedule() does wake-ups.
-            self.deadlines = [
-                (state.deadline, state.run_id)
-                for state in self.running.values()
-                if state.deadline is not None
-            ]
-            heapq.heapify(self.deadlines)
-
-    def _next_deadline(self) -> tuple[datetime, RunState] | None:
-        """The earliest deadline of a run in progress, dropping entries of runs that ended."""
-        while self.deadlines:
-            deadline, run_id = self.deadlines[0]
-            state = self.running.get(run_id)
-            if state is not None and state.deadline == deadline:
-                return deadline, state
-            heapq.heappop(self.deadlines)
-        return None
-
     def enforce_deadlines(self, now: datetime, terminate: Terminate) -> None:
         """Terminate the runs past their timeout (looking only at the earliest deadlines)."""
-        while (earliest := self._next_deadline()) is not None and now >= earliest[0]:
-            deadline, state = earliest
-            heapq.heappop(self.deadlines)
+        while (state := self.deadlines.earliest()) and state.deadline and now >= state.deadline:
             # From the run itself: its task may have been unscheduled meanwhile.
-            terminate(state.run_id, f"Timed out after {deadline - state.started_at}.")
-            state.deadline = None
+            terminate(state.run_id, f"Timed out after {state.deadline - state.started_at}.")
+            state.deadline = None  # its entry is dropped as ended
 
     def check_end_conditions(self, now: datetime, terminate: Terminate) -> None:
         """Terminate the runs whose task's end condition is true.
@@ -504,8 +524,8 @@ class Planner:
         candidates = []
         if self.wakes:
             candidates.append((self.wakes[0].at - now).total_seconds())
-        if (earliest := self._next_deadline()) is not None:
-            candidates.append((earliest[0] - now).total_seconds())
+        if (state := self.deadlines.earliest()) and state.deadline:
+            candidates.append((state.deadline - now).total_seconds())
         for at in self.end_wakes.values():
             candidates.append((at - now).total_seconds())
         return candidates

@@ -279,7 +279,7 @@ def test_deadlines_come_up_earliest_first_and_ended_runs_are_forgotten(clock: Fa
     for i in range(500):
         planner.started(planner.specs["short"], f"s{i}", RunTrigger.SCHEDULED, clock.now())
         planner.finished(f"s{i}", clock.now(), RunStatus.SUCCESS)
-    assert len(planner.deadlines) <= 2 * len(planner.running) + 65
+    assert len(planner.deadlines.heap) <= 2 * len(planner.running) + 65
 
 
 def test_a_task_given_an_end_condition_while_running_has_it_checked(clock: FakeClock) -> None:
