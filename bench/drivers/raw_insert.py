@@ -1,8 +1,11 @@
-"""The physical limit for W4: one Python process, one row per INSERT + COMMIT.
+"""The physical limits for W4: one Python process writing run-shaped rows.
 
 Inserts rows shaped like a run's start into django-rocket's own run-log table (the
-database is migrated by the harness), through the DB-API driver with no ORM, for
-``seconds`` seconds, and reports the rate.
+database is migrated by the harness), through the DB-API driver with no ORM: first one
+row per INSERT + COMMIT for ``seconds`` seconds, then 1,000 rows per transaction (one
+``executemany``) for ``seconds`` seconds, and reports both rates. A run costs two row
+writes (its start and its finish), so half the batched rate is what one process can
+record at most: the "two-writes-a-run limit".
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from common import emit, load_config, write_result  # noqa: E402
+
+BATCH = 1000
 
 SQL = (
     'INSERT INTO django_rocket_taskrun (task_id, run_id, status, "trigger", started_at, host, '
@@ -41,8 +46,10 @@ def main() -> None:
         sql, fmt = SQL.format(p="%s"), "pg"
     cur = con.cursor()
     cur.execute(
-        "INSERT INTO django_rocket_task (name, func, start_cond, end_cond, execution, description,"
-        " enabled, declared, created_at, updated_at) VALUES ('raw', 'x', 'true', '', 'thread', '',"
+        "INSERT INTO django_rocket_task (name, func, start_cond, end_cond, start_cond_override,"
+        " end_cond_override, source, parameters, timeout, execution, description, enabled,"
+        " declared, created_at, updated_at) VALUES ('raw', 'x', 'true', '', '', '', 'settings',"
+        " '{}', '', 'thread', '',"
         + (" 1, 1, ?, ?)" if fmt == "sqlite" else " true, true, %s, %s)"),
         (datetime.now(UTC).isoformat(), datetime.now(UTC).isoformat())
         if fmt == "sqlite"
@@ -68,9 +75,36 @@ def main() -> None:
                 con.commit()
             n += 1
     elapsed = time.perf_counter() - start
+    # The same rows, BATCH to a transaction.
+    end = time.perf_counter() + cfg["seconds"]
+    batched = 0
+    start = time.perf_counter()
+    while time.perf_counter() < end:
+        now = datetime.now(UTC)
+        if fmt == "sqlite":
+            at = now.isoformat(" ")
+            rows = [(task_id, uuid.uuid4().hex, at) for _ in range(BATCH)]
+            cur.execute("BEGIN")
+            cur.executemany(sql, rows)
+            cur.execute("COMMIT")
+        else:
+            rows = [(task_id, uuid.uuid4(), now) for _ in range(BATCH)]
+            cur.executemany(sql, rows)
+            con.commit()
+        batched += BATCH
+    batched_elapsed = time.perf_counter() - start
     emit("STOPPING")
     con.close()
-    write_result(cfg, {"inserted": n, "elapsed": elapsed, "runs": []})
+    write_result(
+        cfg,
+        {
+            "inserted": n,
+            "elapsed": elapsed,
+            "batched": batched,
+            "batched_elapsed": batched_elapsed,
+            "runs": [],
+        },
+    )
 
 
 if __name__ == "__main__":

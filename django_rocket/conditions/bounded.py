@@ -59,8 +59,9 @@ class _Log:
     chain: int | None = None
     chain_stale: bool = True
     # The latest run (latest start, ties by insertion order), whatever else is trimmed:
-    # what a waiting retry reads (its end, its id for jitter, its exception types).
-    last: tuple[datetime, int, RunRecord] | None = None
+    # what a waiting retry reads (its end, its id for jitter, its exception types). Its
+    # record as it started, and its item, which its finish updates (see last_run).
+    last: tuple[datetime, int, RunRecord, _Run] | None = None
 
 
 class BoundedHistory:
@@ -138,7 +139,7 @@ class BoundedHistory:
         item = _Run(started_at, next(self._counter), run.trigger)
         log.runs[run.run_id] = item
         if log.last is None or (started_at, item.order) > log.last[:2]:
-            log.last = (started_at, item.order, _started(run))
+            log.last = (started_at, item.order, _started(run), item)
         bisect.insort(log.recent, (started_at, item.order, run.run_id))
         log.in_progress[run.run_id] = started_at
         if log.last_start is None or started_at > log.last_start:
@@ -170,14 +171,6 @@ class BoundedHistory:
         item.outcome, item.finished_at = outcome, finished_at
         item.exception_types = tuple(exception_types)
         del log.in_progress[run_id]
-        if log.last is not None and log.last[2].run_id == run_id:
-            record = replace(
-                log.last[2],
-                finished_at=finished_at,
-                outcome=outcome,
-                exception_types=item.exception_types,
-            )
-            log.last = (log.last[0], log.last[1], record)
         latest = log.last_finish.get(outcome)
         if latest is None or finished_at > latest:
             log.last_finish[outcome] = finished_at
@@ -200,6 +193,11 @@ class BoundedHistory:
             self._trim_events(log)
 
     def _event(self, log: _Log, kind: str, at: datetime) -> None:
+        if not (log.totals or log.windows or log.periods):
+            # Nothing counted for this task (``every``, ``daily``...): only the latest.
+            if log.latest is None or at > log.latest:
+                log.latest = at
+            return
         if kind in log.totals:
             log.totals[kind] += 1
         if kind in log.windows:
@@ -286,7 +284,19 @@ class BoundedHistory:
     def last_run(self, task: str) -> RunRecord | None:
         """Return the task's latest run (latest start, ties by insertion order)."""
         log = self._tasks.get(task)
-        return log.last[2] if log is not None and log.last is not None else None
+        if log is None or log.last is None:
+            return None
+        started_at, order, record, item = log.last
+        if item.outcome is not None and record.outcome is None:
+            # Finished since: the record is made here, once, rather than at every finish.
+            record = replace(
+                record,
+                finished_at=item.finished_at,
+                outcome=item.outcome,
+                exception_types=item.exception_types,
+            )
+            log.last = (started_at, order, record, item)
+        return record
 
     def running(self, task: str) -> Sequence[datetime]:
         log = self._tasks.get(task)
@@ -359,4 +369,6 @@ def _trim_chain(log: _Log) -> None:
 
 def _started(run: RunRecord) -> RunRecord:
     """``run`` as it started: its finish, if it has one, is recorded after it."""
+    if run.finished_at is None and run.outcome is None and not run.exception_types:
+        return run  # as most are: a run starting now
     return replace(run, finished_at=None, outcome=None, exception_types=())

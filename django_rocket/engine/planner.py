@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextlib
 import heapq
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
+from typing import NamedTuple
 
 from django_rocket.conditions import Context, MemoryHistory, RunRecord
 from django_rocket.conditions.bounded import BoundedHistory
@@ -49,11 +50,84 @@ class RunState:
     trigger: str
 
 
-@dataclass(order=True)
-class _Wake:
+class _Wake(NamedTuple):
+    """A task to look at again at ``at``, unless a later ``schedule()`` replaced it.
+
+    A tuple, so that the heap compares them in C: a dataclass's ``__lt__`` cost more than
+    the rest of a wake-up at ten thousand tasks. Ties go by name, then version.
+    """
+
     at: datetime
-    task: str = field(compare=False)
-    version: int = field(compare=False)
+    task: str
+    version: int
+
+
+class Wakes:
+    """When to look at each task again: a heap of wake-ups, each task's latest one valid.
+
+    A replaced wake-up stays in the heap until its time (a task looked at every second
+    may push one for midnight each time), unless the heap outgrows the tasks: then the
+    replaced ones are all dropped, so it holds at most about two per task.
+    """
+
+    def __init__(self) -> None:
+        self.heap: list[_Wake] = []
+        self.versions: dict[str, int] = {}
+        self.at: dict[str, datetime] = {}  # each task's valid wake-up still in the heap
+
+    def set(self, name: str, at: datetime | None) -> None:
+        """Wake ``name`` at ``at`` (never, if None), replacing its earlier wake-up."""
+        if at is not None and self.at.get(name) == at:
+            return  # already in the heap for that instant (a task looked at again)
+        version = self.versions.get(name, 0) + 1
+        self.versions[name] = version
+        if at is None:
+            self.at.pop(name, None)
+            return
+        self.at[name] = at
+        heapq.heappush(self.heap, _Wake(at, name, version))
+        if len(self.heap) > 2 * len(self.versions) + 64:
+            self.heap[:] = [w for w in self.heap if self.versions.get(w.task) == w.version]
+            heapq.heapify(self.heap)
+
+    def pop_due(self, now: datetime) -> Iterator[str]:
+        """Take off the heap the tasks whose wake-up is at or before ``now``."""
+        heap = self.heap
+        while heap and heap[0].at <= now:
+            wake = heapq.heappop(heap)
+            if self.versions.get(wake.task) == wake.version:
+                del self.at[wake.task]
+                yield wake.task
+
+
+class Deadlines:
+    """The deadlines of the runs in progress, earliest first, so no tick walks every run.
+
+    A run that ended keeps its entry until it comes up, or until the heap outgrows the
+    runs in progress: then the entries of ended runs are all dropped.
+    """
+
+    def __init__(self, running: dict[str, RunState]) -> None:
+        self.running = running
+        self.heap: list[tuple[datetime, str]] = []
+
+    def push(self, state: RunState) -> None:
+        if state.deadline is None:
+            return
+        heapq.heappush(self.heap, (state.deadline, state.run_id))
+        if len(self.heap) > 2 * len(self.running) + 64:
+            self.heap = [(r.deadline, r.run_id) for r in self.running.values() if r.deadline]
+            heapq.heapify(self.heap)
+
+    def earliest(self) -> RunState | None:
+        """The run in progress with the earliest deadline (dropping ended runs' entries)."""
+        while self.heap:
+            deadline, run_id = self.heap[0]
+            state = self.running.get(run_id)
+            if state is not None and state.deadline == deadline:
+                return state
+            heapq.heappop(self.heap)
+        return None
 
 
 class Planner:
@@ -84,11 +158,13 @@ class Planner:
         # How many of each task's latest runs the snapshot reads for retry chains.
         self.recent_runs = 0
         self.dirty: set[str] = set()
-        # At most about two per task: schedule() drops the replaced ones.
-        self.wakes: list[_Wake] = []
-        self.versions: dict[str, int] = {}
+        self.wake_ups = Wakes()
+        self.wakes, self.versions = self.wake_ups.heap, self.wake_ups.versions  # (tests)
         self.end_dirty: set[str] = set()
         self.end_wakes: dict[str, datetime] = {}
+        # The tasks whose spec has an end condition: what check_end_conditions looks through.
+        self.ending = {name for name, spec in specs.items() if spec.end_cond is not None}
+        self.deadlines = Deadlines(self.running)
         self.now: datetime | None = None  # of the latest due(): queued runs due later wait
 
     def prepare_conditions(self) -> None:
@@ -101,6 +177,10 @@ class Planner:
 
     def _index(self, spec: TaskSpec) -> None:
         name = spec.name
+        if spec.end_cond is not None:
+            self.ending.add(name)
+        else:
+            self.ending.discard(name)
         for cond in (spec.start_cond, spec.end_cond):
             if cond is None:
                 continue
@@ -139,6 +219,7 @@ class Planner:
         self.enabled.pop(name, None)
         self.schedule(name, None)
         self.end_wakes.pop(name, None)
+        self.ending.discard(name)
         return True
 
     def activate(
@@ -221,16 +302,7 @@ class Planner:
         ]
         if later:
             at = min([at, *later]) if at is not None else min(later)
-        version = self.versions.get(name, 0) + 1
-        self.versions[name] = version
-        if at is not None:
-            heapq.heappush(self.wakes, _Wake(at, name, version))
-            if len(self.wakes) > 2 * len(self.versions) + 64:
-                # A replaced wake-up stays in the heap until its time (a task looked at
-                # every second may push one for midnight each time): drop them all now,
-                # so the heap holds at most about two per task.
-                self.wakes = [w for w in self.wakes if self.versions.get(w.task) == w.version]
-                heapq.heapify(self.wakes)
+        self.wake_ups.set(name, at)
 
     def context(self, name: str, now: datetime) -> Context:
         """Return the context ``name``'s conditions are evaluated in at ``now``."""
@@ -258,10 +330,7 @@ class Planner:
     def _due_candidates(self, now: datetime) -> set[str]:
         names = set(self.dirty)
         self.dirty.clear()
-        while self.wakes and self.wakes[0].at <= now:
-            wake = heapq.heappop(self.wakes)
-            if self.versions.get(wake.task) == wake.version:
-                names.add(wake.task)
+        names.update(self.wake_ups.pop_due(now))
         return names
 
     def due(self, now: datetime, slots: int) -> list[Start]:
@@ -328,7 +397,8 @@ class Planner:
     def started(self, spec: TaskSpec, run_id: str, trigger: str, now: datetime) -> None:
         """Follow a run whose row is committed."""
         deadline = now + spec.timeout if spec.timeout is not None else None
-        self.running[run_id] = RunState(run_id, spec.name, now, deadline, trigger)
+        self.running[run_id] = state = RunState(run_id, spec.name, now, deadline, trigger)
+        self.deadlines.push(state)
         self.running_by_task.setdefault(spec.name, set()).add(run_id)
         assert self.history is not None
         self.history.record_start(
@@ -344,7 +414,8 @@ class Planner:
         timeout = spec.timeout if spec is not None else None
         deadline = run.started_at + timeout if timeout is not None else None
         run_id = str(run.run_id)
-        self.running[run_id] = RunState(run_id, name, run.started_at, deadline, run.trigger)
+        self.running[run_id] = state = RunState(run_id, name, run.started_at, deadline, run.trigger)
+        self.deadlines.push(state)
         if spec is not None:  # a task no longer declared is followed, not judged
             self.running_by_task.setdefault(name, set()).add(run_id)
         try:
@@ -402,12 +473,11 @@ class Planner:
     # -- ending
 
     def enforce_deadlines(self, now: datetime, terminate: Terminate) -> None:
-        """Terminate the runs past their timeout."""
-        for state in list(self.running.values()):
-            if state.deadline is not None and now >= state.deadline:
-                # From the run itself: its task may have been unscheduled meanwhile.
-                terminate(state.run_id, f"Timed out after {state.deadline - state.started_at}.")
-                state.deadline = None
+        """Terminate the runs past their timeout (looking only at the earliest deadlines)."""
+        while (state := self.deadlines.earliest()) and state.deadline and now >= state.deadline:
+            # From the run itself: its task may have been unscheduled meanwhile.
+            terminate(state.run_id, f"Timed out after {state.deadline - state.started_at}.")
+            state.deadline = None  # its entry is dropped as ended
 
     def check_end_conditions(self, now: datetime, terminate: Terminate) -> None:
         """Terminate the runs whose task's end condition is true.
@@ -419,9 +489,8 @@ class Planner:
         for name, wake in list(self.end_wakes.items()):
             if wake <= now:
                 due.add(name)
-        for name in self.running_by_task:
-            spec = self.specs.get(name)
-            if name not in self.end_wakes and spec is not None and spec.end_cond is not None:
+        for name in self.ending:  # not every running task: most have no end condition
+            if name in self.running_by_task and name not in self.end_wakes:
                 due.add(name)
         for name in due:
             spec = self.specs.get(name)
@@ -452,17 +521,12 @@ class Planner:
 
     def seconds_to_next_change(self, now: datetime) -> list[float]:
         """Return in how many seconds each wake-up, deadline and end condition is due."""
-        candidates = self.seconds_to_deadlines(now)
-        if self.wakes:
-            candidates.append((self.wakes[0].at - now).total_seconds())
-        for at in self.end_wakes.values():
-            candidates.append((at - now).total_seconds())
-        return candidates
+        wakes = [self.wakes[0].at] if self.wakes else []
+        ends = [(at - now).total_seconds() for at in [*wakes, *self.end_wakes.values()]]
+        return self.seconds_to_deadlines(now) + ends
 
     def seconds_to_deadlines(self, now: datetime) -> list[float]:
-        """Return in how many seconds each run in progress reaches its timeout."""
-        return [
-            (run.deadline - now).total_seconds()
-            for run in self.running.values()
-            if run.deadline is not None
-        ]
+        """Return in how many seconds the earliest run in progress reaches its timeout."""
+        if (state := self.deadlines.earliest()) and state.deadline:
+            return [(state.deadline - now).total_seconds()]
+        return []

@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import DataError, IntegrityError, connection, models
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.utils.duration import duration_microseconds
 
 from django_rocket.models import FINISH_FIELDS, RunStatus, TaskRun
@@ -60,7 +62,8 @@ def _converter(field: Any) -> Callable[[Any], Any] | None:
 
     The same conversions as ``field.get_db_prep_save``, chosen once per batch instead of
     dispatched through the field's methods for every value: at a thousand runs a tick,
-    that dispatch cost as much as the statement it prepared.
+    that dispatch cost as much as the statement it prepared. A converter is never given
+    None (it stays None).
     """
     if isinstance(field, _PASS_THROUGH):
         return None
@@ -71,6 +74,17 @@ def _converter(field: Any) -> Callable[[Any], Any] | None:
 
     if isinstance(field, models.DateTimeField):
         adapt = ops.adapt_datetimefield_value
+        if connection.vendor == "sqlite" and settings.USE_TZ:
+            # What SQLite's adapt_datetimefield_value does to an aware datetime, without
+            # its checks and look-ups per value: naive in the connection's zone, as text.
+            zone = connection.timezone
+
+            def sqlite_datetime(v: Any) -> Any:
+                if isinstance(v, datetime) and v.tzinfo is not None:
+                    return str(v.astimezone(zone).replace(tzinfo=None))
+                return generic(v)
+
+            return sqlite_datetime
 
         def convert_datetime(v: Any) -> Any:
             # Aware datetimes go straight to the backend; anything else takes the
@@ -94,29 +108,51 @@ def _converter(field: Any) -> Callable[[Any], Any] | None:
         if features.has_native_duration_field:
             return None
         return lambda v: duration_microseconds(v) if isinstance(v, timedelta) else generic(v)
+    if (
+        isinstance(field, models.JSONField)
+        and field.encoder is None
+        and type(ops).adapt_json_value is BaseDatabaseOperations.adapt_json_value
+    ):
+        # JSONField.get_db_prep_value ends in adapt_json_value: json.dumps here. An empty
+        # list (the exception types of most runs) is the same text every time.
+        dumps = json.dumps
+        empty = dumps([])
+
+        def convert_json(v: Any) -> Any:
+            if type(v) is list and not v:
+                return empty
+            return dumps(v) if type(v) in _JSON_PLAIN else generic(v)
+
+        return convert_json
     return generic
 
 
-def _prep(
-    converters: list[Callable[[Any], Any] | None], values: Sequence[Any], memo: dict[Any, Any]
-) -> list[Any]:
-    """Values as the database takes them, one converter per column (see ``_converter``).
+# Types json.dumps encodes as JSONField would (a subclass may define its own conversion).
+_JSON_PLAIN = frozenset({list, dict, str, int, float, bool})
 
-    ``memo`` caches converted datetimes for this batch: a tick writes one instant for all
-    the runs it starts, so it is converted once, not once per row.
+
+def _prep_rows(
+    converters: Sequence[Callable[[Any], Any] | None], rows: Sequence[Sequence[Any]]
+) -> list[tuple[Any, ...]]:
+    """Rows as the database takes them, converted column by column (see ``_converter``).
+
+    A column holding the same object in every row (the tick's instant, the host, the
+    status of the runs starting) is converted once: a thousand runs a tick share it.
     """
-    out = []
-    for convert, v in zip(converters, values, strict=True):
-        if v is None or convert is None:
-            out.append(v)
-        elif isinstance(v, datetime):
-            key = (convert, v)
-            if key not in memo:
-                memo[key] = convert(v)
-            out.append(memo[key])
+    if not rows:
+        return []
+    count = len(rows)
+    columns: list[Sequence[Any]] = []
+    for convert, column in zip(converters, zip(*rows, strict=True), strict=True):
+        if convert is None:
+            columns.append(column)
+            continue
+        first = column[0]
+        if count == 1 or len(set(map(id, column))) == 1:
+            columns.append((None if first is None else convert(first),) * count)
         else:
-            out.append(convert(v))
-    return out
+            columns.append([None if v is None else convert(v) for v in column])
+    return list(zip(*columns, strict=True))
 
 
 def _json_value(field: Any) -> Callable[[Any], Any] | None:
@@ -156,9 +192,8 @@ def _document(fields: list[Any], rows: Iterable[Sequence[Any]]) -> str:
     """
     convert = [_json_value(f) for f in fields]
     names = [f"c{i}" for i in range(len(fields))]
-    memo: dict[Any, Any] = {}
     return json.dumps(
-        [dict(zip(names, _prep(convert, row, memo), strict=True)) for row in rows],
+        [dict(zip(names, row, strict=True)) for row in _prep_rows(convert, list(rows))],
         separators=(",", ":"),
     )
 
@@ -187,14 +222,13 @@ def _mysql_documents(rows: Iterable[tuple[Any, Sequence[Any]]]) -> Iterator[str]
     surrogate then fails in the driver (UnicodeEncodeError, refused) as it does row by
     row. UUIDs the driver would take as objects go as text.
     """
-    convert = [_converter(f) for f in _columns(FINISH_FIELDS)]
-    names = [f"c{i}" for i in range(len(convert) + 1)]
-    memo: dict[Any, Any] = {}
+    convert = [*(_converter(f) for f in _columns(FINISH_FIELDS)), None]
+    names = [f"c{i}" for i in range(len(convert))]
     encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
     chunk: list[str] = []
     size = 0
-    for run_id, values in rows:
-        row = encode(dict(zip(names, [*_prep(convert, values, memo), run_id], strict=True)))
+    for values in _prep_rows(convert, [(*values, run_id) for run_id, values in rows]):
+        row = encode(dict(zip(names, values, strict=True)))
         length = len(row.encode("utf-8", "surrogatepass"))
         if chunk and size + length > MYSQL_DOCUMENT_BYTES:
             yield f"[{','.join(chunk)}]"
@@ -296,9 +330,7 @@ def insert_runs(rows: Iterable[Sequence[Any]]) -> None:
         if connection.vendor == "postgresql":
             cursor.execute(sql, [_document(fields, rows)])
         else:
-            convert = [_converter(f) for f in fields]
-            memo: dict[Any, Any] = {}
-            cursor.executemany(sql, [_prep(convert, row, memo) for row in rows])
+            cursor.executemany(sql, _prep_rows([_converter(f) for f in fields], rows))
 
 
 def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]], *, only_running: bool = False) -> int:
@@ -330,7 +362,6 @@ def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]], *, only_running: bool
                 cursor.execute(sql, [document])
                 written += cursor.rowcount  # rows matched: Django asks MySQL for FOUND_ROWS
             return written
-        convert = [_converter(f) for f in fields]
-        memo: dict[Any, Any] = {}
-        cursor.executemany(sql, [[*_prep(convert, v, memo), run_id] for run_id, v in last.items()])
+        convert = [*(_converter(f) for f in fields), None]  # the key: converted above
+        cursor.executemany(sql, _prep_rows(convert, [(*v, run_id) for run_id, v in last.items()]))
         return int(cursor.rowcount)  # summed over the rows (sqlite3, as DB-API allows)

@@ -13,6 +13,7 @@ The parts: :mod:`.leadership` (heartbeat, lease, fencing), :mod:`.recovery`
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
@@ -108,6 +109,7 @@ class Scheduler:
         self.next_prune: float = 0.0
         self.remote_poll: float | None = None
         self.started_mono: float = 0.0
+        self.freezes = False
         self.ticks = 0
 
     @property
@@ -122,6 +124,11 @@ class Scheduler:
             self.startup, self.clock, self.wakeup, lambda: self.stop_requested
         ):
             return self.exit_code
+        # What start-up built (settings, specs, conditions) lives as long as the process:
+        # out of the collector's sight, its full collections no longer walk it each time
+        # the runs' objects set one off (a third of a run's cost at 10,000 tasks).
+        gc.freeze()
+        self.freezes = True  # and again once active, with the snapshot loaded
         try:
             self.listener = Listener.start_for_database(self.wakeup)
             while not self.stop_requested:
@@ -154,6 +161,7 @@ class Scheduler:
                 self.wakeup.clear()
         finally:
             self.shutdown()
+            gc.unfreeze()
         return self.exit_code
 
     def request_stop(self, reason: str = "stop requested", *, force: bool = False) -> None:
@@ -215,6 +223,8 @@ class Scheduler:
             self.poller.follow_from_now(self.leadership.instance_pk)
             queued = list(TaskRun.objects.queued().select_related("task"))
         self.planner.activate(history, last_failed, queued, now)
+        if self.freezes:
+            gc.freeze()
         self._adopt(recovered.adopt)
         self.next_maintenance = (
             self.clock.monotonic() + self.leadership.lease_timeout.total_seconds()
@@ -385,7 +395,10 @@ class Scheduler:
     def _report(self, outcome: Outcome) -> None:
         """Called from any thread when a run ends."""
         self.outcomes.put(outcome)
-        self.wakeup.set()
+        # Set already: the loop clears it only after waking, then drains the queue. Not
+        # setting it again spares a lock per run while thousands end in a tick.
+        if not self.wakeup.is_set():
+            self.wakeup.set()
 
     def _drain_outcomes(self) -> None:
         while True:

@@ -317,6 +317,8 @@ def _close(value: object) -> None:
 
 def settle(value: object, max_bytes: int) -> Ending:
     """The ending of a call that returned ``value``."""
+    if value is None:  # most task functions
+        return {"status": RunStatus.SUCCESS.value, "result": None, "message": ""}
     unstarted = _unstarted(value)
     if unstarted:
         _close(value)
@@ -356,7 +358,7 @@ def call_task(func: Callable[..., Any], parameters: dict[str, Any], max_bytes: i
     try:
         try:
             value = func(**parameters)
-            if issubclass(type(value), collections.abc.Coroutine):
+            if value is not None and issubclass(type(value), collections.abc.Coroutine):
                 value = asyncio.run(value)
         except BaseException as exc:  # a task's failure is a run outcome, never ours
             ending = _raised(exc)

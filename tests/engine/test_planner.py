@@ -256,3 +256,42 @@ def test_a_finish_the_snapshot_holds_as_ended_does_not_stop_the_planner(clock: F
     planner.history = MemoryHistory()
     assert planner.finished("r2", clock.now(), RunStatus.FAIL) is not None
     assert planner.history.last_run("t").outcome == "fail"
+
+
+def test_deadlines_come_up_earliest_first_and_ended_runs_are_forgotten(clock: FakeClock) -> None:
+    planner = planner_of(
+        spec("short", "every('1 hour')", timeout=timedelta(seconds=5)),
+        spec("long", "every('1 hour')", timeout=timedelta(seconds=50)),
+        spec("none", "every('1 hour')"),
+    )
+    for name in ("long", "short", "none"):
+        planner.started(planner.specs[name], f"r-{name}", RunTrigger.SCHEDULED, clock.now())
+    assert planner.seconds_to_next_change(clock.now()) == [5.0]
+    planner.finished("r-short", clock.now(), RunStatus.SUCCESS)  # ended before its deadline
+    assert planner.seconds_to_next_change(clock.now()) == [50.0]
+    terminated: list[str] = []
+    clock.advance(60)
+    planner.enforce_deadlines(clock.now(), lambda run_id, why: terminated.append(run_id))
+    planner.enforce_deadlines(clock.now(), lambda run_id, why: terminated.append(run_id))
+    assert terminated == ["r-long"]
+    assert planner.seconds_to_next_change(clock.now()) == []
+    # Runs that end keep no entry for long: the heap stays about the size of the runs.
+    for i in range(500):
+        planner.started(planner.specs["short"], f"s{i}", RunTrigger.SCHEDULED, clock.now())
+        planner.finished(f"s{i}", clock.now(), RunStatus.SUCCESS)
+    assert len(planner.deadlines.heap) <= 2 * len(planner.running) + 65
+
+
+def test_a_task_given_an_end_condition_while_running_has_it_checked(clock: FakeClock) -> None:
+    planner = planner_of(spec("t", "every('1 hour')"))
+    planner.started(planner.specs["t"], "r1", RunTrigger.SCHEDULED, clock.now())
+    terminated: list[str] = []
+    planner.check_end_conditions(clock.now(), lambda run_id, why: terminated.append(run_id))
+    planner.put_task(spec("t", "every('1 hour')", end="true"), enabled=True)
+    planner.check_end_conditions(clock.now(), lambda run_id, why: terminated.append(run_id))
+    assert terminated == ["r1"]
+    planner.finished("r1", clock.now(), RunStatus.TERMINATE)
+    planner.put_task(spec("t", "every('1 hour')"), enabled=True)  # the end condition gone
+    planner.started(planner.specs["t"], "r2", RunTrigger.SCHEDULED, clock.now())
+    planner.check_end_conditions(clock.now(), lambda run_id, why: terminated.append(run_id))
+    assert terminated == ["r1"]

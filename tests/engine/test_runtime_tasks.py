@@ -371,3 +371,33 @@ def test_an_override_present_at_start_up_applies(settings, runtime_on, clock):
     poll_and_tick(scheduler, clock, 3 * 3600)
     assert not TaskRun.objects.exists()
     scheduler.shutdown()
+
+
+def test_a_poll_reads_whole_only_the_task_rows_that_changed(settings, runtime_on, clock):
+    """The look-back window's rows are read as (id, updated_at); whole only when changed."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.ROCKET_TASKS = {
+        f"t{i}": {"func": "tests.support.tasks.noop", "start_cond": "false", "execution": "main"}
+        for i in range(3)
+    }
+    scheduler = start(clock)  # its first poll read the rows just written, whole
+    table, cursor = scheduler.task_table, scheduler.poller.task_cursor
+
+    def read() -> list[str]:
+        with CaptureQueriesContext(connection) as ctx:
+            table.read_changes(cursor)
+        return [q["sql"] for q in ctx.captured_queries]
+
+    quiet = read()  # all three are in the window, none changed
+    assert len(quiet) == 1 and "start_cond" not in quiet[0], quiet
+    Task.objects.filter(name="t1").update(
+        start_cond_override="every('1 hour')", updated_at=timezone.now()
+    )
+    changed = read()
+    assert len(changed) == 2 and "start_cond" in changed[1], changed
+    assert str(scheduler.planner.specs["t1"].start_cond) == "every('1 hour')"
+    assert str(scheduler.planner.specs["t0"].start_cond) == "false"
+    assert len(read()) == 1  # applied: not read whole again
+    scheduler.shutdown()

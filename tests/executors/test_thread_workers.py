@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connections
 
 from django_rocket.executors import current
 from django_rocket.executors import runner as runner_module
@@ -50,6 +51,22 @@ def test_sequential_thread_runs_share_one_worker(runner):
     assert runner._workers.started == 1
     # The thread carries the task's name while it runs it, for logging's %(threadName)s.
     assert {o.result["name"] for o in outcomes.values()} == {"rocket-t"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_thread_run_closes_the_connection_it_opened_and_only_then_reports(runner):
+    tasks.QUERIED.clear()
+    for i in range(2):  # the second on the same worker: its first run's connection is gone
+        launch = Launch(f"q{i}", "t", "tests.support.tasks.queries_the_database", {}, "thread")
+        runner.launch(launch)
+        wait_until(lambda i=i: f"q{i}" in runner.collected.outcomes, 10, f"run q{i}")
+        assert runner.collected.outcomes[f"q{i}"].status == "success"
+        connection = tasks.QUERIED[i]
+        assert connection is not connections["default"]  # the worker's, not this thread's
+        assert connection.connection is None  # closed before the outcome was reported
+    runner.launch(thread_launch("plain"))  # a run that opens none leaves them be
+    wait_until(lambda: "plain" in runner.collected.outcomes, 10, "the plain run")
+    assert runner._workers.started == 1
 
 
 def test_a_long_run_does_not_hold_up_a_short_one(runner):

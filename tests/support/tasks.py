@@ -5,6 +5,8 @@ import threading
 import time
 from pathlib import Path
 
+from django.db import connections
+
 from django_rocket import TaskInaction, check_terminate
 
 CALLS: list[str] = []
@@ -12,6 +14,16 @@ CALLS: list[str] = []
 
 def noop() -> None:
     CALLS.append("noop")
+
+
+# The database connections of the runs of queries_the_database, to see them closed.
+QUERIED: list[object] = []
+
+
+def queries_the_database() -> None:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+    QUERIED.append(connections["default"])
 
 
 def returns_value(n: int = 1) -> dict:
