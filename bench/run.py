@@ -39,6 +39,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 DRIVERS = BENCH / "drivers"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+# MariaDB (or MySQL) as the test suite reaches it: root without a password, over TCP.
+MARIADB_SERVER = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 PEERS = {
     "rocketry": ["rocketry==2.5.1", "pydantic<2", "sqlalchemy<2"],
     "apscheduler": ["django-apscheduler==0.7.0", "Django>=5.2,<6", "psycopg[binary]>=3.1"],
@@ -59,6 +61,7 @@ class System(NamedTuple):
 SYSTEMS = {
     "rocket-sqlite": System("self", DRIVERS / "rocket.py", "sqlite", "django-rocket, SQLite WAL"),
     "rocket-pg": System("self", DRIVERS / "rocket.py", "pg", "django-rocket, PostgreSQL"),
+    "rocket-mariadb": System("self", DRIVERS / "rocket.py", "mariadb", "django-rocket, MariaDB"),
     "rocketry-sql": System(
         "rocketry", DRIVERS / "rocketry_driver.py", "sqlite", "Rocketry 2.5.1, SQLRepo/SQLite"
     ),
@@ -75,19 +78,25 @@ SYSTEMS = {
         "self", DRIVERS / "raw_insert.py", "sqlite", "raw INSERT+COMMIT, SQLite WAL"
     ),
     "raw-pg": System("self", DRIVERS / "raw_insert.py", "pg", "raw INSERT+COMMIT, PostgreSQL"),
+    "raw-mariadb": System(
+        "self", DRIVERS / "raw_insert.py", "mariadb", "raw INSERT+COMMIT, MariaDB"
+    ),
 }
+PEERS_W1 = ["rocketry-sql", "rocketry-mem", "aps-sqlite", "aps-pg"]
 BASE = "@base"  # suffix of the systems that run the --baseline checkout
 # Which systems take part in each workload (W3 needs history-reading conditions; W4's raw
 # rows are the physical limit).
 WORKLOAD_SYSTEMS = {
-    "W1": ["rocket-sqlite", "rocket-pg", "rocketry-sql", "rocketry-mem", "aps-sqlite", "aps-pg"],
-    "W2": ["rocket-sqlite", "rocket-pg", "rocketry-sql", "rocketry-mem", "aps-sqlite", "aps-pg"],
-    "W3": ["rocket-sqlite", "rocket-pg", "rocketry-sql"],
+    "W1": ["rocket-sqlite", "rocket-pg", "rocket-mariadb", *PEERS_W1],
+    "W2": ["rocket-sqlite", "rocket-pg", "rocket-mariadb", *PEERS_W1],
+    "W3": ["rocket-sqlite", "rocket-pg", "rocket-mariadb", "rocketry-sql"],
     "W4": [
         "raw-sqlite",
         "raw-pg",
+        "raw-mariadb",
         "rocket-sqlite",
         "rocket-pg",
+        "rocket-mariadb",
         "rocketry-sql",
         "rocketry-mem",
         "aps-sqlite",
@@ -289,6 +298,71 @@ def pg_available() -> bool:
         return False
 
 
+def mariadb(sql: str, *args: Any) -> list[tuple]:
+    """Run one statement on the MariaDB server (autocommit); return its rows."""
+    import MySQLdb
+
+    con = MySQLdb.connect(**MARIADB_SERVER, charset="utf8mb4", autocommit=True)
+    try:
+        cur = con.cursor()
+        cur.execute(sql, args or None)
+        return list(cur.fetchall())
+    finally:
+        con.close()
+
+
+def mariadb_missing() -> str | None:
+    """Why the MariaDB rows cannot run (no mysqlclient, no server), or None."""
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        return "mysqlclient is not installed (.venv/bin/pip install --group mysql)"
+    try:
+        mariadb("SELECT 1")
+    except Exception as exc:
+        where = f"{MARIADB_SERVER['host']}:{MARIADB_SERVER['port']}"
+        return f"MariaDB is not reachable at {where} as {MARIADB_SERVER['user']} ({exc})"
+    return None
+
+
+def mariadb_clone(template: str, name: str) -> None:
+    """A copy of a migrated MariaDB database (which has no CREATE DATABASE ... TEMPLATE).
+
+    Each table as SHOW CREATE TABLE gives it (keys, foreign keys and generated columns
+    included; foreign-key checks off while they are created in any order), then its rows,
+    generated columns left out.
+    """
+    import MySQLdb
+
+    con = MySQLdb.connect(**MARIADB_SERVER, charset="utf8mb4", autocommit=True)
+    try:
+        cur = con.cursor()
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "AND table_type = 'BASE TABLE'",
+            (template,),
+        )
+        tables = [row[0] for row in cur.fetchall()]
+        cur.execute(f"USE `{name}`")
+        cur.execute("SET foreign_key_checks = 0")
+        for table in tables:
+            cur.execute(f"SHOW CREATE TABLE `{template}`.`{table}`")
+            cur.execute(cur.fetchone()[1])
+        for table in tables:
+            cur.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                "AND table_name = %s AND is_generated = 'NEVER' ORDER BY ordinal_position",
+                (template, table),
+            )
+            columns = ", ".join(f"`{row[0]}`" for row in cur.fetchall())
+            cur.execute(
+                f"INSERT INTO `{table}` ({columns}) SELECT {columns} FROM `{template}`.`{table}`"
+            )
+    finally:
+        con.close()
+
+
 class Databases:
     """Throwaway databases: a migrated template per schema, copied for each repetition."""
 
@@ -297,6 +371,7 @@ class Databases:
         self.cache = cache
         self.templates: dict[tuple[str, str], Any] = {}
         self.pg_names: list[str] = []
+        self.mariadb_names: list[str] = []
         self.tag = f"{os.getpid()}"
         self.w3: dict[tuple[str, int], dict] = {}
 
@@ -310,6 +385,13 @@ class Databases:
             return self.templates[key]
         if migrator.engine == "sqlite":
             db = {"engine": "sqlite", "path": str(self.work / f"tmpl-{schema}.sqlite3")}
+        elif migrator.engine == "mariadb":
+            name = f"rocketbench_{schema}_tmpl_{self.tag}"
+            mariadb(f"DROP DATABASE IF EXISTS `{name}`")
+            # utf8mb4, as docs/installation.rst asks of a MariaDB database.
+            mariadb(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            self.mariadb_names.append(name)
+            db = {"engine": "mariadb", "name": name}
         else:
             name = f"rocketbench_{schema}_tmpl_{self.tag}"
             pg(f'DROP DATABASE IF EXISTS "{name}"')
@@ -339,6 +421,12 @@ class Databases:
             shutil.copyfile(template["path"], path)
             return {"engine": "sqlite", "path": str(path)}
         name = f"rocketbench_{label}_{self.tag}".replace("-", "_").lower()
+        if engine == "mariadb":
+            mariadb(f"DROP DATABASE IF EXISTS `{name}`")
+            if name not in self.mariadb_names:
+                self.mariadb_names.append(name)
+            mariadb_clone(template["name"], name)
+            return {"engine": "mariadb", "name": name}
         pg(f'DROP DATABASE IF EXISTS "{name}"')
         pg(f'CREATE DATABASE "{name}" TEMPLATE "{template["name"]}"')
         if name not in self.pg_names:
@@ -349,6 +437,10 @@ class Databases:
         if db["engine"] == "pg":
             pg(f'DROP DATABASE IF EXISTS "{db["name"]}" WITH (FORCE)')
             self.pg_names.remove(db["name"]) if db["name"] in self.pg_names else None
+        elif db["engine"] == "mariadb":
+            mariadb(f"DROP DATABASE IF EXISTS `{db['name']}`")
+            if db["name"] in self.mariadb_names:
+                self.mariadb_names.remove(db["name"])
         elif db["engine"] == "sqlite":
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{db['path']}{suffix}").unlink(missing_ok=True)
@@ -357,6 +449,11 @@ class Databases:
         for name in list(self.pg_names):
             try:
                 pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except Exception as exc:
+                print(f"could not drop {name}: {exc}", file=sys.stderr)
+        for name in list(self.mariadb_names):
+            try:
+                mariadb(f"DROP DATABASE IF EXISTS `{name}`")
             except Exception as exc:
                 print(f"could not drop {name}: {exc}", file=sys.stderr)
 
@@ -442,11 +539,14 @@ def checkout_baseline(commit: str, cache: Path) -> Baseline:
     # a commit older than bench/ is driven by this tree's driver (ROCKET_BENCH_TREE).
     own = tree / "bench" / "drivers" / "rocket.py"
     driver = own if own.exists() else DRIVERS / "rocket.py"
+    # A driver from before MariaDB was benchmarked: this tree's drives its MariaDB row.
+    mariadb_driver = driver if "mariadb" in driver.read_text() else DRIVERS / "rocket.py"
     head = git("describe", "--always", "--dirty")
-    for name in ("rocket-sqlite", "rocket-pg"):
+    for name in ("rocket-sqlite", "rocket-pg", "rocket-mariadb"):
         ours = SYSTEMS[name]
         before = ours.label.replace("django-rocket", f"django-rocket {short} (before)")
-        SYSTEMS[name + BASE] = ours._replace(driver=driver, label=before, tree=tree)
+        own_driver = mariadb_driver if ours.engine == "mariadb" else driver
+        SYSTEMS[name + BASE] = ours._replace(driver=own_driver, label=before, tree=tree)
         after = ours.label.replace("django-rocket", f"django-rocket {head} (after)")
         SYSTEMS[name] = ours._replace(label=after)
     return baseline
@@ -732,7 +832,8 @@ def table(results: dict, workloads: list[str], baseline: Baseline | None = None)
         lines.append("")
     lines.append(
         "Ratios: how many times better django-rocket is than that row on the same database "
-        "(SQLite WAL for SQLite and in-memory peers, PostgreSQL for PostgreSQL ones): "
+        "(SQLite WAL for SQLite and in-memory peers, PostgreSQL for PostgreSQL ones; no peer "
+        "runs on MariaDB): "
         "throughput ours/theirs, costs theirs/ours. For raw rows: django-rocket's recorded "
         "runs/s as a fraction of one process's single-row INSERT+COMMIT rate, and of the "
         "two-writes-a-run limit: half the rows/s the same process inserts in 1,000-row "
@@ -748,7 +849,7 @@ def table(results: dict, workloads: list[str], baseline: Baseline | None = None)
     return "\n".join(lines)
 
 
-def machine() -> str:
+def machine(load_at_start: tuple[float, float, float]) -> str:
     model = "unknown CPU"
     with open("/proc/cpuinfo") as fh:
         for line in fh:
@@ -757,11 +858,12 @@ def machine() -> str:
                 break
     with open("/proc/meminfo") as fh:
         mem_kb = int(fh.readline().split()[1])
-    load = os.getloadavg()
+    end = os.getloadavg()
     return (
         f"{os.cpu_count()} cores, {model}, {mem_kb / 1024**2:.0f} GiB RAM, "
-        f"{platform.system()} {platform.release()}; load average at start "
-        f"{load[0]:.2f} (machine shared with other engineers' test runs)"
+        f"{platform.system()} {platform.release()}; load average (1, 5, 15 min) at start "
+        f"{', '.join(f'{x:.2f}' for x in load_at_start)}, at the end "
+        f"{', '.join(f'{x:.2f}' for x in end)} (machine shared with other engineers' test runs)"
     )
 
 
@@ -778,9 +880,14 @@ def versions_text(peer_versions: dict[str, str]) -> str:
         pass
     import sqlite3
 
+    maria = "MariaDB (unavailable)"
+    try:
+        maria = "MariaDB " + mariadb("SELECT VERSION()")[0][0].split("-")[0]
+    except Exception:
+        pass
     ours = (
         f"django-rocket {rocket_version()} (git {git_head()}), Django {django.__version__}, "
-        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {server}"
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {server}, {maria}"
     )
     peers = ", ".join(f"{k.split(':')[1]} {v}" for k, v in sorted(peer_versions.items()))
     peers = peers or "none in this run"
@@ -864,10 +971,14 @@ def main() -> int:
     if not pg_available():
         print("PostgreSQL is not reachable at", PG_SERVER, "- skipping PostgreSQL rows.")
         wanted = {s for s in wanted if not s.endswith("-pg")}
+    if any(s.endswith("-mariadb") for s in wanted) and (why := mariadb_missing()):
+        print(f"{why} - skipping MariaDB rows.")
+        wanted = {s for s in wanted if not s.endswith("-mariadb")}
     cache = Path(args.cache_dir).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
     peer_versions = ensure_peers(cache, {SYSTEMS[s].venv for s in wanted} - {"self"})
     started = time.time()
+    load_at_start = os.getloadavg()
     compile_tree(ROOT)
     work = Path(tempfile.mkdtemp(prefix="run-", dir=cache))
     dbs = Databases(work, cache)
@@ -920,7 +1031,7 @@ def main() -> int:
         subset += f" — baseline {baseline.short}{named}"
     report = (
         f"## {stamp}{' (--quick)' if args.quick else ''}{subset}\n\n"
-        f"Machine: {machine()}.\n\nVersions: {versions_text(peer_versions)}.\n\n"
+        f"Machine: {machine(load_at_start)}.\n\nVersions: {versions_text(peer_versions)}.\n\n"
         f"Repetitions: {plan.reps}; windows: W1 {plan.w1_seconds:g}s, W2 {plan.w2_seconds:g}s "
         f"(after {plan.w2_warmup:g}s warm-up), W3 {plan.w3_seconds:g}s, W4 {plan.w4_seconds:g}s; "
         f"total wall time {(time.time() - started) / 60:.1f} min.\n\n{text}"

@@ -24,7 +24,7 @@ from common import emit, load_config, write_result  # noqa: E402
 BATCH = 1000
 
 SQL = (
-    'INSERT INTO django_rocket_taskrun (task_id, run_id, status, "trigger", started_at, host, '
+    "INSERT INTO django_rocket_taskrun (task_id, run_id, status, {q}trigger{q}, started_at, host, "
     "pid, message, exc_text) VALUES ({p}, {p}, 'running', 'scheduled', {p}, 'raw', 1, '', '')"
 )
 
@@ -38,24 +38,33 @@ def main() -> None:
         con = sqlite3.connect(db["path"], isolation_level=None)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")
-        sql, fmt = SQL.format(p="?"), "sqlite"
+        sql, fmt = SQL.format(p="?", q='"'), "sqlite"
+    elif db["engine"] == "mariadb":
+        import MySQLdb
+
+        # As django-rocket's connection: utf8mb4, READ COMMITTED, autocommit off.
+        con = MySQLdb.connect(
+            host="127.0.0.1", port=3306, user="root", database=db["name"], charset="utf8mb4"
+        )
+        con.cursor().execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        sql, fmt = SQL.format(p="%s", q="`"), "mariadb"
     else:
         import psycopg
 
         con = psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{db['name']}")
-        sql, fmt = SQL.format(p="%s"), "pg"
+        sql, fmt = SQL.format(p="%s", q='"'), "pg"
     cur = con.cursor()
+    # Naive UTC on MariaDB, as Django stores an aware datetime in a DATETIME column.
+    created = datetime.now(UTC).replace(tzinfo=None) if fmt == "mariadb" else datetime.now(UTC)
     cur.execute(
         "INSERT INTO django_rocket_task (name, func, start_cond, end_cond, start_cond_override,"
         " end_cond_override, source, parameters, timeout, execution, description, enabled,"
         " declared, created_at, updated_at) VALUES ('raw', 'x', 'true', '', '', '', 'settings',"
         " '{}', '', 'thread', '',"
         + (" 1, 1, ?, ?)" if fmt == "sqlite" else " true, true, %s, %s)"),
-        (datetime.now(UTC).isoformat(), datetime.now(UTC).isoformat())
-        if fmt == "sqlite"
-        else (datetime.now(UTC), datetime.now(UTC)),
+        (created.isoformat(), created.isoformat()) if fmt == "sqlite" else (created, created),
     )
-    if fmt == "pg":
+    if fmt != "sqlite":
         con.commit()
     cur.execute("SELECT id FROM django_rocket_task WHERE name = 'raw'")
     task_id = cur.fetchone()[0]
@@ -70,6 +79,9 @@ def main() -> None:
                 cur.execute("BEGIN")
                 cur.execute(sql, (task_id, uuid.uuid4().hex, now.isoformat(" ")))
                 cur.execute("COMMIT")
+            elif fmt == "mariadb":  # hex: what MySQL's char(32) and MariaDB's uuid columns take
+                cur.execute(sql, (task_id, uuid.uuid4().hex, now.replace(tzinfo=None)))
+                con.commit()
             else:
                 cur.execute(sql, (task_id, uuid.uuid4(), now))
                 con.commit()

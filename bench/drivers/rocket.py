@@ -36,6 +36,17 @@ def database(db: dict) -> dict:
                 "timeout": 20,
             },
         }
+    if db["engine"] == "mariadb":
+        # As docs/installation.rst recommends: utf8mb4 and READ COMMITTED (Django's
+        # defaults, spelled out); the harness created the database in utf8mb4.
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": db["name"],
+            "USER": "root",
+            "HOST": "127.0.0.1",
+            "PORT": 3306,
+            "OPTIONS": {"charset": "utf8mb4", "isolation_level": "read committed"},
+        }
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": db["name"],
@@ -99,8 +110,9 @@ def migrate() -> None:
 def prefill(cfg: dict) -> None:
     """Fill the run log with ``rows`` runs of the W3 tasks over the past year, in bulk.
 
-    One executemany per 20,000 rows, values prepared the way Django stores them; every
-    run ended before today, so ``daily`` is due at startup; about one run in ten failed.
+    One executemany (MySQL's driver: multi-row INSERTs) or COPY (PostgreSQL) per 20,000
+    rows, values prepared the way Django stores them; every run ended before today, so
+    ``daily`` is due at startup; about one run in ten failed.
     """
     from django.db import connection, transaction
 
@@ -128,26 +140,32 @@ def prefill(cfg: dict) -> None:
     start = end - timedelta(days=365)
     step = (end - start) / max(per_task, 1)
     sqlite = connection.vendor == "sqlite"
+    mysql = connection.vendor == "mysql"
+    native_uuid = connection.features.has_native_uuid_field
     adapt = connection.ops.adapt_datetimefield_value
+    trigger = connection.ops.quote_name("trigger")  # a reserved word on MySQL
     sql = (
-        "INSERT INTO django_rocket_taskrun (task_id, run_id, status, trigger, started_at, "
+        f"INSERT INTO django_rocket_taskrun (task_id, run_id, status, {trigger}, started_at, "
         "finished_at, host, pid, message, exc_text) VALUES (%s, %s, %s, 'scheduled', %s, %s, "
         "'bench', 1, '', '')"
     )
     batch: list[tuple] = []
     with connection.cursor() as cursor:
-        # Bulk load as a DBA would: drop the secondary indexes, insert, build them again.
+        # Bulk load as a DBA would: drop the secondary indexes, insert, build them again
+        # (on MySQL they stay: InnoDB needs the foreign key's index).
+        indexes: list[tuple[str, str]] = []
         if sqlite:
             cursor.execute(
                 "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
                 "tbl_name = 'django_rocket_taskrun' AND sql IS NOT NULL"
             )
-        else:
+        elif not mysql:
             cursor.execute(
                 "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = "
                 "'django_rocket_taskrun' AND indexname NOT IN (SELECT conname FROM pg_constraint)"
             )
-        indexes = cursor.fetchall()
+        if not mysql:
+            indexes = cursor.fetchall()
         for name, _ in indexes:
             cursor.execute(f'DROP INDEX "{name}"')
         for k in range(per_task):
@@ -159,7 +177,7 @@ def prefill(cfg: dict) -> None:
                 batch.append(
                     (
                         pk,
-                        run_id.hex if sqlite else run_id,
+                        run_id if native_uuid else run_id.hex,
                         "fail" if failed else "success",
                         began_db,
                         ended_db,
@@ -167,14 +185,15 @@ def prefill(cfg: dict) -> None:
                 )
             if len(batch) >= 20_000 or k == per_task - 1:
                 with transaction.atomic():
-                    if sqlite:
+                    if connection.vendor != "postgresql":  # MySQL: multi-row INSERTs
                         cursor.executemany(sql, batch)
                     else:  # PostgreSQL's bulk insert: COPY
                         copy_rows(cursor, batch)
                 batch.clear()
         for _, definition in indexes:
             cursor.execute(definition)
-        cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
+        analyze = {"postgresql": "VACUUM ANALYZE", "mysql": "ANALYZE TABLE django_rocket_taskrun"}
+        cursor.execute(analyze.get(connection.vendor, "ANALYZE"))
 
 
 def copy_rows(cursor, batch: list[tuple]) -> None:

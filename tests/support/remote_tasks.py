@@ -47,7 +47,11 @@ def hang_the_first_time(marker: str) -> str:
     """Hang on the first call, after writing the worker's pid to ``marker``; return after."""
     path = Path(marker)
     if not path.exists():
-        path.write_text(str(os.getpid()))
+        # Whole or not at all: a test waiting for the marker reads the pid, never an empty
+        # file created but not yet written.
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(str(os.getpid()))
+        os.replace(partial, path)
         time.sleep(120)
     return "done on the second try"
 
