@@ -119,8 +119,12 @@ def configure(db: str, path: str) -> None:
 
 def condition(i: int, n: int) -> str:
     """A reminder a day at a minute staggered over the day, away from the next two hours
-    (nothing is due while measured): 1,320 distinct texts, as per-customer times would be."""
-    minute = 120 + (i * 22 * 60) // max(n, 1)
+    (nothing is due while measured): 1,260 distinct texts, as per-customer times would be.
+
+    ``daily.at('HH:MM')`` is an hour long (SEMANTICS.md), so the latest one starts an
+    hour before now: none of the windows holds the measured minutes.
+    """
+    minute = 120 + (i * 21 * 60) // max(n, 1)
     now = time.gmtime()
     at = (now.tm_hour * 60 + now.tm_min + minute) % 1440
     return f"daily.at('{at // 60:02d}:{at % 60:02d}')"
