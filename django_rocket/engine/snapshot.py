@@ -86,8 +86,9 @@ def latest_ids(task_ids: list[int] | None) -> set[int]:
         )
     ids: set[int] = set()
     tasks = Task.objects.all() if task_ids is None else Task.objects.filter(pk__in=task_ids)
-    for row in tasks.annotate(**annotations).values(*annotations):
-        ids.update(value for value in row.values() if value is not None)
+    for row in tasks.annotate(**annotations).values_list(*annotations):
+        ids.update(row)
+    ids.discard(None)  # a task with no run of that kind
     return ids
 
 

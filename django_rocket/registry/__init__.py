@@ -20,6 +20,7 @@ from django_rocket.registry.declared import (
 )
 from django_rocket.registry.runtime import (
     RUNTIME_OFF,
+    custom_key,
     function_refusal,
     loaded_refusal,
     parse_runtime,
@@ -40,6 +41,7 @@ __all__ = [
     "Problems",
     "TaskSpec",
     "collect",
+    "custom_key",
     "function_refusal",
     "import_condition_modules",
     "loaded_refusal",

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 import django_rocket
 from django_rocket import registry
+from django_rocket.engine import tasktable
 from django_rocket.engine.scheduler import Scheduler
 from django_rocket.models import RunStatus, Task, TaskRun, TaskSource
 from tests.support import runtime_tasks
@@ -370,4 +371,19 @@ def test_an_override_present_at_start_up_applies(settings, runtime_on, clock):
     scheduler = start(clock)
     poll_and_tick(scheduler, clock, 3 * 3600)
     assert not TaskRun.objects.exists()
+    scheduler.shutdown()
+
+
+def test_rows_loaded_at_start_up_are_not_applied_again_by_the_first_poll(runtime_on, clock):
+    for customer in range(3):
+        django_rocket.schedule(f"r{customer}", REMIND, "every('1 hour')")
+    scheduler = Scheduler(registry.tasks(), clock=clock)
+    scheduler.startup()
+    # Just written: inside the poll's look-back, so it reads them again, and skips them.
+    rows = list(Task.objects.order_by("name").values_list(*tasktable._COLUMNS))
+    assert scheduler.task_table.apply(rows) == 0
+    django_rocket.schedule("r1", REMIND, "every('2 hours')", replace=True)
+    rows = list(Task.objects.order_by("name").values_list(*tasktable._COLUMNS))
+    assert scheduler.task_table.apply(rows) == 1
+    assert str(scheduler.planner.specs["r1"].start_cond) == "every('2 hours')"
     scheduler.shutdown()
