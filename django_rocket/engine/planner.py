@@ -10,26 +10,22 @@ import contextlib
 import heapq
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from functools import partial
 
-from django_rocket.conditions import Condition, Context, MemoryHistory, RunRecord
+from django_rocket.conditions import Context, MemoryHistory, RunRecord
 from django_rocket.conditions.bounded import BoundedHistory
 from django_rocket.conditions.needs import Needs
 from django_rocket.conf import conf
 from django_rocket.engine import snapshot
+from django_rocket.engine.shared import Answers, Shapes
 from django_rocket.models import RunStatus, RunTrigger, TaskRun
 from django_rocket.registry import TaskSpec
 
 logger = logging.getLogger("django_rocket.scheduler")
 
 FAR = timedelta(days=3650)
-
-# Stands for the task itself in what a condition reads, worked out once per condition
-# object (see Planner._shape): conditions use the task's name only as a name.
-_OWNER = "\x00owner"
-# How many condition objects' shapes are kept (the parse cache of runtime tasks keeps 65,536).
-_SHAPES = 1 << 16
 
 # A run to start: its task, its trigger, and its queued row if an operator asked for it.
 Start = tuple[TaskSpec, str, TaskRun | None]
@@ -53,21 +49,6 @@ class RunState:
     started_at: datetime
     deadline: datetime | None
     trigger: str
-
-
-@dataclass(frozen=True)
-class _Shape:
-    """What a task's pair of conditions reads, with the task's own name as ``_OWNER``."""
-
-    start: Condition
-    end: Condition | None
-    needs: dict[str, Needs]
-    depends: frozenset[str]
-    retry_depth: int
-
-
-# A start condition's answer at one instant: due, its next change, whether a retry.
-Answer = tuple[bool, datetime | None, bool]
 
 
 @dataclass(order=True)
@@ -111,9 +92,7 @@ class Planner:
         self.end_dirty: set[str] = set()
         self.end_wakes: dict[str, datetime] = {}
         self.now: datetime | None = None  # of the latest due(): queued runs due later wait
-        # By the ids of a pair of condition objects (100,000 runtime tasks share a few
-        # thousand): what they read, so that adding a task does not walk its conditions.
-        self._shapes: dict[tuple[int, int], _Shape] = {}
+        self.shapes = Shapes()  # what each pair of condition objects reads, worked out once
 
     def prepare_conditions(self) -> None:
         """Index which tasks' conditions read which others, and what the snapshot must hold."""
@@ -146,19 +125,11 @@ class Planner:
         """
         self.specs[spec.name] = spec
         self.enabled[spec.name] = enabled
-        shape = self._shape(spec)
-        if shape is None:
-            self._index(spec)
-            added = snapshot.needs_of({spec.name: (spec.start_cond, spec.end_cond)})
-        else:
-            owner = spec.name
-            for dep in shape.depends:
-                self.dependents.setdefault(owner if dep == _OWNER else dep, set()).add(owner)
-            self.recent_runs = max(self.recent_runs, shape.retry_depth)
-            added = {}
-            for name, needs in shape.needs.items():
-                name = owner if name == _OWNER else name
-                added[name] = added[name] | needs if name in added else needs
+        shape = self.shapes.of(spec)
+        for dep in shape.depends_of(spec.name):
+            self.dependents.setdefault(dep, set()).add(spec.name)
+        self.recent_runs = max(self.recent_runs, shape.retry_depth)
+        added = shape.needs_of(spec.name)
         for name, needs in added.items():
             self.needs[name] = needs | self.needs[name] if name in self.needs else needs
             if isinstance(self.history, BoundedHistory):
@@ -166,32 +137,6 @@ class Planner:
         self.dirty.add(spec.name)
         if spec.name in self.running_by_task:
             self.end_dirty.add(spec.name)
-
-    def _shape(self, spec: TaskSpec) -> _Shape | None:
-        """Return what ``spec``'s conditions read, worked out once per pair of objects.
-
-        None if a condition names a task ``_OWNER`` (then it is worked out per task):
-        every condition reading a task's runs lists that task in ``depends_on``.
-        """
-        start, end = spec.start_cond, spec.end_cond
-        key = (id(start), id(end))
-        shape = self._shapes.get(key)
-        if shape is not None and shape.start is start and shape.end is end:
-            return shape
-        conds = [cond for cond in (start, end) if cond is not None]
-        if any(_OWNER in cond.depends_on("\x00other") for cond in conds):
-            return None
-        if len(self._shapes) >= _SHAPES:
-            self._shapes.clear()
-        shape = _Shape(
-            start,
-            end,
-            snapshot.needs_of({_OWNER: conds}),
-            frozenset().union(*(cond.depends_on(_OWNER) for cond in conds)),
-            max(snapshot.retry_depth(start), snapshot.retry_depth(end)),
-        )
-        self._shapes[key] = shape
-        return shape
 
     def remove_task(self, name: str) -> bool:
         """Stop scheduling ``name``; runs in progress finish. False if it was not scheduled."""
@@ -332,7 +277,7 @@ class Planner:
         """
         to_start: list[Start] = []
         self.now = now
-        shared: dict[int, tuple[Condition, Answer]] = {}
+        answers = Answers(self.history)
         for name in sorted(self._due_candidates(now)):
             spec = self.specs.get(name)
             if spec is None:
@@ -354,7 +299,7 @@ class Planner:
                 self.schedule(name, None)
                 continue
             try:
-                due, next_change, is_retry = self._evaluate_start(spec, now, shared)
+                due, next_change, is_retry = answers.start(spec, partial(self.context, name, now))
             except Exception as exc:
                 if conf.silence_cond_check:
                     logger.error(
@@ -373,31 +318,6 @@ class Planner:
             to_start.append((spec, RunTrigger.RETRY if is_retry else RunTrigger.SCHEDULED, None))
         self.cycles += 1
         return to_start
-
-    def _evaluate_start(
-        self, spec: TaskSpec, now: datetime, shared: dict[int, tuple[Condition, Answer]]
-    ) -> Answer:
-        """Evaluate ``spec``'s start condition at ``now``: due, next change, a retry?
-
-        A task the snapshot holds no run of gets the answer an earlier such task with the
-        same condition object got at this instant (``shared``, one call of :meth:`due`),
-        unless the condition reads the task's name itself: at start-up 100,000 runtime
-        tasks with no runs yet share a few thousand parsed conditions.
-        """
-        cond = spec.start_cond
-        assert self.history is not None
-        blank = not self.history.holds(spec.name)
-        if blank:
-            hit = shared.get(id(cond))
-            if hit is not None and hit[0] is cond:
-                return hit[1]
-        ctx = self.context(spec.name, now)
-        due, next_change = cond.evaluate(ctx)
-        is_retry = due and cond.has_retry() and not cond.is_true(replace(ctx, retry_disabled=True))
-        answer = (due, next_change, is_retry)
-        if blank and not cond.reads_task_name():
-            shared[id(cond)] = (cond, answer)
-        return answer
 
     def not_started(self, start: Start, now: datetime) -> None:
         """Put back a run whose start could not be recorded; try again in a second."""

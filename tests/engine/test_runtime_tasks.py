@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
 import django_rocket
@@ -134,6 +135,20 @@ def test_a_name_is_free_unless_replace(runtime_on):
     assert "already scheduled" in field_errors(excinfo)["name"][0]
     task = django_rocket.schedule("r", REMIND, "hourly", replace=True)
     assert Task.objects.get().start_cond == "hourly" == task.start_cond
+
+
+def test_a_taken_name_leaves_the_callers_transaction_usable(runtime_on):
+    # schedule() tries the insert first: a taken name fails it inside a savepoint.
+    django_rocket.schedule("r", REMIND, "daily")
+    with transaction.atomic():
+        django_rocket.schedule("mine", REMIND, "daily")
+        with pytest.raises(ValidationError):
+            django_rocket.schedule("r", REMIND, "hourly")
+        django_rocket.schedule("r", REMIND, "hourly", replace=True)
+    assert dict(Task.objects.values_list("name", "start_cond")) == {
+        "mine": "daily",
+        "r": "hourly",
+    }
 
 
 def test_unschedule_keeps_the_runs(runtime_on):
