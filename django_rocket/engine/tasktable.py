@@ -89,6 +89,7 @@ class TaskTable:
                 | ~Q(end_cond_override="")
             )
             .annotate(again_at=Case(When(again, then=F("updated_at")), default=None))
+            .order_by()  # in any order: not sorting 100,000 rows by name
             .values_list(*columns)
         )
         sql, params = query.query.sql_with_params()
