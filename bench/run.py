@@ -6,6 +6,7 @@ Run from the repository root (``make bench`` does the same)::
     .venv/bin/python bench/run.py --quick         # a smoke version (~2 min)
     .venv/bin/python bench/run.py --workloads W1,W4 --systems rocket-sqlite,rocketry-sql
     .venv/bin/python bench/run.py --workloads W1,W4 --baseline e0f12e8   # before / after
+    .venv/bin/python bench/run.py --workloads W5 --w5-n 100000 --reps 1  # runtime tasks
 
 The peers are installed on first use into their own virtualenvs under
 ``~/.cache/django-rocket-bench/`` (``--cache-dir``) from PyPI; nothing of theirs
@@ -102,6 +103,7 @@ WORKLOAD_SYSTEMS = {
         "aps-sqlite",
         "aps-pg",
     ],
+    "W5": ["rocket-sqlite", "rocket-pg"],  # runtime tasks: no peer has schedule()
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -610,16 +612,22 @@ class Plan:
     w3_seconds: float
     w4_n: int
     w4_seconds: float
+    w5_n: list[int] = field(default_factory=lambda: [100_000])
+    w5_idle: float = 20.0  # seconds of idle CPU measured
+    w5_burst: float = 5.0  # seconds of schedule() calls
+    w5_writers: int = 1  # processes calling schedule()
 
 
 FULL = Plan(3, [100, 1000], 10, [1000, 10000], 8, 2, [0, 100_000, 1_000_000], 20, 100, 6)
-QUICK = Plan(1, [100], 4, [1000], 4, 1, [0, 10_000], 3, 100, 3)
+QUICK = Plan(1, [100], 4, [1000], 4, 1, [0, 10_000], 3, 100, 3, [10_000], 5.0, 3.0)
 
 
 def one_run(
     workload: str, system: str, param: int, plan: Plan, dbs: Databases, cache: Path, hour: int
 ) -> dict[str, float]:
     """One repetition of one workload on one system; returns its metrics."""
+    if workload == "W5":
+        return run_w5(system, param, plan, cache)
     product = product_of(system)
     label = f"{workload}-{system}-{param}"
     cond, interval = conditions(workload, system, hour)
@@ -677,6 +685,49 @@ def one_run(
     return out
 
 
+def run_w5(system: str, n: int, plan: Plan, cache: Path) -> dict[str, float]:
+    """W5: bench/w5_runtime_tasks.py, from this tree or the baseline's (if it has one)."""
+    spec = SYSTEMS[system]
+    script = (spec.tree or ROOT) / "bench" / "w5_runtime_tasks.py"
+    if not script.exists():
+        return {}
+    command = [python_of("self", cache), str(script), "--db", spec.engine, "--tasks", str(n)]
+    command += ["--idle", f"{plan.w5_idle:g}", "--burst", f"{plan.w5_burst:g}"]
+    if plan.w5_writers != 1:
+        command += ["--writers", str(plan.w5_writers)]
+    proc = subprocess.run(
+        command, capture_output=True, text=True, timeout=1800, env=DRIVER_ENV, cwd=str(ROOT)
+    )
+    steps = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            step = json.loads(line)
+            steps[step["step"]] = step
+    if proc.returncode != 0:
+        failed = f"  ! W5-{system}-{n} exited {proc.returncode}: {proc.stderr[-500:]}"
+        print(failed, file=sys.stderr)
+    out: dict[str, float] = {}
+    pairs = [
+        ("startup", "seconds", "startup_s"),
+        ("startup", "cpu_s", "startup_cpu_s"),
+        ("startup", "rss_mb", "rss_mb"),
+        ("quiet_tick", "cpu_ms", "tick_ms"),
+        ("idle", "cpu_percent", "cpu_pct"),
+        ("pickup", "rate_per_s", "schedule_s"),
+        ("pickup", "cpu_ms_call", "schedule_cpu_ms"),
+        ("pickup", "p99_s", "pickup_p99_s"),
+        ("pickup", "max_s", "pickup_max_s"),
+        ("pickup", "missing", "missing"),
+    ]
+    for step, key, metric in pairs:
+        value = steps.get(step, {}).get(key)
+        out[metric] = float("nan") if value is None else float(value)
+    admin = steps.get("admin", {}).get("last", {})
+    out["admin_ms"] = float(admin.get("ms", float("nan")))
+    out["admin_queries"] = float(admin.get("queries", float("nan")))
+    return out
+
+
 def prepare_w3(plan: Plan, systems: list[str], dbs: Databases, cache: Path) -> None:
     """Build each W3 database once: the template copy plus ``rows`` runs in the log."""
     dbs.w3 = {}
@@ -729,6 +780,20 @@ COLUMNS = {
         ("cpu_ms_run", "CPU ms/run", "{:.3f}"),
         ("rss_mb", "peak RSS MB", "{:.0f}"),
     ],
+    "W5": [
+        ("startup_s", "start-up s", "{:.2f}"),
+        ("startup_cpu_s", "start-up CPU s", "{:.2f}"),
+        ("rss_mb", "RSS MB", "{:.0f}"),
+        ("tick_ms", "quiet tick CPU ms", "{:.2f}"),
+        ("cpu_pct", "idle CPU %", "{:.2f}"),
+        ("schedule_s", "schedule()/s", "{:.0f}"),
+        ("schedule_cpu_ms", "CPU ms/call", "{:.2f}"),
+        ("pickup_p99_s", "pick-up p99 s", "{:.2f}"),
+        ("pickup_max_s", "pick-up max s", "{:.2f}"),
+        ("missing", "missing", "{:.0f}"),
+        ("admin_ms", "admin last page ms", "{:.0f}"),
+        ("admin_queries", "admin queries", "{:.0f}"),
+    ],
 }
 # What an after / before row compares when a --baseline ran.
 BEFORE_AFTER = {
@@ -736,6 +801,15 @@ BEFORE_AFTER = {
     "W2": {"cpu_pct", "rss_mb", "startup_s"},
     "W3": {"first_decision_s", "tick_ms", "rss_mb"},
     "W4": {"runs_s", "cpu_ms_run", "rss_mb"},
+    "W5": {
+        "startup_s",
+        "startup_cpu_s",
+        "rss_mb",
+        "cpu_pct",
+        "schedule_s",
+        "schedule_cpu_ms",
+        "pickup_max_s",
+    },
 }
 # The metric each ratio compares, and whether a higher value is better.
 RATIO = {
@@ -743,12 +817,15 @@ RATIO = {
     "W2": [("cpu_pct", False)],
     "W3": [("first_decision_s", False)],
     "W4": [("runs_s", True)],
+    "W5": [],
 }
 TITLES = {
     "W1": "W1 fan-out: N tasks every('1 second') doing nothing (thread)",
     "W2": "W2 idle: N tasks not due for hours",
     "W3": "W3 history: 100 tasks daily | retry(3), rows already in the run log",
     "W4": "W4 log throughput: 100 tasks always due (true), thread runs",
+    "W5": "W5 runtime tasks: N schedule() tasks daily.at(...) staggered, not due; "
+    "schedule() from other processes",
 }
 
 
@@ -935,6 +1012,8 @@ def main() -> int:
     parser.add_argument("--w1-n", help="comma-separated task counts for W1 (default 100,1000)")
     parser.add_argument("--w3-rows", help="comma-separated run-log sizes for W3")
     parser.add_argument("--w3-seconds", type=float, help="how long W3 keeps ticking (default 20)")
+    parser.add_argument("--w5-n", help="comma-separated runtime task counts for W5 (100000)")
+    parser.add_argument("--w5-writers", type=int, help="W5: processes calling schedule() (1)")
     parser.add_argument("--no-record", action="store_true", help="do not write bench/RESULTS.md")
     parser.add_argument(
         "--baseline",
@@ -960,6 +1039,10 @@ def main() -> int:
         plan.w3_rows = [int(x) for x in args.w3_rows.split(",")]
     if args.w1_n:
         plan.w1_n = [int(x) for x in args.w1_n.split(",")]
+    if args.w5_n:
+        plan.w5_n = [int(x) for x in args.w5_n.split(",")]
+    if args.w5_writers:
+        plan.w5_writers = args.w5_writers
     commit = resolve_commit(args.baseline) if args.baseline else None
     if args.baseline and not commit:
         parser.error(f"--baseline: {args.baseline} is not a commit of this repository")
@@ -968,6 +1051,8 @@ def main() -> int:
     unknown = wanted - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    # Only the systems the chosen workloads run (W5 alone installs no peer).
+    wanted &= {s for w in workloads for s in WORKLOAD_SYSTEMS.get(w, [])}
     if not pg_available():
         print("PostgreSQL is not reachable at", PG_SERVER, "- skipping PostgreSQL rows.")
         wanted = {s for s in wanted if not s.endswith("-pg")}
@@ -994,6 +1079,7 @@ def main() -> int:
                 "W2": plan.w2_n,
                 "W3": plan.w3_rows,
                 "W4": [plan.w4_n],
+                "W5": plan.w5_n,
             }[workload]
             if workload == "W3" and systems:
                 prepare_w3(plan, with_baseline(systems, 0), dbs, cache)
@@ -1033,7 +1119,9 @@ def main() -> int:
         f"## {stamp}{' (--quick)' if args.quick else ''}{subset}\n\n"
         f"Machine: {machine(load_at_start)}.\n\nVersions: {versions_text(peer_versions)}.\n\n"
         f"Repetitions: {plan.reps}; windows: W1 {plan.w1_seconds:g}s, W2 {plan.w2_seconds:g}s "
-        f"(after {plan.w2_warmup:g}s warm-up), W3 {plan.w3_seconds:g}s, W4 {plan.w4_seconds:g}s; "
+        f"(after {plan.w2_warmup:g}s warm-up), W3 {plan.w3_seconds:g}s, W4 {plan.w4_seconds:g}s, "
+        f"W5 idle {plan.w5_idle:g}s and schedule() {plan.w5_burst:g}s from "
+        f"{plan.w5_writers} process(es); "
         f"total wall time {(time.time() - started) / 60:.1f} min.\n\n{text}"
     )
     print()

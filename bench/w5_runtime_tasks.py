@@ -1,10 +1,12 @@
 """W5: 100,000 runtime tasks (``schedule()``) — start-up, RSS, idle CPU, tick cost, pick-up.
 
-Standalone (not yet a workload of ``bench/run.py``); run from the repository root::
+Workload W5 of ``bench/run.py`` (``--workloads W5``), which runs this script; alone, from
+the repository root::
 
     .venv/bin/python bench/w5_runtime_tasks.py                  # SQLite WAL, 100,000 tasks
     .venv/bin/python bench/w5_runtime_tasks.py --db pg --tasks 100000
     .venv/bin/python bench/w5_runtime_tasks.py --tasks 1000     # the "flat" comparison
+    .venv/bin/python bench/w5_runtime_tasks.py --writers 4      # schedule() from 4 processes
 
 The tasks are ``daily.at('HH:MM:SS')`` staggered over the day, none due in the measured
 minutes, so the scheduler is idle between polls: what is measured is what 100,000 tasks
@@ -14,9 +16,10 @@ cost it, not their runs. Steps, each printed as one line of JSON:
   condition evaluated once), wall seconds, and the RSS after it;
 * ``quiet_tick``: the median wall and CPU time of a tick when nothing changed;
 * ``idle``: CPU % of one core over ``--idle`` seconds of the real loop;
-* ``pickup``: another process calls ``schedule()`` as fast as it can (target 1,000/s) for
-  ``--burst`` seconds while the loop runs; per task, the delay from ``schedule()``
-  returning to the planner holding it (max and p99) and the achieved call rate;
+* ``pickup``: ``--writers`` other processes call ``schedule()`` at up to ``--rate`` calls a
+  second in all (default 1,000) for ``--burst`` seconds while the loop runs; per task, the
+  delay from ``schedule()`` returning to the planner taking it (max and p99), and the
+  achieved call rate, with the CPU time of one call in the writers;
 * ``admin``: the task changelist's first and last page: queries and wall time (median
   and best of 5); ``--admin-only`` runs only this step after the prefill.
 """
@@ -121,8 +124,12 @@ def configure(db: str, path: str) -> None:
 
 def condition(i: int, n: int) -> str:
     """A reminder a day at a minute staggered over the day, away from the next two hours
-    (nothing is due while measured): 1,320 distinct texts, as per-customer times would be."""
-    minute = 120 + (i * 22 * 60) // max(n, 1)
+    (nothing is due while measured): 1,260 distinct texts, as per-customer times would be.
+
+    ``daily.at('HH:MM')`` is an hour long (SEMANTICS.md), so the latest one starts an
+    hour before now: none of the windows holds the measured minutes.
+    """
+    minute = 120 + (i * 21 * 60) // max(n, 1)
     now = time.gmtime()
     at = (now.tm_hour * 60 + now.tm_min + minute) % 1440
     return f"daily.at('{at // 60:02d}:{at % 60:02d}')"
@@ -157,23 +164,25 @@ def prefill(n: int) -> float:
     return time.perf_counter() - started
 
 
-def burst(seconds: float, rate: int, out: str) -> None:
+def burst(seconds: float, rate: float, out: str) -> None:
     """In a child process: call schedule() at up to ``rate`` a second; log when each returned."""
     from django_rocket import schedule
 
     log = []
-    end = time.monotonic() + seconds
+    cpu = time.process_time()
+    start = time.monotonic()
+    end = start + seconds
     i = 0
     while time.monotonic() < end:
-        slot = time.monotonic() + 1.0 / rate
         name = f"burst-{os.getpid()}-{i:06d}"
         schedule(name, "bench_tasks.noop", condition(i, 1000))
         log.append((name, time.time()))
         i += 1
-        pause = slot - time.monotonic()
+        pause = start + i / rate - time.monotonic()  # the pace, catching up after a stall
         if pause > 0:
             time.sleep(pause)
-    Path(out).write_text(json.dumps(log))
+    cpu_ms = (time.process_time() - cpu) * 1000 / max(i, 1)
+    Path(out).write_text(json.dumps({"log": log, "cpu_ms_call": cpu_ms}))
 
 
 def main() -> None:
@@ -182,7 +191,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--idle", type=float, default=20.0)
     parser.add_argument("--burst", type=float, default=5.0)
-    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--rate", type=int, default=1000, help="schedule() calls/s, all writers")
+    parser.add_argument("--writers", type=int, default=1, help="processes calling schedule()")
     parser.add_argument(
         "--admin-only", action="store_true", help="prefill, then only the admin step"
     )
@@ -191,7 +201,7 @@ def main() -> None:
     if args.child:  # the schedule() process
         db, path, out, seconds = args.child
         configure(db, path)
-        burst(float(seconds), args.rate, out)
+        burst(float(seconds), args.rate / args.writers, out)
         return
 
     tmp = tempfile.mkdtemp(prefix="rocket-w5-")
@@ -220,17 +230,19 @@ def main() -> None:
     from django_rocket.engine.scheduler import Scheduler
 
     rss_before = rss_mb()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     scheduler = Scheduler()
     scheduler.startup()
     scheduler.tick()  # becomes active; evaluates every task once
     startup = time.perf_counter() - started
+    startup_cpu = time.process_time() - cpu
     assert len(scheduler.planner.specs) == args.tasks, len(scheduler.planner.specs)
     print(
         json.dumps(
             {
                 "step": "startup",
                 "seconds": round(startup, 2),
+                "cpu_s": round(startup_cpu, 2),  # what a loaded machine does not inflate
                 "rss_mb": round(rss_mb(), 1),
                 "rss_before_mb": round(rss_before, 1),
                 "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -281,34 +293,43 @@ def main() -> None:
     idle = (time.process_time() - cpu0) / (time.perf_counter() - wall0) * 100
     print(json.dumps({"step": "idle", "cpu_percent": round(idle, 3)}), flush=True)
 
-    out = os.path.join(tmp, "burst.json")
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--rate",
-            str(args.rate),
-            "--child",
-            args.db,
-            path,
-            out,
-            str(args.burst),
-        ]
-    )
+    # When the planner takes each burst task: a hook on put_task, called by the loop's
+    # thread (scanning 100,000 names from here would compete with it for the GIL).
     seen: dict[str, float] = {}
-    specs = scheduler.planner.specs
-    while child.poll() is None or len(seen) < _count(out):
-        now = time.time()
-        for name in [n for n in list(specs) if n.startswith("burst-") and n not in seen]:
-            seen[name] = now
-        if child.poll() is not None and time.time() - now > 10:
-            break
-        time.sleep(0.02)
-        if child.poll() is not None and len(seen) >= _count(out):
-            break
-        if child.poll() is not None and time.time() > _mtime(out) + 15:
-            break
-    log = json.loads(Path(out).read_text())
+    put_task = scheduler.planner.put_task
+
+    def taken(spec: Any, enabled: bool) -> None:
+        put_task(spec, enabled)
+        if spec.name.startswith("burst-"):
+            seen.setdefault(spec.name, time.time())
+
+    scheduler.planner.put_task = taken  # type: ignore[method-assign]
+    outs = [os.path.join(tmp, f"burst-{k}.json") for k in range(args.writers)]
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--rate",
+                str(args.rate),
+                "--writers",
+                str(args.writers),
+                "--child",
+                args.db,
+                path,
+                out,
+                str(args.burst),
+            ]
+        )
+        for out in outs
+    ]
+    for child in children:
+        child.wait()
+    results = [json.loads(Path(out).read_text()) for out in outs]
+    log = [entry for result in results for entry in result["log"]]
+    deadline = time.time() + 10  # the last ones: picked up within 10 s or counted missing
+    while time.time() < deadline and any(name not in seen for name, _ in log):
+        time.sleep(0.05)
     delays = sorted(seen.get(name, float("inf")) - at for name, at in log)
     missing = sum(1 for d in delays if d == float("inf"))
     finite = [d for d in delays if d != float("inf")]
@@ -316,8 +337,10 @@ def main() -> None:
         json.dumps(
             {
                 "step": "pickup",
+                "writers": args.writers,
                 "scheduled": len(log),
                 "rate_per_s": round(len(log) / args.burst, 1),
+                "cpu_ms_call": round(statistics.mean(r["cpu_ms_call"] for r in results), 3),
                 "missing": missing,
                 "max_s": round(max(finite), 3) if finite else None,
                 "p99_s": round(finite[int(len(finite) * 0.99) - 1], 3) if finite else None,
@@ -382,20 +405,6 @@ def admin_pages(db: str, tasks: int) -> None:
                 "best_ms": round(min(walls) * 1000, 1),
             }
         print(json.dumps({"step": "admin", "table": table, **pages}), flush=True)
-
-
-def _count(out: str) -> int:
-    try:
-        return len(json.loads(Path(out).read_text()))
-    except (OSError, ValueError):
-        return 1 << 30
-
-
-def _mtime(out: str) -> float:
-    try:
-        return os.path.getmtime(out)
-    except OSError:
-        return time.time()
 
 
 if __name__ == "__main__":

@@ -183,6 +183,17 @@ class Condition:
         """Return whether a ``retry`` appears in the condition."""
         return False
 
+    def reads_task_name(self) -> bool:
+        """Return whether the value can depend on the evaluating task's name itself.
+
+        False when ``ctx.task`` is only used to look the task's runs up in the history:
+        then two tasks the history holds nothing of get the same answer at the same
+        instant, and a scheduler evaluates the condition once for all of them. A hashed
+        cron (spread by the name) and a custom condition (a user function, called for
+        every task) return True; a condition with sub-conditions, whether any of them does.
+        """
+        return any(child.reads_task_name() for child in self.children())
+
     def needs(self, task: str) -> dict[str, Needs]:
         """Return, per task name, what history the condition can read when evaluated for ``task``.
 

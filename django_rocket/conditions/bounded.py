@@ -227,6 +227,13 @@ class BoundedHistory:
 
     # History
 
+    def holds(self, task: str) -> bool:
+        """Return whether anything of ``task`` is held.
+
+        False: every question about it has the answer of a task that never ran.
+        """
+        return task in self._tasks
+
     def last_start(self, task: str) -> datetime | None:
         log = self._tasks.get(task)
         return log.last_start if log is not None else None

@@ -324,6 +324,9 @@ class _CronCondition(Condition):
     def _next(self, ctx: Context) -> datetime | None:
         return self.schedule.next_start(ctx.utc, ctx.wall, ctx.tz, ctx.task)
 
+    def reads_task_name(self) -> bool:
+        return self.schedule.hashed  # H fields are spread by the task's name
+
     def _where(self, ctx: Context) -> dict[str, object]:
         facts: dict[str, object] = {}
         if self.schedule.hashed:

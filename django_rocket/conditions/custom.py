@@ -46,6 +46,9 @@ class Custom(Condition):
     def evaluate(self, ctx: Context) -> tuple[bool, datetime | None]:
         return self._call(ctx), ctx.now + self.recheck
 
+    def reads_task_name(self) -> bool:
+        return True  # the function may read it, and is called once per task
+
     def text(self) -> str:
         return self.name
 

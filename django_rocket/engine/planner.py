@@ -10,8 +10,9 @@ import contextlib
 import heapq
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from functools import partial
 from typing import NamedTuple
 
 from django_rocket.conditions import Context, MemoryHistory, RunRecord
@@ -19,6 +20,7 @@ from django_rocket.conditions.bounded import BoundedHistory
 from django_rocket.conditions.needs import Needs
 from django_rocket.conf import conf
 from django_rocket.engine import snapshot
+from django_rocket.engine.shared import Answers, Shapes
 from django_rocket.models import RunStatus, RunTrigger, TaskRun
 from django_rocket.registry import TaskSpec
 
@@ -166,6 +168,7 @@ class Planner:
         self.ending = {name for name, spec in specs.items() if spec.end_cond is not None}
         self.deadlines = Deadlines(self.running)
         self.now: datetime | None = None  # of the latest due(): queued runs due later wait
+        self.shapes = Shapes()  # what each pair of condition objects reads, worked out once
 
     def prepare_conditions(self) -> None:
         """Index which tasks' conditions read which others, and what the snapshot must hold."""
@@ -202,8 +205,11 @@ class Planner:
         """
         self.specs[spec.name] = spec
         self.enabled[spec.name] = enabled
-        self._index(spec)
-        added = snapshot.needs_of({spec.name: (spec.start_cond, spec.end_cond)})
+        shape = self.shapes.of(spec)
+        for dep in shape.depends_of(spec.name):
+            self.dependents.setdefault(dep, set()).add(spec.name)
+        self.recent_runs = max(self.recent_runs, shape.retry_depth)
+        added = shape.needs_of(spec.name)
         for name, needs in added.items():
             self.needs[name] = needs | self.needs[name] if name in self.needs else needs
             if isinstance(self.history, BoundedHistory):
@@ -340,6 +346,7 @@ class Planner:
         """
         to_start: list[Start] = []
         self.now = now
+        answers = Answers(self.history)
         for name in sorted(self._due_candidates(now)):
             spec = self.specs.get(name)
             if spec is None:
@@ -360,14 +367,8 @@ class Planner:
             if not self.enabled.get(name, False):
                 self.schedule(name, None)
                 continue
-            ctx = self.context(name, now)
             try:
-                due, next_change = spec.start_cond.evaluate(ctx)
-                is_retry = (
-                    due
-                    and spec.start_cond.has_retry()
-                    and not spec.start_cond.is_true(replace(ctx, retry_disabled=True))
-                )
+                due, next_change, is_retry = answers.start(spec, partial(self.context, name, now))
             except Exception as exc:
                 if conf.silence_cond_check:
                     logger.error(

@@ -200,7 +200,7 @@ class Scheduler:
         self.task_pks.update({name: row.pk for name, row in rows.items()})
         self.planner.enabled.update({name: row.enabled for name, row in rows.items()})
         self.poller.task_cursor = latest_task_change()
-        self.task_table.load()  # after the cursor: a change meanwhile is read again
+        self.task_table.load(self.poller.task_cursor)  # a change meanwhile is read again
         logger.info(
             "Scheduler %s:%s started with %d task(s) (%d declared) in %s.",
             self.leadership.host,

@@ -85,9 +85,12 @@ def latest_ids(task_ids: list[int] | None) -> set[int]:
             runs.filter(status=status).order_by("-finished_at", "-id").values("id")[:1]
         )
     ids: set[int] = set()
-    tasks = Task.objects.all() if task_ids is None else Task.objects.filter(pk__in=task_ids)
-    for row in tasks.annotate(**annotations).values(*annotations):
-        ids.update(value for value in row.values() if value is not None)
+    # Unordered: sorting 100,000 tasks by name for nothing cost PostgreSQL a second.
+    tasks = Task.objects.order_by()
+    tasks = tasks if task_ids is None else tasks.filter(pk__in=task_ids)
+    for row in tasks.annotate(**annotations).values_list(*annotations):
+        ids.update(row)
+    ids.discard(None)  # a task with no run of that kind
     return ids
 
 

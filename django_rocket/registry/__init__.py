@@ -20,6 +20,7 @@ from django_rocket.registry.declared import (
     tasks,
 )
 from django_rocket.registry.runtime import (
+    custom_key,
     parse_runtime,
     runtime_problems,
     runtime_spec,
@@ -38,6 +39,7 @@ __all__ = [
     "Problems",
     "TaskSpec",
     "collect",
+    "custom_key",
     "function_refusal",
     "import_condition_modules",
     "loaded_refusal",

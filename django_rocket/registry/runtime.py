@@ -127,12 +127,21 @@ def _parse_runtime(text: str, custom: frozenset[tuple[str, object]]) -> Conditio
     return parse(text)
 
 
-def parse_runtime(text: str) -> Condition:
+CustomKey = frozenset[tuple[str, object]]
+
+
+def custom_key() -> CustomKey:
+    """Return the registered custom conditions as part of a parse cache's key."""
+    return frozenset(custom_conditions().items())
+
+
+def parse_runtime(text: str, custom: CustomKey | None = None) -> Condition:
     """Parse a runtime task's condition, cached: 100,000 tasks share a few thousand texts.
 
-    Conditions are immutable; the registered custom conditions are part of the key.
+    Conditions are immutable; the registered custom conditions are part of the key
+    (``custom``: :func:`custom_key`, if the caller read it already).
     """
-    return _parse_runtime(text, frozenset(custom_conditions().items()))
+    return _parse_runtime(text, custom_key() if custom is None else custom)
 
 
 def runtime_spec(
@@ -149,10 +158,12 @@ def runtime_spec(
     backend: str = "",
     queue: str = "",
     description: str = "",
+    custom: CustomKey | None = None,
 ) -> TaskSpec:
     """Return the spec of a runtime task's row, without importing its function.
 
-    A blank ``timeout`` is ``default_timeout`` (None: ``ROCKET_TIMEOUT``, read now).
+    A blank ``timeout`` is ``default_timeout`` (None: ``ROCKET_TIMEOUT``, read now);
+    ``custom`` is :func:`custom_key` if the caller read it for many rows.
     ``backend`` and ``queue`` (execution 'tasks'; blank: the default) are checked when
     the row is written (:func:`runtime_problems`); the backend refuses a bad one here
     at enqueue time, and the run is then ``fail``.
@@ -167,8 +178,8 @@ def runtime_spec(
     return TaskSpec(
         name=name,
         func=func,
-        start_cond=parse_runtime(start_cond),
-        end_cond=parse_runtime(end_cond) if end_cond else None,
+        start_cond=parse_runtime(start_cond, custom),
+        end_cond=parse_runtime(end_cond, custom) if end_cond else None,
         execution=execution,
         timeout=_timeout(timeout or (conf.timeout if default_timeout is None else default_timeout)),
         parameters=parameters,

@@ -7,10 +7,12 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
 import django_rocket
 from django_rocket import registry
+from django_rocket.engine import tasktable
 from django_rocket.engine.scheduler import Scheduler
 from django_rocket.models import RunStatus, Task, TaskRun, TaskSource
 from tests.support import runtime_tasks
@@ -133,6 +135,20 @@ def test_a_name_is_free_unless_replace(runtime_on):
     assert "already scheduled" in field_errors(excinfo)["name"][0]
     task = django_rocket.schedule("r", REMIND, "hourly", replace=True)
     assert Task.objects.get().start_cond == "hourly" == task.start_cond
+
+
+def test_a_taken_name_leaves_the_callers_transaction_usable(runtime_on):
+    # schedule() tries the insert first: a taken name fails it inside a savepoint.
+    django_rocket.schedule("r", REMIND, "daily")
+    with transaction.atomic():
+        django_rocket.schedule("mine", REMIND, "daily")
+        with pytest.raises(ValidationError):
+            django_rocket.schedule("r", REMIND, "hourly")
+        django_rocket.schedule("r", REMIND, "hourly", replace=True)
+    assert dict(Task.objects.values_list("name", "start_cond")) == {
+        "mine": "daily",
+        "r": "hourly",
+    }
 
 
 def test_unschedule_keeps_the_runs(runtime_on):
@@ -400,4 +416,18 @@ def test_a_poll_reads_whole_only_the_task_rows_that_changed(settings, runtime_on
     assert str(scheduler.planner.specs["t1"].start_cond) == "every('1 hour')"
     assert str(scheduler.planner.specs["t0"].start_cond) == "false"
     assert len(read()) == 1  # applied: not read whole again
+
+
+def test_rows_loaded_at_start_up_are_not_applied_again_by_the_first_poll(runtime_on, clock):
+    for customer in range(3):
+        django_rocket.schedule(f"r{customer}", REMIND, "every('1 hour')")
+    scheduler = Scheduler(registry.tasks(), clock=clock)
+    scheduler.startup()
+    # Just written: inside the poll's look-back, so it reads them again, and skips them.
+    rows = list(Task.objects.order_by("name").values_list(*tasktable._COLUMNS))
+    assert scheduler.task_table.apply(rows) == 0
+    django_rocket.schedule("r1", REMIND, "every('2 hours')", replace=True)
+    rows = list(Task.objects.order_by("name").values_list(*tasktable._COLUMNS))
+    assert scheduler.task_table.apply(rows) == 1
+    assert str(scheduler.planner.specs["r1"].start_cond) == "every('2 hours')"
     scheduler.shutdown()
