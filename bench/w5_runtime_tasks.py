@@ -19,7 +19,8 @@ cost it, not their runs. Steps, each printed as one line of JSON:
 * ``pickup``: ``--writers`` other processes call ``schedule()`` at up to ``--rate`` calls a
   second in all (default 1,000) for ``--burst`` seconds while the loop runs; per task, the
   delay from ``schedule()`` returning to the planner taking it (max and p99), and the
-  achieved call rate, with the CPU time of one call in the writers;
+  achieved call rate, with the CPU time of one call in the writers; ``--batch N`` makes
+  N calls share one transaction (each counted from its commit);
 * ``admin``: the task changelist's first and last page: queries and wall time (median
   and best of 5); ``--admin-only`` runs only this step after the prefill.
 """
@@ -164,8 +165,14 @@ def prefill(n: int) -> float:
     return time.perf_counter() - started
 
 
-def burst(seconds: float, rate: float, out: str) -> None:
-    """In a child process: call schedule() at up to ``rate`` a second; log when each returned."""
+def burst(seconds: float, rate: float, out: str, batch: int = 1) -> None:
+    """In a child process: call schedule() at up to ``rate`` a second; log when each returned.
+
+    With ``batch`` > 1, that many calls share one transaction (``transaction.atomic()``),
+    and each is logged when it commits: before, no other process can see it.
+    """
+    from django.db import transaction
+
     from django_rocket import schedule
 
     log = []
@@ -174,10 +181,15 @@ def burst(seconds: float, rate: float, out: str) -> None:
     end = start + seconds
     i = 0
     while time.monotonic() < end:
-        name = f"burst-{os.getpid()}-{i:06d}"
-        schedule(name, "bench_tasks.noop", condition(i, 1000))
-        log.append((name, time.time()))
-        i += 1
+        names = []
+        with transaction.atomic():
+            for _ in range(batch):
+                name = f"burst-{os.getpid()}-{i:06d}"
+                schedule(name, "bench_tasks.noop", condition(i, 1000))
+                names.append(name)
+                i += 1
+        committed = time.time()
+        log.extend((name, committed) for name in names)
         pause = start + i / rate - time.monotonic()  # the pace, catching up after a stall
         if pause > 0:
             time.sleep(pause)
@@ -193,6 +205,7 @@ def main() -> None:
     parser.add_argument("--burst", type=float, default=5.0)
     parser.add_argument("--rate", type=int, default=1000, help="schedule() calls/s, all writers")
     parser.add_argument("--writers", type=int, default=1, help="processes calling schedule()")
+    parser.add_argument("--batch", type=int, default=1, help="schedule() calls per transaction")
     parser.add_argument(
         "--admin-only", action="store_true", help="prefill, then only the admin step"
     )
@@ -201,7 +214,7 @@ def main() -> None:
     if args.child:  # the schedule() process
         db, path, out, seconds = args.child
         configure(db, path)
-        burst(float(seconds), args.rate / args.writers, out)
+        burst(float(seconds), args.rate / args.writers, out, args.batch)
         return
 
     tmp = tempfile.mkdtemp(prefix="rocket-w5-")
@@ -314,6 +327,8 @@ def main() -> None:
                 str(args.rate),
                 "--writers",
                 str(args.writers),
+                "--batch",
+                str(args.batch),
                 "--child",
                 args.db,
                 path,
@@ -338,6 +353,7 @@ def main() -> None:
             {
                 "step": "pickup",
                 "writers": args.writers,
+                "batch": args.batch,
                 "scheduled": len(log),
                 "rate_per_s": round(len(log) / args.burst, 1),
                 "cpu_ms_call": round(statistics.mean(r["cpu_ms_call"] for r in results), 3),
