@@ -41,6 +41,7 @@ from django_rocket.executors.outcome import (
 )
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.ops.queue import RunRefused
+from django_rocket.ops.schedules import runtime_row_spec
 from django_rocket.registry import TaskSpec
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -62,19 +63,7 @@ def runtime_task_spec(task: Task) -> TaskSpec:
     if refusal:
         raise RunRefused(f"The runtime task {name!r} was not run: {refusal}")
     try:
-        return registry.runtime_spec(
-            name,
-            task.func,
-            task.start_cond,
-            task.end_cond,
-            task.execution,
-            task.timeout,
-            task.parameters,
-            multilaunch=task.multilaunch,
-            backend=task.backend,
-            queue=task.queue,
-            description=task.description,
-        )
+        return runtime_row_spec(task)
     except (ValueError, TypeError) as exc:
         raise RunRefused(
             f"The runtime task {name!r} cannot run; its row is not valid: {exc}. "

@@ -235,6 +235,26 @@ def unschedule(name: str) -> bool:
 # -- what the scheduler applies, and when it would be due
 
 
+def runtime_row_spec(task: Task) -> TaskSpec:
+    """Return a runtime task's spec from its row, without importing its function.
+
+    Raises ValueError or TypeError for a row no scheduler can follow.
+    """
+    return registry.runtime_spec(
+        task.name,
+        task.func,
+        task.start_cond,
+        task.end_cond,
+        task.execution,
+        task.timeout,
+        task.parameters,
+        multilaunch=task.multilaunch,
+        backend=task.backend,
+        queue=task.queue,
+        description=task.description,
+    )
+
+
 def effective_spec(task: Task, declared: dict[str, TaskSpec] | None) -> TaskSpec | None:
     """Return the spec a scheduler applies to ``task``'s row; None if none can.
 
@@ -243,19 +263,7 @@ def effective_spec(task: Task, declared: dict[str, TaskSpec] | None) -> TaskSpec
     """
     if task.source == TaskSource.RUNTIME and task.name not in (declared or {}):
         try:
-            return registry.runtime_spec(
-                task.name,
-                task.func,
-                task.start_cond,
-                task.end_cond,
-                task.execution,
-                task.timeout,
-                task.parameters,
-                multilaunch=task.multilaunch,
-                backend=task.backend,
-                queue=task.queue,
-                description=task.description,
-            )
+            return runtime_row_spec(task)
         except (ValueError, TypeError):
             return None
     spec = (declared or {}).get(task.name)
