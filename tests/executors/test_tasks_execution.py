@@ -188,8 +188,11 @@ def start_runs(clock, count: int, func: str = "tests.support.remote_tasks.add", 
     )
     outcomes: list = []
     runner = Runner(outcomes.append, clock.now)
+    # Enqueued where the task says, as the scheduler does (the spec carries both).
+    entry = getattr(django_settings, "ROCKET_TASKS", {}).get("bulk", {})
+    where = {"backend": entry.get("backend", ""), "queue": entry.get("queue", "")}
     for run_id in run_ids:
-        runner.launch(Launch(run_id, "bulk", func, params, "tasks"))
+        runner.launch(Launch(run_id, "bulk", func, params, "tasks", **where))
     return runner, run_ids, outcomes
 
 
