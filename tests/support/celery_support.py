@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -144,6 +145,15 @@ class Worker:
         children = f"/proc/{self.proc.pid}/task/{self.proc.pid}/children"
         with open(children) as listing:
             return {int(pid) for pid in listing.read().split()}
+
+    def exited_pool_pids(self) -> set[int]:
+        """Return the pids of pool processes that have died and been replaced so far.
+
+        A task that kills its pool process (or a revoke that terminates one) leaves a
+        run whose pid no longer shows in :meth:`pool_pids`; the pool logs each loss as
+        ``Process 'ForkPoolWorker-N' pid:1234 exited with 'signal 9 (SIGKILL)'``.
+        """
+        return {int(pid) for pid in re.findall(r" pid:(\d+) exited with ", self.output())}
 
     def output(self) -> str:
         return "".join(self.lines)
