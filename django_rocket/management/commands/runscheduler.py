@@ -8,6 +8,7 @@ from django.db import OperationalError
 from django_rocket.engine.scheduler import Scheduler
 from django_rocket.management.arguments import positive_seconds
 from django_rocket.management.base import RocketCommand
+from django_rocket.management.console import console_story
 
 
 class Command(RocketCommand):
@@ -46,7 +47,8 @@ class Command(RocketCommand):
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            code = scheduler.run()
+            with console_story(options["verbosity"]):
+                code = scheduler.run()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
