@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from django.db import DatabaseError, connection, connections, transaction
+from django.db.migrations.executor import MigrationExecutor
 
 from django_rocket.clock import Clock
 
@@ -69,23 +70,59 @@ def close_broken_connections() -> None:
             conn.close()
 
 
+def unapplied_migrations() -> list[str]:
+    """Return django-rocket's migrations the database lacks (``app.name``, in order).
+
+    Empty when they are all applied, or when the database cannot say (not reachable):
+    this only explains an error, it never raises one.
+    """
+    try:
+        executor = MigrationExecutor(connection)
+        ours = [node for node in executor.loader.graph.leaf_nodes() if node[0] == "django_rocket"]
+        plan = executor.migration_plan(ours)
+    except DatabaseError:
+        reconnect()
+        return []
+    return [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
+
+
+def migrate_hint(missing: list[str]) -> str:
+    """Say which migrations are missing and what to run, in one sentence."""
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return (
+        f"The database answers, but {len(missing)} of django-rocket's migrations "
+        f"{'is' if len(missing) == 1 else 'are'} not applied ({shown}): "
+        "run `python manage.py migrate`."
+    )
+
+
 def when_the_database_answers(
     step: Callable[[], None], clock: Clock, wakeup: threading.Event, stopped: Callable[[], bool]
 ) -> bool:
     """Run ``step``, waiting out a database that is not reachable yet; False if stopped.
 
-    The waits double from 0.5 s up to 30 s; ``wakeup`` (a stop request) cuts one short.
+    The waits double from 0.5 s up to 30 s; ``wakeup`` (a stop request) cuts one short. A
+    database that answers but lacks django-rocket's migrations is waited out the same way,
+    and the log says which migrations to apply.
     """
     delay = 0.5
     while True:
         try:
             step()
             return True
-        except DatabaseError:
-            logger.error(
-                "The database is not reachable; retrying start-up in %.0fs.", delay, exc_info=True
-            )
+        except DatabaseError as exc:
             reconnect()
+            # A deploy that forgot `migrate` (or runs it beside the scheduler) is not an
+            # outage: say what to do, without a traceback, and wait for the tables.
+            missing = unapplied_migrations()
+            if missing:
+                logger.error("%s Retrying start-up in %gs.", migrate_hint(missing), delay)
+            else:
+                logger.error(
+                    "The database is not reachable; retrying start-up in %gs.",
+                    delay,
+                    exc_info=exc,
+                )
         if stopped():
             return False
         clock.wait(wakeup, delay)

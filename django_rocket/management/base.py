@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
+
+from django_rocket.engine.connection import migrate_hint, unapplied_migrations
 
 
 class RocketCommand(BaseCommand):
@@ -17,4 +20,11 @@ class RocketCommand(BaseCommand):
             if isinstance(value, list):
                 option = "--" + dest.replace("_", "-")
                 raise CommandError(f"{option} needs a value; '--' is not one.")
-        return super().execute(*args, **options)
+        try:
+            return super().execute(*args, **options)
+        except DatabaseError as exc:
+            # "no such table: django_rocket_task" is a database without our migrations.
+            missing = unapplied_migrations()
+            if missing:
+                raise CommandError(migrate_hint(missing)) from exc
+            raise

@@ -1,0 +1,101 @@
+"""A database without django-rocket's migrations: one sentence that says to migrate.
+
+Before, the commands printed ``OperationalError: no such table`` with a traceback, and
+``runscheduler`` logged "The database is not reachable" for ever: the wrong diagnosis
+for a deploy that forgot ``migrate``.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, wait_until
+
+pytestmark = pytest.mark.slow
+
+MIGRATIONS = sorted(
+    p.stem for p in (ROOT / "django_rocket" / "migrations").glob("0*.py") if p.stem[:4].isdigit()
+)
+TASKS = '{"t": {"func": "tests.support.tasks.noop", "start_cond": "true", "execution": "main"}}'
+
+
+def environment(db: Path) -> dict:
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "PYTHONPATH": str(ROOT)}
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", ROCKET_TEST_TASKS=TASKS)
+    env.pop("ROCKET_TEST_SETTINGS", None)
+    return env
+
+
+def django(db: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "django", *args],
+        cwd=ROOT,
+        env=environment(db),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("command", [("showtasks",), ("explaintask", "t"), ("runtask", "t")])
+def test_a_command_on_an_empty_database_says_to_migrate(tmp_path, command):
+    result = django(tmp_path / "empty.sqlite3", *command)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(
+        f"CommandError: The database answers, but {len(MIGRATIONS)} of django-rocket's "
+        f"migrations are not applied (django_rocket.{MIGRATIONS[0]}, "
+    ), result.stderr
+    assert result.stderr.rstrip().endswith("run `python manage.py migrate`."), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_latest_migration_missing_is_named(tmp_path):
+    db = tmp_path / "behind.sqlite3"
+    migrated = django(db, "migrate", "django_rocket", MIGRATIONS[-2], "--noinput")
+    assert migrated.returncode == 0, migrated.stderr
+    result = django(db, "explaintask", "t")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        "CommandError: The database answers, but 1 of django-rocket's migrations is not "
+        f"applied (django_rocket.{MIGRATIONS[-1]}): run `python manage.py migrate`.\n"
+    )
+
+
+def test_the_scheduler_says_to_migrate_and_starts_once_the_tables_are_there(tmp_path):
+    db = tmp_path / "later.sqlite3"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "django", "runscheduler", "--once"],
+        cwd=ROOT,
+        env=environment(db),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_until(
+            lambda: any("migrations are not applied" in line for line in lines),
+            30,
+            "the scheduler to say the migrations are missing",
+        )
+        migrated = django(db, "migrate", "--noinput")  # the deploy's migrate, run late
+        assert migrated.returncode == 0, migrated.stderr
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        reader.join(timeout=10)
+    output = "".join(lines)
+    assert "run `python manage.py migrate`. Retrying start-up in 0.5s." in output, output
+    assert "not reachable" not in output and "Traceback" not in output, output
+    assert "started with 1 task(s)" in output, output
+    ran = django(db, "showtasks")
+    assert ran.returncode == 0 and "success" in ran.stdout, ran.stdout + ran.stderr
