@@ -264,7 +264,10 @@ def task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
             error(
                 "django_rocket.E002",
                 f"Task {name!r}: its entry must be a dict, not {type(entry).__name__} ({entry!r}).",
-                f'Declare it as "{name}": {{"func": "app.tasks.{name}", "start_cond": "daily"}}.',
+                # A bare dotted path is the usual slip: keep it as the func.
+                f'Declare it as "{name}": {{"func": '
+                f'"{entry if isinstance(entry, str) and "." in entry else f"app.tasks.{name}"}", '
+                '"start_cond": "daily"} (with the condition you need).',
                 task=name,
             )
         )

@@ -38,6 +38,16 @@ def test_e002_malformed_entry(settings, tasks):
     assert ids(run_task_checks(settings, tasks)) == ["django_rocket.E002"]
 
 
+def test_e002_a_bare_function_path_is_kept_in_the_hint(settings):
+    (message,) = run_task_checks(settings, {"a": "tests.support.tasks.noop"})
+    assert message.hint == (
+        'Declare it as "a": {"func": "tests.support.tasks.noop", "start_cond": "daily"} '
+        "(with the condition you need)."
+    )
+    (message,) = run_task_checks(settings, {"a": 5})
+    assert '"func": "app.tasks.a"' in message.hint
+
+
 def test_e003_unknown_key_suggests_close_match(settings):
     messages = run_task_checks(settings, {"report": {**GOOD, "timout": 5}})
     assert ids(messages) == ["django_rocket.E003"]
