@@ -1,7 +1,7 @@
-"""Database checks for MySQL and MariaDB: utf8mb4 and a transaction isolation level that fits.
+"""Database checks: the clocks agree; MySQL and MariaDB: utf8mb4 and a fitting isolation level.
 
 Tagged ``database``, like Django's own MySQL checks: ``migrate`` runs them, and
-``check --database default``. Other databases get no message.
+``check --database default``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from django.core import checks
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from django_rocket.engine.clocks import TOLERANCE, describe_offset, server_clock_offset
 from django_rocket.models import TaskRun
 
 # Runs a scheduler reads must be committed (no READ UNCOMMITTED), and its plain reads
@@ -20,6 +21,30 @@ from django_rocket.models import TaskRun
 # a locking one on InnoDB).
 FITTING_ISOLATION = ("READ-COMMITTED", "REPEATABLE-READ")
 TEXT_COLUMNS = ("message", "exc_text")
+
+
+def check_clocks(
+    app_configs: Any = None, databases: Iterable[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Check that this machine's clock agrees with each database server's (not SQLite)."""
+    messages: list[checks.CheckMessage] = []
+    for alias in databases or ():
+        try:
+            offset = server_clock_offset(connections[alias])
+        except DatabaseError:
+            continue  # migrate, or the MySQL checks, say more
+        if offset is not None and abs(offset) > TOLERANCE:
+            messages.append(
+                checks.Warning(
+                    f"{describe_offset(offset, alias)}. A scheduler's lease expires at a "
+                    "time one machine wrote and another compares with its own clock, and "
+                    "conditions compare run times that different schedulers stamped.",
+                    hint="Keep the clocks of the machines that run schedulers and the "
+                    "database server in sync with NTP (chrony, systemd-timesyncd).",
+                    id="django_rocket.W064",
+                )
+            )
+    return messages
 
 
 def check_mysql(

@@ -13,11 +13,17 @@ import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
 
 import django_rocket
 from django_rocket.clock import Clock
+from django_rocket.engine.clocks import (
+    TOLERANCE,
+    WallClockWatch,
+    describe_offset,
+    server_clock_offset,
+)
 from django_rocket.engine.connection import reconnect
 from django_rocket.models import SchedulerInstance, SchedulerLease, SchedulerRole
 
@@ -49,6 +55,7 @@ class Leadership:
         self.instance: SchedulerInstance | None = None
         self.token: int | None = None
         self.next_heartbeat: float = 0.0
+        self.wall = WallClockWatch()
 
     @property
     def active(self) -> bool:
@@ -69,12 +76,49 @@ class Leadership:
             version=django_rocket.__version__,
         )
         SchedulerLease.objects.get_or_create(name=LEASE)
+        self.check_server_clock()
         return self.instance
+
+    def check_server_clock(self) -> None:
+        """Warn when this machine's clock and the database server's disagree."""
+        try:
+            offset = server_clock_offset(connection)
+        except DatabaseError:
+            return  # the heartbeat that follows reports the database
+        if offset is not None and abs(offset) > TOLERANCE:
+            logger.warning(
+                "%s. The lease's expiry and the runs' times are compared across machines: "
+                "keep their clocks in sync (NTP), or a standby may take over early or late "
+                "and intervals between runs stretch or shrink.",
+                describe_offset(offset, connection.alias),
+            )
+
+    def notice_clock_step(self, now: datetime) -> None:
+        """Warn when the wall clock stepped since the last heartbeat (NTP, a resumed VM)."""
+        step = self.wall.step(now, self.clock.monotonic())
+        if step is None:
+            return
+        if step < timedelta(0):
+            effect = (
+                "conditions read wall time, so a task whose interval or period started "
+                "later than the clock now shows waits until the clock gets there again"
+            )
+        else:
+            effect = "conditions take that time as passed: what fell due in it runs once now"
+        logger.warning(
+            "The wall clock stepped %s by %s between two heartbeats; %s. Keep the clock in "
+            "sync with NTP, which slews the clock instead of stepping it.",
+            "back" if step < timedelta(0) else "forward",
+            abs(step),
+            effect,
+        )
+        self.check_server_clock()
 
     def heartbeat(self, now: datetime) -> None:
         """Record that this instance is alive; renew or try to take the lease."""
         self.next_heartbeat = self.clock.monotonic() + self.heartbeat_every
         assert self.instance is not None
+        self.notice_clock_step(now)
         try:
             SchedulerInstance.objects.filter(pk=self.instance.pk).update(last_seen=now)
             if self.token is not None:

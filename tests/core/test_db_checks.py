@@ -1,12 +1,16 @@
-"""The MySQL and MariaDB database checks: utf8mb4 and a fitting isolation level."""
+"""The database checks: clocks that agree; MySQL and MariaDB: utf8mb4, a fitting isolation level."""
 
 from __future__ import annotations
+
+import re
+import time
 
 import pytest
 from django.core import checks
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from django_rocket import db_checks
+from django_rocket.engine import clocks
 
 mysql_only = pytest.mark.skipif(connection.vendor != "mysql", reason="MySQL and MariaDB only")
 
@@ -80,3 +84,37 @@ def test_isolation_levels_that_do_not_fit_warn(level, expected):
         assert ids(db_checks._isolation(other, "other")) == expected
     finally:
         other.close()
+
+
+server_only = pytest.mark.skipif(
+    connection.vendor == "sqlite", reason="SQLite reads this machine's clock"
+)
+
+
+@pytest.mark.django_db
+def test_clocks_that_agree_give_no_message():
+    assert db_checks.check_clocks(databases=["default"]) == []
+    assert db_checks.check_clocks(databases=None) == []
+
+
+@server_only
+@pytest.mark.django_db
+@pytest.mark.parametrize(("by", "side"), [(90.0, "ahead of"), (-90.0, "behind")])
+def test_a_machine_clock_off_from_the_servers_warns(monkeypatch, by, side):
+    class Skewed:
+        @staticmethod
+        def time() -> float:
+            return time.time() + by
+
+    monkeypatch.setattr(clocks, "time", Skewed)
+    (message,) = db_checks.check_clocks(databases=["default"])
+    assert message.id == "django_rocket.W064"
+    assert re.match(rf"This machine's clock is (89|90)\.\d s {side} the clock of the", message.msg)
+    assert "NTP" in message.hint
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite only")
+@pytest.mark.django_db
+def test_sqlite_has_no_server_clock_to_compare(monkeypatch):
+    monkeypatch.setattr(clocks, "time", type("Skewed", (), {"time": lambda: 0.0}))
+    assert db_checks.check_clocks(databases=["default"]) == []
