@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from .history import OUTCOMES, RunRecord, _utc, chain_length, check_finish, window
@@ -60,8 +60,8 @@ class _Log:
     chain_stale: bool = True
     # The latest run (latest start, ties by insertion order), whatever else is trimmed:
     # what a waiting retry reads (its end, its id for jitter, its exception types). Its
-    # record as it started, and its item, which its finish updates (see last_run).
-    last: tuple[datetime, int, RunRecord, _Run] | None = None
+    # id and its item, which its finish updates, and its record once last_run made it.
+    last: tuple[datetime, int, object, _Run, RunRecord | None] | None = None
 
 
 class BoundedHistory:
@@ -132,26 +132,39 @@ class BoundedHistory:
 
     def record_start(self, run: RunRecord) -> None:
         """Add a run; if it has already finished, its finish is recorded too."""
-        log = self._log(run.task)
-        if run.run_id in log.runs:
-            raise ValueError(f"Run {run.run_id!r} of task {run.task!r} is already recorded.")
-        started_at = _utc(run.started_at)
-        item = _Run(started_at, next(self._counter), run.trigger)
-        log.runs[run.run_id] = item
-        if log.last is None or (started_at, item.order) > log.last[:2]:
-            log.last = (started_at, item.order, _started(run), item)
-        bisect.insort(log.recent, (started_at, item.order, run.run_id))
-        log.in_progress[run.run_id] = started_at
-        if log.last_start is None or started_at > log.last_start:
-            log.last_start = started_at
-        self._event(log, "start", started_at)
-        log.chain_stale = True
+        log = self._add(run.task, run.run_id, _utc(run.started_at), run.trigger)
         if run.finished_at is not None and run.outcome is not None:
             self.record_finish(
                 run.task, run.run_id, run.finished_at, run.outcome, run.exception_types
             )
         else:
             _trim_chain(log)
+
+    def start_run(self, task: str, run_id: object, started_at: datetime, trigger: str) -> None:
+        """Add a run starting now: :meth:`record_start` without a ``RunRecord`` to check.
+
+        The scheduler's own starts, ten thousand a second: ``started_at`` is aware and
+        ``trigger`` one of ``TRIGGERS``, as the scheduler makes them. Nothing is trimmed:
+        the chain's walk passes over runs in progress, so adding one lets it drop nothing
+        it did not drop before.
+        """
+        self._add(task, run_id, _utc(started_at), trigger)
+
+    def _add(self, task: str, run_id: object, started_at: datetime, trigger: str) -> _Log:
+        log = self._log(task)
+        if run_id in log.runs:
+            raise ValueError(f"Run {run_id!r} of task {task!r} is already recorded.")
+        item = _Run(started_at, next(self._counter), trigger)
+        log.runs[run_id] = item
+        if log.last is None or (started_at, item.order) > log.last[:2]:
+            log.last = (started_at, item.order, run_id, item, None)
+        bisect.insort(log.recent, (started_at, item.order, run_id))
+        log.in_progress[run_id] = started_at
+        if log.last_start is None or started_at > log.last_start:
+            log.last_start = started_at
+        self._event(log, "start", started_at)
+        log.chain_stale = True
+        return log
 
     def record_finish(
         self,
@@ -293,16 +306,20 @@ class BoundedHistory:
         log = self._tasks.get(task)
         if log is None or log.last is None:
             return None
-        started_at, order, record, item = log.last
-        if item.outcome is not None and record.outcome is None:
-            # Finished since: the record is made here, once, rather than at every finish.
-            record = replace(
-                record,
-                finished_at=item.finished_at,
-                outcome=item.outcome,
-                exception_types=item.exception_types,
+        started_at, order, run_id, item, record = log.last
+        if record is None or (item.outcome is not None and record.outcome is None):
+            # Made here, once it is asked for (and once more if it finished since),
+            # rather than at every start and finish.
+            record = RunRecord(
+                task,
+                run_id,
+                started_at,
+                item.finished_at,
+                item.outcome,
+                item.trigger,
+                item.exception_types,
             )
-            log.last = (started_at, order, record, item)
+            log.last = (started_at, order, run_id, item, record)
         return record
 
     def running(self, task: str) -> Sequence[datetime]:
@@ -372,10 +389,3 @@ def _trim_chain(log: _Log) -> None:
         if run_id not in log.in_progress:
             del runs[run_id]
     log.recent = kept + recent[cut:]
-
-
-def _started(run: RunRecord) -> RunRecord:
-    """``run`` as it started: its finish, if it has one, is recorded after it."""
-    if run.finished_at is None and run.outcome is None and not run.exception_types:
-        return run  # as most are: a run starting now
-    return replace(run, finished_at=None, outcome=None, exception_types=())

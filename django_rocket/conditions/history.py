@@ -176,6 +176,10 @@ class MemoryHistory:
                 run.task, run.run_id, run.finished_at, run.outcome, run.exception_types
             )
 
+    def start_run(self, task: str, run_id: object, started_at: datetime, trigger: str) -> None:
+        """Add a run starting now (the scheduler's own starts)."""
+        self.record_start(RunRecord(task, run_id, started_at, trigger=trigger))
+
     def record_finish(
         self,
         task: str,

@@ -41,7 +41,7 @@ class ConditionFailed(Exception):
         self.what = what
 
 
-@dataclass
+@dataclass(slots=True)
 class RunState:
     """A run this scheduler started and has not seen finish."""
 
@@ -157,8 +157,7 @@ class Planner:
         self.dependents: dict[str, set[str]] = {}
         # What history each task's conditions read: all the snapshot keeps of it.
         self.needs: dict[str, Needs] = {}
-        # How many of each task's latest runs the snapshot reads for retry chains.
-        self.recent_runs = 0
+        self.recent_runs = 0  # how many of each task's latest runs retry chains read
         self.dirty: set[str] = set()
         self.wake_ups = Wakes()
         self.wakes, self.versions = self.wake_ups.heap, self.wake_ups.versions  # (tests)
@@ -301,13 +300,14 @@ class Planner:
 
         A run queued for a later instant (``due_at``) brings the wake-up forward to it.
         """
-        later = [
-            run.due_at
-            for run in self.queued.get(name, ())
-            if run.due_at is not None and (self.now is None or run.due_at > self.now)
-        ]
-        if later:
-            at = min([at, *later]) if at is not None else min(later)
+        if name in self.queued:
+            later = [
+                run.due_at
+                for run in self.queued[name]
+                if run.due_at is not None and (self.now is None or run.due_at > self.now)
+            ]
+            if later:
+                at = min([at, *later]) if at is not None else min(later)
         self.wake_ups.set(name, at)
 
     def context(self, name: str, now: datetime) -> Context:
@@ -351,15 +351,15 @@ class Planner:
             spec = self.specs.get(name)
             if spec is None:
                 continue
-            busy = bool(self.running_by_task.get(name))
-            queued = self.queued.get(name) or []
-            ready = [q for q in queued if q.due_at is None or q.due_at <= now]
+            busy = name in self.running_by_task  # (it holds no empty sets)
+            queued = self.queued.get(name)
+            ready = [q for q in queued if q.due_at is None or q.due_at <= now] if queued else ()
             if ready and (spec.multilaunch or not busy):
                 if spec.execution == "process" and slots <= 0:
                     self.schedule(name, now + timedelta(seconds=self.poll_every))
                     continue
                 run = ready[0]
-                queued.remove(run)
+                self.queued[name].remove(run)
                 to_start.append((spec, RunTrigger.MANUAL, run))
                 slots -= spec.execution == "process"
                 self.dirty.add(name)
@@ -397,15 +397,14 @@ class Planner:
 
     def started(self, spec: TaskSpec, run_id: str, trigger: str, now: datetime) -> None:
         """Follow a run whose row is committed."""
+        name = spec.name
         deadline = now + spec.timeout if spec.timeout is not None else None
-        self.running[run_id] = state = RunState(run_id, spec.name, now, deadline, trigger)
+        self.running[run_id] = state = RunState(run_id, name, now, deadline, trigger)
         self.deadlines.push(state)
-        self.running_by_task.setdefault(spec.name, set()).add(run_id)
+        self.running_by_task.setdefault(name, set()).add(run_id)
         assert self.history is not None
-        self.history.record_start(
-            RunRecord(task=spec.name, run_id=run_id, started_at=now, trigger=trigger)
-        )
-        self.history_changed(spec.name)
+        self.history.start_run(name, run_id, now, trigger)
+        self.history_changed(name)
 
     def adopted(self, run: TaskRun) -> None:
         """Follow a run another scheduler started (on a worker backend), from its row."""
@@ -430,8 +429,9 @@ class Planner:
         state = self.running.pop(run_id, None)
         if state is None:
             return None
-        self.running_by_task.get(state.task, set()).discard(run_id)
-        if not self.running_by_task.get(state.task):
+        if runs := self.running_by_task.get(state.task):
+            runs.discard(run_id)
+        if not runs:
             self.running_by_task.pop(state.task, None)
             self.end_wakes.pop(state.task, None)
         return state

@@ -13,7 +13,6 @@ The parts: :mod:`.leadership` (heartbeat, lease, fencing), :mod:`.recovery`
 
 from __future__ import annotations
 
-import gc
 import logging
 import queue
 import threading
@@ -27,6 +26,7 @@ from django_rocket.clock import Clock, SystemClock
 from django_rocket.conditions import parse_duration
 from django_rocket.conf import conf
 from django_rocket.engine import retention, snapshot
+from django_rocket.engine.collector import collecting_less, freeze_built
 from django_rocket.engine.connection import (
     close_broken_connections,
     one_snapshot,
@@ -119,13 +119,16 @@ class Scheduler:
 
     def run(self) -> int:
         """Run until stopped; return the process exit code."""
-        if not when_the_database_answers(
+        if when_the_database_answers(
             self.startup, self.clock, self.wakeup, lambda: self.stop_requested
         ):
-            return self.exit_code
-        # Start-up's objects (specs, conditions) live as long as the process: frozen, full
-        # collections no longer walk them (a third of a run's cost at 10,000 tasks).
-        gc.freeze()  # and again once active, with the snapshot loaded
+            # Start-up's objects (specs, conditions) live as long as the process: frozen,
+            # and again once active, with the snapshot; full collections rarer (.collector).
+            with collecting_less():
+                self._loop()
+        return self.exit_code
+
+    def _loop(self) -> None:
         try:
             self.listener = Listener.start_for_database(self.wakeup)
             while not self.stop_requested:
@@ -158,8 +161,6 @@ class Scheduler:
                 self.wakeup.clear()
         finally:
             self.shutdown()
-            gc.unfreeze()
-        return self.exit_code
 
     def request_stop(self, reason: str = "stop requested", *, force: bool = False) -> None:
         """Stop starting runs; called from signal handlers, so it only sets flags.
@@ -220,8 +221,7 @@ class Scheduler:
             self.poller.follow_from_now(self.leadership.instance_pk)
             queued = list(TaskRun.objects.queued().select_related("task"))
         self.planner.activate(history, last_failed, queued, now)
-        if gc.get_freeze_count():  # run() froze start-up's objects: the snapshot's too
-            gc.freeze()
+        freeze_built()  # run() froze start-up's objects: the snapshot's too
         self._adopt(recovered.adopt)
         self.next_maintenance = (
             self.clock.monotonic() + self.leadership.lease_timeout.total_seconds()

@@ -43,7 +43,7 @@ class Ending(TypedDict, total=False):
     finished_at: datetime  # when a worker finished it (the runner's clock otherwise)
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """How one run ended."""
 
@@ -58,7 +58,7 @@ class Outcome:
     exception_types: tuple[str, ...] = ()
 
 
-@dataclass
+@dataclass(slots=True)
 class Launch:
     """What an executor needs to start one run."""
 
@@ -78,7 +78,7 @@ Finish = Callable[[str, Ending], None]
 """Receives a run id and its ending from an executor (the runner makes it an outcome)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class ActiveRun:
     """A run started and not yet reported, with what its executor needs to stop it."""
 

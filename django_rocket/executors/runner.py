@@ -61,6 +61,13 @@ class Runner:
         self._tasks: TasksFollower | None = None  # once a run uses execution "tasks"
         self._workers = ThreadWorkers()
         self._functions: dict[str, Callable[..., Any]] = {}  # one per task function path
+        self._launchers: dict[str, Callable[[ActiveRun], None]] = {
+            "main": self._launch_main,
+            "thread": self._launch_thread,
+            "async": self._launch_async,
+            "process": self._launch_process,
+            "tasks": self._launch_tasks,
+        }
 
     def _function(self, path: str) -> Callable[..., Any]:
         """The task function for a dotted path, imported once per scheduler."""
@@ -126,7 +133,7 @@ class Runner:
         with self._lock:
             self._active[launch.run_id] = active
         try:
-            getattr(self, f"_launch_{launch.execution}")(active)
+            self._launchers[launch.execution](active)
         except BaseException:
             with self._lock:
                 self._active.pop(launch.run_id, None)
