@@ -102,27 +102,29 @@ def when_the_database_answers(
     """Run ``step``, waiting out a database that is not reachable yet; False if stopped.
 
     The waits double from 0.5 s up to 30 s; ``wakeup`` (a stop request) cuts one short. A
-    database that answers but lacks django-rocket's migrations is waited out the same way,
-    and the log says which migrations to apply.
+    database that answers but lacks any of django-rocket's migrations is waited out the
+    same way, and the log says which ones to apply.
     """
     delay = 0.5
     while True:
-        try:
-            step()
-            return True
-        except DatabaseError as exc:
-            reconnect()
-            # A deploy that forgot `migrate` (or runs it beside the scheduler) is not an
-            # outage: say what to do, without a traceback, and wait for the tables.
-            missing = unapplied_migrations()
-            if missing:
-                logger.error("%s Retrying start-up in %gs.", migrate_hint(missing), delay)
-            else:
+        # A deploy that forgot `migrate` (or runs it beside the scheduler) is not an
+        # outage: say what to do, without a traceback, and wait for it. Checked before the
+        # step too: a migration whose absence breaks no query (a constraint, an index) can
+        # still be one a guarantee rests on.
+        missing = unapplied_migrations()
+        if missing:
+            logger.error("%s Retrying start-up in %gs.", migrate_hint(missing), delay)
+        else:
+            try:
+                step()
+                return True
+            except DatabaseError:
                 logger.error(
                     "The database is not reachable; retrying start-up in %gs.",
                     delay,
-                    exc_info=exc,
+                    exc_info=True,
                 )
+                reconnect()
         if stopped():
             return False
         clock.wait(wakeup, delay)

@@ -99,3 +99,42 @@ def test_the_scheduler_says_to_migrate_and_starts_once_the_tables_are_there(tmp_
     assert "started with 1 task(s)" in output, output
     ran = django(db, "showtasks")
     assert ran.returncode == 0 and "success" in ran.stdout, ran.stdout + ran.stderr
+
+
+def test_the_scheduler_does_not_start_without_the_latest_migration(tmp_path):
+    # Even one whose absence breaks no query: a constraint or an index can be one a
+    # guarantee rests on (0003's one queued run per task, say).
+    db = tmp_path / "one-behind.sqlite3"
+    migrated = django(db, "migrate", "--noinput")
+    assert migrated.returncode == 0, migrated.stderr
+    back = django(db, "migrate", "django_rocket", MIGRATIONS[-2], "--noinput")
+    assert back.returncode == 0, back.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "django", "runscheduler", "--once"],
+        cwd=ROOT,
+        env=environment(db),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_until(
+            lambda: any(f"django_rocket.{MIGRATIONS[-1]}" in line for line in lines),
+            30,
+            "the scheduler to name the missing migration",
+        )
+        assert proc.poll() is None  # waiting, not started
+        assert django(db, "migrate", "--noinput").returncode == 0
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        reader.join(timeout=10)
+    output = "".join(lines)
+    assert "1 of django-rocket's migrations is not applied" in output, output
+    # Nothing ran before the migration: the only runs are from after it.
+    assert output.index("started with") > output.index("is not applied"), output
