@@ -120,14 +120,22 @@ def test_empty_batches_issue_no_statement(django_assert_num_queries):
         runlog.finish_runs([])
 
 
-def test_run_ids_made_in_a_batch_are_distinct_random_uuids():
-    from django_rocket.engine.recorder import new_run_ids
+def test_run_ids_made_in_a_batch_are_distinct_time_ordered_uuids(monkeypatch):
+    from django_rocket.engine import recorder
 
-    ids = [uuid.UUID(text) for text in new_run_ids(1000)]
+    # The id's clock is the system's (an id, not a recorded instant): pinned here.
+    monkeypatch.setattr(recorder.time, "time_ns", lambda: 1_767_225_600_123_456_789)
+    texts = list(recorder.new_run_ids(1000))
+    ids = [uuid.UUID(text) for text in texts]
+    assert texts == [str(u) for u in ids]  # canonical form
     assert len(set(ids)) == 1000
-    assert {u.version for u in ids} == {4}
+    assert {u.version for u in ids} == {7}
     assert {u.variant for u in ids} == {uuid.RFC_4122}
-    assert list(new_run_ids(0)) == []
+    assert {u.int >> 80 for u in ids} == {1_767_225_600_123}  # milliseconds since the epoch
+    assert len({u.int & (1 << 62) - 1 for u in ids}) == 1000  # the random bits differ
+    monkeypatch.setattr(recorder.time, "time_ns", lambda: 1_767_225_600_124_000_000)
+    assert min(uuid.UUID(t) for t in recorder.new_run_ids(100)) > max(ids)  # sorts after
+    assert list(recorder.new_run_ids(0)) == []
 
 
 def test_a_large_batch_of_finishes_is_split_to_fit_a_mysql_packet(monkeypatch):
