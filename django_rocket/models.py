@@ -207,7 +207,12 @@ class TaskRunQuerySet(models.QuerySet["TaskRun"]):
 class TaskRun(models.Model):
     """One run of a task. Written before the function starts, updated when it ends."""
 
-    task = models.ForeignKey(Task, models.CASCADE, related_name="runs", verbose_name=_("task"))
+    # No index of its own: "rocket_run_task_started" (task, started_at) leads with it and
+    # serves every look-up by task, the foreign key's checks and cascades included; one
+    # index fewer for every run written (migration 0009).
+    task = models.ForeignKey(
+        Task, models.CASCADE, related_name="runs", verbose_name=_("task"), db_index=False
+    )
     run_id = models.UUIDField(_("run id"), default=uuid.uuid4, unique=True, editable=False)
     status = models.CharField(_("status"), max_length=10, choices=RunStatus.choices)
     trigger = models.CharField(

@@ -65,12 +65,16 @@ def queue_run(
             notify_schedulers()  # PostgreSQL: an idle scheduler wakes when this commits
     except IntegrityError:
         # Another request queued one between our check and our insert. It may even
-        # have started already, so return the newest manual run rather than a second one.
-        winner = TaskRun.objects.filter(task=task, trigger=RunTrigger.MANUAL).order_by("-pk")
-        run = winner.first()  # type: ignore[assignment]
-        if run is None:
+        # have started already, so return the newest manual run rather than a second one:
+        # newest by start, along the index (task, started_at) (migration 0009).
+        manual = TaskRun.objects.filter(task=task, trigger=RunTrigger.MANUAL)
+        winner = (
+            manual.queued().filter(due_at__isnull=True).first()
+            or manual.order_by("-started_at", "-pk").first()
+        )
+        if winner is None:
             raise
-        return run, False
+        return winner, False
     logger.info(
         "Queued a manual run of task %r%s%s.",
         task.name,
