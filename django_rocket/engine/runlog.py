@@ -295,12 +295,14 @@ def _statement(vendor: str, kind: str) -> str:
         return f"UPDATE {table} SET {assignments} WHERE {key} = %s{still}"
     assignments = ", ".join(f"{qn(f.column)} = v.c{i}" for i, f in enumerate(fields))
     if still:
-        # The status each run must still have comes with the run (the last member), not a
-        # constant: compared with a constant 'running', the planner chose the partial
-        # index rocket_run_open and a hash join, and that bitmap scan visits every dead
-        # entry of the index (finished runs not yet vacuumed: tens of thousands under a
-        # steady load, 2 ms a batch and growing). As a join condition it probes the run
-        # id's unique index once a run.
+        # Found through the run id's unique index whatever the statistics say: the ids
+        # also come as an array (= ANY over the document, parsed once), which the planner
+        # costs as a few index probes, and the status each run must still have comes with
+        # the run (the last member), as a join condition. Compared with a constant
+        # 'running', the planner took the partial index rocket_run_open, whose bitmap scan
+        # visits every dead entry of it (finished runs not yet vacuumed: tens of thousands
+        # under a steady load, 2-4 ms a batch and growing); with the join alone and stale
+        # statistics, a sequential scan of the table.
         source = _recordset([*fields, run_id, status])
         return (
             f"WITH v AS MATERIALIZED (SELECT * FROM {source}) "
