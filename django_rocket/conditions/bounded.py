@@ -310,15 +310,7 @@ class BoundedHistory:
         if record is None or (item.outcome is not None and record.outcome is None):
             # Made here, once it is asked for (and once more if it finished since),
             # rather than at every start and finish.
-            record = RunRecord(
-                task,
-                run_id,
-                started_at,
-                item.finished_at,
-                item.outcome,
-                item.trigger,
-                item.exception_types,
-            )
+            record = _record(task, run_id, started_at, item)
             log.last = (started_at, order, run_id, item, record)
         return record
 
@@ -340,21 +332,22 @@ class BoundedHistory:
         log = self._tasks.get(task)
         if log is None:
             return []
-        found = []
-        for started_at, _, run_id in log.recent:
-            item = log.runs[run_id]
-            found.append(
-                RunRecord(
-                    task,
-                    run_id,
-                    started_at,
-                    item.finished_at,
-                    item.outcome,
-                    item.trigger,
-                    item.exception_types,
-                )
-            )
-        return found
+        return [
+            _record(task, run_id, started_at, log.runs[run_id])
+            for started_at, _, run_id in log.recent
+        ]
+
+
+def _record(task: str, run_id: object, started_at: datetime, item: _Run) -> RunRecord:
+    return RunRecord(
+        task,
+        run_id,
+        started_at,
+        item.finished_at,
+        item.outcome,
+        item.trigger,
+        item.exception_types,
+    )
 
 
 def _chain(log: _Log) -> int | None:

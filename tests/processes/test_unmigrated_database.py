@@ -73,8 +73,12 @@ def test_the_missing_migrations_are_named(tmp_path):
     )
 
 
-def test_the_scheduler_says_to_migrate_and_starts_once_the_tables_are_there(tmp_path):
-    db = tmp_path / "later.sqlite3"
+def one_cycle_after_migrate(db: Path, waiting_for: str) -> str:
+    """Start ``runscheduler --once``; once it logs ``waiting_for``, migrate; its output.
+
+    The scheduler must still be waiting then (it started nothing), and finish its cycle
+    once the migrations are there.
+    """
     proc = subprocess.Popen(
         [sys.executable, "-m", "django", "runscheduler", "--once"],
         cwd=ROOT,
@@ -87,11 +91,8 @@ def test_the_scheduler_says_to_migrate_and_starts_once_the_tables_are_there(tmp_
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
     try:
-        wait_until(
-            lambda: any("migrations are not applied" in line for line in lines),
-            30,
-            "the scheduler to say the migrations are missing",
-        )
+        wait_until(lambda: any(waiting_for in line for line in lines), 30, repr(waiting_for))
+        assert proc.poll() is None  # waiting, not started
         migrated = django(db, "migrate", "--noinput")  # the deploy's migrate, run late
         assert migrated.returncode == 0, migrated.stderr
         assert proc.wait(timeout=60) == 0
@@ -100,7 +101,12 @@ def test_the_scheduler_says_to_migrate_and_starts_once_the_tables_are_there(tmp_
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         reader.join(timeout=10)
-    output = "".join(lines)
+    return "".join(lines)
+
+
+def test_the_scheduler_says_to_migrate_and_starts_once_the_tables_are_there(tmp_path):
+    db = tmp_path / "later.sqlite3"
+    output = one_cycle_after_migrate(db, "migrations are not applied")
     assert "run `python manage.py migrate`. Retrying start-up in 0.5s." in output, output
     assert "not reachable" not in output and "Traceback" not in output, output
     assert "started with 1 task(s)" in output, output
@@ -116,32 +122,7 @@ def test_the_scheduler_does_not_start_without_the_latest_migration(tmp_path):
     assert migrated.returncode == 0, migrated.stderr
     back = django(db, "migrate", "django_rocket", MIGRATIONS[-2], "--noinput")
     assert back.returncode == 0, back.stderr
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "django", "runscheduler", "--once"],
-        cwd=ROOT,
-        env=environment(db),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    try:
-        wait_until(
-            lambda: any(f"django_rocket.{MIGRATIONS[-1]}" in line for line in lines),
-            30,
-            "the scheduler to name the missing migration",
-        )
-        assert proc.poll() is None  # waiting, not started
-        assert django(db, "migrate", "--noinput").returncode == 0
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        reader.join(timeout=10)
-    output = "".join(lines)
+    output = one_cycle_after_migrate(db, f"django_rocket.{MIGRATIONS[-1]}")
     assert "1 of django-rocket's migrations is not applied" in output, output
     # Nothing ran before the migration: the only runs are from after it.
     assert output.index("started with") > output.index("is not applied"), output
