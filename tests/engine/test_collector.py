@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+
+import pytest
 
 from django_rocket.engine.collector import FULL_AFTER, collecting_less, freeze_built
+
+
+@pytest.fixture(autouse=True)
+def _nothing_frozen() -> Iterator[None]:
+    """Start from nothing frozen: the collector's state is the whole process's.
+
+    An earlier test in the same process may have left objects frozen: a scheduler's
+    start-up that loads 10,000 task rows freezes them (``TaskTable.load``), and a test
+    that drives ``startup()`` without ``run()`` never reaches the loop's unfreeze.
+    """
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
 
 
 def test_the_loop_collects_less_and_gives_the_collector_back_as_it_was() -> None:
