@@ -135,12 +135,15 @@ class Leadership:
 
     def renew(self, now: datetime) -> bool:
         """Extend the lease if this instance still holds it; the fenced write of every start."""
-        assert self.token is not None  # called with the lease held (heartbeat, start)
+        name, token, expires_at = self.fence(now)
         return bool(
-            SchedulerLease.objects.filter(name=LEASE, token=self.token).update(
-                expires_at=now + self.lease_timeout
-            )
+            SchedulerLease.objects.filter(name=name, token=token).update(expires_at=expires_at)
         )
+
+    def fence(self, now: datetime) -> tuple[str, int, datetime]:
+        """The lease a write renews and is fenced by: its name, this token, the new expiry."""
+        assert self.token is not None  # called with the lease held (heartbeat, start)
+        return LEASE, self.token, now + self.lease_timeout
 
     def stand_by(self) -> None:
         """Give up the role after losing the lease."""

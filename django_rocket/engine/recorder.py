@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import Any, NamedTuple
 
 from django.db import DatabaseError, transaction
 
@@ -33,6 +34,8 @@ logger = logging.getLogger("django_rocket.scheduler")
 
 # A run whose row is committed: its task, its trigger and its id.
 Started = tuple[TaskSpec, str, str]
+# The lease a write is fenced by: its name, the token held, its new expiry.
+Fence = tuple[str, int, datetime]
 
 
 def new_run_ids(count: int) -> Iterator[str]:
@@ -71,41 +74,53 @@ def retry_parents(names: list[str], last_failed: dict[str, int | str]) -> dict[s
     return parents
 
 
-def write_starts(
-    starts: list[tuple[TaskSpec, str, str, TaskRun | None]],
-    now: datetime,
-    *,
-    task_pks: dict[str, int],
-    last_failed: dict[str, int | str],
-    host: str,
-    pid: int,
-    instance_pk: int | None,
-) -> list[Started]:
-    """Write the rows of runs starting now; return those this process took.
+# The runs to start: each one's task, trigger, run id and queued row (None: a new run).
+Starts = list[tuple[TaskSpec, str, str, TaskRun | None]]
 
-    New runs are inserted in one statement; a queued run is taken only if it is still
-    queued (another scheduler, or a deleted row, may have been first).
-    """
+
+class Where(NamedTuple):
+    """What a start's row says besides its task and trigger: which scheduler, where."""
+
+    task_pks: dict[str, int]
+    last_failed: dict[str, int | str]
+    host: str
+    pid: int
+    instance_pk: int | None
+
+
+def start_rows(starts: Starts, now: datetime, where: Where) -> list[tuple[Any, ...]]:
+    """The rows of the new runs among ``starts`` (runlog.START_FIELDS); queued ones have theirs."""
     retry_of = retry_parents(
-        [spec.name for spec, trigger, _, _ in starts if trigger == RunTrigger.RETRY], last_failed
+        [spec.name for spec, trigger, _, _ in starts if trigger == RunTrigger.RETRY],
+        where.last_failed,
     )
-    runlog.insert_runs(
+    return [
         (
-            task_pks[spec.name],
+            where.task_pks[spec.name],
             run_id,
             RunStatus.RUNNING,
             trigger,
             retry_of.get(spec.name) if trigger == RunTrigger.RETRY else None,
             now,
-            host,
-            pid,
-            instance_pk,
+            where.host,
+            where.pid,
+            where.instance_pk,
             "",
             "",
         )
         for spec, trigger, run_id, queued in starts
         if queued is None
-    )
+    ]
+
+
+def write_starts(starts: Starts, now: datetime, where: Where) -> list[Started]:
+    """Write the rows of runs starting now; return those this process took.
+
+    New runs are inserted in one statement; a queued run is taken only if it is still
+    queued (another scheduler, or a deleted row, may have been first).
+    """
+    runlog.insert_runs(start_rows(starts, now, where))
+    host, pid, instance_pk = where.host, where.pid, where.instance_pk
     taken: list[Started] = []
     for spec, trigger, run_id, queued in starts:
         if queued is None:
@@ -115,7 +130,25 @@ def write_starts(
     return taken
 
 
-def with_run_ids(batch: list[Start]) -> list[tuple[TaskSpec, str, str, TaskRun | None]]:
+def write_tick(
+    finishes: list[Outcome], starts: Starts, now: datetime, where: Where, fence: Fence
+) -> list[Started]:
+    """Write finishes and new runs with the lease renewed, in one statement (PostgreSQL).
+
+    What the fenced transaction of :meth:`Recorder.commit_starts` does, in one round trip
+    (runlog.write_tick). Raise :class:`LeaseLost` if the lease is no longer this
+    process's: then nothing was written.
+    """
+    assert all(queued is None for *_, queued in starts)  # taking a queued run is its own write
+    finished = runlog.write_tick(finish_rows(finishes), start_rows(starts, now, where), fence)
+    if finished is None:
+        raise LeaseLost
+    if finished < len({o.run_id for o in finishes}):
+        _log_left_out(finishes)
+    return [(spec, trigger, run_id) for spec, trigger, run_id, _ in starts]
+
+
+def with_run_ids(batch: list[Start]) -> Starts:
     """Give each run to start its id: a queued run keeps its own."""
     fresh = new_run_ids(len(batch))
     return [
@@ -133,6 +166,15 @@ def write_finishes(batch: list[Outcome]) -> None:
     lease), and it has acted on that record since, starting later runs. Such a finish is
     logged and left out.
     """
+    # Inside the starts' transaction no savepoint: a failure there rolls back all of it.
+    with transaction.atomic(savepoint=False):
+        written = runlog.finish_runs(finish_rows(batch), only_running=True)
+        if written < len({o.run_id for o in batch}):
+            _log_left_out(batch)
+
+
+def finish_rows(batch: list[Outcome]) -> list[tuple[str, tuple[Any, ...]]]:
+    """Each finish as (run id, values of FINISH_FIELDS); a start not known is read first."""
     missing = [o.run_id for o in batch if o.started_at is None]
     if missing:
         started = dict(
@@ -141,8 +183,7 @@ def write_finishes(batch: list[Outcome]) -> None:
         for outcome in batch:
             if outcome.started_at is None:
                 outcome.started_at = started.get(uuid.UUID(outcome.run_id))
-    # Inside the starts' transaction no savepoint: a failure there rolls back all of it.
-    rows = [
+    return [
         (
             o.run_id,
             (
@@ -157,10 +198,6 @@ def write_finishes(batch: list[Outcome]) -> None:
         )
         for o in batch
     ]
-    with transaction.atomic(savepoint=False):
-        written = runlog.finish_runs(rows, only_running=True)
-        if written < len({o.run_id for o in batch}):
-            _log_left_out(batch)
 
 
 def _log_left_out(batch: list[Outcome]) -> None:
@@ -246,6 +283,7 @@ class Recorder:
         *,
         renew: Callable[[datetime], bool],
         write: Callable[[], list[Started]],
+        at_once: Callable[[list[Outcome]], list[Started]] | None = None,
     ) -> list[Started]:
         """Write ``count`` starts in one fenced transaction, with the finishes pending.
 
@@ -253,23 +291,29 @@ class Recorder:
         While a failed write waits for its backoff they stay out, and :meth:`flush`
         writes them once it is over. ``renew`` fences the write: if the lease is no
         longer this process's, everything is rolled back and :class:`LeaseLost` raised.
+        ``at_once``, if given, does all of it in one statement instead (:func:`write_tick`),
+        given the finishes.
         """
         finishes = self.flushable()
         try:
-            with transaction.atomic():
-                if finishes:
-                    write_finishes(finishes)
-                if not renew(now):
-                    # Rolled back, the finishes included: they stay pending for the flush.
-                    raise LeaseLost
-                taken = write()
+            if at_once is not None:
+                # Nothing written if the lease was lost: the finishes stay pending.
+                taken = at_once(finishes)
+            else:
+                with transaction.atomic():
+                    if finishes:
+                        write_finishes(finishes)
+                    if not renew(now):
+                        # Rolled back, the finishes included: they stay pending for the flush.
+                        raise LeaseLost
+                    taken = write()
         except (DatabaseError, *runlog.REFUSED) as exc:
             if finishes and isinstance(exc, runlog.REFUSED):
                 # Perhaps a finish the database refuses, rolled back with the starts: write
                 # the finishes on their own (flush falls back to run by run), then the
                 # starts without them. No finishes are pending for this second try.
                 self.flush()
-                return self.commit_starts(now, count, renew=renew, write=write)
+                return self.commit_starts(now, count, renew=renew, write=write, at_once=at_once)
             # Write-ahead: a run whose row is not committed never starts.
             logger.error(
                 "Could not record the start of %d run(s)%s; will retry.",

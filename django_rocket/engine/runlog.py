@@ -13,6 +13,7 @@ it would pass a few MiB.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import uuid
@@ -21,11 +22,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, connection, models
+from django.db import DataError, IntegrityError, connection, models, transaction
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.utils.duration import duration_microseconds
 
-from django_rocket.models import FINISH_FIELDS, RunStatus, TaskRun
+from django_rocket.models import FINISH_FIELDS, RunStatus, SchedulerLease, TaskRun
 
 START_FIELDS = (
     "task",
@@ -176,7 +177,7 @@ def _json_value(field: Any) -> Callable[[Any], Any] | None:
 
         return datetime_text
     if isinstance(field, models.UUIDField):
-        return lambda v: str(v) if isinstance(v, uuid.UUID) else str(field.to_python(v))
+        return _uuid_text
     if isinstance(field, models.DurationField):
         # Days apart from the seconds, as psycopg sends a timedelta: '-1 days 86398.5 seconds'.
         return lambda v: f"{v.days} days {v.seconds}.{v.microseconds:06d} seconds"
@@ -295,38 +296,53 @@ def _statement(vendor: str, kind: str) -> str:
         return f"UPDATE {table} SET {assignments} WHERE {key} = %s{still}"
     assignments = ", ".join(f"{qn(f.column)} = v.c{i}" for i, f in enumerate(fields))
     if still:
-        # Found through the run id's unique index whatever the statistics say: the ids
-        # also come as an array (= ANY over the document, parsed once), which the planner
-        # costs as a few index probes, and the status each run must still have comes with
-        # the run (the last member), as a join condition. Compared with a constant
-        # 'running', the planner took the partial index rocket_run_open, whose bitmap scan
-        # visits every dead entry of it (finished runs not yet vacuumed: tens of thousands
-        # under a steady load, 2-4 ms a batch and growing); with the join alone and stale
-        # statistics, a sequential scan of the table.
-        source = _recordset([*fields, run_id, status])
-        return (
-            f"WITH v AS MATERIALIZED (SELECT * FROM {source}) "
-            f"UPDATE {table} SET {assignments} FROM v "
-            f"WHERE {table}.{key} = ANY(ARRAY(SELECT v.c{len(fields)} FROM v)) "
-            f"AND {table}.{key} = v.c{len(fields)} "
-            f"AND {table}.{qn(status.column)} = v.c{len(fields) + 1}"
-        )
+        source, update = _finish_running_parts()
+        return f"WITH {source} {update}"
     source = _recordset([*fields, run_id])
     return f"UPDATE {table} SET {assignments} FROM {source} WHERE {table}.{key} = v.c{len(fields)}"
+
+
+def _finish_running_parts() -> tuple[str, str]:
+    """PostgreSQL's conditional finish: the CTE ``v`` of the rows, and the UPDATE reading it.
+
+    Found through the run id's unique index whatever the statistics say: the ids also come
+    as an array (= ANY over the document, parsed once), which the planner costs as a few
+    index probes, and the status each run must still have comes with the run (the last
+    member), as a join condition. Compared with a constant 'running', the planner took the
+    partial index rocket_run_open, whose bitmap scan visits every dead entry of it
+    (finished runs not yet vacuumed: tens of thousands under a steady load, 2-4 ms a batch
+    and growing); with the join alone and stale statistics, a sequential scan of the table.
+    """
+    qn = connection.ops.quote_name
+    table = qn(TaskRun._meta.db_table)
+    fields = _columns(FINISH_FIELDS)
+    run_id = TaskRun._meta.get_field("run_id")
+    status = TaskRun._meta.get_field("status")
+    assert run_id.column is not None and status.column is not None
+    key = qn(run_id.column)
+    assignments = ", ".join(f"{qn(f.column)} = v.c{i}" for i, f in enumerate(fields))
+    source = f"v AS MATERIALIZED (SELECT * FROM {_recordset([*fields, run_id, status])})"
+    update = (
+        f"UPDATE {table} SET {assignments} FROM v "
+        f"WHERE {table}.{key} = ANY(ARRAY(SELECT v.c{len(fields)} FROM v)) "
+        f"AND {table}.{key} = v.c{len(fields)} "
+        f"AND {table}.{qn(status.column)} = v.c{len(fields) + 1}"
+    )
+    return source, update
 
 
 def _select(fields: list[Any]) -> str:
     return ", ".join(f"v.c{i}" for i in range(len(fields)))
 
 
-def _recordset(fields: list[Any]) -> str:
+def _recordset(fields: list[Any], alias: str = "v") -> str:
     """``json_to_recordset(%s::json) AS v(c0 type, ...)``: a batch's rows (PostgreSQL).
 
     Each member goes through its column type's input function: ISO 8601 datetimes,
     UUID text, interval text; a ``jsonb`` column takes the member's JSON as it is.
     """
     columns = ", ".join(f"c{i} {f.cast_db_type(connection)}" for i, f in enumerate(fields))
-    return f"json_to_recordset(%s::json) AS v({columns})"
+    return f"json_to_recordset(%s::json) AS {alias}({columns})"
 
 
 def insert_runs(rows: Iterable[Sequence[Any]]) -> None:
@@ -358,8 +374,7 @@ def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]], *, only_running: bool
     """
     fields = _columns(FINISH_FIELDS)
     key = TaskRun._meta.get_field("run_id")
-    convert_key = _converter(key) or (lambda v: v)
-    last = {convert_key(run_id): values for run_id, values in rows}
+    last = _last_values(rows)
     if not last:
         return 0
     dialect = _dialect()
@@ -367,11 +382,7 @@ def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]], *, only_running: bool
     with connection.cursor() as cursor:
         if dialect == "postgresql":
             if only_running:
-                status = TaskRun._meta.get_field("status")
-                running = RunStatus.RUNNING.value
-                document = _document(
-                    [*fields, key, status], ([*v, run_id, running] for run_id, v in last.items())
-                )
+                document = _running_document(last)
             else:
                 document = _document([*fields, key], ([*v, run_id] for run_id, v in last.items()))
             cursor.execute(sql, [document])
@@ -385,3 +396,97 @@ def finish_runs(rows: Iterable[tuple[Any, Sequence[Any]]], *, only_running: bool
         convert = [*(_converter(f) for f in fields), None]  # the key: converted above
         cursor.executemany(sql, _prep_rows(convert, [(*v, run_id) for run_id, v in last.items()]))
         return int(cursor.rowcount)  # summed over the rows (sqlite3, as DB-API allows)
+
+
+def _uuid_text(v: Any) -> str:
+    """A UUID as text for PostgreSQL's uuid input: a run id in its canonical form as it is.
+
+    The ids the scheduler makes are canonical text already (``recorder.new_run_ids``);
+    parsing each into a ``UUID`` and back cost a microsecond a run, twice for a finish.
+    """
+    if type(v) is str and len(v) == 36:
+        return v.lower()
+    return str(v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)))
+
+
+def _last_values(rows: Iterable[tuple[Any, Sequence[Any]]]) -> dict[Any, Sequence[Any]]:
+    """Finishes by run id (converted as the column takes it); a run given twice keeps its last."""
+    if connection.vendor == "postgresql":  # the document carries the ids as text
+        return {_uuid_text(run_id): values for run_id, values in rows}
+    convert_key = _converter(TaskRun._meta.get_field("run_id")) or (lambda v: v)
+    return {convert_key(run_id): values for run_id, values in rows}
+
+
+def _running_document(last: dict[Any, Sequence[Any]]) -> str:
+    """The JSON document of ``_finish_running_parts``: each finish, its id, and 'running'."""
+    fields = _columns(FINISH_FIELDS)
+    key = TaskRun._meta.get_field("run_id")
+    status = TaskRun._meta.get_field("status")
+    running = RunStatus.RUNNING.value
+    return _document([*fields, key, status], ([*v, run_id, running] for run_id, v in last.items()))
+
+
+def writes_tick_at_once() -> bool:
+    """Whether :func:`write_tick` can write a tick here: on PostgreSQL."""
+    return connection.vendor == "postgresql"
+
+
+def _column(model: type[models.Model], name: str) -> str:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field) and field.column is not None  # a concrete field
+    return field.column
+
+
+@functools.cache
+def _tick_statement() -> str:
+    """PostgreSQL: renew the lease, finish runs, insert runs, in one statement (write_tick)."""
+    qn = connection.ops.quote_name
+    lease = SchedulerLease._meta
+    expires, name, token = (qn(_column(SchedulerLease, f)) for f in ("expires_at", "name", "token"))
+    finishes, update = _finish_running_parts()
+    fields = _columns(START_FIELDS)
+    insert = (
+        f"INSERT INTO {qn(TaskRun._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+        f"SELECT {', '.join(f's.c{i}' for i in range(len(fields)))} "
+        f"FROM {_recordset(fields, 's')}"
+    )
+    return (
+        f"WITH lease AS (UPDATE {qn(lease.db_table)} SET {expires} = %s "
+        f"WHERE {name} = %s AND {token} = %s RETURNING 1), "
+        f"{finishes}, "
+        f"finished AS ({update} AND EXISTS (SELECT FROM lease) RETURNING 1), "
+        f"started AS ({insert} WHERE EXISTS (SELECT FROM lease) RETURNING 1) "
+        "SELECT (SELECT count(*) FROM lease), (SELECT count(*) FROM finished)"
+    )
+
+
+def write_tick(
+    finishes: Iterable[tuple[Any, Sequence[Any]]],
+    starts: Iterable[Sequence[Any]],
+    fence: tuple[str, int, datetime],
+) -> int | None:
+    """Renew the lease, finish runs still running and insert runs: one statement (PostgreSQL).
+
+    ``fence`` is the lease's name, the token this process holds and the new expiry. The
+    finishes and the starts are written only if the lease is still this process's; the
+    statement commits on its own (autocommit), so a tick's write is one round trip instead
+    of five (BEGIN, the finishes, the lease, the starts, COMMIT). Inside a transaction it
+    is one savepoint of it. Return how many runs were finished, or None if the lease was
+    lost and nothing was written.
+    """
+    rows = list(starts)
+    fields = _columns(START_FIELDS)
+    name, token, expires_at = fence
+    params = (
+        expires_at,
+        name,
+        token,
+        _running_document(_last_values(finishes)),
+        _document(fields, rows),
+    )
+    autocommit = connection.get_autocommit() and not connection.in_atomic_block
+    savepoint = contextlib.nullcontext() if autocommit else transaction.atomic()
+    with savepoint, connection.cursor() as cursor:
+        cursor.execute(_tick_statement(), params)
+        held, finished = cursor.fetchone()
+    return int(finished) if held else None

@@ -25,7 +25,7 @@ from django_rocket.alerts import install_alerts, shutdown_alerts
 from django_rocket.clock import Clock, SystemClock
 from django_rocket.conditions import parse_duration
 from django_rocket.conf import conf
-from django_rocket.engine import retention, snapshot
+from django_rocket.engine import retention, runlog, snapshot
 from django_rocket.engine.collector import collecting_less, freeze_built
 from django_rocket.engine.connection import (
     close_broken_connections,
@@ -43,9 +43,12 @@ from django_rocket.engine.poller import Poller
 from django_rocket.engine.recorder import (
     LeaseLost,
     Recorder,
+    Started,
     StartsNotRecorded,
+    Where,
     with_run_ids,
     write_starts,
+    write_tick,
 )
 from django_rocket.engine.recovery import Recovered, recover_crashed
 from django_rocket.engine.stopping import settle_runs, stop_local_runs
@@ -348,20 +351,27 @@ class Scheduler:
     def _start(self, now: datetime, batch: list[Start]) -> None:
         """Write every run's row in one fenced transaction, then launch them."""
         starts = with_run_ids(batch)
+        where = Where(
+            self.task_pks,
+            self.planner.last_failed,
+            self.leadership.host,
+            self.leadership.pid,
+            self.leadership.instance_pk,
+        )
+        at_once = None
+        if runlog.writes_tick_at_once() and all(queued is None for *_, queued in starts):
+            fence = self.leadership.fence(now)
+
+            def at_once(finishes: list[Outcome]) -> list[Started]:
+                return write_tick(finishes, starts, now, where, fence)
+
         try:
             taken = self.recorder.commit_starts(
                 now,
                 len(batch),
                 renew=self.leadership.renew,
-                write=lambda: write_starts(
-                    starts,
-                    now,
-                    task_pks=self.task_pks,
-                    last_failed=self.planner.last_failed,
-                    host=self.leadership.host,
-                    pid=self.leadership.pid,
-                    instance_pk=self.leadership.instance_pk,
-                ),
+                write=lambda: write_starts(starts, now, where),
+                at_once=at_once,
             )
         except LeaseLost:
             logger.warning("Lost the scheduler lease before starting runs; standing by.")

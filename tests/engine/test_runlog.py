@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from django_rocket.engine import runlog
-from django_rocket.models import Task, TaskRun
+from django_rocket.models import SchedulerLease, Task, TaskRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -112,6 +112,40 @@ def test_a_run_finished_twice_in_one_batch_keeps_the_last_values():
     )
     run = TaskRun.objects.get()
     assert (run.status, run.message, run.exception_types) == ("terminate", "second", [])
+
+
+def test_one_statement_writes_a_tick_only_while_the_lease_is_held():
+    """PostgreSQL's tick write: lease, finishes and starts together, or nothing at all."""
+    if not runlog.writes_tick_at_once():
+        pytest.skip("one statement a tick on PostgreSQL only")
+    task = Task.objects.create(name="t", func="tests.support.tasks.noop", start_cond="daily")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    expires = now + timedelta(seconds=30)
+    SchedulerLease.objects.create(name="default", token=3, expires_at=now)
+    running, done, new = (str(uuid.uuid4()) for _ in range(3))
+    runlog.insert_runs(
+        [
+            (task.pk, running, "running", "scheduled", None, now, "h", 1, None, "", ""),
+            (task.pk, done, "crash", "scheduled", None, now, "h", 1, None, "", ""),
+        ]
+    )
+    later = now + timedelta(seconds=2)
+    finishes = [
+        (run_id, ("success", later, timedelta(seconds=2), "", "", {"n": 1}, []))
+        for run_id in (running, done)
+    ]
+    starts = [(task.pk, new, "running", "scheduled", None, later, "h", 1, None, "", "")]
+
+    def log() -> dict[str, str]:
+        return {str(r): s for r, s in TaskRun.objects.values_list("run_id", "status")}
+
+    assert runlog.write_tick(finishes, starts, ("default", 2, expires)) is None  # fenced
+    assert log() == {running: "running", done: "crash"}
+    assert SchedulerLease.objects.get().expires_at == now
+    assert runlog.write_tick(finishes, starts, ("default", 3, expires)) == 1
+    assert log() == {running: "success", done: "crash", new: "running"}  # crash stays
+    assert TaskRun.objects.get(run_id=running).result == {"n": 1}
+    assert SchedulerLease.objects.get().expires_at == expires
 
 
 def test_empty_batches_issue_no_statement(django_assert_num_queries):

@@ -426,14 +426,17 @@ def test_finishes_written_with_the_starts_stay_pending_when_that_write_fails(
     scheduler = Scheduler(clock=clock)
     scheduler.startup()
     scheduler.tick()
-    real_insert = runlog.insert_runs
+    real = {name: getattr(runlog, name) for name in ("insert_runs", "write_tick")}
 
-    def fails_once(rows):
-        monkeypatch.setattr(runlog, "insert_runs", real_insert)
-        list(rows)
+    def fails_once(*args):
+        for name, function in real.items():
+            monkeypatch.setattr(runlog, name, function)
         raise DatabaseError("injected: the start write failed")
 
-    monkeypatch.setattr(runlog, "insert_runs", fails_once)
+    # The starts' write: inside the tick's transaction, or the tick's one statement
+    # (PostgreSQL, runlog.write_tick).
+    for name in real:
+        monkeypatch.setattr(runlog, name, fails_once)
     clock.advance(1)
     scheduler.tick()
     # Rolled back together: the finishes are not in the log yet, nor lost.
