@@ -189,3 +189,20 @@ def test_a_failing_task_s_4_byte_message_and_traceback_are_recorded(settings):
     assert run.status == RunStatus.FAIL
     assert EMOJI in run.message
     assert f"ValueError: {EMOJI}" in run.exc_text
+
+
+def test_renewing_the_lease_extends_it_to_the_instant_only_for_the_token_holder(settings, clock):
+    """The renewal's own SQL stores the expiry as the ORM would, on every backend."""
+    from django_rocket.engine.leadership import Leadership
+
+    SchedulerLease.objects.create(name="default", token=4, expires_at=clock.now())
+    leadership = Leadership(
+        clock, heartbeat_every=1.0, lease_timeout=timedelta(seconds=30), on_active=lambda now: None
+    )
+    later = clock.now() + timedelta(seconds=5, microseconds=250)
+    leadership.token = 3  # an old holder
+    assert leadership.renew(later) is False
+    assert SchedulerLease.objects.get().expires_at == clock.now()
+    leadership.token = 4
+    assert leadership.renew(later) is True
+    assert SchedulerLease.objects.get().expires_at == later + timedelta(seconds=30)
