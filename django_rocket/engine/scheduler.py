@@ -31,6 +31,7 @@ from django_rocket.engine.connection import (
     close_broken_connections,
     one_snapshot,
     reconnect,
+    sqlite_checkpoints_less,
     when_the_database_answers,
 )
 from django_rocket.engine.declarations import latest_task_change, sync_tasks
@@ -122,13 +123,15 @@ class Scheduler:
 
     def run(self) -> int:
         """Run until stopped; return the process exit code."""
-        if when_the_database_answers(
-            self.startup, self.clock, self.wakeup, lambda: self.stop_requested
-        ):
-            # Start-up's objects (specs, conditions) live as long as the process: frozen,
-            # and again once active, with the snapshot; full collections rarer (.collector).
-            with collecting_less():
-                self._loop()
+        with sqlite_checkpoints_less():
+            if when_the_database_answers(
+                self.startup, self.clock, self.wakeup, lambda: self.stop_requested
+            ):
+                # Start-up's objects (specs, conditions) live as long as the process:
+                # frozen, and again once active, with the snapshot; full collections
+                # rarer (.collector).
+                with collecting_less():
+                    self._loop()
         return self.exit_code
 
     def _loop(self) -> None:
