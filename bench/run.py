@@ -661,6 +661,8 @@ def one_run(
         out["runs_s"] = r["inserted"] / r["elapsed"]
         if r.get("batched"):  # rows/s in 1,000-row transactions; a run writes two rows
             out["limit_runs_s"] = r["batched"] / r["batched_elapsed"] / 2
+        if r.get("batched_v4"):  # the same with random ids, as before December 2026
+            out["limit_v4_runs_s"] = r["batched_v4"] / r["batched_v4_elapsed"] / 2
         return out
     runs = [tuple(r) for r in m.result.get("runs", [])]
     in_window = [r for r in runs if ready <= r[0] <= stop]
@@ -879,6 +881,12 @@ def table(results: dict, workloads: list[str], baseline: Baseline | None = None)
                 text = f"ours = {ours / med['runs_s']:.2f} of this" if ours else ""
                 if ours and limit and limit == limit:
                     text += f"; {ours / limit:.2f} of the two-writes limit ({limit:,.0f} runs/s)"
+                random_ids = med.get("limit_v4_runs_s")
+                if ours and random_ids and random_ids == random_ids:
+                    text += (
+                        f"; {ours / random_ids:.2f} of it with random (version 4) run ids "
+                        f"({random_ids:,.0f} runs/s)"
+                    )
                 cells.append(text)
                 lines.append("| " + " | ".join(cells) + " |")
                 continue

@@ -5,7 +5,9 @@ database is migrated by the harness), through the DB-API driver with no ORM: fir
 row per INSERT + COMMIT for ``seconds`` seconds, then 1,000 rows per transaction (one
 ``executemany``) for ``seconds`` seconds, and reports both rates. A run costs two row
 writes (its start and its finish), so half the batched rate is what one process can
-record at most: the "two-writes-a-run limit". Run ids are time-ordered, as django-rocket's.
+record at most: the "two-writes-a-run limit". Run ids are time-ordered, as django-rocket's;
+a third window inserts batches with random (version 4) ids, the limit as measured until
+December 2026, when the issues' targets were set against it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def uuid7() -> uuid.UUID:
     value = value & ~(0xF << 76) | 7 << 76  # version 7
     value = value & ~(0x3 << 62) | 0x2 << 62  # variant RFC 9562
     return uuid.UUID(int=value)
+
 
 SQL = (
     "INSERT INTO django_rocket_taskrun (task_id, run_id, status, {q}trigger{q}, started_at, host, "
@@ -101,24 +104,11 @@ def main() -> None:
                 con.commit()
             n += 1
     elapsed = time.perf_counter() - start
-    # The same rows, BATCH to a transaction.
-    end = time.perf_counter() + cfg["seconds"]
-    batched = 0
-    start = time.perf_counter()
-    while time.perf_counter() < end:
-        now = datetime.now(UTC)
-        if fmt == "sqlite":
-            at = now.isoformat(" ")
-            rows = [(task_id, uuid7().hex, at) for _ in range(BATCH)]
-            cur.execute("BEGIN")
-            cur.executemany(sql, rows)
-            cur.execute("COMMIT")
-        else:
-            rows = [(task_id, uuid7(), now) for _ in range(BATCH)]
-            cur.executemany(sql, rows)
-            con.commit()
-        batched += BATCH
-    batched_elapsed = time.perf_counter() - start
+    # The same rows, BATCH to a transaction: with time-ordered ids, then with random ones.
+    batched, batched_elapsed = batches(cur, con, sql, fmt, task_id, cfg["seconds"], uuid7)
+    batched_v4, batched_v4_elapsed = batches(
+        cur, con, sql, fmt, task_id, cfg["seconds"], uuid.uuid4
+    )
     emit("STOPPING")
     con.close()
     write_result(
@@ -128,9 +118,34 @@ def main() -> None:
             "elapsed": elapsed,
             "batched": batched,
             "batched_elapsed": batched_elapsed,
+            "batched_v4": batched_v4,
+            "batched_v4_elapsed": batched_v4_elapsed,
             "runs": [],
         },
     )
+
+
+def batches(
+    cur, con, sql: str, fmt: str, task_id: int, seconds: float, make_id
+) -> tuple[int, float]:
+    """Insert BATCH rows per transaction for ``seconds``; return (rows, elapsed seconds)."""
+    end = time.perf_counter() + seconds
+    inserted = 0
+    start = time.perf_counter()
+    while time.perf_counter() < end:
+        now = datetime.now(UTC)
+        if fmt == "sqlite":
+            at = now.isoformat(" ")
+            rows = [(task_id, make_id().hex, at) for _ in range(BATCH)]
+            cur.execute("BEGIN")
+            cur.executemany(sql, rows)
+            cur.execute("COMMIT")
+        else:
+            rows = [(task_id, make_id(), now) for _ in range(BATCH)]
+            cur.executemany(sql, rows)
+            con.commit()
+        inserted += BATCH
+    return inserted, time.perf_counter() - start
 
 
 if __name__ == "__main__":
