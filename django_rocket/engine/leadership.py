@@ -7,7 +7,6 @@ lease conditionally on that token, so an instance that lost it cannot start runs
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -19,6 +18,7 @@ from django.db.models import F, Q
 
 import django_rocket
 from django_rocket.clock import Clock
+from django_rocket.engine import runlog
 from django_rocket.engine.clocks import (
     TOLERANCE,
     WallClockWatch,
@@ -31,18 +31,6 @@ from django_rocket.models import SchedulerInstance, SchedulerLease, SchedulerRol
 logger = logging.getLogger("django_rocket.scheduler")
 
 LEASE = "default"
-
-
-@functools.cache
-def _renew_statement() -> str:
-    """``UPDATE lease SET expires_at = %s WHERE name = %s AND token = %s`` for this database."""
-    qn = connection.ops.quote_name
-    meta = SchedulerLease._meta
-    column = {f.name: qn(f.column) for f in meta.concrete_fields if f.column}
-    return (
-        f"UPDATE {qn(meta.db_table)} SET {column['expires_at']} = %s "
-        f"WHERE {column['name']} = %s AND {column['token']} = %s"
-    )
 
 
 class Leadership:
@@ -147,20 +135,16 @@ class Leadership:
             reconnect()
 
     def renew(self, now: datetime) -> bool:
-        """Extend the lease if this instance still holds it; the fenced write of every start.
-
-        The statement is composed once: through the ORM it cost as much as writing a
-        tick's hundred runs on SQLite.
-        """
+        """Extend the lease if this instance still holds it; the fenced write of every start."""
         name, token, expires_at = self.fence(now)
         with connection.cursor() as cursor:
             cursor.execute(
-                _renew_statement(),
+                runlog.renew_lease_statement(),
                 [connection.ops.adapt_datetimefield_value(expires_at), name, token],
             )
             return bool(cursor.rowcount > 0)
 
-    def fence(self, now: datetime) -> tuple[str, int, datetime]:
+    def fence(self, now: datetime) -> runlog.Fence:
         """The lease a write renews and is fenced by: its name, this token, the new expiry."""
         assert self.token is not None  # called with the lease held (heartbeat, start)
         return LEASE, self.token, now + self.lease_timeout

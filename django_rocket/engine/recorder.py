@@ -34,8 +34,6 @@ logger = logging.getLogger("django_rocket.scheduler")
 
 # A run whose row is committed: its task, its trigger and its id.
 Started = tuple[TaskSpec, str, str]
-# The lease a write is fenced by: its name, the token held, its new expiry.
-Fence = tuple[str, int, datetime]
 
 
 def new_run_ids(count: int) -> Iterator[str]:
@@ -131,7 +129,7 @@ def write_starts(starts: Starts, now: datetime, where: Where) -> list[Started]:
 
 
 def write_tick(
-    finishes: list[Outcome], starts: Starts, now: datetime, where: Where, fence: Fence
+    finishes: list[Outcome], starts: Starts, now: datetime, where: Where, fence: runlog.Fence
 ) -> list[Started]:
     """Write finishes and new runs with the lease renewed, in one statement (PostgreSQL).
 
