@@ -18,6 +18,8 @@ from typing import Any
 from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
+from django.db import DEFAULT_DB_ALIAS
+from django.db.utils import load_backend
 
 from django_rocket import registry
 from django_rocket.alerts import check_alerts
@@ -211,6 +213,40 @@ def _silence_flags() -> Messages:
             )
         )
     return messages
+
+
+@setting_check
+def _listen_database() -> Messages:
+    value = conf.listen_database
+    if value is None:
+        return []
+    problem = None
+    if not isinstance(value, str) or value not in settings.DATABASES:
+        aliases = ", ".join(repr(alias) for alias in settings.DATABASES)
+        problem = f"is not an alias in DATABASES ({aliases})"
+    elif _is_postgresql(DEFAULT_DB_ALIAS) and not _is_postgresql(value):
+        problem = "is not a PostgreSQL database, as the run log's is"
+    if problem is None:
+        return []
+    return [
+        _error(
+            "django_rocket.E035",
+            f"ROCKET_LISTEN_DATABASE {value!r} {problem}.",
+            "Name the DATABASES entry the scheduler listens on for run requests: 'default' "
+            "(the default), or behind a pooler in transaction mode such as PgBouncer, an "
+            "entry that connects to the same PostgreSQL database directly. Or write None "
+            "to rely on the poll (ROCKET_POLL_INTERVAL) alone.",
+        )
+    ]
+
+
+def _is_postgresql(alias: str) -> bool:
+    """By the backend's vendor, so that PostGIS counts as PostgreSQL (nothing connects)."""
+    engine = settings.DATABASES.get(alias, {}).get("ENGINE", "")
+    try:
+        return bool(load_backend(engine).DatabaseWrapper.vendor == "postgresql")
+    except Exception:  # Django's own checks report a backend that does not load
+        return False
 
 
 @setting_check

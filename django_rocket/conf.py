@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "ROCKET_SHUTDOWN_GRACE": "30 seconds",
     "ROCKET_STOP_REMOTE_RUNS_AT_SHUTDOWN": False,
     "ROCKET_POLL_INTERVAL": 1.0,
+    "ROCKET_LISTEN_DATABASE": "default",  # None: no LISTEN/NOTIFY, the poll alone
     "ROCKET_HEARTBEAT": "5 seconds",
     "ROCKET_LEASE_TIMEOUT": "30 seconds",
     "ROCKET_RESULT_MAX_BYTES": 65536,
@@ -140,6 +141,11 @@ class Settings:
     @property
     def poll_interval(self) -> float:
         return float(self.raw("ROCKET_POLL_INTERVAL"))
+
+    @property
+    def listen_database(self) -> str | None:
+        """The alias whose connection settings the run-request listener uses (PostgreSQL)."""
+        return cast("str | None", self.raw("ROCKET_LISTEN_DATABASE"))
 
     @property
     def heartbeat(self) -> Duration:

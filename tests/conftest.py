@@ -133,3 +133,19 @@ def _state_home(tmp_path_factory):
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def pgbouncer():
+    """A real PgBouncer (transaction pooling) in front of the test PostgreSQL server."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PgBouncer pools PostgreSQL connections")
+    from tests.support.pgbouncer import PgBouncer
+
+    s = connection.settings_dict
+    bouncer = PgBouncer(
+        s.get("HOST") or "127.0.0.1", int(s.get("PORT") or 5432), s.get("USER") or "postgres"
+    )
+    yield bouncer
+    # Before the test database is dropped: the pool's server connections hold it.
+    bouncer.stop()

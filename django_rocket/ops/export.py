@@ -1,7 +1,8 @@
 """Export the run log as CSV or JSON Lines, streamed in constant memory.
 
 Rows are read with ``values_list(...).iterator(chunk_size=...)`` (a server-side
-cursor on PostgreSQL, chunked fetches on SQLite; on MySQL and MariaDB, whose driver
+cursor on PostgreSQL, inside one transaction so that a pooler in transaction mode such as
+PgBouncer keeps it on one session; chunked fetches on SQLite; on MySQL and MariaDB, whose driver
 buffers whole result sets, one page after another), in start order along the
 ``(started_at, id)`` index, and written as they arrive: memory does not grow
 with the number of runs.
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 
 from django_rocket.models import TaskRun
@@ -84,6 +85,13 @@ def _stream(runs: QuerySet[TaskRun], chunk_size: int) -> Iterator[tuple[Any, ...
     page by page after the last (started_at, id) seen, each page along the index.
     """
     ordered = runs.order_by("started_at", "id")
+    if connection.vendor == "postgresql" and connection.get_autocommit():
+        # In a transaction: a server-side cursor then lives as long as it, on one session.
+        # Without one it outlives each fetch's transaction (WITH HOLD), and a pooler in
+        # transaction mode (PgBouncer) may send the next fetch to a session without it.
+        with transaction.atomic():
+            yield from ordered.values_list(*_FIELDS).iterator(chunk_size=chunk_size)
+        return
     if connection.vendor != "mysql":
         yield from ordered.values_list(*_FIELDS).iterator(chunk_size=chunk_size)
         return

@@ -1,9 +1,11 @@
 """Every check ID, triggered by the setting it guards, with the task name and the fix."""
 
 import pytest
+from django.conf import settings as django_settings
 from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.db import connection
 
 from django_rocket.checks import check_settings, check_tasks
 
@@ -318,6 +320,8 @@ def test_e020_condition_module(settings):
         ("ROCKET_SILENCE_COND_CHECK", "yes", "django_rocket.E031"),
         ("ROCKET_HEALTH_MAX_AGE", -1, "django_rocket.E032"),
         ("ROCKET_STOP_REMOTE_RUNS_AT_SHUTDOWN", "no", "django_rocket.E034"),
+        ("ROCKET_LISTEN_DATABASE", "replica", "django_rocket.E035"),
+        ("ROCKET_LISTEN_DATABASE", True, "django_rocket.E035"),
         ("ROCKET_TASK_FUNCTIONS", "myapp.tasks.*", "django_rocket.E060"),
         ("ROCKET_TASK_FUNCTIONS", ["myapp.tasks.*", "*"], "django_rocket.E060"),
         ("ROCKET_TASK_FUNCTIONS", ["myapp..tasks"], "django_rocket.E060"),
@@ -329,6 +333,32 @@ def test_setting_checks(settings, setting, value, check_id):
     assert ids(messages) == [check_id]
     assert setting in messages[0].msg
     assert messages[0].hint
+
+
+def test_e035_names_the_aliases_there_are(settings):
+    settings.ROCKET_LISTEN_DATABASE = "direct"
+    (message,) = check_settings()
+    assert message.msg == (
+        "ROCKET_LISTEN_DATABASE 'direct' is not an alias in DATABASES ('default')."
+    )
+    assert "PgBouncer" in message.hint
+    assert "None" in message.hint
+
+
+def test_e035_the_listen_database_is_postgresql_when_the_run_log_is(settings, monkeypatch):
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+    monkeypatch.setitem(django_settings.DATABASES, "other", sqlite)
+    settings.ROCKET_LISTEN_DATABASE = "other"
+    messages = check_settings()
+    if connection.vendor == "postgresql":
+        assert ids(messages) == ["django_rocket.E035"]
+        assert "is not a PostgreSQL database" in messages[0].msg
+    else:  # nothing listens: the setting has no effect
+        assert messages == []
+    monkeypatch.setitem(django_settings.DATABASES, "other", dict(connection.settings_dict))
+    assert check_settings() == []
+    settings.ROCKET_LISTEN_DATABASE = None  # the poll alone
+    assert check_settings() == []
 
 
 def test_task_functions_accept_paths_and_prefixes(settings):
