@@ -250,6 +250,44 @@ def _is_postgresql(alias: str) -> bool:
 
 
 @setting_check
+def _routers() -> Messages:
+    """The scheduler reads and writes the run log on ``default``: routers must agree."""
+    from django.apps import apps
+    from django.db import router
+
+    astray: dict[tuple[str, str], list[str]] = {}  # (queries, where to) -> model names
+    for model in apps.get_app_config("django_rocket").get_models():
+        try:
+            answers = [
+                ("reads", repr(router.db_for_read(model))),
+                ("writes", repr(router.db_for_write(model))),
+                ("tables", repr(DEFAULT_DB_ALIAS))
+                if router.allow_migrate_model(DEFAULT_DB_ALIAS, model)
+                else ("tables", "another database (allow_migrate)"),
+            ]
+        except Exception as exc:  # a router that raises: say so rather than crash the check
+            answers = [("queries", f"nowhere (a router raised {exc!r})")]
+        for what, alias in answers:
+            if alias != repr(DEFAULT_DB_ALIAS):
+                astray.setdefault((what, alias), []).append(model.__name__)
+    if not astray:
+        return []
+    sent = "; ".join(
+        f"the {what} of {', '.join(names)} to {alias}" for (what, alias), names in astray.items()
+    )
+    return [
+        _error(
+            "django_rocket.E036",
+            f"DATABASE_ROUTERS send {sent}. The scheduler reads and writes its run log on "
+            "'default' only; reading a lagging replica, a scheduler taking over would miss the "
+            "latest runs and start them again.",
+            "Put 'django_rocket.routers.RunLogRouter' first in DATABASE_ROUTERS: it keeps "
+            "django-rocket's models on 'default' and leaves every other model to your routers.",
+        )
+    ]
+
+
+@setting_check
 def _spool_dir() -> Messages:
     value = conf.spool_dir
     if value is None:

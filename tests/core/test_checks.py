@@ -361,6 +361,68 @@ def test_e035_the_listen_database_is_postgresql_when_the_run_log_is(settings, mo
     assert check_settings() == []
 
 
+def test_e036_routers_that_send_the_run_log_to_a_replica(settings):
+    settings.DATABASE_ROUTERS = ["tests.support.routers.Replicas"]
+    (message,) = check_settings()
+    assert message.id == "django_rocket.E036"
+    assert message.msg.startswith(
+        "DATABASE_ROUTERS send the reads of Task, TaskRun, SchedulerInstance, SchedulerLease"
+    )
+    assert "to 'replica'" in message.msg
+    assert "the writes of" not in message.msg  # they go to "default"
+    assert "'django_rocket.routers.RunLogRouter' first" in message.hint
+
+
+def test_e036_routers_that_put_the_run_log_on_another_database(settings):
+    settings.DATABASE_ROUTERS = ["tests.support.routers.RocketElsewhere"]
+    (message,) = check_settings()
+    assert "the reads of" in message.msg and "to 'other'" in message.msg
+    assert "the writes of" in message.msg
+    assert "the tables of" in message.msg and "another database (allow_migrate)" in message.msg
+
+
+def test_e036_a_router_that_raises_is_named(settings):
+    settings.DATABASE_ROUTERS = ["tests.support.routers.Broken"]
+    (message,) = check_settings()
+    assert message.id == "django_rocket.E036"
+    assert "RuntimeError('no replica configured')" in message.msg
+
+
+@pytest.mark.parametrize(
+    "routers",
+    [
+        ["django_rocket.routers.RunLogRouter", "tests.support.routers.Replicas"],
+        ["django_rocket.routers.RunLogRouter", "tests.support.routers.RocketElsewhere"],
+        ["django_rocket.routers.RunLogRouter", "tests.support.routers.Broken"],
+    ],
+)
+def test_run_log_router_first_keeps_the_run_log_on_default(settings, routers):
+    settings.DATABASE_ROUTERS = routers
+    assert check_settings() == []
+
+
+def test_runscheduler_does_not_start_with_the_run_log_on_a_replica(settings):
+    settings.DATABASE_ROUTERS = ["tests.support.routers.Replicas"]
+    with pytest.raises(SystemCheckError, match=r"django_rocket.E036.*to 'replica'"):
+        call_command("runscheduler", "--once", skip_checks=False)
+
+
+def test_run_log_router_leaves_other_models_to_the_next_router(settings):
+    from django.contrib.auth.models import User
+    from django.db import router
+
+    from django_rocket.models import Task
+
+    settings.DATABASE_ROUTERS = [
+        "django_rocket.routers.RunLogRouter",
+        "tests.support.routers.Replicas",
+    ]
+    assert router.db_for_read(User) == "replica"
+    assert router.db_for_read(Task) == "default"
+    assert router.allow_migrate("replica", "django_rocket") is False
+    assert router.allow_migrate("replica", "auth") is True
+
+
 def test_task_functions_accept_paths_and_prefixes(settings):
     settings.ROCKET_TASK_FUNCTIONS = ["myapp.reminders.send", "myapp.reports.*"]
     assert check_settings() == []
