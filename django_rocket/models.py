@@ -364,6 +364,9 @@ class SchedulerInstance(models.Model):
 
     host = models.CharField(_("host"), max_length=255)
     pid = models.IntegerField(_("pid"))
+    # Where ``pid`` names this process: the kernel's boot id and the PID namespace (Linux).
+    # Another scheduler checks the pid only from the same one (engine.leadership).
+    pid_namespace = models.CharField(_("PID namespace"), max_length=100, blank=True, default="")
     role = models.CharField(
         _("role"), max_length=10, choices=SchedulerRole.choices, default=SchedulerRole.STANDBY
     )

@@ -12,6 +12,8 @@ import os
 import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import NamedTuple
 
 from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Q
@@ -53,6 +55,7 @@ class Leadership:
         self.activated = False
         self.host = socket.gethostname()
         self.pid = os.getpid()
+        self.pid_namespace = pid_namespace()
         self.instance: SchedulerInstance | None = None
         self.token: int | None = None
         self.next_heartbeat: float = 0.0
@@ -72,6 +75,7 @@ class Leadership:
         self.instance = self.instance or SchedulerInstance.objects.create(
             host=self.host,
             pid=self.pid,
+            pid_namespace=self.pid_namespace,
             started_at=now,
             last_seen=now,
             version=django_rocket.__version__,
@@ -162,10 +166,10 @@ class Leadership:
             holder = (
                 SchedulerLease.objects.filter(name=LEASE)
                 .select_related("holder")
-                .values_list("token", "holder__host", "holder__pid")
+                .values_list("token", "holder__host", "holder__pid", "holder__pid_namespace")
                 .first()
             )
-            if holder and holder[1] == self.host and holder[2] and not pid_alive(holder[2]):
+            if holder and self.sees_pids_of(holder[1], holder[3]) and not pid_alive(holder[2]):
                 # The holder was on this machine and its process is gone: no need to wait
                 # for its lease to expire. Conditional on the token we saw, as always.
                 free = free | Q(token=holder[0])
@@ -184,6 +188,19 @@ class Leadership:
         self._set_role(SchedulerRole.ACTIVE)
         logger.info("This scheduler is now active (fencing token %s).", self.token)
         self._activate(now)
+
+    @property
+    def here(self) -> Here:
+        return Here(self.host, self.pid, self.pid_namespace)
+
+    def sees_pids_of(self, host: str | None, namespace: str | None) -> bool:
+        """Whether a pid recorded by a scheduler on ``host`` names a process this one sees.
+
+        The same hostname is not enough: containers sharing one (host networking, an
+        explicit ``hostname:``) or machines cloned from one image each number their own
+        processes, and a pid missing here may be a live scheduler there.
+        """
+        return bool(host) and host == self.host and namespace == self.pid_namespace
 
     def _activate(self, now: datetime) -> None:
         """Run on_active; a database error there leaves it for the next heartbeat."""
@@ -211,6 +228,28 @@ class Leadership:
 
 def _lease_free(now: datetime) -> Q:
     return Q(holder__isnull=True) | Q(expires_at__isnull=True) | Q(expires_at__lt=now)
+
+
+class Here(NamedTuple):
+    """This scheduler process, as rows record it: host, pid and where the pid is valid."""
+
+    host: str
+    pid: int
+    pid_namespace: str
+
+
+def pid_namespace() -> str:
+    """Where this process's pid names it: the kernel's boot id and its PID namespace.
+
+    Empty where ``/proc`` does not say (not Linux): there the hostname alone decides, as
+    before the namespace was recorded.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return ""
+    return f"{boot}/pid:{namespace}"
 
 
 def pid_alive(pid: int) -> bool:

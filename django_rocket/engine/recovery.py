@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django_rocket.engine.events import log_run_event
-from django_rocket.engine.leadership import pid_alive
+from django_rocket.engine.leadership import Here, pid_alive
 from django_rocket.models import RunStatus, SchedulerRole, TaskRun
 from django_rocket.registry import TaskSpec
 
@@ -38,8 +38,7 @@ def recover_crashed(
     specs: dict[str, TaskSpec],
     own_runs: Container[str],
     instance_pk: int | None,
-    host: str,
-    pid: int,
+    here: Here,
     lease_timeout: timedelta,
 ) -> Recovered:
     """Record local runs of schedulers that are gone as ``crash``; claim their remote runs.
@@ -54,16 +53,16 @@ def recover_crashed(
         if run.run_id and str(run.run_id) in own_runs:
             continue
         if run.remote_id:
-            if _may_adopt(run, now, instance_pk, host, lease_timeout):
+            if _may_adopt(run, now, instance_pk, here, lease_timeout):
                 remote.append(run)
-        elif _is_orphan(run, now, specs, instance_pk, host, lease_timeout):
+        elif _is_orphan(run, now, specs, instance_pk, here, lease_timeout):
             crashed.append(run)
     for run in crashed:
         who = _scheduler_of(run)
         run.crash(
             now,
             f"The scheduler {who} stopped while this run was in progress; "
-            f"detected at {now.isoformat()} by {host}:{pid}.",
+            f"detected at {now.isoformat()} by {here.host}:{here.pid}.",
         )
         log_run_event(
             run.task.name,
@@ -96,24 +95,30 @@ def _claim(runs: list[TaskRun], instance_pk: int | None) -> list[TaskRun]:
     return claimed
 
 
-def _owner_gone(run: TaskRun, now: datetime, host: str, lease_timeout: timedelta) -> bool | None:
+def _owner_gone(run: TaskRun, now: datetime, here: Here, lease_timeout: timedelta) -> bool | None:
     """Whether the scheduler that recorded ``run`` is gone; None if the row cannot say."""
-    if run.host == host and run.pid and not pid_alive(run.pid):
-        return True
     inst = run.scheduler
+    if run.host == here.host and run.pid and not pid_alive(run.pid):
+        # A scheduler's own pid is checked only from its PID namespace: a live scheduler in
+        # another container with this hostname is not here to be seen. The pid of a
+        # runtask process or a worker on the row was recorded without one.
+        if inst is None or (inst.host, inst.pid) != (run.host, run.pid):
+            return True
+        if inst.pid_namespace == here.pid_namespace:
+            return True
     if inst is not None:
         return inst.stopped_at is not None or inst.last_seen < now - lease_timeout
     return None
 
 
 def _may_adopt(
-    run: TaskRun, now: datetime, instance_pk: int | None, host: str, lease_timeout: timedelta
+    run: TaskRun, now: datetime, instance_pk: int | None, here: Here, lease_timeout: timedelta
 ) -> bool:
     """Whether to follow a remote run: unless a live, active scheduler still follows it."""
     inst = run.scheduler
     if inst is None or inst.pk == instance_pk:
         return True  # its scheduler's row was deleted, or this one left it (lost the lease)
-    return bool(_owner_gone(run, now, host, lease_timeout)) or inst.role != SchedulerRole.ACTIVE
+    return bool(_owner_gone(run, now, here, lease_timeout)) or inst.role != SchedulerRole.ACTIVE
 
 
 def _scheduler_of(run: TaskRun) -> str:
@@ -134,17 +139,17 @@ def _is_orphan(
     now: datetime,
     specs: dict[str, TaskSpec],
     instance_pk: int | None,
-    host: str,
+    here: Here,
     lease_timeout: timedelta,
 ) -> bool:
     """Whether the process that was running the local run ``run`` is gone."""
     inst = run.scheduler
     if inst is not None and inst.pk == instance_pk:
         return False
-    gone = _owner_gone(run, now, host, lease_timeout)
+    gone = _owner_gone(run, now, here, lease_timeout)
     if gone is not None:
         return gone
-    if run.host != host:
+    if run.host != here.host:
         spec = specs.get(run.task.name)
         limit = spec.timeout if spec and spec.timeout else timedelta(days=1)
         return run.started_at is not None and run.started_at < now - limit - lease_timeout

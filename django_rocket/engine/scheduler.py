@@ -240,8 +240,7 @@ class Scheduler:
             specs=self.specs,
             own_runs=self.planner.running,
             instance_pk=self.leadership.instance_pk,
-            host=self.leadership.host,
-            pid=self.leadership.pid,
+            here=self.leadership.here,
             lease_timeout=self.leadership.lease_timeout,
         )
 

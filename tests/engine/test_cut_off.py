@@ -17,6 +17,7 @@ import pytest
 from django.db import OperationalError, connection
 from django.db.models import F
 
+from django_rocket.engine.leadership import Here
 from django_rocket.engine.recovery import recover_crashed
 from django_rocket.engine.scheduler import Scheduler
 from django_rocket.models import (
@@ -96,8 +97,7 @@ def _successor_takes_over(scheduler: Scheduler, cut: Cut, now) -> SchedulerInsta
             specs=scheduler.specs,
             own_runs=set(),
             instance_pk=successor.pk,
-            host=successor.host,
-            pid=successor.pid,
+            here=Here(successor.host, successor.pid, successor.pid_namespace),
             lease_timeout=scheduler.leadership.lease_timeout,
         )
         assert recovered.crashed == 1  # the cut-off scheduler's heartbeat is 40 s old

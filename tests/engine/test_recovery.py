@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from django_rocket.engine.leadership import Here
 from django_rocket.engine.recovery import recover_crashed
 from django_rocket.models import RunStatus, SchedulerInstance, Task, TaskRun
 
@@ -30,8 +31,7 @@ def test_a_workers_run_is_blamed_on_its_scheduler_not_on_the_worker():
         specs={},
         own_runs=set(),
         instance_pk=None,
-        host="other-host",
-        pid=1,
+        here=Here("other-host", 1, "other-boot/pid:1"),
         lease_timeout=timedelta(seconds=30),
     )
     assert recovered.crashed == 1

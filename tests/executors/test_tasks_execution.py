@@ -25,6 +25,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_rocket import registry
 from django_rocket.engine import runlog
+from django_rocket.engine.leadership import Here, pid_namespace
 from django_rocket.engine.scheduler import Scheduler
 from django_rocket.executors.django_tasks import checks as tasks_checks
 from django_rocket.executors.django_tasks.framework import framework
@@ -478,8 +479,7 @@ def test_only_runs_no_live_active_scheduler_follows_are_adopted(clock):
             specs={},
             own_runs={str(r.run_id) for r in following},
             instance_pk=me.pk,
-            host=HOST,
-            pid=os.getpid(),
+            here=Here(HOST, os.getpid(), pid_namespace()),
             lease_timeout=timedelta(seconds=30),
         )
 

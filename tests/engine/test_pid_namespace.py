@@ -1,0 +1,151 @@
+"""A dead pid on this host means a dead scheduler only from that scheduler's PID namespace.
+
+Two containers can share a hostname (host networking, an explicit ``hostname:`` in a
+compose file) and each number their own processes; so can machines cloned from one
+image. A standby there that found the active scheduler's pid missing from its own process
+table took the lease at once and recorded the live scheduler's runs as ``crash``, and
+their tasks ran again while the first runs went on. The holder here is a real process
+that has exited; the other container is its row saying another namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from django_rocket.engine.leadership import Here, Leadership, pid_alive, pid_namespace
+from django_rocket.engine.recovery import recover_crashed
+from django_rocket.models import RunStatus, SchedulerInstance, SchedulerLease, Task, TaskRun
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.django_db
+
+HOST = socket.gethostname()
+ELSEWHERE = "another-boot-id/pid:4026532999"  # a container on another kernel, or beside us
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process of this test run that has exited."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert not pid_alive(proc.pid)
+    return proc.pid
+
+
+def holder_of_the_lease(clock, pid: int, namespace: str) -> SchedulerInstance:
+    """An active scheduler on this hostname whose lease runs for 30 more seconds."""
+    now = clock.now()
+    holder = SchedulerInstance.objects.create(
+        host=HOST, pid=pid, pid_namespace=namespace, role="active", token=7, last_seen=now
+    )
+    SchedulerLease.objects.create(
+        name="default", holder=holder, token=7, expires_at=now + timedelta(seconds=30)
+    )
+    return holder
+
+
+def standby(clock) -> Leadership:
+    leadership = Leadership(
+        clock, heartbeat_every=1.0, lease_timeout=timedelta(seconds=30), on_active=lambda now: None
+    )
+    leadership.register(clock.now())
+    return leadership
+
+
+def test_this_process_names_its_boot_and_pid_namespace():
+    if not os.path.exists("/proc/self/ns/pid"):
+        pytest.skip("Linux only: elsewhere the hostname alone decides")
+    boot, namespace = pid_namespace().split("/pid:")
+    assert len(boot) == 36  # the kernel's boot id, a UUID
+    assert int(namespace) == os.stat(f"/proc/{os.getpid()}/ns/pid").st_ino
+    code = "import django; django.setup(); from django_rocket.engine import leadership as l; "
+    child = subprocess.run(
+        [sys.executable, "-c", code + "print(l.pid_namespace())"],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert child.stdout.strip() == pid_namespace()  # the same for every process here
+
+
+def test_a_holder_gone_from_this_pid_namespace_is_replaced_at_once(clock, dead_pid):
+    holder_of_the_lease(clock, dead_pid, pid_namespace())
+    leadership = standby(clock)
+    leadership.heartbeat(clock.now())
+    lease = SchedulerLease.objects.get()
+    assert (lease.token, lease.holder_id) == (8, leadership.instance_pk)
+    assert leadership.active
+
+
+def test_a_holder_with_this_hostname_in_another_pid_namespace_keeps_its_lease(clock, dead_pid):
+    holder_of_the_lease(clock, dead_pid, ELSEWHERE)
+    leadership = standby(clock)
+    leadership.heartbeat(clock.now())
+    lease = SchedulerLease.objects.get()
+    assert (lease.token, lease.holder.pid) == (7, dead_pid)  # its pid means nothing here
+    assert not leadership.active
+    clock.advance(timedelta(seconds=31))  # its lease expires: then it is taken
+    leadership.heartbeat(clock.now())
+    assert SchedulerLease.objects.get().token == 8
+
+
+def test_a_holder_recorded_before_namespaces_were_is_waited_for(clock, dead_pid):
+    holder_of_the_lease(clock, dead_pid, "")  # a row an older version wrote
+    leadership = standby(clock)
+    leadership.heartbeat(clock.now())
+    assert SchedulerLease.objects.get().token == 7
+
+
+def running_run_of(scheduler: SchedulerInstance, clock) -> TaskRun:
+    task = Task.objects.create(name="job", func="tests.support.tasks.noop", start_cond="true")
+    return TaskRun.objects.create(
+        task=task,
+        status=RunStatus.RUNNING,
+        started_at=clock.now(),
+        host=scheduler.host,
+        pid=scheduler.pid,
+        scheduler=scheduler,
+    )
+
+
+def recover(clock, here: Here):
+    return recover_crashed(
+        clock.now(),
+        specs={},
+        own_runs=set(),
+        instance_pk=None,
+        here=here,
+        lease_timeout=timedelta(seconds=30),
+    )
+
+
+def test_runs_of_a_live_scheduler_in_another_pid_namespace_are_not_crashed(clock, dead_pid):
+    other = SchedulerInstance.objects.create(
+        host=HOST, pid=dead_pid, pid_namespace=ELSEWHERE, role="standby", last_seen=clock.now()
+    )
+    run = running_run_of(other, clock)
+    here = Here(HOST, os.getpid(), pid_namespace())
+    assert recover(clock, here).crashed == 0  # its heartbeat is fresh: it is alive
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+    clock.advance(timedelta(seconds=31))  # no heartbeat for longer than the lease
+    assert recover(clock, here).crashed == 1
+    run.refresh_from_db()
+    assert run.status == RunStatus.CRASH
+
+
+def test_runs_of_a_scheduler_gone_from_this_pid_namespace_are_crashed_at_once(clock, dead_pid):
+    other = SchedulerInstance.objects.create(
+        host=HOST, pid=dead_pid, pid_namespace=pid_namespace(), last_seen=clock.now()
+    )
+    run = running_run_of(other, clock)
+    assert recover(clock, Here(HOST, os.getpid(), pid_namespace())).crashed == 1
+    run.refresh_from_db()
+    assert run.status == RunStatus.CRASH
