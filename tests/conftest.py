@@ -48,21 +48,27 @@ def database_url(port: int = 0) -> str:
     return f"{scheme}://{credentials}@{host}:{port}/{s['NAME']}{query}"
 
 
+def process_env(tasks: dict, settings: dict | None = None, db_port: int = 0) -> dict[str, str]:
+    """The environment of a ``manage.py`` subprocess on the test database (tests/settings.py)."""
+    env = os.environ.copy()
+    env.update(
+        DATABASE_URL=database_url(db_port),
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        PYTHONPATH=str(ROOT),
+        ROCKET_TEST_TASKS=json.dumps(tasks),
+        ROCKET_TEST_SETTINGS=json.dumps(settings or {}),
+        ROCKET_TEST_PARENT=str(os.getpid()),  # tests/settings.py: die with this pytest
+    )
+    return env
+
+
 class SchedulerProcess:
     """A real ``runscheduler`` subprocess against the test database."""
 
     def __init__(
         self, tasks: dict, settings: dict | None = None, args: tuple = (), db_port: int = 0
     ) -> None:
-        env = os.environ.copy()
-        env.update(
-            DATABASE_URL=database_url(db_port),
-            DJANGO_SETTINGS_MODULE="tests.settings",
-            PYTHONPATH=str(ROOT),
-            ROCKET_TEST_TASKS=json.dumps(tasks),
-            ROCKET_TEST_SETTINGS=json.dumps(settings or {}),
-            ROCKET_TEST_PARENT=str(os.getpid()),  # tests/settings.py: die with this pytest
-        )
+        env = process_env(tasks, settings, db_port)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "django", "runscheduler", *args],
             cwd=ROOT,

@@ -8,8 +8,6 @@ they reach it at once again. Run requests are made by ``runtask`` in its own pro
 through the pooler, as a web app behind it makes them.
 """
 
-import json
-import os
 import subprocess
 import sys
 
@@ -18,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from django_rocket.models import RunStatus, Task, TaskRun
-from tests.conftest import ROOT, database_url, wait_until
+from tests.conftest import ROOT, process_env, wait_until
 
 pytestmark = [pytest.mark.slow]
 
@@ -43,17 +41,10 @@ def databases(pooled_port: int) -> dict:
 
 def request_run(pooled_port: int) -> None:
     """``manage.py runtask manual`` through the pooler: it queues a run for the scheduler."""
-    env = os.environ.copy()
-    env.update(
-        DATABASE_URL=database_url(pooled_port),
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        PYTHONPATH=str(ROOT),
-        ROCKET_TEST_TASKS=json.dumps(TASKS),
-    )
     done = subprocess.run(
         [sys.executable, "-m", "django", "runtask", "manual"],
         cwd=ROOT,
-        env=env,
+        env=process_env(TASKS, db_port=pooled_port),
         capture_output=True,
         text=True,
         timeout=60,

@@ -6,7 +6,6 @@ the guard, the script's ``execute_from_command_line(sys.argv)`` ran once more in
 process run's child: a second ``runscheduler`` inside it.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from django_rocket.models import RunStatus, TaskRun
-from tests.conftest import ROOT, database_url
+from tests.conftest import process_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -31,15 +30,7 @@ execute_from_command_line(sys.argv)
 
 
 def start(script, tasks: dict, *args: str) -> subprocess.Popen:
-    env = os.environ.copy()
-    env.update(
-        DATABASE_URL=database_url(),
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        PYTHONPATH=str(ROOT),
-        ROCKET_TEST_TASKS=json.dumps(tasks),
-        ROCKET_TEST_SETTINGS=json.dumps({"ROCKET_POLL_INTERVAL": 0.2}),
-        ROCKET_TEST_PARENT=str(os.getpid()),  # tests/settings.py: die with this pytest
-    )
+    env = process_env(tasks, {"ROCKET_POLL_INTERVAL": 0.2})
     return subprocess.Popen(
         [sys.executable, str(script), "runscheduler", *args],
         cwd=script.parent,
