@@ -257,19 +257,21 @@ def _routers() -> Messages:
 
     astray: dict[tuple[str, str], list[str]] = {}  # (queries, where to) -> model names
     for model in apps.get_app_config("django_rocket").get_models():
+        places: list[tuple[str, str]] = []
         try:
-            answers = [
-                ("reads", repr(router.db_for_read(model))),
-                ("writes", repr(router.db_for_write(model))),
-                ("tables", repr(DEFAULT_DB_ALIAS))
-                if router.allow_migrate_model(DEFAULT_DB_ALIAS, model)
-                else ("tables", "another database (allow_migrate)"),
-            ]
+            read, write = router.db_for_read(model), router.db_for_write(model)
+            migrates = router.allow_migrate_model(DEFAULT_DB_ALIAS, model)
         except Exception as exc:  # a router that raises: say so rather than crash the check
-            answers = [("queries", f"nowhere (a router raised {exc!r})")]
-        for what, alias in answers:
-            if alias != repr(DEFAULT_DB_ALIAS):
-                astray.setdefault((what, alias), []).append(model.__name__)
+            places.append(("queries", f"nowhere (a router raised {exc!r})"))
+        else:
+            if read != DEFAULT_DB_ALIAS:
+                places.append(("reads", repr(read)))
+            if write != DEFAULT_DB_ALIAS:
+                places.append(("writes", repr(write)))
+            if not migrates:
+                places.append(("tables", "another database (allow_migrate)"))
+        for place in places:
+            astray.setdefault(place, []).append(model.__name__)
     if not astray:
         return []
     sent = "; ".join(

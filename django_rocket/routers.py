@@ -25,8 +25,7 @@ class RunLogRouter:
     def db_for_read(self, model: type[models.Model], **hints: Any) -> str | None:
         return DEFAULT_DB_ALIAS if model._meta.app_label == APP_LABEL else None
 
-    def db_for_write(self, model: type[models.Model], **hints: Any) -> str | None:
-        return DEFAULT_DB_ALIAS if model._meta.app_label == APP_LABEL else None
+    db_for_write = db_for_read
 
     def allow_relation(self, obj1: models.Model, obj2: models.Model, **hints: Any) -> bool | None:
         if obj1._meta.app_label == APP_LABEL and obj2._meta.app_label == APP_LABEL:

@@ -13,6 +13,7 @@ are escaped by default: see :func:`escape_formula`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -85,15 +86,14 @@ def _stream(runs: QuerySet[TaskRun], chunk_size: int) -> Iterator[tuple[Any, ...
     page by page after the last (started_at, id) seen, each page along the index.
     """
     ordered = runs.order_by("started_at", "id")
-    if connection.vendor == "postgresql" and connection.get_autocommit():
-        # In a transaction: a server-side cursor then lives as long as it, on one session.
-        # Without one it outlives each fetch's transaction (WITH HOLD), and a pooler in
-        # transaction mode (PgBouncer) may send the next fetch to a session without it.
-        with transaction.atomic():
-            yield from ordered.values_list(*_FIELDS).iterator(chunk_size=chunk_size)
-        return
     if connection.vendor != "mysql":
-        yield from ordered.values_list(*_FIELDS).iterator(chunk_size=chunk_size)
+        # PostgreSQL: in a transaction, so that the server-side cursor lives as long as it,
+        # on one session. Without one it outlives each fetch's transaction (WITH HOLD), and
+        # a pooler in transaction mode (PgBouncer) may send the next fetch to a session
+        # without it. Not SQLite: an IMMEDIATE transaction would hold the write lock.
+        pooled = connection.vendor == "postgresql" and connection.get_autocommit()
+        with transaction.atomic() if pooled else contextlib.nullcontext():
+            yield from ordered.values_list(*_FIELDS).iterator(chunk_size=chunk_size)
         return
     page = ordered.values_list(*_FIELDS, "id")
     after = Q()
