@@ -152,6 +152,15 @@ def _numbers() -> Messages:
                 "Use a number such as 4, or None for the number of CPUs.",
             )
         )
+    value = conf.max_threads
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        messages.append(
+            _error(
+                "django_rocket.E037",
+                f"ROCKET_MAX_THREADS {value!r} is not a positive integer.",
+                "Use a number such as 50, or None for no limit.",
+            )
+        )
     messages += _positive_seconds(
         "ROCKET_POLL_INTERVAL", "django_rocket.E029", "Use a number such as 1.0."
     )

@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "ROCKET_EXECUTION": "process",
     "ROCKET_TIMEOUT": "30 minutes",
     "ROCKET_MAX_PROCESSES": None,  # None: os.cpu_count()
+    "ROCKET_MAX_THREADS": None,  # None: no limit
     "ROCKET_CONDITION_MODULES": [],
     "ROCKET_SILENCE_TASK_PRERUN": False,
     "ROCKET_SILENCE_TASK_LOGGING": False,
@@ -102,6 +103,10 @@ class Settings:
     @property
     def max_processes(self) -> int | None:
         return cast("int | None", self.raw("ROCKET_MAX_PROCESSES"))
+
+    @property
+    def max_threads(self) -> int | None:
+        return cast("int | None", self.raw("ROCKET_MAX_THREADS"))
 
     @property
     def condition_modules(self) -> list[str]:

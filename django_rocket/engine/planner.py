@@ -168,6 +168,9 @@ class Planner:
         self.deadlines = Deadlines(self.running)
         self.now: datetime | None = None  # of the latest due(): queued runs due later wait
         self.shapes = Shapes()  # what each pair of condition objects reads, worked out once
+        # Tasks found due while no process or thread slot was free (ROCKET_MAX_PROCESSES,
+        # ROCKET_MAX_THREADS): looked at again when one is. Bounded by the tasks.
+        self.waiting: dict[str, set[str]] = {"process": set(), "thread": set()}
 
     def prepare_conditions(self) -> None:
         """Index which tasks' conditions read which others, and what the snapshot must hold."""
@@ -339,15 +342,40 @@ class Planner:
         names.update(self.wake_ups.pop_due(now))
         return names
 
-    def due(self, now: datetime, slots: int) -> list[Start]:
-        """Return the runs to start now, with at most ``slots`` new processes.
+    def due(self, now: datetime, slots: int, thread_slots: int | None = None) -> list[Start]:
+        """Return the runs to start now: at most ``slots`` new processes and ``thread_slots``
+        new threads (None: any number).
 
-        Raises :class:`ConditionFailed` when a start condition raises unsilenced.
+        A task due without a free slot waits: it is looked at again as soon as a slot of its
+        kind is free (or after the poll interval), its condition evaluated anew then.
+        :attr:`waiting` says which tasks wait. Raises :class:`ConditionFailed` when a start
+        condition raises unsilenced.
         """
         to_start: list[Start] = []
         self.now = now
         answers = Answers(self.history)
-        for name in sorted(self._due_candidates(now)):
+        free = {"process": slots, "thread": thread_slots}
+        candidates = self._due_candidates(now)
+        for kind, waiting in self.waiting.items():
+            left = free[kind]
+            if waiting and (left is None or left > 0):
+                candidates |= waiting
+                waiting.clear()
+
+        def waits_for_a_slot(spec: TaskSpec) -> bool:
+            """Take a slot of the run's kind; if none is free, make the task wait for one."""
+            kind = spec.execution
+            left = free.get(kind)
+            if left is None:
+                return False
+            if left > 0:
+                free[kind] = left - 1
+                return False
+            self.waiting[kind].add(spec.name)
+            self.schedule(spec.name, now + timedelta(seconds=self.poll_every))
+            return True
+
+        for name in sorted(candidates):
             spec = self.specs.get(name)
             if spec is None:
                 continue
@@ -355,13 +383,11 @@ class Planner:
             queued = self.queued.get(name)
             ready = [q for q in queued if q.due_at is None or q.due_at <= now] if queued else ()
             if ready and (spec.multilaunch or not busy):
-                if spec.execution == "process" and slots <= 0:
-                    self.schedule(name, now + timedelta(seconds=self.poll_every))
+                if waits_for_a_slot(spec):
                     continue
                 run = ready[0]
                 self.queued[name].remove(run)
                 to_start.append((spec, RunTrigger.MANUAL, run))
-                slots -= spec.execution == "process"
                 self.dirty.add(name)
                 continue
             if not self.enabled.get(name, False):
@@ -378,12 +404,8 @@ class Planner:
                     continue
                 raise ConditionFailed(f"the condition of task {name!r} raised {exc!r}") from exc
             self.schedule(name, next_change)
-            if not due or (busy and not spec.multilaunch):
+            if not due or (busy and not spec.multilaunch) or waits_for_a_slot(spec):
                 continue
-            if spec.execution == "process" and slots <= 0:
-                self.schedule(name, now + timedelta(seconds=self.poll_every))
-                continue
-            slots -= spec.execution == "process"
             to_start.append((spec, RunTrigger.RETRY if is_retry else RunTrigger.SCHEDULED, None))
         self.cycles += 1
         return to_start

@@ -85,6 +85,8 @@ class Scheduler:
             self._report,
             self.clock.now,
             max_processes=conf.max_processes,
+            max_threads=conf.max_threads,
+            on_thread_free=self._thread_freed,
             result_max_bytes=conf.result_max_bytes,
             preload=sorted(
                 {s.func.rpartition(".")[0] for s in self.specs.values() if s.execution == "process"}
@@ -114,6 +116,7 @@ class Scheduler:
         self.remote_poll: float | None = None
         self.started_mono: float = 0.0
         self.ticks = 0
+        self.waiting_for_threads = False  # logged once each time ROCKET_MAX_THREADS binds
 
     @property
     def active(self) -> bool:
@@ -343,12 +346,29 @@ class Scheduler:
 
     def _start_due(self, now: datetime) -> None:
         try:
-            batch = self.planner.due(now, self.runner.process_slots())
+            batch = self.planner.due(now, self.runner.process_slots(), self.runner.thread_slots())
         except ConditionFailed as exc:
             self.fail_stop(exc.what, exc.__cause__)
             return
+        waiting = self.planner.waiting["thread"]
+        if waiting and not self.waiting_for_threads:
+            names = sorted(waiting)
+            logger.info(
+                "All %d threads of ROCKET_MAX_THREADS are in use; %d due task(s) wait for one "
+                "(%s%s). They start as threads free, if their conditions still hold.",
+                self.runner.max_threads,
+                len(names),
+                ", ".join(repr(n) for n in names[:5]),
+                ", ..." if len(names) > 5 else "",
+            )
+        self.waiting_for_threads = bool(waiting)
         if batch:
             self._start(now, batch)
+
+    def _thread_freed(self) -> None:
+        """Called from a worker thread whose run ended: a task waiting for a thread may start."""
+        if not self.wakeup.is_set():
+            self.wakeup.set()
 
     def _start(self, now: datetime, batch: list[Start]) -> None:
         """Write every run's row in one fenced transaction, then launch them."""

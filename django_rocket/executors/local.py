@@ -41,9 +41,12 @@ def close_run_connections() -> None:
 class ThreadWorkers:
     """Worker threads for execution "thread", reused from one run to the next.
 
-    A run never waits for a worker: when none is idle a new one starts, so a long
-    run cannot hold up a short one. A worker idle for ``idle_timeout`` seconds
-    exits, so a burst of concurrent runs does not leave its threads behind.
+    A run handed over never waits for a worker: when none is idle a new one starts,
+    so a long run cannot hold up a short one. How many may be busy at once is
+    decided before a run is handed over: ``ROCKET_MAX_THREADS`` (``busy``, read by
+    ``Runner.thread_slots``) keeps due runs from starting at all. A worker idle for
+    ``idle_timeout`` seconds exits, so a burst of concurrent runs does not leave its
+    threads behind.
     Starting a thread per run cost as much as the rest of a short run's
     bookkeeping together (see bench/RESULTS.md).
 
@@ -54,13 +57,21 @@ class ThreadWorkers:
     threads exit, so RSS follows the largest burst (issue 23, guarantees.rst).
     """
 
-    def __init__(self, idle_timeout: float = 60.0) -> None:
+    def __init__(
+        self, idle_timeout: float = 60.0, on_free: Callable[[], None] | None = None
+    ) -> None:
         self.idle_timeout = idle_timeout
+        # Called from a worker when its run's function has returned and the thread is
+        # free again: ROCKET_MAX_THREADS' waiting tasks may start (the scheduler wakes).
+        self.on_free = on_free
         # Runs handed over and not yet taken by a worker: each job is taken once.
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0  # workers waiting for a job, minus jobs already handed to them
         self.started = 0  # threads started over the pool's life (tests read it)
+        # Jobs handed over whose function has not returned: the threads in use. A run
+        # whose timeout flagged it but whose function goes on still counts: its thread does.
+        self.busy = 0
         self._closed = False
 
     def submit(self, job: Callable[[], None]) -> None:
@@ -68,6 +79,7 @@ class ThreadWorkers:
         with self._lock:
             if self._closed:
                 raise RuntimeError("The scheduler is shutting down; no new thread runs start.")
+            self.busy += 1
             if self._idle > 0:
                 self._idle -= 1
                 self._jobs.put(job)
@@ -76,9 +88,17 @@ class ThreadWorkers:
         thread = threading.Thread(target=self._work, args=(job,), name="rocket-worker", daemon=True)
         try:
             thread.start()
-        except BaseException:
+        except BaseException as exc:
             with self._lock:
                 self.started -= 1
+                self.busy -= 1
+                busy = self.busy
+            if isinstance(exc, RuntimeError):  # "can't start new thread": a system limit
+                raise RuntimeError(
+                    f"{exc} ({busy} thread run(s) in progress): the system refused another "
+                    "thread. ROCKET_MAX_THREADS caps how many thread runs go at once; the "
+                    "others wait for a free thread."
+                ) from exc
             raise
 
     def _work(self, job: Callable[[], None] | None) -> None:
@@ -88,9 +108,14 @@ class ThreadWorkers:
             except BaseException:  # job() reports its own outcome; never lose the worker
                 logger.exception("A thread run's bookkeeping raised.")
             with self._lock:
-                if self._closed:
-                    return
-                self._idle += 1
+                self.busy -= 1
+                closed = self._closed
+                if not closed:
+                    self._idle += 1
+            if self.on_free is not None:
+                self.on_free()
+            if closed:
+                return
             try:
                 job = self._jobs.get(timeout=self.idle_timeout)
             except queue.Empty:

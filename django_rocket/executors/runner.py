@@ -41,12 +41,15 @@ class Runner:
         now: Callable[[], datetime],
         *,
         max_processes: int | None = None,
+        max_threads: int | None = None,
+        on_thread_free: Callable[[], None] | None = None,
         result_max_bytes: int = 65536,
         preload: list[str] | None = None,
     ) -> None:
         self._report = report
         self._now = now
         self.max_processes = max_processes or os.cpu_count() or 1
+        self.max_threads = max_threads  # None: no limit
         self.result_max_bytes = result_max_bytes
         self._active: dict[str, ActiveRun] = {}  # runs in progress: popped as they finish
         self._lock = threading.Lock()
@@ -59,7 +62,8 @@ class Runner:
         )
         self._loop = EventLoop()
         self._tasks: TasksFollower | None = None  # once a run uses execution "tasks"
-        self._workers = ThreadWorkers()
+        # Told when a thread frees only if threads are capped: otherwise no one waits for one.
+        self._workers = ThreadWorkers(on_free=on_thread_free if max_threads else None)
         self._functions: dict[str, Callable[..., Any]] = {}  # one per task function path
         self._launchers: dict[str, Callable[[ActiveRun], None]] = {
             "main": self._launch_main,
@@ -90,6 +94,16 @@ class Runner:
     def process_slots(self) -> int:
         """Return how many more process runs may start now."""
         return max(self.max_processes - len(self._process_runs()), 0)
+
+    def thread_slots(self) -> int | None:
+        """Return how many more thread runs may start now; None if ROCKET_MAX_THREADS is None.
+
+        Counted in threads, not runs: a run whose timeout or end condition flagged it but
+        whose function goes on keeps its thread, and its slot, until the function returns.
+        """
+        if self.max_threads is None:
+            return None
+        return max(self.max_threads - self._workers.busy, 0)
 
     def is_running(self, run_id: str) -> bool:
         """Return True while the run is started and not yet reported."""

@@ -205,3 +205,38 @@ def test_an_unimportable_function_is_not_cached(runner):
             )
     assert "tests.support.tasks.does_not_exist" not in runner._functions
     assert runner.in_flight == 0
+
+
+def test_a_thread_the_system_refuses_names_the_cap_and_is_not_counted(runner, monkeypatch):
+    """ "can't start new thread" (a container's pids limit, ulimit -u) says what to set."""
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError) as excinfo:
+        runner.launch(thread_launch("refused"))
+    assert str(excinfo.value) == (
+        "can't start new thread (0 thread run(s) in progress): the system refused another "
+        "thread. ROCKET_MAX_THREADS caps how many thread runs go at once; the others wait "
+        "for a free thread."
+    )
+    assert (runner._workers.busy, runner._workers.started) == (0, 0)
+    assert not runner.is_running("refused")
+
+
+def test_busy_counts_threads_until_their_function_returns():
+    freed: list[int] = []
+    workers = ThreadWorkers(on_free=lambda: freed.append(workers.busy))
+    tasks.GATES["busy"] = threading.Event()
+    try:
+        for _ in range(3):
+            workers.submit(lambda: tasks.thread_identity("busy"))
+        assert workers.busy == 3
+        tasks.GATES["busy"].set()
+        wait_until(lambda: len(freed) == 3, 10, "three frees")
+        assert workers.busy == 0
+        assert sorted(freed) == [0, 1, 2]  # each told after its own thread was counted free
+    finally:
+        tasks.GATES.pop("busy").set()
+        workers.close()
