@@ -362,12 +362,13 @@ class Planner:
                 candidates |= waiting
                 waiting.clear()
 
+        capped = {kind for kind, left in free.items() if left is not None}
+
         def waits_for_a_slot(spec: TaskSpec) -> bool:
             """Take a slot of the run's kind; if none is free, make the task wait for one."""
             kind = spec.execution
-            left = free.get(kind)
-            if left is None:
-                return False
+            left = free[kind]
+            assert left is not None
             if left > 0:
                 free[kind] = left - 1
                 return False
@@ -383,7 +384,7 @@ class Planner:
             queued = self.queued.get(name)
             ready = [q for q in queued if q.due_at is None or q.due_at <= now] if queued else ()
             if ready and (spec.multilaunch or not busy):
-                if waits_for_a_slot(spec):
+                if spec.execution in capped and waits_for_a_slot(spec):
                     continue
                 run = ready[0]
                 self.queued[name].remove(run)
@@ -404,7 +405,9 @@ class Planner:
                     continue
                 raise ConditionFailed(f"the condition of task {name!r} raised {exc!r}") from exc
             self.schedule(name, next_change)
-            if not due or (busy and not spec.multilaunch) or waits_for_a_slot(spec):
+            if not due or (busy and not spec.multilaunch):
+                continue
+            if spec.execution in capped and waits_for_a_slot(spec):
                 continue
             to_start.append((spec, RunTrigger.RETRY if is_retry else RunTrigger.SCHEDULED, None))
         self.cycles += 1
