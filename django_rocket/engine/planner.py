@@ -216,6 +216,10 @@ class Planner:
             self.needs[name] = needs | self.needs[name] if name in self.needs else needs
             if isinstance(self.history, BoundedHistory):
                 self.history.set_needs(name, self.needs[name])
+        if spec.end_cond is not None:
+            self.ending.add(spec.name)
+        else:
+            self.ending.discard(spec.name)
         self.dirty.add(spec.name)
         if spec.name in self.running_by_task:
             self.end_dirty.add(spec.name)
@@ -275,11 +279,26 @@ class Planner:
     # -- what changed
 
     def history_changed(self, name: str) -> None:
-        """Look again at ``name`` and the tasks whose conditions read its runs."""
+        """Look again at ``name`` and the tasks whose conditions read its runs.
+
+        End conditions too: those of ``name`` and of the tasks whose end condition reads
+        its runs (``end_cond="running('backup')"``), while a run of theirs is in
+        progress. Before, only ``name``'s own was looked at again, so an end condition
+        that read another task waited for its next wake-up, which for a condition with
+        no time in it was ten years away: the run was never stopped.
+        """
         self.dirty.add(name)
-        self.dirty.update(self.dependents.get(name, ()))
-        if name in self.running_by_task:
+        dependents = self.dependents.get(name, ())
+        self.dirty.update(dependents)
+        ending = self.ending
+        if not ending:
+            return
+        running = self.running_by_task
+        if name in ending and name in running:
             self.end_dirty.add(name)
+        for task in dependents:
+            if task in ending and task in running:
+                self.end_dirty.add(task)
 
     def add_queued(self, run: TaskRun) -> bool:
         """Follow a run an operator queued; False if it is already followed."""

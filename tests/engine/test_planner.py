@@ -295,3 +295,43 @@ def test_a_task_given_an_end_condition_while_running_has_it_checked(clock: FakeC
     planner.started(planner.specs["t"], "r2", RunTrigger.SCHEDULED, clock.now())
     planner.check_end_conditions(clock.now(), lambda run_id, why: terminated.append(run_id))
     assert terminated == ["r1"]
+
+
+@pytest.mark.parametrize(
+    ("end", "other_ends"),
+    [
+        ("after_success('up')", RunStatus.SUCCESS),  # when another task's run finishes
+        ("running('up')", None),  # as soon as another task's run starts
+    ],
+)
+def test_an_end_condition_that_reads_another_task_is_checked_when_that_task_runs(
+    clock: FakeClock, end: str, other_ends: str | None
+) -> None:
+    """It has no time in it: nothing but the other task's runs can make it true."""
+    planner = planner_of(spec("watch", "every('1 hour')", end=end), spec("up", "false"))
+    planner.started(planner.specs["watch"], "w1", RunTrigger.SCHEDULED, clock.now())
+    terminated: list[str] = []
+    planner.check_end_conditions(clock.now(), lambda run_id, why: terminated.append(run_id))
+    assert terminated == []
+    clock.advance(5)
+    planner.started(planner.specs["up"], "u1", RunTrigger.SCHEDULED, clock.now())
+    if other_ends:
+        planner.check_end_conditions(clock.now(), lambda run_id, why: terminated.append(run_id))
+        assert terminated == []  # running, not yet succeeded
+        clock.advance(5)
+        planner.finished("u1", clock.now(), other_ends)
+    planner.check_end_conditions(clock.now(), lambda run_id, why: terminated.append(run_id))
+    assert terminated == ["w1"]
+
+
+def test_a_task_without_an_end_condition_is_not_checked_for_one_as_its_runs_change(
+    clock: FakeClock,
+) -> None:
+    planner = planner_of(spec("t", "every('1 hour')"), spec("e", "every('1 hour')", end="false"))
+    planner.started(planner.specs["t"], "r1", RunTrigger.SCHEDULED, clock.now())
+    planner.started(planner.specs["e"], "r2", RunTrigger.SCHEDULED, clock.now())
+    assert planner.end_dirty == {"e"}
+    planner.put_task(spec("t", "every('1 hour')", end="true"), enabled=True)
+    planner.check_end_conditions(clock.now(), lambda run_id, why: None)
+    planner.history_changed("t")  # given an end condition at runtime, it is followed
+    assert planner.end_dirty == {"t"}
