@@ -18,7 +18,7 @@ from django_rocket.clock import Clock
 from django_rocket.engine import snapshot
 from django_rocket.engine.connection import reconnect
 from django_rocket.engine.planner import Planner
-from django_rocket.engine.tasktable import TaskTable
+from django_rocket.engine.tasktable import SETTLED, TaskTable
 from django_rocket.models import RunStatus, Task, TaskRun
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -46,6 +46,8 @@ class Poller:
         self.last_probe: tuple[Any, ...] | None = None
         self.poll_cursor = 0
         self.task_cursor: datetime | None = None
+        # The task cursor as the last poll found it, and since when (monotonic).
+        self.task_cursor_seen: tuple[datetime | None, float] | None = None
 
     def follow_from_now(self, instance_pk: int | None) -> None:
         """Start the cursor at the newest run; call it inside the snapshot's transaction.
@@ -91,7 +93,12 @@ class Poller:
 
     def _read_task_changes(self) -> None:
         # Pauses, overrides and runtime tasks: only the rows whose updated_at moved.
-        self.task_cursor = self.task_table.read_changes(self.task_cursor)
+        now = self.clock.monotonic()
+        seen = self.task_cursor_seen
+        if seen is None or seen[0] != self.task_cursor:
+            seen = self.task_cursor_seen = (self.task_cursor, now)
+        settled = now - seen[1] >= SETTLED.total_seconds()
+        self.task_cursor = self.task_table.read_changes(self.task_cursor, settled=settled)
 
     def _read_other_runs(self) -> None:
         # Read the upper bound first, so a row committed meanwhile is left for the next

@@ -29,6 +29,11 @@ logger = logging.getLogger("django_rocket.scheduler")
 # Rows are read again this far behind the cursor: a row whose updated_at was taken just
 # before another's can commit just after it (another process, another transaction).
 LOOKBACK = timedelta(seconds=2)
+# Once the cursor has not moved for this long (the scheduler's clock), every row stamped
+# before it has committed, and the window starts at the cursor itself: the latest batch
+# of changes (ten thousand tasks declared or scheduled at once) is no longer read again
+# at every poll until some other task changes.
+SETTLED = 2 * LOOKBACK
 # From how many rows the load leaves what it built out of the collector's reach (gc.freeze).
 FREEZE_FROM = 10_000
 
@@ -77,6 +82,7 @@ class TaskTable:
         # The look-back window's rows as the last poll saw them: id -> updated_at as the
         # database driver returns it (None until the first poll).
         self.stamps: dict[int, Any] | None = None
+        self.window_rows = 0  # how many (id, updated_at) the last poll read
         self.default_timeout = conf.timeout  # read once, not once per row
         self.custom = custom_key()  # likewise
 
@@ -131,20 +137,23 @@ class TaskTable:
                 gc.enable()
         return count
 
-    def read_changes(self, cursor: datetime | None) -> datetime | None:
+    def read_changes(self, cursor: datetime | None, *, settled: bool = False) -> datetime | None:
         """Apply the rows changed since ``cursor``; return the new cursor.
 
         The window's rows are read as (id, updated_at) first, as the database stores them
         (SQLite's text unparsed: parsing ten thousand stamps took 30 ms a poll), and whole
         only when not seen so by the previous poll: ten thousand tasks written in one
-        second were otherwise read whole, JSON and all, by every poll after.
+        second were otherwise read whole, JSON and all, by every poll after. The window
+        reaches ``LOOKBACK`` behind the cursor, unless the cursor has ``settled`` (not
+        moved for ``SETTLED``): then a row stamped before it has committed long ago.
         """
         rows = Task.objects.all()
         if cursor is not None:
-            rows = rows.filter(updated_at__gt=cursor - LOOKBACK)
+            rows = rows.filter(updated_at__gt=cursor if settled else cursor - LOOKBACK)
         if self.stamps is None:
             changed = list(rows.values_list(*_COLUMNS))
             self.stamps = {row[0]: _as_driver_returns(row[1]) for row in changed}
+            self.window_rows = len(changed)
         else:
             stamped = rows.order_by().values_list("pk", "updated_at")  # unsorted: a dict
             sql, params = stamped.query.sql_with_params()
@@ -153,8 +162,12 @@ class TaskTable:
             with connection.cursor() as db:
                 db.execute(sql, params)
                 stamps = dict(db.fetchall())
+            self.window_rows = len(stamps)
             fresh = [pk for pk, stamp in stamps.items() if self.stamps.get(pk) != stamp]
-            self.stamps = stamps
+            if settled:  # the rows behind the cursor are known: keep them for the next window
+                self.stamps.update(stamps)
+            else:
+                self.stamps = stamps
             if len(fresh) > FRESH_BY_ID:
                 changed = list(rows.values_list(*_COLUMNS))
             elif fresh:
@@ -165,6 +178,8 @@ class TaskTable:
         self.custom = custom_key()
         self.apply(changed)
         newest = max((row[1] for row in changed), default=cursor)
+        if cursor is not None and newest is not None and newest < cursor:
+            newest = cursor  # a late row stamped behind the cursor does not move it back
         if newest is not None:
             floor = newest - LOOKBACK
             self.applied = {pk: at for pk, at in self.applied.items() if at > floor}

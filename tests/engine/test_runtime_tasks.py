@@ -418,6 +418,44 @@ def test_a_poll_reads_whole_only_the_task_rows_that_changed(settings, runtime_on
     assert len(read()) == 1  # applied: not read whole again
 
 
+def test_once_the_task_cursor_settles_a_poll_reads_none_of_the_latest_rows_again(
+    settings, runtime_on, clock
+):
+    """Tasks written together stay behind the cursor until another task changes: each
+    poll (every second while runs are written) read them all again, ten thousand rows a
+    poll at W1's scale. Once the cursor has not moved for SETTLED, the window starts at it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.ROCKET_TASKS = {
+        f"t{i}": {"func": "tests.support.tasks.noop", "start_cond": "false", "execution": "main"}
+        for i in range(3)
+    }
+    scheduler = start(clock)
+    poller, table = scheduler.poller, scheduler.task_table
+    poller._read_task_changes()
+    assert table.window_rows == 3  # just written: inside the look-back window
+    clock.advance(tasktable.SETTLED.total_seconds() - 1)
+    poller._read_task_changes()
+    assert table.window_rows == 3  # a row stamped before the cursor may still commit
+    clock.advance(1)
+    poller._read_task_changes()
+    assert table.window_rows == 0  # settled: no row of them is read again
+    Task.objects.filter(name="t1").update(
+        start_cond_override="every('1 hour')", updated_at=timezone.now()
+    )
+    poller._read_task_changes()  # a change after the cursor is read, and moves it
+    assert str(scheduler.planner.specs["t1"].start_cond) == "every('1 hour')"
+    with CaptureQueriesContext(connection) as ctx:
+        poller._read_task_changes()
+    assert table.window_rows == 3  # the cursor moved: the look-back is back
+    assert len(ctx.captured_queries) == 1  # and the rows known already are not read whole
+    clock.advance(tasktable.SETTLED.total_seconds())
+    poller._read_task_changes()
+    assert table.window_rows == 0
+    scheduler.shutdown()
+
+
 def test_rows_loaded_at_start_up_are_not_applied_again_by_the_first_poll(runtime_on, clock):
     for customer in range(3):
         django_rocket.schedule(f"r{customer}", REMIND, "every('1 hour')")
