@@ -15,13 +15,15 @@ and stops must be exactly those.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from django_rocket.clock import FakeClock
-from django_rocket.models import RunStatus, RunTrigger
+from django_rocket.conditions import RunRecord
+from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from tests.engine.test_planner import START, planner_of, spec
 
 NAMES = ["a", "b", "c"]
@@ -69,11 +71,15 @@ tasks_strategy = st.lists(
     max_size=len(NAMES),
 )
 # A change an operator or a deploy makes while the scheduler runs: a pause or a resume in
-# the admin, or a task's conditions replaced (an override, a runtime task rescheduled).
+# the admin, or a task's conditions replaced (an override, a runtime task rescheduled), a
+# run queued (run now; run at a later instant), another process's run of a task starting
+# (runtask) or ending, as the poll hands them over.
 change_strategy = st.one_of(
     st.none(),
     st.none(),
     st.tuples(st.sampled_from(["pause", "resume"]), st.sampled_from(NAMES)),
+    st.tuples(st.just("queue"), st.sampled_from(NAMES), st.sampled_from([None, 0, 7, 30])),
+    st.tuples(st.just("external"), st.sampled_from(NAMES), st.sampled_from(OUTCOMES)),
     st.tuples(
         st.just("replace"),
         st.sampled_from(NAMES),
@@ -95,20 +101,22 @@ steps_strategy = st.lists(
 )
 
 
-def make_spec(name: str, start: str, end: str | None, other: str):
-    return spec(name, start.format(other=other), end=end.format(other=other) if end else None)
+def make_spec(name: str, start: str, end: str | None, other: str, multilaunch: bool = False):
+    made = spec(name, start.format(other=other), end=end.format(other=other) if end else None)
+    return dataclasses.replace(made, multilaunch=multilaunch)
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tasks=tasks_strategy, steps=steps_strategy)
-def test_the_planner_starts_and_stops_what_evaluating_everything_would(tasks, steps):
+@given(tasks=tasks_strategy, steps=steps_strategy, multilaunch=st.sets(st.sampled_from(NAMES)))
+def test_the_planner_starts_and_stops_what_evaluating_everything_would(tasks, steps, multilaunch):
     specs = [
-        make_spec(name, start, end, other)
+        make_spec(name, start, end, other, name in multilaunch)
         for name, (start, end, other) in zip(NAMES, tasks, strict=True)
     ]
     clock = FakeClock(START + timedelta(seconds=5))
     planner = planner_of(*specs, at=clock.now())
     ids = iter(range(1_000_000))
+    external: list[tuple[str, str]] = []  # another process's runs in progress
 
     for advance, ending, change in steps:
         clock.advance(advance)
@@ -117,11 +125,30 @@ def test_the_planner_starts_and_stops_what_evaluating_everything_would(tasks, st
             position, outcome = ending
             run_id = sorted(planner.running)[position % len(planner.running)]
             planner.finished(run_id, now, outcome)
-        if change is not None and change[0] == "replace":
+        kind = change[0] if change is not None else None
+        if kind == "replace":
             _, name, start, end, other = change
-            planner.put_task(make_spec(name, start, end, other), planner.enabled[name])
-        elif change is not None:
-            planner.set_enabled(change[1], change[0] == "resume")
+            multi = planner.specs[name].multilaunch
+            planner.put_task(make_spec(name, start, end, other, multi), planner.enabled[name])
+        elif kind == "queue":
+            _, name, later = change
+            pk = next(ids)
+            due_at = None if later is None else now + timedelta(seconds=later)
+            run = TaskRun(pk=pk, task=Task(name=name), status=RunStatus.QUEUED, due_at=due_at)
+            planner.add_queued(run)
+        elif kind == "external":
+            _, name, outcome = change
+            ended = [run for run in external if run[0] == name]
+            if ended:  # its run ends; else one starts
+                external.remove(ended[0])
+                planner.history.record_finish(name, ended[0][1], now, outcome)
+            else:
+                run_id = f"x{next(ids)}"
+                external.append((name, run_id))
+                planner.history.record_start(RunRecord(name, run_id, now, trigger="manual"))
+            planner.history_changed(name)
+        elif kind is not None:
+            planner.set_enabled(change[1], kind == "resume")
 
         # Every end condition of every task with a run in progress, evaluated directly.
         expected_stops = {
@@ -136,18 +163,32 @@ def test_the_planner_starts_and_stops_what_evaluating_everything_would(tasks, st
         for run_id in stopped:  # a terminated run ends at once here
             planner.finished(run_id, now, RunStatus.TERMINATE)
 
-        # Every start condition, evaluated directly: due, and no run in progress.
-        expected_starts = {
-            s.name
-            for s in planner.specs.values()
-            if planner.enabled[s.name]
-            and s.name not in planner.running_by_task
-            and s.start_cond.evaluate(planner.context(s.name, now))[0]
-        }
+        # Every task, looked at directly: a queued run that is due, if the task may start
+        # one (first come first), else its start condition, if enabled; either only while
+        # no run of it is in progress, unless it allows more than one.
+        expected_starts = {}
+        for s in planner.specs.values():
+            free = s.multilaunch or s.name not in planner.running_by_task
+            ready = [
+                q for q in planner.queued.get(s.name, []) if q.due_at is None or q.due_at <= now
+            ]
+            if ready and free:
+                expected_starts[s.name] = (RunTrigger.MANUAL, ready[0].pk)
+            elif (
+                planner.enabled[s.name]
+                and free
+                and s.start_cond.evaluate(planner.context(s.name, now))[0]
+            ):
+                expected_starts[s.name] = (RunTrigger.SCHEDULED, None)
         due = planner.due(now, slots=0)
-        assert {s.name for s, _, _ in due} == expected_starts, f"at {now}"
-        for s, trigger, _ in due:
-            planner.started(s, f"r{next(ids)}", trigger, now)
+        got = {
+            s.name: (RunTrigger.MANUAL if queued else RunTrigger.SCHEDULED, queued and queued.pk)
+            for s, trigger, queued in due
+        }
+        assert got == expected_starts, f"at {now}"
+        for s, trigger, queued in due:
+            run_id = f"r{next(ids)}" if queued is None else f"q{queued.pk}"
+            planner.started(s, run_id, trigger, now)
 
 
 def test_the_reference_itself_starts_and_stops_runs():
