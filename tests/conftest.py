@@ -141,6 +141,16 @@ def clock() -> FakeClock:
     return FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
 
 
+@pytest.fixture(scope="session")
+def standby():
+    """A real PostgreSQL hot standby streaming from a throwaway primary (tests.support.standby)."""
+    from tests.support.standby import Standby
+
+    server = Standby()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def pgbouncer():
     """A real PgBouncer (transaction pooling) in front of the test PostgreSQL server."""

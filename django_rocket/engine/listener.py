@@ -15,7 +15,9 @@ one, marked as a probe, through the run log's own connection settings (as
 :func:`notify_schedulers` sends) and waits for it. A pooler in transaction mode
 (PgBouncer) between the listener and PostgreSQL drops notifications without an error;
 the probe turns that into a warning, and ``ROCKET_LISTEN_DATABASE`` names a direct
-connection to listen on instead.
+connection to listen on instead. A read-only server (a hot standby, or
+``default_transaction_read_only``) refuses LISTEN, and a standby never sees the
+primary's notifications anyway: that is said once, as an error naming the setting.
 """
 
 from __future__ import annotations
@@ -65,9 +67,14 @@ class Listener:
         wakeup: threading.Event,
         params: dict[str, Any],
         notify_params: dict[str, Any] | None = None,
+        alias: str = "default",
     ) -> None:
-        """Listen with the connection ``params``; probe with ``notify_params`` (None: don't)."""
+        """Listen with the connection ``params``; probe with ``notify_params`` (None: don't).
+
+        ``alias`` is the ``DATABASES`` entry ``params`` come from, for the messages.
+        """
         self._wakeup = wakeup
+        self._alias = alias
         self._params = {"application_name": APPLICATION_NAME, **params, "autocommit": True}
         self._notify_params = (
             None if notify_params is None else {**notify_params, "autocommit": True}
@@ -93,7 +100,9 @@ class Listener:
         listen = connections[alias]
         if listen.vendor != "postgresql":  # check E035 says so
             return None
-        listener = cls(wakeup, listen.get_connection_params(), connection.get_connection_params())
+        listener = cls(
+            wakeup, listen.get_connection_params(), connection.get_connection_params(), alias
+        )
         listener._thread.start()
         return listener
 
@@ -152,16 +161,42 @@ class Listener:
             PROBE_SECONDS,
         )
 
+    def _where(self) -> str:
+        return f"ROCKET_LISTEN_DATABASE {self._alias!r}"
+
+    def _refused_read_only(self, exc: Exception) -> None:
+        logger.error(
+            "%s refuses LISTEN (%s): the server is read-only, a hot standby or a connection "
+            "with default_transaction_read_only. Notifications are delivered only on the "
+            "primary, where run requests are written. Run now, Retry and runtask wait for "
+            "the poll (ROCKET_POLL_INTERVAL) instead. Point ROCKET_LISTEN_DATABASE at the "
+            "primary, or set it to None to not listen.",
+            self._where(),
+            str(exc).strip(),
+        )
+
     def _run(self) -> None:
         import psycopg  # only on PostgreSQL, where Django already needs it
 
         delay = 0.5
         failing = False
+        read_only = False
         while not self._stopping.is_set():
             try:
                 with psycopg.connect(**self._params) as conn:
                     conn.add_notify_handler(lambda notify: self._notified(notify.payload))
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    try:
+                        conn.execute(f"LISTEN {CHANNEL}")
+                    except psycopg.errors.ReadOnlySqlTransaction as exc:
+                        if not read_only:
+                            self._refused_read_only(exc)
+                        read_only = failing = True
+                        conn.close()
+                        self._stopping.wait(MAX_BACKOFF)  # a failover may promote it
+                        continue
+                    if read_only:
+                        logger.info("%s accepts LISTEN now.", self._where())
+                        read_only = False
                     self.listening.set()
                     if failing:
                         logger.info("Listening for run requests again.")

@@ -94,3 +94,25 @@ def test_listening_directly_hears_requests_sent_through_pgbouncer(started, pgbou
     notify(pooled, "")
     wait_until(listener.heard, what="the run request sent through the pooler")
     assert LOST not in caplog.text
+
+
+def test_a_hot_standby_refusing_listen_is_named_once_as_an_error(standby, caplog):
+    """A standby refuses LISTEN ("during recovery"), and never sees the primary's notifies.
+
+    Before, that read as "Lost the connection", with a traceback, and was retried for ever.
+    """
+    caplog.set_level(logging.INFO, logger="django_rocket.scheduler")
+    primary = standby.params(standby.primary_port)
+    listener = Listener(threading.Event(), standby.params(standby.port), primary, alias="replica")
+    listener._thread.start()
+    try:
+        wait_until(lambda: "refuses LISTEN" in caplog.text, what="the error")
+    finally:
+        listener.close()
+    (record,) = [r for r in caplog.records if "refuses LISTEN" in r.getMessage()]
+    assert record.levelno == logging.ERROR
+    message = record.getMessage()
+    assert message.startswith("ROCKET_LISTEN_DATABASE 'replica' refuses LISTEN (")
+    assert "during recovery" in message and "set it to None" in message
+    assert "Lost the connection" not in caplog.text
+    assert not listener.listening.is_set()
