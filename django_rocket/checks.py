@@ -140,27 +140,26 @@ def _positive_seconds(name: str, id: str, hint: str) -> Messages:
     return [_error(id, f"{name} {value!r} is not a positive number of seconds.", hint)]
 
 
+def _positive_integer_or_none(name: str, id: str, hint: str) -> Messages:
+    value = conf.raw(name)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return []
+    return [_error(id, f"{name} {value!r} is not a positive integer.", hint)]
+
+
 @setting_check
 def _numbers() -> Messages:
     messages: Messages = []
-    value = conf.max_processes
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        messages.append(
-            _error(
-                "django_rocket.E028",
-                f"ROCKET_MAX_PROCESSES {value!r} is not a positive integer.",
-                "Use a number such as 4, or None for the number of CPUs.",
-            )
-        )
-    value = conf.max_threads
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        messages.append(
-            _error(
-                "django_rocket.E037",
-                f"ROCKET_MAX_THREADS {value!r} is not a positive integer.",
-                "Use a number such as 50, or None for no limit.",
-            )
-        )
+    messages += _positive_integer_or_none(
+        "ROCKET_MAX_PROCESSES",
+        "django_rocket.E028",
+        "Use a number such as 4, or None for the number of CPUs.",
+    )
+    messages += _positive_integer_or_none(
+        "ROCKET_MAX_THREADS",
+        "django_rocket.E037",
+        "Use a number such as 50, or None for no limit.",
+    )
     messages += _positive_seconds(
         "ROCKET_POLL_INTERVAL", "django_rocket.E029", "Use a number such as 1.0."
     )
