@@ -15,9 +15,9 @@ one, marked as a probe, through the run log's own connection settings (as
 :func:`notify_schedulers` sends) and waits for it. A pooler in transaction mode
 (PgBouncer) between the listener and PostgreSQL drops notifications without an error;
 the probe turns that into a warning, and ``ROCKET_LISTEN_DATABASE`` names a direct
-connection to listen on instead. A read-only server (a hot standby, or
-``default_transaction_read_only``) refuses LISTEN, and a standby never sees the
-primary's notifications anyway: that is said once, as an error naming the setting.
+connection to listen on instead. A hot standby refuses LISTEN ("during recovery"; a
+read-only transaction does not), and never sees the primary's notifications anyway:
+that is said once, as an error naming the setting.
 """
 
 from __future__ import annotations
@@ -164,13 +164,12 @@ class Listener:
     def _where(self) -> str:
         return f"ROCKET_LISTEN_DATABASE {self._alias!r}"
 
-    def _refused_read_only(self, exc: Exception) -> None:
+    def _refused_by_standby(self, exc: Exception) -> None:
         logger.error(
-            "%s refuses LISTEN (%s): the server is read-only, a hot standby or a connection "
-            "with default_transaction_read_only. Notifications are delivered only on the "
-            "primary, where run requests are written. Run now, Retry and runtask wait for "
-            "the poll (ROCKET_POLL_INTERVAL) instead. Point ROCKET_LISTEN_DATABASE at the "
-            "primary, or set it to None to not listen.",
+            "%s refuses LISTEN (%s): the server is a hot standby. Notifications are "
+            "delivered only on the primary, where run requests are written. Run now, Retry "
+            "and runtask wait for the poll (ROCKET_POLL_INTERVAL) instead. Point "
+            "ROCKET_LISTEN_DATABASE at the primary, or set it to None to not listen.",
             self._where(),
             str(exc).strip(),
         )
@@ -180,7 +179,7 @@ class Listener:
 
         delay = 0.5
         failing = False
-        read_only = False
+        on_standby = False
         while not self._stopping.is_set():
             try:
                 with psycopg.connect(**self._params) as conn:
@@ -188,15 +187,15 @@ class Listener:
                     try:
                         conn.execute(f"LISTEN {CHANNEL}")
                     except psycopg.errors.ReadOnlySqlTransaction as exc:
-                        if not read_only:
-                            self._refused_read_only(exc)
-                        read_only = failing = True
+                        if not on_standby:
+                            self._refused_by_standby(exc)
+                        on_standby = failing = True
                         conn.close()
                         self._stopping.wait(MAX_BACKOFF)  # a failover may promote it
                         continue
-                    if read_only:
+                    if on_standby:
                         logger.info("%s accepts LISTEN now.", self._where())
-                        read_only = False
+                        on_standby = False
                     self.listening.set()
                     if failing:
                         logger.info("Listening for run requests again.")

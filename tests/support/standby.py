@@ -102,6 +102,8 @@ class Standby:
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise
+            if time.monotonic() > deadline:
+                raise RuntimeError("the standby did not come up in recovery within 30 s")
             time.sleep(0.1)
 
     def stop(self) -> None:
