@@ -247,6 +247,15 @@ class TaskRun(models.Model):
     exception_types = models.JSONField(_("exception types"), null=True, blank=True)
     host = models.CharField(_("host"), max_length=255, blank=True)
     pid = models.IntegerField(_("pid"), null=True, blank=True)
+    # Where ``pid`` names the process, for a run with no scheduler of its own (``runtask``):
+    # its kernel boot id and PID namespace, as on SchedulerInstance. Crash recovery checks
+    # that pid only from the same namespace. NULL on rows written before migration 0011 and
+    # on the scheduler's own runs (its instance says). Nullable, without a default: adding
+    # it is then an ALTER TABLE on every database, where a default would make Django copy
+    # the whole run log into a new table on SQLite.
+    pid_namespace = models.CharField(  # noqa: DJ001
+        _("PID namespace"), max_length=100, null=True, blank=True
+    )
     scheduler = models.ForeignKey(
         "SchedulerInstance",
         models.SET_NULL,

@@ -95,17 +95,27 @@ def _claim(runs: list[TaskRun], instance_pk: int | None) -> list[TaskRun]:
     return claimed
 
 
+def _pid_seen_here(run: TaskRun, here: Here) -> bool:
+    """Whether the row's pid names a process that this one would see: same processes.
+
+    Same host name, and the PID namespace the pid was recorded in (its scheduler's, or a
+    ``runtask`` run's own): a live process in another container with this hostname is not
+    here to be seen. A runtask row from before migration 0011, or a worker's pid on a
+    remote run, was recorded without one: the host name alone decides, as it did.
+    """
+    if run.host != here.host:
+        return False
+    inst = run.scheduler
+    if inst is not None and (inst.host, inst.pid) == (run.host, run.pid):
+        return inst.pid_namespace == here.pid_namespace
+    return run.pid_namespace is None or run.pid_namespace == here.pid_namespace
+
+
 def _owner_gone(run: TaskRun, now: datetime, here: Here, lease_timeout: timedelta) -> bool | None:
     """Whether the scheduler that recorded ``run`` is gone; None if the row cannot say."""
     inst = run.scheduler
-    if run.host == here.host and run.pid and not pid_alive(run.pid):
-        # A scheduler's own pid is checked only from its PID namespace: a live scheduler in
-        # another container with this hostname is not here to be seen. The pid of a
-        # runtask process or a worker on the row was recorded without one.
-        if inst is None or (inst.host, inst.pid) != (run.host, run.pid):
-            return True
-        if inst.pid_namespace == here.pid_namespace:
-            return True
+    if run.pid and _pid_seen_here(run, here) and not pid_alive(run.pid):
+        return True
     if inst is not None:
         return inst.stopped_at is not None or inst.last_seen < now - lease_timeout
     return None
@@ -149,7 +159,9 @@ def _is_orphan(
     gone = _owner_gone(run, now, here, lease_timeout)
     if gone is not None:
         return gone
-    if run.host != here.host:
+    if not _pid_seen_here(run, here):
+        # Another host, or a runtask in another container with this host name: nothing
+        # here says whether it still runs; once it is older than its timeout, it does not.
         spec = specs.get(run.task.name)
         limit = spec.timeout if spec and spec.timeout else timedelta(days=1)
         return run.started_at is not None and run.started_at < now - limit - lease_timeout

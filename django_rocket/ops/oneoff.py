@@ -29,6 +29,7 @@ from django_rocket import registry
 from django_rocket.conf import conf
 from django_rocket.engine.declarations import sync_tasks
 from django_rocket.engine.events import log_run_event
+from django_rocket.engine.leadership import pid_namespace
 from django_rocket.engine.runlog import REFUSED
 from django_rocket.executors.outcome import (
     Ending,
@@ -92,6 +93,7 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
         started_at=started,
         host=socket.gethostname(),
         pid=os.getpid(),
+        pid_namespace=pid_namespace(),  # crash recovery checks the pid only from it
     )
     log_run_event(spec.name, str(run.run_id), "run", started, None)
     outcome: Ending

@@ -14,6 +14,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
+from django_rocket.engine.leadership import pid_namespace
 from django_rocket.models import (
     RunStatus,
     RunTrigger,
@@ -72,6 +73,7 @@ def test_without_a_scheduler_it_runs_here_and_records_a_manual_run():
     assert (run.status, run.trigger) == (RunStatus.SUCCESS, RunTrigger.MANUAL)
     assert run.result == {"n": 2, "items": [0, 1]}
     assert (run.host, run.pid) == (socket.gethostname(), os.getpid())
+    assert run.pid_namespace == pid_namespace()  # where that pid means this process
     assert run.runtime == run.finished_at - run.started_at
     assert run.task.name == "ok" and run.task.func == "tests.support.tasks.returns_value"
 

@@ -1,0 +1,54 @@
+"""Migration 0011 adds TaskRun.pid_namespace in place: the run log is never copied.
+
+A nullable column without a default is one ``ALTER TABLE ... ADD COLUMN`` on every
+database. With a default, Django would rebuild the table on SQLite (a copy of every run,
+in one transaction, at the deploy), which is why the column is nullable.
+"""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+from django_rocket.models import RunStatus, Task, TaskRun
+
+APP = "django_rocket"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0011_is_one_add_column_without_copying_the_run_log():
+    out = StringIO()
+    call_command("sqlmigrate", APP, "0011", stdout=out)
+    statements = [
+        line for line in out.getvalue().splitlines() if line.strip() and not line.startswith("--")
+    ]
+    body = [s for s in statements if s.upper() not in ("BEGIN;", "COMMIT;")]
+    assert len(body) == 1, body
+    assert "ADD COLUMN" in body[0].upper() and "django_rocket_taskrun" in body[0], body
+
+
+def migrate(target: str) -> None:
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate([(APP, target)])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0011_keeps_the_runs_both_ways():
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes(APP)[0][1]
+    task = Task.objects.create(name="kept", func="tests.support.tasks.noop", start_cond="false")
+    run = TaskRun.objects.create(
+        task=task, status=RunStatus.SUCCESS, started_at=timezone.now(), pid_namespace="x/pid:1"
+    )
+    try:
+        migrate("0010_schedulerinstance_pid_namespace")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM django_rocket_taskrun")
+            assert cursor.fetchone() == (1,)
+    finally:
+        migrate(latest)
+    again = TaskRun.objects.get(pk=run.pk)
+    assert (again.run_id, again.pid_namespace) == (run.run_id, None)  # rows before: none
