@@ -1,4 +1,5 @@
-"""Database checks: the clocks agree; MySQL and MariaDB: utf8mb4 and a fitting isolation level.
+"""Database checks: the clocks agree; the listen database is a primary; MySQL and MariaDB:
+utf8mb4 and a fitting isolation level.
 
 Tagged ``database``, like Django's own MySQL checks: ``migrate`` runs them, and
 ``check --database default``.
@@ -9,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.core import checks
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from django_rocket.conf import conf
 from django_rocket.engine.clocks import TOLERANCE, describe_offset, server_clock_offset
 from django_rocket.models import TaskRun
 
@@ -45,6 +48,51 @@ def check_clocks(
                 )
             )
     return messages
+
+
+def check_listen_database(
+    app_configs: Any = None, databases: Iterable[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Check that ``ROCKET_LISTEN_DATABASE`` is not a hot standby, when databases are checked.
+
+    Whichever database the command checks (``migrate``'s, ``check --database``'s): the
+    listen database is often another entry of ``DATABASES`` (a direct connection past a
+    pooler), which nobody would name there.
+    """
+    alias = conf.listen_database
+    if not databases or not isinstance(alias, str) or alias not in settings.DATABASES:
+        return []  # E035 says what is wrong with the setting
+    return listen_database_messages(connections[alias], alias)
+
+
+def listen_database_messages(
+    connection: BaseDatabaseWrapper, alias: str
+) -> list[checks.CheckMessage]:
+    """W065 if ``connection`` (``ROCKET_LISTEN_DATABASE``) is a PostgreSQL hot standby."""
+    if connection.vendor != "postgresql":
+        return []
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_is_in_recovery()")
+            row = cursor.fetchone()
+    except DatabaseError:
+        return []  # the scheduler's listener says more, and retries
+    if not row or not row[0]:
+        return []
+    settings_dict = connection.settings_dict
+    where = f"{settings_dict.get('HOST') or 'localhost'}:{settings_dict.get('PORT') or 5432}"
+    return [
+        checks.Warning(
+            f"ROCKET_LISTEN_DATABASE {alias!r} ({where}) is a hot standby "
+            "(pg_is_in_recovery() is true): a standby refuses LISTEN and never sees the "
+            "notifications sent on the primary, so run requests (Run now, runtask) wait "
+            "for the scheduler's poll (ROCKET_POLL_INTERVAL).",
+            hint="Point ROCKET_LISTEN_DATABASE at a DATABASES entry that connects to the "
+            "primary (directly, past a pooler in transaction mode), or set it to None to "
+            "rely on the poll alone.",
+            id="django_rocket.W065",
+        )
+    ]
 
 
 def check_mysql(

@@ -118,3 +118,64 @@ def test_a_machine_clock_off_from_the_servers_warns(monkeypatch, by, side):
 def test_sqlite_has_no_server_clock_to_compare(monkeypatch):
     monkeypatch.setattr(clocks, "time", type("Skewed", (), {"time": lambda: 0.0}))
     assert db_checks.check_clocks(databases=["default"]) == []
+
+
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the scheduler listens only on PostgreSQL"
+)
+
+
+def postgresql_at(port: int, alias: str):
+    """A connection to the ``postgres`` database of a PostgreSQL server on this machine."""
+    from django.db.backends.postgresql.base import DatabaseWrapper
+    from django.db.utils import ConnectionHandler
+
+    entry = {"ENGINE": "django.db.backends.postgresql", "NAME": "postgres", "USER": "postgres"}
+    entry.update(HOST="127.0.0.1", PORT=str(port))
+    # Django fills in what an entry leaves out (OPTIONS, TIME_ZONE...) as for DATABASES.
+    configured = ConnectionHandler().configure_settings({"default": entry})["default"]
+    return DatabaseWrapper(configured, alias)
+
+
+@postgresql_only
+@pytest.mark.django_db
+def test_a_hot_standby_as_the_listen_database_warns(standby):
+    """A real standby: pg_is_in_recovery() is true there, and not on its primary."""
+    replica = postgresql_at(standby.port, "replica")
+    primary = postgresql_at(standby.primary_port, "direct")
+    try:
+        (warning,) = db_checks.listen_database_messages(replica, "replica")
+        assert db_checks.listen_database_messages(primary, "direct") == []
+    finally:
+        replica.close()
+        primary.close()
+    assert warning.id == "django_rocket.W065"
+    assert warning.msg.startswith(
+        f"ROCKET_LISTEN_DATABASE 'replica' (127.0.0.1:{standby.port}) is a hot standby"
+    )
+    assert "refuses LISTEN" in warning.msg and "ROCKET_POLL_INTERVAL" in warning.msg
+    assert "set it to None" in warning.hint
+
+
+@pytest.mark.django_db
+def test_the_listen_database_check_reads_the_setting_and_runs_only_when_asked(settings):
+    # The test database is no standby; on SQLite and MySQL nothing listens at all.
+    assert db_checks.check_listen_database(databases=["default"]) == []
+    assert db_checks.check_listen_database(databases=None) == []
+    settings.ROCKET_LISTEN_DATABASE = None
+    assert db_checks.check_listen_database(databases=["default"]) == []
+    settings.ROCKET_LISTEN_DATABASE = "no-such-alias"  # E035's to report
+    assert db_checks.check_listen_database(databases=["default"]) == []
+
+
+@postgresql_only
+@pytest.mark.django_db
+def test_check_database_reports_a_standby_as_the_listen_database(standby, monkeypatch):
+    """What ``check --database default`` runs, with ``default`` on the standby."""
+    replica = postgresql_at(standby.port, "default")
+    monkeypatch.setattr(db_checks, "connections", {"default": replica})
+    try:
+        messages = checks.run_checks(tags=[checks.Tags.database], databases=["default"])
+    finally:
+        replica.close()
+    assert "django_rocket.W065" in ids(messages)

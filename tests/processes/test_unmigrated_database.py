@@ -65,7 +65,10 @@ def test_the_missing_migrations_are_named(tmp_path):
     assert migrated.returncode == 0, migrated.stderr
     result = django(db, "explaintask", "t")
     assert result.returncode == 1, result.stderr
-    named = ", ".join(f"django_rocket.{m}" for m in missing)
+    # The first three by name, then how many more.
+    named = ", ".join(f"django_rocket.{m}" for m in missing[:3])
+    if len(missing) > 3:
+        named += f" and {len(missing) - 3} more"
     assert result.stderr == (
         f"CommandError: The database answers, but {len(missing)} of django-rocket's "
         f"migrations {'is' if len(missing) == 1 else 'are'} not applied ({named}): "
