@@ -168,11 +168,25 @@ def peak_rss_mb(root: int) -> float:
     return total / 1024
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine spent busy since boot (/proc/stat).
+
+    Busy is user, nice, system, irq and softirq: the scheduler, its database server and
+    anything else. Over a window, divided by its length, it says how many cores were in
+    use: beside the scheduler's own share, what the database server used.
+    """
+    with open("/proc/stat") as fh:
+        fields = fh.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
+    return (user + nice + system + irq + softirq) / CLK_TCK
+
+
 @dataclass
 class Sample:
     at: float
     ticks: float
     precise: float
+    machine: float = 0.0
 
 
 def cpu_between(a: Sample, b: Sample) -> float:
@@ -247,7 +261,7 @@ def drive(
 
     def sample(name: str) -> None:
         ticks, precise = cpu_seconds(proc.pid)
-        m.samples[name] = Sample(time.time(), ticks, precise)
+        m.samples[name] = Sample(time.time(), ticks, precise, machine_busy_seconds())
 
     def reader() -> None:
         assert proc.stdout is not None
@@ -669,6 +683,14 @@ def one_run(
     if workload in ("W1", "W4"):
         out["runs_s"] = len(in_window) / window
         out["cpu_ms_run"] = 1000 * cpu / max(len(in_window), 1)
+        if len(m.samples) == 2:
+            # Cores in use: the scheduler's (its process tree), and the whole machine's,
+            # which adds the database server's. Their sum far below the core count means
+            # that the two took turns (bench/README.md).
+            a, b = m.samples["start"], m.samples["stop"]
+            span = max(b.at - a.at, 1e-9)
+            out["own_cores"] = cpu / span
+            out["machine_cores"] = (b.machine - a.machine) / span
         late = [1000 * (s - d) for s, d in in_window if d is not None]
         out["late_p50"] = percentile(late, 0.5)
         out["late_p99"] = percentile(late, 0.99)
@@ -764,6 +786,8 @@ COLUMNS = {
         ("late_p99", "late p99 ms", "{:.1f}"),
         ("late_max", "late max ms", "{:.0f}"),
         ("cpu_ms_run", "CPU ms/run", "{:.3f}"),
+        ("own_cores", "its cores", "{:.2f}"),
+        ("machine_cores", "machine cores", "{:.2f}"),
         ("rss_mb", "peak RSS MB", "{:.0f}"),
     ],
     "W2": [
@@ -780,6 +804,8 @@ COLUMNS = {
     "W4": [
         ("runs_s", "runs/s", "{:.0f}"),
         ("cpu_ms_run", "CPU ms/run", "{:.3f}"),
+        ("own_cores", "its cores", "{:.2f}"),
+        ("machine_cores", "machine cores", "{:.2f}"),
         ("rss_mb", "peak RSS MB", "{:.0f}"),
     ],
     "W5": [
