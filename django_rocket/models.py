@@ -353,13 +353,24 @@ class TaskRun(models.Model):
         self.exception_types = list(exception_types)
         self.save(update_fields=FINISH_FIELDS)
 
-    def crash(self, detected_at: datetime, message: str) -> None:
-        """Record that the process running it died before it ended."""
-        self.status = RunStatus.CRASH
-        self.finished_at = detected_at
-        self.runtime = detected_at - self.started_at if self.started_at else None
-        self.message = message
-        self.save(update_fields=CRASH_FIELDS)
+    def crash(self, detected_at: datetime, message: str) -> bool:
+        """Record that the process running it died before it ended; False if it ended first.
+
+        Only a row still ``running`` is changed: a finish written since the row was read
+        (a ``runtask`` on another host ending just then) is the truth, and stays.
+        """
+        values = {
+            "status": RunStatus.CRASH,
+            "finished_at": detected_at,
+            "runtime": detected_at - self.started_at if self.started_at else None,
+            "message": message,
+        }
+        assert tuple(values) == CRASH_FIELDS
+        if not TaskRun.objects.filter(pk=self.pk, status=RunStatus.RUNNING).update(**values):
+            return False
+        for name, value in values.items():
+            setattr(self, name, value)
+        return True
 
 
 class SchedulerRole(models.TextChoices):

@@ -16,6 +16,7 @@ from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django_rocket.display import format_runtime
 from django_rocket.engine.events import log_run_event
 from django_rocket.engine.leadership import Here, pid_alive
 from django_rocket.models import RunStatus, SchedulerRole, TaskRun
@@ -43,6 +44,9 @@ def recover_crashed(
 ) -> Recovered:
     """Record local runs of schedulers that are gone as ``crash``; claim their remote runs.
 
+    Each crash message says why: the scheduler stopped, the ``runtask`` process stopped,
+    or a ``runtask`` run elsewhere is older than its timeout. Only a row still
+    ``running`` is recorded so: a finish written since it was read stays.
     ``own_runs`` are the runs this scheduler already follows. A remote run is claimed
     (its row's scheduler becomes this one) unless the scheduler that has it is alive
     and active; the caller adopts the claimed runs.
@@ -55,15 +59,14 @@ def recover_crashed(
         if run.remote_id:
             if _may_adopt(run, now, instance_pk, here, lease_timeout):
                 remote.append(run)
-        elif _is_orphan(run, now, specs, instance_pk, here, lease_timeout):
-            crashed.append(run)
-    for run in crashed:
-        who = _scheduler_of(run)
-        run.crash(
-            now,
-            f"The scheduler {who} stopped while this run was in progress; "
-            f"detected at {now.isoformat()} by {here.host}:{here.pid}.",
-        )
+            continue
+        cause = _orphaned(run, now, specs, instance_pk, here, lease_timeout)
+        if cause is None:
+            continue
+        message = f"{cause}; detected at {now.isoformat()} by {here.host}:{here.pid}."
+        if not run.crash(now, message):
+            continue  # it ended after all, its finish written since it was read
+        crashed.append(run)
         log_run_event(
             run.task.name,
             str(run.run_id),
@@ -144,25 +147,40 @@ def _scheduler_of(run: TaskRun) -> str:
     return f"{run.host}:{run.pid}" if run.host else "an unknown scheduler"
 
 
-def _is_orphan(
+def _orphaned(
     run: TaskRun,
     now: datetime,
     specs: dict[str, TaskSpec],
     instance_pk: int | None,
     here: Here,
     lease_timeout: timedelta,
-) -> bool:
-    """Whether the process that was running the local run ``run`` is gone."""
+) -> str | None:
+    """Why the process that was running the local run ``run`` is gone; None if it may not be."""
     inst = run.scheduler
     if inst is not None and inst.pk == instance_pk:
-        return False
+        return None
     gone = _owner_gone(run, now, here, lease_timeout)
-    if gone is not None:
-        return gone
-    if not _pid_seen_here(run, here):
-        # Another host, or a runtask in another container with this host name: nothing
-        # here says whether it still runs; once it is older than its timeout, it does not.
-        spec = specs.get(run.task.name)
-        limit = spec.timeout if spec and spec.timeout else timedelta(days=1)
-        return run.started_at is not None and run.started_at < now - limit - lease_timeout
-    return False
+    if gone is False:
+        return None
+    if gone:
+        if inst is None:
+            return (
+                f"The process {run.host}:{run.pid} that ran it (runtask) stopped while this "
+                "run was in progress"
+            )
+        return f"The scheduler {_scheduler_of(run)} stopped while this run was in progress"
+    if _pid_seen_here(run, here):
+        return None  # a runtask here whose process is alive
+    # Another host, or a runtask in another container with this host name: nothing here
+    # can see whether it still runs; once it is older than its timeout, it does not.
+    spec = specs.get(run.task.name)
+    limit = spec.timeout if spec and spec.timeout else timedelta(days=1)
+    if run.started_at is None or run.started_at >= now - limit - lease_timeout:
+        return None
+    where = f"{run.host}:{run.pid}" if run.host else "a process that recorded no host"
+    return (
+        f"Its process {where} (runtask) could not be seen from here (another host or PID "
+        f"namespace), and the run started more than {format_runtime(limit + lease_timeout)} "
+        f"ago ({'its timeout' if spec and spec.timeout else 'a day, as its task has no timeout'}"
+        ", plus the lease)"
+    )

@@ -180,6 +180,11 @@ def test_a_runtask_run_in_another_pid_namespace_is_crashed_only_after_its_timeou
     assert recover(clock, here).crashed == 1
     run.refresh_from_db()
     assert run.status == RunStatus.CRASH
+    assert run.message.startswith(
+        f"Its process {HOST}:{dead_pid} (runtask) could not be seen from here (another host "
+        "or PID namespace), and the run started more than 24 h 00 min ago (a day, as its "
+        "task has no timeout, plus the lease); detected at "
+    ), run.message
 
 
 def test_a_runtask_run_gone_from_this_pid_namespace_is_crashed_at_once(clock, dead_pid):
@@ -187,7 +192,11 @@ def test_a_runtask_run_gone_from_this_pid_namespace_is_crashed_at_once(clock, de
     assert recover(clock, Here(HOST, os.getpid(), pid_namespace())).crashed == 1
     run.refresh_from_db()
     assert run.status == RunStatus.CRASH
-    assert f"{HOST}:{dead_pid}" in run.message
+    # Not "the scheduler": no scheduler ran it.
+    assert run.message.startswith(
+        f"The process {HOST}:{dead_pid} that ran it (runtask) stopped while this run was in "
+        f"progress; detected at {clock.now().isoformat()} by {HOST}:{os.getpid()}."
+    ), run.message
 
 
 def test_a_runtask_run_recorded_before_namespaces_is_judged_by_its_hostname(clock, dead_pid):
