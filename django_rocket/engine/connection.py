@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, DataError, connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from django.db.migrations.executor import MigrationExecutor
@@ -144,6 +144,8 @@ def when_the_database_answers(
 ) -> bool:
     """Run ``step``, waiting out a database that is not reachable yet; False if stopped.
 
+    A value the database refuses (``DataError``) is no outage: it is logged and raised.
+
     The waits double from 0.5 s up to 30 s; ``wakeup`` (a stop request) cuts one short. A
     database that answers but lacks any of django-rocket's migrations is waited out the
     same way, and the log says which ones to apply.
@@ -161,6 +163,16 @@ def when_the_database_answers(
             try:
                 step()
                 return True
+            except DataError:
+                # The database answered and refused a value (too long for its column, a NUL
+                # in text): not an outage, and the same value fails the same way again.
+                logger.error(
+                    "The database refused a value at start-up, so the scheduler stops: "
+                    "`python manage.py check` names the task setting that holds it "
+                    "(runscheduler runs the checks unless --skip-checks).",
+                    exc_info=True,
+                )
+                raise
             except DatabaseError:
                 logger.error(
                     "The database is not reachable; retrying start-up in %gs.",

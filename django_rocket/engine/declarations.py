@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import DataError
 from django.db.models import Q
 
 from django_rocket.models import Task, TaskSource
 from django_rocket.registry import TaskSpec
+from django_rocket.registry.declared import NAME_MAX, shown
 
 logger = logging.getLogger("django_rocket.scheduler")
 
@@ -96,12 +98,22 @@ def sync_tasks(
         ]
         if gone:
             Task.objects.filter(name__in=gone).update(declared=False, updated_at=now)
-    return {
+    stored = {
         name: TaskRow(pk, enabled)
         for pk, name, enabled in Task.objects.filter(name__in=list(declared)).values_list(
             "pk", "name", "enabled"
         )
     }
+    missing = [name for name in declared if name not in stored]
+    if missing:
+        # MySQL and MariaDB: bulk_create(ignore_conflicts=True) is INSERT IGNORE, which
+        # cuts a name too long for its column short (a warning, not an error).
+        raise DataError(
+            f"The database did not store {len(missing)} declared task(s) as named, such as "
+            f"{shown(missing[0])}: a name it cannot hold (longer than {NAME_MAX} characters, "
+            "or text it refuses)."
+        )
+    return stored
 
 
 def latest_task_change() -> datetime | None:

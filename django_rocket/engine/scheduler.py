@@ -18,7 +18,7 @@ import queue
 import threading
 from datetime import datetime
 
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError
 
 from django_rocket import registry
 from django_rocket.alerts import install_alerts, shutdown_alerts
@@ -127,9 +127,19 @@ class Scheduler:
     def run(self) -> int:
         """Run until stopped; return the process exit code."""
         with sqlite_checkpoints_less():
-            if when_the_database_answers(
-                self.startup, self.clock, self.wakeup, lambda: self.stop_requested
-            ):
+            try:
+                ready = when_the_database_answers(
+                    self.startup, self.clock, self.wakeup, lambda: self.stop_requested
+                )
+            except DataError:  # a value the database refuses: logged, and fatal
+                reconnect()
+                try:
+                    self.leadership.release(self.clock.now())  # registered already, perhaps
+                except DatabaseError:
+                    logger.warning("Could not mark this scheduler stopped.", exc_info=True)
+                shutdown_alerts(timeout=5.0)
+                return 1
+            if ready:
                 # Start-up's objects (specs, conditions) live as long as the process:
                 # frozen, and again once active, with the snapshot; full collections
                 # rarer (.collector).

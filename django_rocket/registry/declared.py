@@ -84,6 +84,41 @@ def error(id: str, msg: str, hint: str, task: str | None = None) -> checks.Check
     return checks.Error(msg, hint=hint, obj=task, id=id)
 
 
+# The Task columns a declaration fills, with how many characters each holds (None: any).
+NAME_MAX = 200
+STORED_TEXT = {"func": 300, "description": None, "backend": 100, "queue": 100}
+
+
+def unstorable(text: str, limit: int | None) -> str:
+    """Why the database could not store ``text`` in a column of ``limit`` characters, or "".
+
+    PostgreSQL and MySQL refuse a value longer than its column (SQLite keeps it), and
+    PostgreSQL refuses the NUL character in text; no database takes a lone surrogate
+    (what Python makes of bytes that are not UTF-8) as UTF-8. The scheduler writes the
+    declared tasks at start-up, so such a value stopped it there, in a loop that took
+    the database's refusal for an outage.
+    """
+    if limit is not None and len(text) > limit:
+        return f"it is {len(text):,} characters long, and the column holds {limit}"
+    if "\x00" in text:
+        return "it holds a NUL character (\\x00), which PostgreSQL cannot store in text"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"it holds {text[exc.start : exc.end]!r}, a lone surrogate (bytes that were not "
+            "UTF-8), which no database can store as text"
+        )
+    return ""
+
+
+def shown(text: str, width: int = 60) -> str:
+    """``text`` quoted, cut to ``width`` characters for a message (its length said then)."""
+    if len(text) <= width:
+        return repr(text)
+    return f"{text[:width]!r}... ({len(text):,} characters)"
+
+
 def import_condition_modules() -> Problems:
     """Import the modules in ``ROCKET_CONDITION_MODULES``; return an error for each failure."""
     problems: Problems = []
@@ -256,6 +291,18 @@ def task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
                 "django_rocket.E002",
                 f"ROCKET_TASKS has a key {name!r} that is not a task name.",
                 "Use a non-empty string naming the task as the key.",
+            )
+        )
+        return None
+    why = unstorable(name, NAME_MAX)
+    if why:
+        problems.append(
+            error(
+                "django_rocket.E002",
+                f"ROCKET_TASKS has a key {shown(name)} that cannot be a task name: {why}.",
+                f"Name the task with at most {NAME_MAX} characters of text, without NUL "
+                "characters.",
+                task=shown(name),
             )
         )
         return None
@@ -443,6 +490,23 @@ def task_spec(name: Any, entry: Any, problems: Problems) -> TaskSpec | None:
             ok = False
         flags[key] = value
     description = entry.get("description", "")
+    for key, limit in STORED_TEXT.items():
+        value = entry.get(key)
+        if not isinstance(value, str):
+            continue  # not text: E005 (func) says so; the others are taken as str()
+        why = unstorable(value, limit)
+        if why:
+            problems.append(
+                error(
+                    "django_rocket.E016",
+                    f"Task {name!r}: {key} {shown(value)} cannot be stored: {why}.",
+                    f"Write {key} as text"
+                    + (f" of at most {limit} characters" if limit else "")
+                    + ", without NUL characters.",
+                    task=name,
+                )
+            )
+            ok = False
     if not ok or start_cond is None or not isinstance(func_path, str):
         return None
     return TaskSpec(

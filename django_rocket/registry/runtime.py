@@ -21,13 +21,17 @@ from django_rocket.conditions import Condition, custom_conditions, parse
 from django_rocket.conf import EXECUTIONS, conf, parse_timeout
 from django_rocket.executors.allowlist import loaded_refusal
 from django_rocket.registry.declared import (
+    NAME_MAX,
     OVERRIDE,
     RUNTIME,
+    STORED_TEXT,
     Problems,
     TaskSpec,
     error,
     parse_condition,
+    shown,
     task_spec,
+    unstorable,
 )
 
 
@@ -70,6 +74,8 @@ def _problem_field(problem: checks.CheckMessage, entry: dict[str, Any]) -> str:
         return "backend" if "backend" in entry else "queue"
     if problem.id == "django_rocket.E012":  # a flag that is not a bool: which one it names
         return "multilaunch" if ": multilaunch must be" in str(problem.msg) else "enabled"
+    if problem.id == "django_rocket.E016":  # text the database cannot store: which field
+        return next((k for k in STORED_TEXT if f": {k} " in str(problem.msg)), "__all__")
     return _PROBLEM_FIELDS.get(problem.id or "", "__all__")
 
 
@@ -81,9 +87,14 @@ def runtime_problems(name: str, entry: dict[str, Any]) -> dict[str, list[str]]:
     declared task's. Return each field's messages ("__all__" for the others).
     """
     errors: dict[str, list[str]] = {}
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+    if not isinstance(name, str) or not name.strip():
         errors.setdefault("name", []).append(
-            f"{name!r} is not a task name: use 1 to 200 characters, not only spaces."
+            f"{name!r} is not a task name: use 1 to {NAME_MAX} characters, not only spaces."
+        )
+    elif why := unstorable(name, NAME_MAX):
+        errors.setdefault("name", []).append(
+            f"{shown(name)} is not a task name: {why}. Use 1 to {NAME_MAX} characters of "
+            "text, without NUL characters."
         )
     elif isinstance(conf.tasks, dict) and name in conf.tasks:
         errors.setdefault("name", []).append(
@@ -108,6 +119,8 @@ def runtime_problems(name: str, entry: dict[str, Any]) -> dict[str, list[str]]:
     parameters = entry.get("parameters")
     try:
         json.dumps(parameters, allow_nan=False)
+        if why := _unstorable_text_in(parameters):
+            raise ValueError(why)
     except (TypeError, ValueError) as exc:
         problems.append(
             error(
@@ -120,6 +133,26 @@ def runtime_problems(name: str, entry: dict[str, Any]) -> dict[str, list[str]]:
         if problem.is_serious():
             errors.setdefault(_problem_field(problem, entry), []).append(str(problem.msg))
     return errors
+
+
+def _unstorable_text_in(value: Any) -> str:
+    """Why a string in ``value`` (JSON values) cannot be stored, or "": see ``unstorable``.
+
+    json.dumps escapes a NUL or a lone surrogate, and PostgreSQL's jsonb refuses both.
+    Walked with a stack, not by recursion: any depth json.dumps took is fine here.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if why := unstorable(item, None):
+                return f"the string {shown(item)}: {why}"
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return ""
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -448,3 +448,64 @@ def test_manage_py_check_fails_with_the_id_and_task(settings):
         call_command("check")
     assert "django_rocket.E005" in str(exc.value)
     assert "'report'" in str(exc.value)
+
+
+# -- Text the database cannot store: the scheduler writes every declared task at start-up.
+
+
+def test_e002_a_name_longer_than_its_column(settings):
+    (message,) = run_task_checks(settings, {"n" * 201: GOOD})
+    assert message.id == "django_rocket.E002"
+    assert message.msg == (
+        f"ROCKET_TASKS has a key {'n' * 60!r}... (201 characters) that cannot be a task "
+        "name: it is 201 characters long, and the column holds 200."
+    )
+    assert "at most 200 characters" in message.hint
+    assert run_task_checks(settings, {"n" * 200: GOOD}) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("nightly\x00report", "NUL character"),
+        ("caf\udce9", "'\\udce9', a lone surrogate"),
+    ],
+)
+def test_e002_a_name_with_a_character_no_database_stores(settings, name, why):
+    (message,) = run_task_checks(settings, {name: GOOD})
+    assert message.id == "django_rocket.E002"
+    assert repr(name) in message.msg and why in message.msg
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("description", "Sends the\x00report", "NUL character"),
+        ("description", "caf\udce9", "lone surrogate"),
+        ("queue", "q" * 101, "101 characters long, and the column holds 100"),
+    ],
+)
+def test_e016_task_text_the_database_cannot_store(settings, key, value, why):
+    messages = run_task_checks(settings, {"report": {**GOOD, key: value}})
+    (message,) = [m for m in messages if m.id == "django_rocket.E016"]
+    assert message.msg.startswith(f"Task 'report': {key} ")
+    assert why in message.msg
+    assert message.obj == "report"
+    assert f"Write {key} as text" in message.hint
+
+
+@pytest.mark.django_db
+def test_the_longest_name_and_any_text_the_checks_pass_are_stored(settings):
+    """What passes the checks, the database takes: the limits are the columns' own."""
+    from django.utils import timezone
+
+    from django_rocket.engine.declarations import sync_tasks
+    from django_rocket.models import Task
+    from django_rocket.registry import tasks as declared_tasks
+
+    name = "é" * 200  # characters, not bytes: 400 bytes of UTF-8
+    text = "Ünïcödé, emoji 🚀, tabs\tand\nnew lines " * 50
+    settings.ROCKET_TASKS = {name: {**GOOD, "description": text}}
+    assert check_tasks() == []
+    sync_tasks(declared_tasks(), timezone.now())
+    assert Task.objects.values_list("name", "description").get() == (name, text)

@@ -691,3 +691,36 @@ def test_a_restarted_scheduler_reads_the_exception_types_from_the_log(settings, 
     runs = list(TaskRun.objects.order_by("started_at", "id"))
     assert [r.trigger for r in runs] == ["scheduled", "retry", "retry"]
     assert runs[1].started_at - runs[0].finished_at >= timedelta(minutes=10)
+
+
+def test_a_value_the_database_refuses_at_start_up_stops_it_saying_why(caplog):
+    """A task setting past the checks (--skip-checks) that the database will not store.
+
+    Before, start-up took the refusal for an outage on PostgreSQL: "The database is not
+    reachable; retrying" for ever. MySQL and MariaDB cut the name short without an error
+    (INSERT IGNORE), and the scheduler failed later, at the task's first run. SQLite
+    stores a name of any length.
+    """
+    from django.db import connection
+
+    from django_rocket.conditions import parse
+    from django_rocket.models import SchedulerInstance, SchedulerRole
+    from django_rocket.registry import TaskSpec
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite stores text of any length")
+    name = "n" * 201
+    spec = TaskSpec(name=name, func="tests.support.tasks.noop", start_cond=parse("false"))
+    scheduler = Scheduler({name: spec}, duration=5)
+    # Were the refusal taken for an outage again, start-up would retry until stopped.
+    guard = threading.Timer(20, scheduler.request_stop, ("the test's guard",))
+    guard.start()
+    try:
+        assert scheduler.run() == 1
+    finally:
+        guard.cancel()
+    assert "The database refused a value at start-up, so the scheduler stops" in caplog.text
+    assert "manage.py check" in caplog.text
+    assert "not reachable" not in caplog.text
+    assert SchedulerInstance.objects.get().role == SchedulerRole.STOPPED
+    assert not Task.objects.filter(name=name).exists()  # MySQL keeps a row cut short

@@ -84,6 +84,54 @@ def test_every_field_is_validated(runtime_on):
     assert not Task.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("r" * 201, "201 characters long, and the column holds 200"),
+        ("remind\x00", "NUL character"),
+        ("caf\udce9", "lone surrogate"),
+        ("  ", "use 1 to 200 characters, not only spaces"),
+    ],
+)
+def test_a_name_the_database_cannot_store_is_refused(runtime_on, name, why):
+    with pytest.raises(ValidationError) as excinfo:
+        django_rocket.schedule(name, REMIND, "daily")
+    (message,) = field_errors(excinfo)["name"]
+    assert why in message
+    assert not Task.objects.exists()
+
+
+def test_the_longest_name_is_stored(runtime_on):
+    django_rocket.schedule("é" * 200, REMIND, "daily")
+    assert Task.objects.get().name == "é" * 200
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{"customer": "7\x00"}, {"customer": ["a", {"nested": "caf\udce9"}]}, {"k\x00": 1}],
+)
+def test_parameters_the_database_cannot_store_are_refused(runtime_on, parameters):
+    # PostgreSQL's jsonb refuses a NUL or a lone surrogate, which json.dumps escapes.
+    with pytest.raises(ValidationError) as excinfo:
+        django_rocket.schedule("r", REMIND, "daily", parameters=parameters)
+    messages = field_errors(excinfo)["parameters"]
+    assert any(
+        m.startswith("parameters must be JSON values, as they are stored in the database")
+        and ("NUL character" in m or "lone surrogate" in m)
+        for m in messages
+    ), messages
+    assert not Task.objects.exists()
+
+
+@pytest.mark.parametrize("key", ["description", "queue"])
+def test_text_fields_the_database_cannot_store_are_refused(runtime_on, key):
+    value = "x\x00" if key == "description" else "q" * 101
+    extra = {key: value} if key == "description" else {key: value, "execution": "tasks"}
+    with pytest.raises(ValidationError) as excinfo:
+        django_rocket.schedule("r", REMIND, "daily", **extra)
+    assert any("cannot be stored" in m for m in field_errors(excinfo)[key])
+
+
 def test_parameters_must_fit_the_function(runtime_on):
     with pytest.raises(ValidationError) as excinfo:
         django_rocket.schedule("r", REMIND, "daily", parameters={"client": 1})
