@@ -2,9 +2,9 @@
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
-APP = "django_rocket"
+from tests.support.migrations import latest, migrate
+
 TABLE = "django_rocket_taskrun"
 
 
@@ -19,15 +19,9 @@ def task_indexes() -> dict[str, list[str]]:
     }
 
 
-def migrate(target: str) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate([(APP, target)])
-
-
 @pytest.mark.django_db(transaction=True)
 def test_0009_drops_only_the_task_index_and_reverses():
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes(APP)[0][1]
+    newest = latest()
     after = task_indexes()
     assert ["task_id"] not in after.values()
     # What serves look-ups by task instead (and InnoDB's foreign key, on MySQL).
@@ -42,7 +36,7 @@ def test_0009_drops_only_the_task_index_and_reverses():
         migrate("0009_taskrun_task_index")
         assert task_indexes() == after
     finally:
-        migrate(latest)
+        migrate(newest)
     with connection.cursor() as cursor:  # the foreign key itself stays
         constraints = connection.introspection.get_constraints(cursor, TABLE)
     assert any(

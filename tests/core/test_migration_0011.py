@@ -10,10 +10,10 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from django_rocket.models import RunStatus, Task, TaskRun
+from tests.support.migrations import latest, migrate
 
 APP = "django_rocket"
 
@@ -30,15 +30,9 @@ def test_0011_is_one_add_column_without_copying_the_run_log():
     assert "ADD COLUMN" in body[0].upper() and "django_rocket_taskrun" in body[0], body
 
 
-def migrate(target: str) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate([(APP, target)])
-
-
 @pytest.mark.django_db(transaction=True)
 def test_0011_keeps_the_runs_both_ways():
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes(APP)[0][1]
+    newest = latest()
     task = Task.objects.create(name="kept", func="tests.support.tasks.noop", start_cond="false")
     run = TaskRun.objects.create(
         task=task, status=RunStatus.SUCCESS, started_at=timezone.now(), pid_namespace="x/pid:1"
@@ -49,6 +43,6 @@ def test_0011_keeps_the_runs_both_ways():
             cursor.execute("SELECT COUNT(*) FROM django_rocket_taskrun")
             assert cursor.fetchone() == (1,)
     finally:
-        migrate(latest)
+        migrate(newest)
     again = TaskRun.objects.get(pk=run.pk)
     assert (again.run_id, again.pid_namespace) == (run.run_id, None)  # rows before: none

@@ -14,6 +14,18 @@ from django_rocket.models import RunStatus, SchedulerInstance, Task, TaskRun
 NOW = datetime(2026, 12, 4, 21, 0, tzinfo=UTC)
 
 
+def recover_elsewhere(specs: dict | None = None):
+    """Crash recovery at NOW by a scheduler on another host, with a 30-second lease."""
+    return recover_crashed(
+        NOW,
+        specs=specs or {},
+        own_runs=set(),
+        instance_pk=None,
+        here=Here("other-host", 1, "other-boot/pid:1"),
+        lease_timeout=timedelta(seconds=30),
+    )
+
+
 @pytest.mark.django_db
 def test_a_workers_run_is_blamed_on_its_scheduler_not_on_the_worker():
     task = Task.objects.create(name="remote", func="tests.support.tasks.noop")
@@ -29,14 +41,7 @@ def test_a_workers_run_is_blamed_on_its_scheduler_not_on_the_worker():
         pid=777,
         scheduler=gone,
     )
-    recovered = recover_crashed(
-        NOW,
-        specs={},
-        own_runs=set(),
-        instance_pk=None,
-        here=Here("other-host", 1, "other-boot/pid:1"),
-        lease_timeout=timedelta(seconds=30),
-    )
+    recovered = recover_elsewhere()
     assert recovered.crashed == 1
     run.refresh_from_db()
     assert run.status == RunStatus.CRASH
@@ -44,30 +49,24 @@ def test_a_workers_run_is_blamed_on_its_scheduler_not_on_the_worker():
     assert "777" not in run.message
 
 
+def runtask_run_on_another_host(started_at) -> TaskRun:
+    """A run ``runtask`` made on batch-host (pid 31): no scheduler follows it."""
+    task = Task.objects.create(name="by-hand", func="tests.support.tasks.noop")
+    return TaskRun.objects.create(
+        task=task, status=RunStatus.RUNNING, started_at=started_at, host="batch-host", pid=31
+    )
+
+
 @pytest.mark.django_db
 def test_a_runtask_run_on_another_host_names_its_timeout_when_given_up():
-    task = Task.objects.create(name="by-hand", func="tests.support.tasks.noop")
-    run = TaskRun.objects.create(
-        task=task,
-        status=RunStatus.RUNNING,
-        started_at=NOW - timedelta(minutes=11),
-        host="batch-host",
-        pid=31,
-    )
+    run = runtask_run_on_another_host(started_at=NOW - timedelta(minutes=11))
     spec = registry.TaskSpec(
         name="by-hand",
         func="tests.support.tasks.noop",
         start_cond=parse("false"),
         timeout=timedelta(minutes=10),
     )
-    recovered = recover_crashed(
-        NOW,
-        specs={"by-hand": spec},
-        own_runs=set(),
-        instance_pk=None,
-        here=Here("other-host", 1, "other-boot/pid:1"),
-        lease_timeout=timedelta(seconds=30),
-    )
+    recovered = recover_elsewhere({"by-hand": spec})
     assert recovered.crashed == 1
     run.refresh_from_db()
     assert run.message.startswith(
@@ -80,14 +79,7 @@ def test_a_runtask_run_on_another_host_names_its_timeout_when_given_up():
 @pytest.mark.django_db
 def test_a_finish_written_after_recovery_read_the_row_is_not_overwritten(monkeypatch, caplog):
     """The runtask process ends just as recovery gives up on it: its finish is the truth."""
-    task = Task.objects.create(name="by-hand", func="tests.support.tasks.noop")
-    run = TaskRun.objects.create(
-        task=task,
-        status=RunStatus.RUNNING,
-        started_at=NOW - timedelta(days=2),
-        host="batch-host",
-        pid=31,
-    )
+    run = runtask_run_on_another_host(started_at=NOW - timedelta(days=2))
     judge = recovery._orphaned
 
     def finishing_meanwhile(row, *args, **kwargs):
@@ -99,14 +91,7 @@ def test_a_finish_written_after_recovery_read_the_row_is_not_overwritten(monkeyp
         return cause
 
     monkeypatch.setattr(recovery, "_orphaned", finishing_meanwhile)
-    recovered = recover_crashed(
-        NOW,
-        specs={},
-        own_runs=set(),
-        instance_pk=None,
-        here=Here("other-host", 1, "other-boot/pid:1"),
-        lease_timeout=timedelta(seconds=30),
-    )
+    recovered = recover_elsewhere()
     assert recovered.crashed == 0
     run.refresh_from_db()
     assert (run.status, run.message) == (RunStatus.SUCCESS, "done")
