@@ -16,7 +16,7 @@ import json
 import multiprocessing.connection
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.process import BaseProcess
@@ -135,22 +135,25 @@ def refused_note(exc: Exception) -> str:
     )[:2000]
 
 
-def _unstorable_text(value: object) -> str:
-    """Why a JSON value cannot be stored as it is: a NUL or a lone surrogate in a string."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "it contains a NUL character, which PostgreSQL cannot store"
-        if not _encodable(value):
-            return "it contains a lone surrogate, which UTF-8 cannot encode"
-        return ""
-    items: Iterable[object]
-    if isinstance(value, dict):
-        items = itertools.chain.from_iterable(value.items())
-    elif isinstance(value, list):
-        items = value
-    else:
-        return ""
-    return next((why for why in map(_unstorable_text, items) if why), "")
+def unstorable_text(value: object) -> str:
+    """Why a JSON value cannot be stored as it is: a NUL or a lone surrogate in a string.
+
+    Strings are looked at in order, keys before their values, with a stack rather than
+    by recursion: whatever depth ``json.dumps`` took, this takes too.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "it contains a NUL character, which PostgreSQL cannot store"
+            if not _encodable(item):
+                return "it contains a lone surrogate, which UTF-8 cannot encode"
+        elif isinstance(item, dict):
+            stack.extend(reversed([*itertools.chain.from_iterable(item.items())]))
+        elif isinstance(item, list | tuple):
+            stack.extend(reversed(item))
+    return ""
 
 
 MESSAGE_MAX_CHARS = 2000
@@ -258,7 +261,7 @@ def _encode_result(value: object, max_bytes: int) -> tuple[Any, str]:
     if size > max_bytes:
         return None, f"Return value not kept: {size} bytes is over {max_bytes}."
     kept = json.loads(text)
-    why = _unstorable_text(kept)
+    why = unstorable_text(kept)
     if why:
         return None, f"Return value not kept: {why}."
     return kept, ""

@@ -36,6 +36,7 @@ from django_rocket.conf import EXECUTIONS, TASK_KEYS, conf, parse_timeout
 from django_rocket.executors.django_tasks.checks import task_problems
 from django_rocket.executors.django_tasks.framework import plain_function
 from django_rocket.executors.outcome import load_function
+from django_rocket.models import Task
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,13 @@ def error(id: str, msg: str, hint: str, task: str | None = None) -> checks.Check
     return checks.Error(msg, hint=hint, obj=task, id=id)
 
 
-# The Task columns a declaration fills, with how many characters each holds (None: any).
-NAME_MAX = 200
-STORED_TEXT = {"func": 300, "description": None, "backend": 100, "queue": 100}
+# The Task columns a declaration fills, with how many characters each holds (None: any),
+# read off the model.
+NAME_MAX: int = Task._meta.get_field("name").max_length or 200
+STORED_TEXT: dict[str, int | None] = {
+    key: getattr(Task._meta.get_field(key), "max_length", None)
+    for key in ("func", "description", "backend", "queue")
+}
 
 
 def unstorable(text: str, limit: int | None) -> str:

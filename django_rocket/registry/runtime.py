@@ -20,6 +20,7 @@ from django.core import checks
 from django_rocket.conditions import Condition, custom_conditions, parse
 from django_rocket.conf import EXECUTIONS, conf, parse_timeout
 from django_rocket.executors.allowlist import loaded_refusal
+from django_rocket.executors.outcome import unstorable_text
 from django_rocket.registry.declared import (
     NAME_MAX,
     OVERRIDE,
@@ -119,8 +120,8 @@ def runtime_problems(name: str, entry: dict[str, Any]) -> dict[str, list[str]]:
     parameters = entry.get("parameters")
     try:
         json.dumps(parameters, allow_nan=False)
-        if why := _unstorable_text_in(parameters):
-            raise ValueError(why)
+        if why := unstorable_text(parameters):  # PostgreSQL's jsonb refuses either
+            raise ValueError(f"a string in them: {why}")
     except (TypeError, ValueError) as exc:
         problems.append(
             error(
@@ -133,26 +134,6 @@ def runtime_problems(name: str, entry: dict[str, Any]) -> dict[str, list[str]]:
         if problem.is_serious():
             errors.setdefault(_problem_field(problem, entry), []).append(str(problem.msg))
     return errors
-
-
-def _unstorable_text_in(value: Any) -> str:
-    """Why a string in ``value`` (JSON values) cannot be stored, or "": see ``unstorable``.
-
-    json.dumps escapes a NUL or a lone surrogate, and PostgreSQL's jsonb refuses both.
-    Walked with a stack, not by recursion: any depth json.dumps took is fine here.
-    """
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if why := unstorable(item, None):
-                return f"the string {shown(item)}: {why}"
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return ""
 
 
 @functools.lru_cache(maxsize=1 << 16)
