@@ -182,6 +182,23 @@ def test_a_return_value_is_kept_only_when_every_database_can_store_it(value, kep
     assert note in message and bool(message) == bool(note)
 
 
+def test_a_deep_value_json_can_encode_is_looked_at_to_the_bottom():
+    """The walk that looks for NUL and lone surrogates uses a stack: the depth json.dumps
+    takes (some 900 levels here), it takes too. Recursing, it gave up at about 500."""
+    from django_rocket.executors.outcome import encode_result
+
+    deep: list = ["ok"]
+    for _ in range(900):
+        deep = [deep]
+    assert encode_result(deep, 100_000) == (deep, "")
+    bad: list = ["b\x00d"]
+    for _ in range(900):
+        bad = [bad]
+    assert encode_result(bad, 100_000)[1] == (
+        "Return value not kept: it contains a NUL character, which PostgreSQL cannot store."
+    )
+
+
 def test_storable_text_shows_nul_characters_escaped():
     from django_rocket.executors.outcome import storable
 
