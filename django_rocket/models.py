@@ -255,6 +255,14 @@ class TaskRun(models.Model):
     pid_namespace = models.CharField(  # noqa: DJ001
         _("PID namespace"), max_length=100, null=True, blank=True
     )
+    # When the process running a run with no scheduler of its own (``runtask``) last said
+    # it was alive: it writes this every ROCKET_HEARTBEAT while the function runs. Crash
+    # recovery takes a run whose process it cannot see (another host or container) as
+    # gone once this is older than the lease, as it does a scheduler. NULL on the
+    # scheduler's own runs (their instance's last_seen says) and on rows written before
+    # migration 0012 (judged by their task's timeout). Nullable, without a default, as
+    # ``pid_namespace``.
+    last_seen = models.DateTimeField(_("last seen"), null=True, blank=True, editable=False)
     scheduler = models.ForeignKey(
         "SchedulerInstance",
         models.SET_NULL,

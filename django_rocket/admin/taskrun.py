@@ -61,12 +61,20 @@ class TaskRunAdmin(RocketModelAdmin):
         "runtime_display",
         "host",
         "pid",
+        "last_seen",
         "scheduler",
         "message",
         "traceback",
         "result_display",
     )
     readonly_fields = fields
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        """``last seen`` only where a runtask process wrote it; the scheduler's runs have none."""
+        fields = super().get_fields(request, obj)
+        if obj is None or obj.last_seen is None:
+            return [name for name in fields if name != "last_seen"]
+        return fields
 
     def get_urls(self) -> list[Any]:
         return [self.object_url("retry", TaskRunAdmin.retry), *super().get_urls()]

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from django_rocket.display import format_runtime
 from django_rocket.engine.events import log_run_event
 from django_rocket.engine.leadership import Here, pid_alive
-from django_rocket.models import RunStatus, SchedulerRole, TaskRun
+from django_rocket.models import RunStatus, SchedulerInstance, SchedulerRole, TaskRun
 from django_rocket.registry import TaskSpec
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -44,8 +44,9 @@ def recover_crashed(
 ) -> Recovered:
     """Record local runs of schedulers that are gone as ``crash``; claim their remote runs.
 
-    Each crash message says why: the scheduler stopped, the ``runtask`` process stopped,
-    or a ``runtask`` run elsewhere is older than its timeout. Only a row still
+    Each crash message says why: the scheduler stopped, the ``runtask`` process stopped
+    or its heartbeat did, or an older ``runtask`` run elsewhere, without a heartbeat, is
+    older than its timeout. Only a row still
     ``running`` is recorded so: a finish written since it was read stays.
     ``own_runs`` are the runs this scheduler already follows. A remote run is claimed
     (its row's scheduler becomes this one) unless the scheduler that has it is alive
@@ -114,14 +115,13 @@ def _pid_seen_here(run: TaskRun, here: Here) -> bool:
     return run.pid_namespace is None or run.pid_namespace == here.pid_namespace
 
 
-def _owner_gone(run: TaskRun, now: datetime, here: Here, lease_timeout: timedelta) -> bool | None:
-    """Whether the scheduler that recorded ``run`` is gone; None if the row cannot say."""
-    inst = run.scheduler
+def _owner_gone(
+    run: TaskRun, inst: SchedulerInstance, now: datetime, here: Here, lease_timeout: timedelta
+) -> bool:
+    """Whether ``inst``, the scheduler that recorded ``run``, is gone."""
     if run.pid and _pid_seen_here(run, here) and not pid_alive(run.pid):
         return True
-    if inst is not None:
-        return inst.stopped_at is not None or inst.last_seen < now - lease_timeout
-    return None
+    return inst.stopped_at is not None or inst.last_seen < now - lease_timeout
 
 
 def _may_adopt(
@@ -131,7 +131,7 @@ def _may_adopt(
     inst = run.scheduler
     if inst is None or inst.pk == instance_pk:
         return True  # its scheduler's row was deleted, or this one left it (lost the lease)
-    return bool(_owner_gone(run, now, here, lease_timeout)) or inst.role != SchedulerRole.ACTIVE
+    return _owner_gone(run, inst, now, here, lease_timeout) or inst.role != SchedulerRole.ACTIVE
 
 
 def _scheduler_of(run: TaskRun) -> str:
@@ -157,27 +157,44 @@ def _orphaned(
 ) -> str | None:
     """Why the process that was running the local run ``run`` is gone; None if it may not be."""
     inst = run.scheduler
-    if inst is not None and inst.pk == instance_pk:
+    if inst is None:
+        return _runtask_gone(run, now, specs, here, lease_timeout)
+    if inst.pk == instance_pk or not _owner_gone(run, inst, now, here, lease_timeout):
         return None
-    gone = _owner_gone(run, now, here, lease_timeout)
-    if gone is False:
-        return None
-    if gone:
-        if inst is None:
-            return (
-                f"The process {run.host}:{run.pid} that ran it (runtask) stopped while this "
-                "run was in progress"
-            )
-        return f"The scheduler {_scheduler_of(run)} stopped while this run was in progress"
-    if _pid_seen_here(run, here):
+    return f"The scheduler {_scheduler_of(run)} stopped while this run was in progress"
+
+
+def _runtask_gone(
+    run: TaskRun, now: datetime, specs: dict[str, TaskSpec], here: Here, lease_timeout: timedelta
+) -> str | None:
+    """Why the process of a run no scheduler follows (``runtask``) is gone; None if not.
+
+    As for a scheduler: a pid this process would see, and does not, is gone at once; a
+    heartbeat (``last_seen``) older than the lease is gone wherever it ran. A row written
+    before migration 0012 has no heartbeat: on another host it is gone once older than
+    its task's timeout plus the lease.
+    """
+    where = f"{run.host}:{run.pid}" if run.host else "a process that recorded no host"
+    pid = run.pid or 0
+    seen_here = pid > 0 and _pid_seen_here(run, here)
+    if seen_here and not pid_alive(pid):
+        return f"The process {where} that ran it (runtask) stopped while this run was in progress"
+    if run.last_seen is not None:
+        if run.last_seen >= now - lease_timeout:
+            return None
+        return (
+            f"The process {where} that ran it (runtask) last recorded that it was alive at "
+            f"{run.last_seen.isoformat()}, longer ago than the lease "
+            f"({format_runtime(lease_timeout)})"
+        )
+    if seen_here:
         return None  # a runtask here whose process is alive
-    # Another host, or a runtask in another container with this host name: nothing here
-    # can see whether it still runs; once it is older than its timeout, it does not.
+    # Another host, or a runtask in another container with this host name, from before
+    # the heartbeat: nothing here can see whether it still runs. Its timeout is a guess.
     spec = specs.get(run.task.name)
     limit = spec.timeout if spec and spec.timeout else timedelta(days=1)
     if run.started_at is None or run.started_at >= now - limit - lease_timeout:
         return None
-    where = f"{run.host}:{run.pid}" if run.host else "a process that recorded no host"
     return (
         f"Its process {where} (runtask) could not be seen from here (another host or PID "
         f"namespace), and the run started more than {format_runtime(limit + lease_timeout)} "

@@ -8,8 +8,12 @@ scheduler.
 The run is recorded like any other: its row, with trigger ``manual``, is
 committed before the function starts and updated when it ends, and its events
 go to the ``django_rocket.task`` logger with the same attributes as the
-scheduler's. If this process dies mid-run, the row stays ``running`` with this
-host and pid, and the scheduler's crash recovery records it as ``crash``.
+scheduler's. While the function runs, a thread writes the row's ``last_seen``
+every ``ROCKET_HEARTBEAT``. If this process dies mid-run, the row stays ``running``
+with this host and pid, and the scheduler's crash recovery records it as ``crash``:
+at once where it can see that the pid is gone, else once ``last_seen`` is older than
+the lease, as for a scheduler. The task's timeout is not enforced here, so it cannot
+tell recovery anything.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -26,6 +31,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from django_rocket import registry
+from django_rocket.conditions import parse_duration
 from django_rocket.conf import conf
 from django_rocket.engine.declarations import sync_tasks
 from django_rocket.engine.events import log_run_event
@@ -94,13 +100,15 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
         host=socket.gethostname(),
         pid=os.getpid(),
         pid_namespace=pid_namespace(),  # crash recovery checks the pid only from it
+        last_seen=started,
     )
     log_run_event(spec.name, str(run.run_id), "run", started, None)
     outcome: Ending
     if refusal:
         outcome = {"status": RunStatus.FAIL.value, "message": refusal}
     else:
-        outcome = _call(spec)
+        with Heartbeat(run, now):
+            outcome = _call(spec)
     outcome = bounded(outcome, conf.result_max_bytes)
     _finish(
         run,
@@ -123,6 +131,64 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
         exc_text=run.exc_text,
     )
     return run
+
+
+class Heartbeat:
+    """Write ``last_seen`` on a running run's row every ``ROCKET_HEARTBEAT``, from a thread.
+
+    Crash recovery on another host, or in another container, cannot look for this
+    process; it takes the run as gone once ``last_seen`` is older than the lease, as it
+    does a scheduler whose heartbeat stopped. The update is conditional: a row that is
+    no longer ``running`` is left alone (the finish, written later, is the truth). A
+    database error costs one beat, not the run. The thread closes its own connection.
+    """
+
+    def __init__(self, run: TaskRun, now: Callable[[], datetime]) -> None:
+        self.run = run
+        self.now = now
+        self.every = parse_duration(conf.heartbeat).total_seconds()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(
+            target=self._beat, name=f"rocket-runtask-heartbeat-{run.pk}", daemon=True
+        )
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopped.set()
+        # Not waited for long: a beat stuck on a dead connection must not hold up the
+        # finish, and one that lands after it changes nothing (it is conditional).
+        self.thread.join(timeout=5.0)
+
+    def _beat(self) -> None:
+        pk, run_id = self.run.pk, self.run.run_id
+        try:
+            while not self.stopped.wait(self.every):
+                try:
+                    kept = TaskRun.objects.filter(pk=pk, status=RunStatus.RUNNING).update(
+                        last_seen=self.now()
+                    )
+                except DatabaseError:
+                    logger.warning(
+                        "Could not record that run %s is still going; trying again in %g s.",
+                        run_id,
+                        self.every,
+                        exc_info=True,
+                    )
+                    connection.close()
+                    continue
+                if not kept:
+                    logger.warning(
+                        "Run %s is no longer recorded as running (a scheduler that could not "
+                        "see this process for longer than ROCKET_LEASE_TIMEOUT recorded it as "
+                        "crash?); its end is recorded when the function returns.",
+                        run_id,
+                    )
+                    return
+        finally:
+            connection.close()
 
 
 def _call(spec: TaskSpec) -> Ending:

@@ -265,7 +265,7 @@ def test_a_runtask_in_another_pid_namespace_with_this_hostname_is_not_crashed(tm
         assert (run.host, run.pid, run.status) == (HOST, pid, RunStatus.RUNNING)
         assert run.pid_namespace not in (None, "", pid_namespace())
         assert not pid_alive(run.pid)  # nothing here says it runs
-        now = run.started_at + timedelta(minutes=1)
+        now = run.last_seen + timedelta(seconds=10)  # within the lease of its heartbeat
         assert recover_crashed(
             now,
             specs={},
