@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from django_rocket.engine.connection import migrate_hint, unapplied_migrations
+from django_rocket.executors.outcome import describe
 
 
 class RocketCommand(BaseCommand):
@@ -27,4 +28,11 @@ class RocketCommand(BaseCommand):
             missing = unapplied_migrations()
             if missing:
                 raise CommandError(migrate_hint(missing)) from exc
-            raise
+            # One line, as every other error of these commands (--traceback shows it all).
+            raise CommandError(f"The database could not be used: {first_line(exc)}.") from exc
+
+
+def first_line(exc: BaseException) -> str:
+    """``exc`` as one line: its class and the first line of its text (drivers add hints)."""
+    lines = describe(exc).splitlines()
+    return lines[0].rstrip(" .") if lines else type(exc).__name__

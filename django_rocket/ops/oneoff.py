@@ -110,15 +110,20 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
         with Heartbeat(run, now):
             outcome = _call(spec)
     outcome = bounded(outcome, conf.result_max_bytes)
-    _finish(
-        run,
-        outcome["status"],
-        now(),
-        storable(outcome.get("message", "")),
-        storable(outcome.get("exc_text", "")),
-        outcome.get("result"),
-        outcome.get("exception_types", ()),
-    )
+    not_recorded: DatabaseError | None = None
+    try:
+        _finish(
+            run,
+            outcome["status"],
+            now(),
+            storable(outcome.get("message", "")),
+            storable(outcome.get("exc_text", "")),
+            outcome.get("result"),
+            outcome.get("exception_types", ()),
+        )
+    except DatabaseError as exc:
+        not_recorded = exc  # the run's fields hold its outcome all the same
+    # Logged (and so alerted) even when the run log could not take it.
     log_run_event(
         spec.name,
         str(run.run_id),
@@ -130,7 +135,22 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
         message=run.message,
         exc_text=run.exc_text,
     )
+    if not_recorded is not None:
+        raise FinishNotRecorded(run, not_recorded) from not_recorded
     return run
+
+
+class FinishNotRecorded(Exception):
+    """The run ended, but the database did not take its outcome within ROCKET_LOG_RETRY.
+
+    ``run`` holds the outcome; its row is still ``running``, and its heartbeat has
+    stopped, so a scheduler records it as ``crash`` once the lease has passed.
+    """
+
+    def __init__(self, run: TaskRun, cause: DatabaseError) -> None:
+        super().__init__(str(cause))
+        self.run = run
+        self.cause = cause
 
 
 class Heartbeat:

@@ -7,14 +7,19 @@ stopped server would, without disturbing other clients of the server.
 
 import itertools
 import signal
+import subprocess
+import sys
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
+from django_rocket.engine.leadership import Here
+from django_rocket.engine.recovery import recover_crashed
 from django_rocket.models import RunStatus, TaskRun
-from tests.conftest import wait_until
+from tests.conftest import ROOT, process_env, wait_until
 from tests.support.netproxy import CuttableProxy
 
 pytestmark = [pytest.mark.slow]
@@ -141,3 +146,77 @@ def test_start_up_waits_for_the_database(scheduler_process, proxy, tmp_path):
     wait_until(lambda: successes("tick") >= 1, what="the first run once the database is back")
     proc.proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0, proc.output()
+
+
+def runtask_through(proxy, tasks: dict, settings: dict) -> subprocess.Popen:
+    env = process_env(tasks, settings, db_port=proxy.port)
+    return subprocess.Popen(
+        [sys.executable, "-m", "django", "runtask", next(iter(tasks)), "--wait"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_runtask_whose_outcome_the_database_cannot_take_says_so_in_one_line(proxy, tmp_path):
+    """``runtask --wait`` ends while the database is away for longer than its retries.
+
+    It printed a driver's traceback and dropped the outcome: no event was logged, so
+    not even an alert said how the run ended. Now the outcome is logged, the error is one
+    line naming it, and the row is left to crash recovery, which says why.
+    """
+    tasks, settings = setup(tmp_path)
+    proc = runtask_through(proxy, {"slow": tasks["slow"]}, settings)
+    try:
+        wait_until((tmp_path / "started").exists, what="the run to start")
+        proxy.cut()
+        (tmp_path / "release").write_text("go")
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    proxy.restore()
+    assert proc.returncode == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("CommandError: Run "), err
+    assert " of 'slow' ended with success after " in last
+    assert (
+        "; but the database did not take this outcome (3 attempt(s), ROCKET_LOG_RETRY): "
+        "OperationalError: "
+    ) in last, last
+    assert last.endswith(
+        "Its row stays 'running' until a scheduler records it as crash, once its heartbeat is "
+        "older than ROCKET_LEASE_TIMEOUT."
+    ), last
+    assert "Task 'slow' success" in err  # the event, for the logs and the alerts
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.RUNNING
+    later = run.last_seen + timedelta(seconds=31)
+    assert (
+        recover_crashed(
+            later,
+            specs={},
+            own_runs=set(),
+            instance_pk=None,
+            here=Here("sched-host", 1, "sched-boot/pid:1"),
+            lease_timeout=timedelta(seconds=30),
+        ).crashed
+        == 1
+    )
+    run.refresh_from_db()
+    assert "last recorded that it was alive at" in run.message, run.message
+
+
+def test_runtask_without_a_database_says_so_in_one_line(proxy, tmp_path):
+    tasks, settings = setup(tmp_path)
+    proxy.cut()
+    proc = runtask_through(proxy, {"slow": tasks["slow"]}, settings)
+    _, err = proc.communicate(timeout=60)
+    proxy.restore()
+    assert proc.returncode == 1, err
+    assert err.strip().startswith("CommandError: The database could not be used: "), err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "started").exists()

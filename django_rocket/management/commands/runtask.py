@@ -13,8 +13,8 @@ from django_rocket.management.arguments import (
     runnable_spec,
     task_name,
 )
-from django_rocket.management.base import RocketCommand
-from django_rocket.models import RunStatus, Task, TaskSource
+from django_rocket.management.base import RocketCommand, first_line
+from django_rocket.models import RunStatus, Task, TaskRun, TaskSource
 from django_rocket.ops import RunRefused, oneoff, queue_run
 from django_rocket.ops.overview import active_scheduler
 from django_rocket.ops.schedules import queue_run_at
@@ -118,15 +118,18 @@ class Command(RocketCommand):
             alerts.install_alerts()
         try:
             run = oneoff.run_in_process(spec, now=timezone.now)
+        except oneoff.FinishNotRecorded as exc:
+            attempts = max(int(conf.log_retry["attempts"]), 1)
+            raise CommandError(
+                f"{summary_of(exc.run, spec.name)}; but the database did not take this "
+                f"outcome ({attempts} attempt(s), ROCKET_LOG_RETRY): {first_line(exc.cause)}. "
+                "Its row stays 'running' until a scheduler records it as crash, once its "
+                "heartbeat is older than ROCKET_LEASE_TIMEOUT."
+            ) from exc
         finally:
             if email:
                 alerts.shutdown_alerts(timeout=10.0)
-        summary = (
-            f"Run {run.run_id} of {spec.name!r} ended with {run.status} "
-            f"after {format_runtime(run.runtime)}"
-        )
-        if run.message:
-            summary += f": {run.message}"
+        summary = summary_of(run, spec.name)
         if run.status == RunStatus.SUCCESS:
             self.stdout.write(self.style.SUCCESS(summary))
             return
@@ -136,3 +139,11 @@ class Command(RocketCommand):
             summary += " (-v 2 shows the traceback, as does the run in the admin)"
         self.stderr.write(summary)
         raise SystemExit(1)
+
+
+def summary_of(run: TaskRun, name: str) -> str:
+    """One line: which run of which task ended how, after how long, and its message."""
+    summary = (
+        f"Run {run.run_id} of {name!r} ended with {run.status} after {format_runtime(run.runtime)}"
+    )
+    return f"{summary}: {run.message}" if run.message else summary
