@@ -330,10 +330,29 @@ def settle(value: object, max_bytes: int) -> Ending:
     return {"status": RunStatus.SUCCESS.value, "result": result, "message": note}
 
 
+class StopSignal(BaseException):
+    """Raised into a function that ``runtask`` runs when its process is told to stop.
+
+    A ``BaseException``, as ``KeyboardInterrupt``: a task's ``except Exception`` does
+    not swallow it, and its ``finally`` blocks run. The run ends ``terminate``.
+    """
+
+
+def stopped(exc: StopSignal) -> Ending:
+    """A run its process was told to stop: ``terminate``, with where the function was."""
+    return {
+        "status": RunStatus.TERMINATE.value,
+        "message": safe_text(exc),
+        "exc_text": format_traceback(exc),
+    }
+
+
 def _raised(exc: BaseException) -> Ending:
     """The ending of a call that raised ``exc`` (call it in its ``except`` block)."""
     if isinstance(exc, TaskInaction):
         return {"status": RunStatus.INACTION.value, "message": safe_text(exc)}
+    if isinstance(exc, StopSignal):
+        return stopped(exc)
     if isinstance(exc, TaskTerminated):
         return {
             "status": RunStatus.TERMINATE.value,

@@ -13,13 +13,15 @@ every ``ROCKET_HEARTBEAT``. If this process dies mid-run, the row stays ``runnin
 with this host and pid, and the scheduler's crash recovery records it as ``crash``:
 at once where it can see that the pid is gone, else once ``last_seen`` is older than
 the lease, as for a scheduler. The task's timeout is not enforced here, so it cannot
-tell recovery anything.
+tell recovery anything. SIGTERM stops the function as Ctrl-C does (:class:`SigtermStops`):
+the run is recorded as ``terminate``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -39,11 +41,13 @@ from django_rocket.engine.leadership import pid_namespace
 from django_rocket.engine.runlog import REFUSED
 from django_rocket.executors.outcome import (
     Ending,
+    StopSignal,
     bounded,
     call_task,
     describe,
     format_traceback,
     refused_note,
+    stopped,
     storable,
 )
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
@@ -103,26 +107,31 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
         last_seen=started,
     )
     log_run_event(spec.name, str(run.run_id), "run", started, None)
-    outcome: Ending
-    if refusal:
-        outcome = {"status": RunStatus.FAIL.value, "message": refusal}
-    else:
-        with Heartbeat(run, now):
-            outcome = _call(spec)
-    outcome = bounded(outcome, conf.result_max_bytes)
-    not_recorded: DatabaseError | None = None
-    try:
-        _finish(
-            run,
-            outcome["status"],
-            now(),
-            storable(outcome.get("message", "")),
-            storable(outcome.get("exc_text", "")),
-            outcome.get("result"),
-            outcome.get("exception_types", ()),
-        )
-    except DatabaseError as exc:
-        not_recorded = exc  # the run's fields hold its outcome all the same
+    with SigtermStops() as sigterm:  # until the run is recorded
+        outcome: Ending | None = None
+        if refusal:
+            outcome = {"status": RunStatus.FAIL.value, "message": refusal}
+        else:
+            try:
+                with Heartbeat(run, now):
+                    outcome = _call(spec)
+                    sigterm.returned()
+            except StopSignal as exc:  # came after the function returned: its outcome stands
+                outcome = outcome or stopped(exc)
+        outcome = bounded(outcome, conf.result_max_bytes)
+        not_recorded: DatabaseError | None = None
+        try:
+            _finish(
+                run,
+                outcome["status"],
+                now(),
+                storable(outcome.get("message", "")),
+                storable(outcome.get("exc_text", "")),
+                outcome.get("result"),
+                outcome.get("exception_types", ()),
+            )
+        except DatabaseError as exc:
+            not_recorded = exc  # the run's fields hold its outcome all the same
     # Logged (and so alerted) even when the run log could not take it.
     log_run_event(
         spec.name,
@@ -138,6 +147,41 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
     if not_recorded is not None:
         raise FinishNotRecorded(run, not_recorded) from not_recorded
     return run
+
+
+class SigtermStops:
+    """While the function runs, SIGTERM raises :class:`StopSignal` into it (main thread only).
+
+    So a run that an orchestrator, a deploy or ``timeout`` stops ends ``terminate`` with
+    its traceback, after its ``finally`` blocks, instead of leaving its row ``running``
+    for crash recovery. Only the first SIGTERM raises, and only until the function has
+    returned (:meth:`returned`); one that comes later waits until the run is recorded,
+    when the handler that was there before is put back and the command ends.
+    """
+
+    def __init__(self) -> None:
+        self.calling = True
+        self.told: list[str] = []
+        self.previous: Any = None
+        self.installed = False
+
+    def __enter__(self) -> SigtermStops:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._stop)
+            self.installed = True
+        return self
+
+    def returned(self) -> None:
+        self.calling = False
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous)
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self.told.append(signal.Signals(signum).name)
+        if self.calling and len(self.told) == 1:
+            raise StopSignal(f"Stopped by {self.told[0]}: runtask was asked to stop while it ran.")
 
 
 class FinishNotRecorded(Exception):

@@ -2,7 +2,10 @@
 
 import logging
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -23,7 +26,7 @@ from django_rocket.models import (
     Task,
     TaskRun,
 )
-from tests.conftest import wait_until
+from tests.conftest import ROOT, process_env, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -315,3 +318,69 @@ def _fails_with_a_file_name_that_is_not_utf8(settings) -> TaskRun:
     run = TaskRun.objects.get()
     assert run.status == RunStatus.FAIL
     return run
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_ends_the_run_as_terminate_after_its_finally(tmp_path):
+    """A deploy, an orchestrator or ``timeout`` stops ``runtask --wait`` with SIGTERM.
+
+    The process died at once and left its row ``running`` for crash recovery, without
+    the function's ``finally`` blocks. Now the function is stopped as Ctrl-C stops it,
+    even through an ``except Exception``, and the run is ``terminate`` with where it was.
+    """
+    marker, release, cleaned = tmp_path / "started", tmp_path / "release", tmp_path / "cleaned"
+    tasks = {
+        "stoppable": {
+            "func": "tests.support.tasks.stopped_cleanly",
+            "start_cond": "false",
+            "parameters": {"marker": str(marker), "release": str(release), "cleaned": str(cleaned)},
+        }
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "django", "runtask", "stoppable", "--wait"],
+        cwd=ROOT,
+        env=process_env(tasks),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(marker.exists, what="the function to start")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    assert " of 'stoppable' ended with terminate after " in err, err
+    assert cleaned.read_text() == "cleaned up"
+    run = TaskRun.objects.get()
+    assert (run.status, run.message) == (
+        RunStatus.TERMINATE,
+        "Stopped by SIGTERM: runtask was asked to stop while it ran.",
+    )
+    assert run.finished_at is not None
+    assert "in stopped_cleanly" in run.exc_text and "StopSignal" in run.exc_text, run.exc_text
+
+
+def test_a_sigterm_outside_the_function_is_not_raised_into_anything():
+    """Only the first SIGTERM, and only while the function runs, raises."""
+    from django_rocket.ops.oneoff import SigtermStops
+
+    seen: list[int] = []
+
+    def outer(signum, frame):  # stands in for the default, which would end pytest
+        seen.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, outer)
+    try:
+        with SigtermStops() as sigterm:
+            sigterm.returned()
+            os.kill(os.getpid(), signal.SIGTERM)  # handled before the next line runs
+            told = list(sigterm.told)
+        assert signal.getsignal(signal.SIGTERM) is outer  # put back as it was
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert (told, seen) == (["SIGTERM"], [])

@@ -254,3 +254,18 @@ def refuses_connection() -> None:
 
 async def async_refuses_connection() -> None:
     raise ConnectionRefusedError("the report server is down")
+
+
+def stopped_cleanly(marker: str, release: str, cleaned: str, limit: float = 60.0) -> str:
+    """Wait like :func:`wait_for_file`, swallowing every ``Exception``; note its ``finally``."""
+    try:
+        Path(marker).write_text(str(os.getpid()))
+        deadline = time.monotonic() + limit
+        while not Path(release).exists() and time.monotonic() < deadline:
+            try:
+                time.sleep(0.02)
+            except Exception:  # what careless task code does: a stop must get through
+                pass
+        return "released"
+    finally:
+        Path(cleaned).write_text("cleaned up")
