@@ -3,6 +3,8 @@
 import csv
 import io
 import json
+import subprocess
+import sys
 import tracemalloc
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,6 +20,7 @@ from django_rocket.engine import snapshot
 from django_rocket.engine.retention import apply_retention, needed_runs, prune_runs
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.ops.export import COLUMNS, export_lines
+from tests.conftest import ROOT, process_env
 
 pytestmark = pytest.mark.django_db
 
@@ -491,3 +494,27 @@ def test_an_age_reaching_before_year_1_prunes_nothing():
     result = prune_runs(timedelta(days=999_999), now=NOW)
     assert (result.deleted, result.cutoff) == (0, datetime.min.replace(tzinfo=UTC))
     assert TaskRun.objects.count() == 2
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_export_piped_into_head_stops_quietly():
+    """``exportruns | head``: the reader goes away; no traceback, nothing after it."""
+    runs = [
+        TaskRun(task=task("many"), status=RunStatus.SUCCESS, started_at=NOW, message="x" * 200)
+        for _ in range(5_000)  # over a megabyte of CSV: far more than a pipe holds
+    ]
+    TaskRun.objects.bulk_create(runs)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "django", "exportruns", "--chunk-size", "100"],
+        cwd=ROOT,
+        env=process_env({}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"task_name,")  # what `head -1` reads
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert err == ""  # not a BrokenPipeError's traceback, nor "Exception ignored"

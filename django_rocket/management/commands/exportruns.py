@@ -1,5 +1,7 @@
+import os
+import sys
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from django.core.management.base import CommandError, CommandParser, OutputWrapper
 
@@ -85,7 +87,13 @@ class Command(RocketCommand):
         )
         path = options["output"]
         if path is None:
-            self.write(lines, self.stdout, header=False)
+            try:
+                self.write(lines, self.stdout, header=False)
+            except BrokenPipeError:
+                close = getattr(lines, "close", None)
+                if close is not None:
+                    close()  # its database cursor, while the connection is still open
+                reader_gone()
             return
         try:
             with open(path, "w", encoding="utf-8", newline="") as out:
@@ -117,3 +125,15 @@ class Command(RocketCommand):
             out.write("".join(block), ending="")
         else:
             out.write("".join(block))
+
+
+def reader_gone() -> NoReturn:
+    """Stop quietly when standard output's reader has gone (``exportruns | head``).
+
+    As the Python documentation advises for SIGPIPE: standard output is pointed at
+    /dev/null, so that flushing it at exit raises nothing more, and the exit code is 1.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    raise SystemExit(1)
