@@ -12,6 +12,7 @@ import os
 import stat
 import zoneinfo
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,44 @@ def _durations() -> Messages:
     if retention is not None:
         messages += _duration_setting("ROCKET_RUN_RETENTION", retention, "django_rocket.E027")
     return messages
+
+
+@setting_check
+def _lease_outlasts_heartbeats() -> Messages:
+    """The lease must outlast a heartbeat or two, or leadership (and runtask runs) flap."""
+    try:
+        beat = parse_duration(conf.heartbeat)
+        lease = parse_duration(conf.lease_timeout)
+    except (ValueError, TypeError):
+        return []  # E025 or E026 says so
+    if beat <= timedelta(0) or lease <= timedelta(0):
+        return []
+    shown = f"ROCKET_LEASE_TIMEOUT {conf.lease_timeout!r}"
+    hint = (
+        "Make ROCKET_LEASE_TIMEOUT at least three heartbeats long (the defaults are "
+        "'5 seconds' and '30 seconds')."
+    )
+    if lease <= beat:
+        return [
+            _error(
+                "django_rocket.E038",
+                f"{shown} is not longer than ROCKET_HEARTBEAT {conf.heartbeat!r}: the active "
+                "scheduler's lease runs out between two of its heartbeats, so a standby takes "
+                "over and records its runs as crash while they go on, and a runtask run on "
+                "another host is recorded as crash while it runs.",
+                hint,
+            )
+        ]
+    if lease < 3 * beat:
+        return [
+            checks.Warning(
+                f"{shown} is less than three times ROCKET_HEARTBEAT {conf.heartbeat!r}: one "
+                "late heartbeat (a slow database, a long pause) loses the lease.",
+                hint=hint,
+                id="django_rocket.W004",
+            )
+        ]
+    return []
 
 
 def _positive_seconds(name: str, id: str, hint: str) -> Messages:

@@ -338,6 +338,31 @@ def test_setting_checks(settings, setting, value, check_id):
     assert messages[0].hint
 
 
+@pytest.mark.parametrize(
+    ("heartbeat", "lease", "expected"),
+    [
+        ("1 minute", "30 seconds", ["django_rocket.E038"]),  # the lease ends between beats
+        ("30 seconds", "30 seconds", ["django_rocket.E038"]),
+        ("15 seconds", "30 seconds", ["django_rocket.W004"]),  # one late beat loses it
+        ("10 seconds", "30 seconds", []),
+        ("5 seconds", "30 seconds", []),  # the defaults
+        (0, "30 seconds", ["django_rocket.E025"]),  # said once, by the check of its own
+        ("1 minute", "soon", ["django_rocket.E026"]),
+    ],
+)
+def test_the_lease_must_outlast_heartbeats(settings, heartbeat, lease, expected):
+    settings.ROCKET_HEARTBEAT, settings.ROCKET_LEASE_TIMEOUT = heartbeat, lease
+    messages = check_settings()
+    assert ids(messages) == expected
+    if expected and expected[0] in ("django_rocket.E038", "django_rocket.W004"):
+        assert f"ROCKET_LEASE_TIMEOUT {lease!r}" in messages[0].msg
+        assert f"ROCKET_HEARTBEAT {heartbeat!r}" in messages[0].msg
+        assert messages[0].hint == (
+            "Make ROCKET_LEASE_TIMEOUT at least three heartbeats long (the defaults are "
+            "'5 seconds' and '30 seconds')."
+        )
+
+
 def test_e035_names_the_aliases_there_are(settings):
     settings.ROCKET_LISTEN_DATABASE = "direct"
     (message,) = check_settings()
