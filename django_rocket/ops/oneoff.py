@@ -118,6 +118,7 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
                     sigterm.returned()
             except StopSignal as exc:  # came after the function returned: its outcome stands
                 outcome = outcome or stopped(exc)
+        _autocommit_again(spec.name)
         outcome = bounded(outcome, conf.result_max_bytes)
         not_recorded: DatabaseError | None = None
         try:
@@ -147,6 +148,28 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
     if not_recorded is not None:
         raise FinishNotRecorded(run, not_recorded) from not_recorded
     return run
+
+
+def _autocommit_again(name: str) -> None:
+    """Put back autocommit if the function left it off, so that the finish is committed.
+
+    What the function left uncommitted is rolled back, as a thread run's connection is
+    closed after it; written into that transaction, the finish was lost with it when the
+    process ended, while the command said how the run ended. Inside a transaction of
+    the caller's (a test's), nothing is touched.
+    """
+    try:
+        if connection.in_atomic_block or connection.get_autocommit():
+            return
+        logger.warning(
+            "Task %r left the database connection with autocommit off; what it did not "
+            "commit is rolled back, and the run is recorded.",
+            name,
+        )
+        connection.rollback()
+        connection.set_autocommit(True)
+    except DatabaseError:
+        connection.close()  # the finish opens a new one (and retries, as ROCKET_LOG_RETRY says)
 
 
 class SigtermStops:

@@ -384,3 +384,29 @@ def test_a_sigterm_outside_the_function_is_not_raised_into_anything():
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert (told, seen) == (["SIGTERM"], [])
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_function_that_leaves_autocommit_off_does_not_swallow_the_finish():
+    """The finish was written into the transaction the function left open, and lost.
+
+    ``runtask`` said ``success`` while the row stayed ``running``: the process ended
+    without a commit. Now what the function left uncommitted is rolled back (as a thread
+    run's connection is closed after it) with a warning, and the finish is committed.
+    """
+    tasks = {
+        "careless": {"func": "tests.support.tasks.leaves_autocommit_off", "start_cond": "false"}
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "django", "runtask", "careless", "--wait"],
+        cwd=ROOT,
+        env=process_env(tasks),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    run = TaskRun.objects.get()
+    assert (run.status, run.result) == (RunStatus.SUCCESS, "left it off")
+    assert "left the database connection with autocommit off" in proc.stderr, proc.stderr

@@ -269,3 +269,11 @@ def stopped_cleanly(marker: str, release: str, cleaned: str, limit: float = 60.0
         return "released"
     finally:
         Path(cleaned).write_text("cleaned up")
+
+
+def leaves_autocommit_off() -> str:
+    """Turn the thread's connection's autocommit off and return, as a careless task might."""
+    from django.db import transaction
+
+    transaction.set_autocommit(False)
+    return "left it off"
