@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.signals import connection_created
 
 from django_rocket.executors.current import set_current_run
@@ -36,6 +36,33 @@ def close_run_connections() -> None:
     if getattr(_opened, "connection", False):
         _opened.connection = False
         connections.close_all()
+
+
+def autocommit_again(task: str) -> None:
+    """Put back autocommit if a function left the thread's connection without it.
+
+    A function run on a connection that outlives it (``main`` runs on the scheduler's,
+    ``runtask`` on its own) may leave ``transaction.set_autocommit(False)`` in force.
+    Every later write on that connection then went into one transaction that was never
+    committed: the scheduler's heartbeats, starts and finishes, or ``runtask``'s finish.
+    What the function left uncommitted is rolled back, as a thread run's connection is
+    closed after it, with a warning. Inside an ``atomic`` block of the caller's (a test's)
+    nothing is touched.
+    """
+    connection = connections[DEFAULT_DB_ALIAS]
+    # Read off the wrapper: asking the connection would open one a function did not.
+    if connection.connection is None or connection.in_atomic_block or connection.autocommit:
+        return
+    try:
+        logger.warning(
+            "Task %r left the database connection with autocommit off; what it did not "
+            "commit is rolled back, and the run is recorded.",
+            task,
+        )
+        connection.rollback()
+        connection.set_autocommit(True)
+    except DatabaseError:
+        connection.close()  # the next write opens a new one
 
 
 class ThreadWorkers:

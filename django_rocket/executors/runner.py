@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from django_rocket.executors.django_tasks.follower import TasksFollower
-from django_rocket.executors.local import EventLoop, ThreadWorkers, thread_job
+from django_rocket.executors.local import EventLoop, ThreadWorkers, autocommit_again, thread_job
 from django_rocket.executors.outcome import (
     ActiveRun,
     Ending,
@@ -155,9 +155,9 @@ class Runner:
 
     def _launch_main(self, active: ActiveRun) -> None:
         func = self._function(active.launch.func)
-        self._finish(
-            active.launch.run_id, call_task(func, active.launch.parameters, self.result_max_bytes)
-        )
+        ending = call_task(func, active.launch.parameters, self.result_max_bytes)
+        autocommit_again(active.launch.task)  # it ran on the scheduler's own connection
+        self._finish(active.launch.run_id, ending)
 
     def _launch_thread(self, active: ActiveRun) -> None:
         func = self._function(active.launch.func)

@@ -39,6 +39,7 @@ from django_rocket.engine.declarations import sync_tasks
 from django_rocket.engine.events import log_run_event
 from django_rocket.engine.leadership import pid_namespace
 from django_rocket.engine.runlog import REFUSED
+from django_rocket.executors.local import autocommit_again
 from django_rocket.executors.outcome import (
     Ending,
     StopSignal,
@@ -118,7 +119,7 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
                     sigterm.returned()
             except StopSignal as exc:  # came after the function returned: its outcome stands
                 outcome = outcome or stopped(exc)
-        _autocommit_again(spec.name)
+        autocommit_again(spec.name)  # or the finish goes into what the function left open
         outcome = bounded(outcome, conf.result_max_bytes)
         not_recorded: DatabaseError | None = None
         try:
@@ -148,28 +149,6 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
     if not_recorded is not None:
         raise FinishNotRecorded(run, not_recorded) from not_recorded
     return run
-
-
-def _autocommit_again(name: str) -> None:
-    """Put back autocommit if the function left it off, so that the finish is committed.
-
-    What the function left uncommitted is rolled back, as a thread run's connection is
-    closed after it; written into that transaction, the finish was lost with it when the
-    process ended, while the command said how the run ended. Inside a transaction of
-    the caller's (a test's), nothing is touched.
-    """
-    try:
-        if connection.in_atomic_block or connection.get_autocommit():
-            return
-        logger.warning(
-            "Task %r left the database connection with autocommit off; what it did not "
-            "commit is rolled back, and the run is recorded.",
-            name,
-        )
-        connection.rollback()
-        connection.set_autocommit(True)
-    except DatabaseError:
-        connection.close()  # the finish opens a new one (and retries, as ROCKET_LOG_RETRY says)
 
 
 class SigtermStops:

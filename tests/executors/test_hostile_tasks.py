@@ -244,3 +244,30 @@ def test_encode_result_never_raises():
     result, note = encode_result(Items(a=1), 100)
     assert result is None
     assert note.startswith("Return value not kept: encoding it raised KeyboardInterrupt")
+
+
+@pytest.mark.slow
+def test_a_main_run_that_leaves_autocommit_off_does_not_hold_the_schedulers_writes(
+    scheduler_process,
+):
+    """``main`` runs on the scheduler's own connection; left in autocommit off, every
+    later write of the scheduler went into one transaction that never committed."""
+    tasks = {
+        "careless": {
+            "func": "tests.support.tasks.leaves_autocommit_off",
+            "start_cond": "true",
+            "execution": "main",
+        },
+        "after": {
+            "func": "tests.support.tasks.noop",
+            "start_cond": "after_success('careless')",
+            "execution": "main",
+        },
+    }
+    proc = scheduler_process(tasks, {}, args=("--duration", "3"))
+    assert proc.wait(timeout=60) == 0, proc.output()
+    careless = TaskRun.objects.filter(task__name="careless")
+    assert careless.filter(status=RunStatus.SUCCESS).count() >= 2, proc.output()
+    assert not TaskRun.objects.filter(status=RunStatus.RUNNING).exists()
+    assert TaskRun.objects.filter(task__name="after", status=RunStatus.SUCCESS).exists()
+    assert "left the database connection with autocommit off" in proc.output()
