@@ -11,8 +11,6 @@ that has exited; the other container is its row saying another namespace.
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,9 +19,16 @@ from datetime import timedelta
 import pytest
 
 from django_rocket.engine.leadership import Here, Leadership, pid_alive, pid_namespace
-from django_rocket.engine.recovery import Recovered, recover_crashed
+from django_rocket.engine.recovery import Recovered
 from django_rocket.models import RunStatus, SchedulerInstance, SchedulerLease, Task, TaskRun
-from tests.conftest import ROOT, process_env, wait_until
+from tests.conftest import ROOT, wait_until
+from tests.support.recovery import (
+    recover,
+    runtask_in_namespaces,
+    runtask_row,
+    unshare_refused,
+    waiting_by_hand,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -117,28 +122,17 @@ def running_run_of(scheduler: SchedulerInstance, clock) -> TaskRun:
     )
 
 
-def recover(clock, here: Here):
-    return recover_crashed(
-        clock.now(),
-        specs={},
-        own_runs=set(),
-        instance_pk=None,
-        here=here,
-        lease_timeout=timedelta(seconds=30),
-    )
-
-
 def test_runs_of_a_live_scheduler_in_another_pid_namespace_are_not_crashed(clock, dead_pid):
     other = SchedulerInstance.objects.create(
         host=HOST, pid=dead_pid, pid_namespace=ELSEWHERE, role="standby", last_seen=clock.now()
     )
     run = running_run_of(other, clock)
     here = Here(HOST, os.getpid(), pid_namespace())
-    assert recover(clock, here).crashed == 0  # its heartbeat is fresh: it is alive
+    assert recover(clock.now(), here=here).crashed == 0  # its heartbeat is fresh: it is alive
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING
     clock.advance(timedelta(seconds=31))  # no heartbeat for longer than the lease
-    assert recover(clock, here).crashed == 1
+    assert recover(clock.now(), here=here).crashed == 1
     run.refresh_from_db()
     assert run.status == RunStatus.CRASH
 
@@ -148,36 +142,22 @@ def test_runs_of_a_scheduler_gone_from_this_pid_namespace_are_crashed_at_once(cl
         host=HOST, pid=dead_pid, pid_namespace=pid_namespace(), last_seen=clock.now()
     )
     run = running_run_of(other, clock)
-    assert recover(clock, Here(HOST, os.getpid(), pid_namespace())).crashed == 1
+    assert recover(clock.now(), here=Here(HOST, os.getpid(), pid_namespace())).crashed == 1
     run.refresh_from_db()
     assert run.status == RunStatus.CRASH
 
 
-def runtask_row(clock, pid: int, namespace: str | None) -> TaskRun:
-    """A run that ``runtask`` records: no scheduler, its own host, pid and PID namespace."""
-    task = Task.objects.create(name="by-hand", func="tests.support.tasks.noop", start_cond="false")
-    return TaskRun.objects.create(
-        task=task,
-        status=RunStatus.RUNNING,
-        trigger="manual",
-        started_at=clock.now(),
-        host=HOST,
-        pid=pid,
-        pid_namespace=namespace,
-    )
-
-
 def test_a_runtask_run_in_another_pid_namespace_is_crashed_only_after_its_timeout(clock, dead_pid):
-    run = runtask_row(clock, dead_pid, ELSEWHERE)
+    run = runtask_row(clock.now(), host=HOST, pid=dead_pid, namespace=ELSEWHERE)
     here = Here(HOST, os.getpid(), pid_namespace())
-    assert recover(clock, here).crashed == 0  # its pid means nothing here
+    assert recover(clock.now(), here=here).crashed == 0  # its pid means nothing here
     clock.advance(timedelta(hours=23))
-    assert recover(clock, here).crashed == 0
+    assert recover(clock.now(), here=here).crashed == 0
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING
     # As for a run on another host: no timeout of its own, so a day and the lease.
     clock.advance(timedelta(hours=1, seconds=31))
-    assert recover(clock, here).crashed == 1
+    assert recover(clock.now(), here=here).crashed == 1
     run.refresh_from_db()
     assert run.status == RunStatus.CRASH
     assert run.message.startswith(
@@ -188,8 +168,8 @@ def test_a_runtask_run_in_another_pid_namespace_is_crashed_only_after_its_timeou
 
 
 def test_a_runtask_run_gone_from_this_pid_namespace_is_crashed_at_once(clock, dead_pid):
-    run = runtask_row(clock, dead_pid, pid_namespace())
-    assert recover(clock, Here(HOST, os.getpid(), pid_namespace())).crashed == 1
+    run = runtask_row(clock.now(), host=HOST, pid=dead_pid, namespace=pid_namespace())
+    assert recover(clock.now(), here=Here(HOST, os.getpid(), pid_namespace())).crashed == 1
     run.refresh_from_db()
     assert run.status == RunStatus.CRASH
     # Not "the scheduler": no scheduler ran it.
@@ -200,26 +180,21 @@ def test_a_runtask_run_gone_from_this_pid_namespace_is_crashed_at_once(clock, de
 
 
 def test_a_runtask_run_recorded_before_namespaces_is_judged_by_its_hostname(clock, dead_pid):
-    run = runtask_row(clock, dead_pid, None)  # a row written before migration 0011
-    assert recover(clock, Here(HOST, os.getpid(), pid_namespace())).crashed == 1
+    run = runtask_row(
+        clock.now(), host=HOST, pid=dead_pid, namespace=None
+    )  # a row written before migration 0011
+    assert recover(clock.now(), here=Here(HOST, os.getpid(), pid_namespace())).crashed == 1
     run.refresh_from_db()
     assert run.status == RunStatus.CRASH
 
 
 def test_a_live_runtask_run_on_this_host_is_left_running(clock):
-    run = runtask_row(clock, os.getpid(), pid_namespace())  # this process: alive
-    assert recover(clock, Here(HOST, 1, pid_namespace())).crashed == 0
+    run = runtask_row(
+        clock.now(), host=HOST, pid=os.getpid(), namespace=pid_namespace()
+    )  # this process: alive
+    assert recover(clock.now(), here=Here(HOST, 1, pid_namespace())).crashed == 0
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING
-
-
-def _in_a_pid_namespace_unavailable() -> str:
-    if not os.path.exists("/proc/self/ns/pid") or shutil.which("unshare") is None:
-        return "needs Linux and util-linux's unshare"
-    if os.geteuid() != 0:
-        return "making a PID namespace needs root"
-    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], check=False)
-    return "" if probe.returncode == 0 else "unshare --pid is refused here (a sandbox?)"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -229,57 +204,27 @@ def test_a_runtask_in_another_pid_namespace_with_this_hostname_is_not_crashed(tm
     Its pid is one that no process has here, so by the host name alone crash recovery
     recorded the live run as ``crash`` (and a scheduler would have run the task again).
     """
-    why = _in_a_pid_namespace_unavailable()
+    why = unshare_refused("--pid")
     if why:
         pytest.skip(why)
-    marker, release = tmp_path / "started", tmp_path / "release"
-    tasks = {
-        "by_hand": {
-            "func": "tests.support.tasks.wait_for_file",
-            "start_cond": "false",
-            "parameters": {"marker": str(marker), "release": str(release), "limit": 60},
-        }
-    }
-    env = process_env(tasks)
-    env.pop("ROCKET_TEST_PARENT")  # its parent is the namespace's first process, not pytest
+    tasks, marker, release = waiting_by_hand(tmp_path)
     # Inside the namespace the next pid is one no process has out here.
     with open("/proc/sys/kernel/pid_max") as f:
         pid = int(f.read()) - 7
     while pid_alive(pid):
         pid -= 1
-    script = (
-        f"echo {pid - 1} > /proc/sys/kernel/ns_last_pid && "
-        f"{shlex.quote(sys.executable)} -m django runtask by_hand"
-    )
-    proc = subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", script],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with runtask_in_namespaces(
+        tasks, namespaces=("--pid",), first=f"echo {pid - 1} > /proc/sys/kernel/ns_last_pid"
+    ) as proc:
         wait_until(marker.exists, limit=60, what="runtask to start its run")
         run = TaskRun.objects.get()
         assert (run.host, run.pid, run.status) == (HOST, pid, RunStatus.RUNNING)
         assert run.pid_namespace not in (None, "", pid_namespace())
         assert not pid_alive(run.pid)  # nothing here says it runs
         now = run.last_seen + timedelta(seconds=10)  # within the lease of its heartbeat
-        assert recover_crashed(
-            now,
-            specs={},
-            own_runs=set(),
-            instance_pk=None,
-            here=Here(HOST, os.getpid(), pid_namespace()),
-            lease_timeout=timedelta(seconds=30),
-        ) == Recovered(0, [])
+        assert recover(now, here=Here(HOST, os.getpid(), pid_namespace())) == Recovered(0, [])
         release.write_text("go")
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, out
         run.refresh_from_db()
         assert run.status == RunStatus.SUCCESS
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

@@ -12,10 +12,7 @@ judges it by that, as it judges a scheduler.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
-import sys
 import threading
 from datetime import timedelta
 
@@ -25,39 +22,19 @@ from django.db import connection
 from django_rocket import registry
 from django_rocket.conditions import parse
 from django_rocket.engine.leadership import Here, pid_namespace
-from django_rocket.engine.recovery import recover_crashed
-from django_rocket.models import RunStatus, SchedulerInstance, SchedulerRole, Task, TaskRun
+from django_rocket.models import RunStatus, SchedulerInstance, SchedulerRole, TaskRun
 from django_rocket.ops import oneoff
-from tests.conftest import ROOT, process_env, wait_until
+from tests.conftest import wait_until
+from tests.support.recovery import (
+    recover,
+    runtask_in_namespaces,
+    runtask_row,
+    unshare_refused,
+    waiting_by_hand,
+)
 
 HOST = socket.gethostname()
-LEASE = timedelta(seconds=30)
-
-
-def recover(now, here: Here | None = None, specs: dict | None = None):
-    return recover_crashed(
-        now,
-        specs=specs or {},
-        own_runs=set(),
-        instance_pk=None,
-        here=here or Here("sched-host", 1, "sched-boot/pid:1"),
-        lease_timeout=LEASE,
-    )
-
-
-def runtask_row(clock, *, host="batch-host", pid=31, namespace="batch-boot/pid:9", seen=None):
-    """A run ``runtask`` made: no scheduler follows it; ``seen`` is its last heartbeat."""
-    task = Task.objects.create(name="by-hand", func="tests.support.tasks.noop", start_cond="false")
-    return TaskRun.objects.create(
-        task=task,
-        status=RunStatus.RUNNING,
-        trigger="manual",
-        started_at=clock.now(),
-        host=host,
-        pid=pid,
-        pid_namespace=namespace,
-        last_seen=seen,
-    )
+NAMESPACE = "batch-boot/pid:9"  # a runtask in a container on batch-host
 
 
 def ten_minute_timeout() -> dict:
@@ -75,7 +52,7 @@ def ten_minute_timeout() -> dict:
 
 @pytest.mark.django_db
 def test_a_run_elsewhere_that_beats_is_not_crashed_past_its_timeout(clock):
-    run = runtask_row(clock, seen=clock.now())
+    run = runtask_row(clock.now(), host="batch-host", pid=31, namespace=NAMESPACE, seen=clock.now())
     clock.advance(timedelta(hours=3))  # far past its timeout (10 min) and the lease
     TaskRun.objects.filter(pk=run.pk).update(last_seen=clock.now() - timedelta(seconds=29))
     assert recover(clock.now(), specs=ten_minute_timeout()).crashed == 0
@@ -85,7 +62,7 @@ def test_a_run_elsewhere_that_beats_is_not_crashed_past_its_timeout(clock):
 
 @pytest.mark.django_db
 def test_a_run_elsewhere_whose_heartbeat_stopped_is_crashed_after_the_lease(clock):
-    run = runtask_row(clock, seen=clock.now())
+    run = runtask_row(clock.now(), host="batch-host", pid=31, namespace=NAMESPACE, seen=clock.now())
     clock.advance(timedelta(seconds=30))
     assert recover(clock.now(), specs=ten_minute_timeout()).crashed == 0  # not longer yet
     clock.advance(timedelta(seconds=1))  # well inside its timeout: the heartbeat decides
@@ -102,19 +79,19 @@ def test_a_run_elsewhere_whose_heartbeat_stopped_is_crashed_after_the_lease(cloc
 @pytest.mark.django_db
 def test_a_live_pid_here_does_not_outweigh_a_stopped_heartbeat(clock):
     """The pid was reused (a restart numbers processes from the start again)."""
-    run = runtask_row(clock, host=HOST, pid=os.getpid(), namespace=pid_namespace())
+    run = runtask_row(clock.now(), host=HOST, pid=os.getpid(), namespace=pid_namespace())
     TaskRun.objects.filter(pk=run.pk).update(last_seen=clock.now())
     here = Here(HOST, 1, pid_namespace())
-    assert recover(clock.now(), here).crashed == 0
+    assert recover(clock.now(), here=here).crashed == 0
     clock.advance(timedelta(minutes=1))
-    assert recover(clock.now(), here).crashed == 1  # as for a scheduler: no heartbeat, gone
+    assert recover(clock.now(), here=here).crashed == 1  # as for a scheduler: no heartbeat, gone
     run.refresh_from_db()
     assert run.status == RunStatus.CRASH
 
 
 @pytest.mark.django_db
 def test_a_row_written_before_the_heartbeat_keeps_the_timeout_rule(clock):
-    run = runtask_row(clock, seen=None)
+    run = runtask_row(clock.now(), host="batch-host", pid=31, namespace=NAMESPACE)
     clock.advance(timedelta(minutes=10, seconds=30))
     assert recover(clock.now(), specs=ten_minute_timeout()).crashed == 0
     clock.advance(timedelta(seconds=1))
@@ -235,17 +212,6 @@ def test_a_heartbeat_the_database_refused_costs_one_beat(clock, by_hand, caplog)
 # -- end to end: a real runtask on another host, beside a real scheduler
 
 
-def _in_another_host_unavailable() -> str:
-    if shutil.which("unshare") is None or not os.path.exists("/proc/self/ns/uts"):
-        return "needs Linux and util-linux's unshare"
-    if os.geteuid() != 0:
-        return "making a UTS and PID namespace needs root"
-    probe = subprocess.run(
-        ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "hostname", "x"], check=False
-    )
-    return "" if probe.returncode == 0 else "unshare is refused here (a sandbox?)"
-
-
 @pytest.mark.slow
 def test_a_runtask_on_another_host_outliving_its_timeout_is_not_crashed(
     scheduler_process, tmp_path
@@ -256,36 +222,19 @@ def test_a_runtask_on_another_host_outliving_its_timeout_is_not_crashed(
     scheduler's crash recovery, which runs every lease, gave the run up after about two
     seconds: here it runs through several of those, and ends ``success``.
     """
-    why = _in_another_host_unavailable()
+    why = unshare_refused("--uts", "--pid")
     if why:
         pytest.skip(why)
-    marker, release = tmp_path / "started", tmp_path / "release"
-    tasks = {
-        "by_hand": {
-            "func": "tests.support.tasks.wait_for_file",
-            "start_cond": "false",
-            "timeout": "1 second",
-            "parameters": {"marker": str(marker), "release": str(release), "limit": 60},
-        }
-    }
+    tasks, marker, release = waiting_by_hand(tmp_path, timeout="1 second")
     fast = {"ROCKET_HEARTBEAT": 0.2, "ROCKET_LEASE_TIMEOUT": 1, "ROCKET_POLL_INTERVAL": 0.2}
     scheduler = scheduler_process(tasks, fast)
     wait_until(
         lambda: SchedulerInstance.objects.filter(role=SchedulerRole.ACTIVE).exists(),
         what="the scheduler to become active",
     )
-    env = process_env(tasks, fast)
-    env.pop("ROCKET_TEST_PARENT")  # its parent is the namespace's first process, not pytest
-    script = f"hostname batch-host && exec {sys.executable} -m django runtask by_hand --wait"
-    proc = subprocess.Popen(
-        ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "sh", "-c", script],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with runtask_in_namespaces(
+        tasks, namespaces=("--uts", "--pid"), first="hostname batch-host", settings=fast
+    ) as proc:
         wait_until(marker.exists, limit=60, what="runtask to start its run")
         run = TaskRun.objects.get(task__name="by_hand")
         assert (run.host, run.scheduler) == ("batch-host", None)
@@ -303,15 +252,11 @@ def test_a_runtask_on_another_host_outliving_its_timeout_is_not_crashed(
         run.refresh_from_db()
         assert (run.status, run.message) == (RunStatus.SUCCESS, "")
         assert "crash" not in scheduler.output().lower()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_admin_shows_last_seen_only_where_it_was_written(admin_client, clock):
-    run = runtask_row(clock, seen=clock.now())
+    run = runtask_row(clock.now(), host="batch-host", pid=31, namespace=NAMESPACE, seen=clock.now())
     page = admin_client.get(f"/admin/django_rocket/taskrun/{run.pk}/change/").content.decode()
     assert "Last seen" in page
     TaskRun.objects.update(last_seen=None)

@@ -16,11 +16,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from django_rocket.engine.leadership import Here
-from django_rocket.engine.recovery import recover_crashed
 from django_rocket.models import RunStatus, TaskRun
 from tests.conftest import ROOT, process_env, wait_until
 from tests.support.netproxy import CuttableProxy
+from tests.support.recovery import recover
 
 pytestmark = [pytest.mark.slow]
 
@@ -194,18 +193,7 @@ def test_runtask_whose_outcome_the_database_cannot_take_says_so_in_one_line(prox
     assert "Task 'slow' success" in err  # the event, for the logs and the alerts
     run = TaskRun.objects.get()
     assert run.status == RunStatus.RUNNING
-    later = run.last_seen + timedelta(seconds=31)
-    assert (
-        recover_crashed(
-            later,
-            specs={},
-            own_runs=set(),
-            instance_pk=None,
-            here=Here("sched-host", 1, "sched-boot/pid:1"),
-            lease_timeout=timedelta(seconds=30),
-        ).crashed
-        == 1
-    )
+    assert recover(run.last_seen + timedelta(seconds=31)).crashed == 1
     run.refresh_from_db()
     assert "last recorded that it was alive at" in run.message, run.message
 
