@@ -156,29 +156,31 @@ class SigtermStops:
 
     So a run that an orchestrator, a deploy or ``timeout`` stops ends ``terminate`` with
     its traceback, after its ``finally`` blocks, instead of leaving its row ``running``
-    for crash recovery. Only the first SIGTERM raises, and only until the function has
-    returned (:meth:`returned`); one that comes later waits until the run is recorded,
-    when the handler that was there before is put back and the command ends.
+    for crash recovery. SIGHUP (the terminal of an SSH session closing) does the same,
+    unless it is ignored (``nohup``): then it stays ignored. Only the first signal
+    raises, and only until the function has returned (:meth:`returned`); one that comes
+    later waits until the run is recorded, when the handlers that were there before are
+    put back and the command ends.
     """
 
     def __init__(self) -> None:
         self.calling = True
         self.told: list[str] = []
-        self.previous: Any = None
-        self.installed = False
+        self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> SigtermStops:
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, self._stop)
-            self.installed = True
+            self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._stop)
+            if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+                self.previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._stop)
         return self
 
     def returned(self) -> None:
         self.calling = False
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.installed:
-            signal.signal(signal.SIGTERM, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
     def _stop(self, signum: int, frame: object) -> None:
         self.told.append(signal.Signals(signum).name)

@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -320,15 +321,8 @@ def _fails_with_a_file_name_that_is_not_utf8(settings) -> TaskRun:
     return run
 
 
-@pytest.mark.slow
-@pytest.mark.django_db(transaction=True)
-def test_sigterm_ends_the_run_as_terminate_after_its_finally(tmp_path):
-    """A deploy, an orchestrator or ``timeout`` stops ``runtask --wait`` with SIGTERM.
-
-    The process died at once and left its row ``running`` for crash recovery, without
-    the function's ``finally`` blocks. Now the function is stopped as Ctrl-C stops it,
-    even through an ``except Exception``, and the run is ``terminate`` with where it was.
-    """
+def stoppable(tmp_path, **popen) -> tuple[subprocess.Popen, Path, Path, Path]:
+    """A real ``runtask --wait`` of a function that swallows every ``Exception``."""
     marker, release, cleaned = tmp_path / "started", tmp_path / "release", tmp_path / "cleaned"
     tasks = {
         "stoppable": {
@@ -344,10 +338,26 @@ def test_sigterm_ends_the_run_as_terminate_after_its_finally(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        **popen,
     )
+    return proc, marker, release, cleaned
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_ends_the_run_as_terminate_after_its_finally(tmp_path, sent):
+    """A deploy, an orchestrator or ``timeout`` stops ``runtask --wait`` with SIGTERM;
+    a closing SSH session, with SIGHUP.
+
+    The process died at once and left its row ``running`` for crash recovery, without
+    the function's ``finally`` blocks. Now the function is stopped as Ctrl-C stops it,
+    even through an ``except Exception``, and the run is ``terminate`` with where it was.
+    """
+    proc, marker, _, cleaned = stoppable(tmp_path)
     try:
         wait_until(marker.exists, what="the function to start")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sent)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -359,10 +369,30 @@ def test_sigterm_ends_the_run_as_terminate_after_its_finally(tmp_path):
     run = TaskRun.objects.get()
     assert (run.status, run.message) == (
         RunStatus.TERMINATE,
-        "Stopped by SIGTERM: runtask was asked to stop while it ran.",
+        f"Stopped by {sent.name}: runtask was asked to stop while it ran.",
     )
     assert run.finished_at is not None
     assert "in stopped_cleanly" in run.exc_text and "StopSignal" in run.exc_text, run.exc_text
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_under_nohup_sighup_stays_ignored(tmp_path):
+    def as_nohup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc, marker, release, _ = stoppable(tmp_path, preexec_fn=as_nohup)
+    try:
+        wait_until(marker.exists, what="the function to start")
+        proc.send_signal(signal.SIGHUP)
+        release.write_text("go")  # had SIGHUP stopped it, the run would be terminate
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert TaskRun.objects.get().status == RunStatus.SUCCESS
 
 
 def test_a_sigterm_outside_the_function_is_not_raised_into_anything():
