@@ -111,6 +111,7 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
     with SigtermStops() as sigterm:  # until the run is recorded
         outcome: Ending | None = None
         if refusal:
+            sigterm.returned()  # no function to stop
             outcome = {"status": RunStatus.FAIL.value, "message": refusal}
         else:
             try:
