@@ -200,6 +200,12 @@ class FinishNotRecorded(Exception):
         super().__init__(str(cause))
         self.run = run
         self.cause = cause
+        self.attempts = finish_attempts()
+
+
+def finish_attempts() -> int:
+    """How many times a run's finish is tried, as ``ROCKET_LOG_RETRY`` says."""
+    return max(int(conf.log_retry["attempts"]), 1)
 
 
 class Heartbeat:
@@ -283,7 +289,7 @@ def _finish(
 ) -> None:
     """Record the finish, retrying as ROCKET_LOG_RETRY says while the database is away."""
     policy = conf.log_retry
-    attempts = max(int(policy["attempts"]), 1)
+    attempts = finish_attempts()
     for attempt in range(attempts):
         try:
             run.finish(

@@ -119,10 +119,10 @@ class Command(RocketCommand):
         try:
             run = oneoff.run_in_process(spec, now=timezone.now)
         except oneoff.FinishNotRecorded as exc:
-            attempts = max(int(conf.log_retry["attempts"]), 1)
             raise CommandError(
                 f"{summary_of(exc.run, spec.name)}; but the database did not take this "
-                f"outcome ({attempts} attempt(s), ROCKET_LOG_RETRY): {first_line(exc.cause)}. "
+                f"outcome ({exc.attempts} attempt(s), ROCKET_LOG_RETRY): "
+                f"{first_line(exc.cause)}. "
                 "Its row stays 'running' until a scheduler records it as crash, once its "
                 "heartbeat is older than ROCKET_LEASE_TIMEOUT."
             ) from exc
