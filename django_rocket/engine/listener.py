@@ -8,7 +8,9 @@ event: the loop polls at once instead of at its next ``ROCKET_POLL_INTERVAL``.
 
 The poll stays the fallback: on other databases, and while the listening connection
 is down. The thread reconnects with backoff and, once listening again, has the loop
-poll once for whatever it may have missed meanwhile.
+poll once for whatever it may have missed meanwhile. A server that closes idle sessions
+(``idle_session_timeout``) would close the listening one, which only waits: the thread
+sends a trivial statement every half of that limit.
 
 Each time it starts listening, the thread checks that notifications reach it: it sends
 one, marked as a probe, through the run log's own connection settings (as
@@ -32,6 +34,7 @@ from typing import Any
 from django.db import connection, connections
 
 from django_rocket.conf import conf
+from django_rocket.executors.local import server_idle_limit
 
 logger = logging.getLogger("django_rocket.scheduler")
 
@@ -201,14 +204,20 @@ class Listener:
                         logger.info("Listening for run requests again.")
                         self._hear()  # a request may have come while nobody listened
                     failing, delay = False, 0.5
+                    # A server that closes idle sessions (idle_session_timeout) would close
+                    # this one, which only waits: a statement every half of that keeps it.
+                    with conn.cursor() as cursor:
+                        limit = server_idle_limit(cursor, "postgresql")
+                    said = time.monotonic()
                     probe_by = self._send_probe()
                     while not self._stopping.is_set():
                         # Readable: a notification (or the server closing the connection)
                         # is waiting; a trivial statement reads it and runs the handler,
                         # or raises for a dead connection. Any psycopg 3 does this.
                         readable, _, _ = select.select([conn.fileno()], [], [], WAIT_SECONDS)
-                        if readable:
+                        if readable or (limit and time.monotonic() - said >= limit / 2):
                             conn.execute("SELECT 1")
+                            said = time.monotonic()
                         lost = probe_by is not None and time.monotonic() >= probe_by
                         if lost and self.delivers is None:
                             self._probe_lost()

@@ -54,6 +54,7 @@ from django_rocket.engine.recorder import (
 from django_rocket.engine.recovery import Recovered, recover_crashed
 from django_rocket.engine.stopping import settle_runs, stop_local_runs
 from django_rocket.engine.tasktable import TaskTable
+from django_rocket.executors.local import IdleWatch, revive_idle_connection
 from django_rocket.executors.outcome import Launch, Outcome
 from django_rocket.executors.runner import Runner
 from django_rocket.models import TaskRun
@@ -126,7 +127,8 @@ class Scheduler:
 
     def run(self) -> int:
         """Run until stopped; return the process exit code."""
-        with sqlite_checkpoints_less():
+        # IdleWatch: the server may close a connection idle past its limit (a long main run).
+        with sqlite_checkpoints_less(), IdleWatch():
             try:
                 ready = when_the_database_answers(
                     self.startup, self.clock, self.wakeup, lambda: self.stop_requested
@@ -283,6 +285,7 @@ class Scheduler:
         """Do one cycle; return how many seconds the loop may sleep."""
         self.ticks += 1
         close_broken_connections()
+        revive_idle_connection()
         now = self.clock.now()
         mono = self.clock.monotonic()
         if mono >= self.leadership.next_heartbeat:

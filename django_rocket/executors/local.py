@@ -6,6 +6,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +64,121 @@ def autocommit_again(task: str) -> None:
         connection.set_autocommit(True)
     except DatabaseError:
         connection.close()  # the next write opens a new one
+
+
+# PostgreSQL 14+ and MySQL/MariaDB close a session left idle this long (0: never).
+_IDLE_LIMIT_SQL = {
+    "postgresql": "SELECT setting::bigint / 1000.0 FROM pg_settings "
+    "WHERE name = 'idle_session_timeout'",
+    "mysql": "SELECT @@SESSION.wait_timeout",
+}
+
+
+def server_idle_limit(cursor: Any, vendor: str) -> float | None:
+    """Seconds after which the server closes this session if it sends nothing; None: never.
+
+    PostgreSQL's ``idle_session_timeout`` (14 and later), MySQL's and MariaDB's
+    ``wait_timeout``. What lies between (a pooler, a firewall) may close sooner; the
+    scheduler's heartbeat keeps its own connection busy for those.
+    """
+    sql = _IDLE_LIMIT_SQL.get(vendor)
+    if sql is None:
+        return None
+    cursor.execute(sql)
+    row = cursor.fetchone()
+    seconds = float(row[0]) if row is not None and row[0] is not None else 0.0
+    return seconds if seconds > 0 else None
+
+
+class IdleWatch:
+    """Notice that the server closed this thread's connection while it sat idle.
+
+    A scheduler whose ``main`` run took longer than the server's idle limit
+    (:func:`server_idle_limit`), a ``runtask`` whose function did, or a process stopped
+    and resumed: the next statement met a closed session (PostgreSQL
+    ``IdleSessionTimeout``, MySQL 2006 "Server has gone away"). The write then failed
+    with an error and a traceback in the log, and waited for its retry.
+
+    Used as a context manager, it notes when this thread's connection last ran a
+    statement (a Django execute wrapper). :meth:`revive`, called before the connection
+    is used again, asks the server whether the connection still answers once it has been
+    idle for half the server's limit (one round trip, only then) and closes it if not:
+    the next statement opens a new one. Nothing is asked where the server has no limit
+    (SQLite; PostgreSQL by default).
+    """
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self.last_used = monotonic()
+        # The raw connection the limit was read on, and the limit.
+        self._limit_for: tuple[object, float | None] | None = None
+        self._wrapping: Any = None
+        self.revived = 0  # connections found closed by the server (tests read it)
+
+    def __call__(
+        self,
+        execute: Callable[..., Any],
+        sql: Any,
+        params: Any,
+        many: bool,
+        context: dict[str, Any],
+    ) -> Any:
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            self.last_used = self._monotonic()
+
+    def __enter__(self) -> IdleWatch:
+        self._wrapping = connections[DEFAULT_DB_ALIAS].execute_wrapper(self)
+        self._wrapping.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._wrapping.__exit__(*exc_info)
+
+    def _limit(self, connection: Any) -> float | None:
+        raw = connection.connection
+        if self._limit_for is None or self._limit_for[0] is not raw:
+            with connection.cursor() as cursor:
+                self._limit_for = (raw, server_idle_limit(cursor, connection.vendor))
+        return self._limit_for[1]
+
+    def revive(self) -> None:
+        """Close this thread's connection if the server closed its side while it idled."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        if connection.connection is None or connection.in_atomic_block:
+            return  # nothing open to check, or a caller's transaction to keep
+        idle = self._monotonic() - self.last_used
+        limit: float | None = None
+        try:
+            limit = self._limit(connection)
+            if limit is None or idle < limit / 2:
+                return
+            if connection.is_usable():
+                self.last_used = self._monotonic()
+                return
+        except DatabaseError:
+            pass  # closed already: reading the limit met the closed session
+        self.revived += 1
+        logger.log(
+            logging.INFO if self.revived == 1 else logging.DEBUG,
+            "The database closed this process's connection after it sat idle for %.0f s "
+            "(the server's idle limit: %s); the next statement opens a new one.",
+            idle,
+            "unknown" if limit is None else f"{limit:g} s",
+        )
+        self._limit_for = None
+        try:
+            connection.close()  # the next statement opens a new one
+        except DatabaseError:
+            pass
+
+
+def revive_idle_connection() -> None:
+    """:meth:`IdleWatch.revive` for this thread's connection, if an IdleWatch follows it."""
+    for wrapper in connections[DEFAULT_DB_ALIAS].execute_wrappers:
+        if isinstance(wrapper, IdleWatch):
+            wrapper.revive()
 
 
 class ThreadWorkers:

@@ -16,7 +16,13 @@ from datetime import datetime
 from typing import Any
 
 from django_rocket.executors.django_tasks.follower import TasksFollower
-from django_rocket.executors.local import EventLoop, ThreadWorkers, autocommit_again, thread_job
+from django_rocket.executors.local import (
+    EventLoop,
+    ThreadWorkers,
+    autocommit_again,
+    revive_idle_connection,
+    thread_job,
+)
 from django_rocket.executors.outcome import (
     ActiveRun,
     Ending,
@@ -157,6 +163,7 @@ class Runner:
         func = self._function(active.launch.func)
         ending = call_task(func, active.launch.parameters, self.result_max_bytes)
         autocommit_again(active.launch.task)  # it ran on the scheduler's own connection
+        revive_idle_connection()  # which sat idle while it ran
         self._finish(active.launch.run_id, ending)
 
     def _launch_thread(self, active: ActiveRun) -> None:

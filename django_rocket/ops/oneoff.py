@@ -39,7 +39,7 @@ from django_rocket.engine.declarations import sync_tasks
 from django_rocket.engine.events import log_run_event
 from django_rocket.engine.leadership import pid_namespace
 from django_rocket.engine.runlog import REFUSED
-from django_rocket.executors.local import autocommit_again
+from django_rocket.executors.local import IdleWatch, autocommit_again, revive_idle_connection
 from django_rocket.executors.outcome import (
     Ending,
     StopSignal,
@@ -90,6 +90,11 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
     checked against ``ROCKET_TASK_FUNCTIONS`` again, before it is imported: if it was
     taken off the list meanwhile, the run is ``fail`` with the reason.
     """
+    with IdleWatch():  # the connection idles while the function runs
+        return _run_in_process(spec, now)
+
+
+def _run_in_process(spec: TaskSpec, now: Callable[[], datetime]) -> TaskRun:
     if spec.source == registry.RUNTIME:
         task_pk = Task.objects.values_list("pk", flat=True).get(name=spec.name)
         refusal = registry.loaded_refusal(spec.func)
@@ -108,6 +113,7 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
         last_seen=started,
     )
     log_run_event(spec.name, str(run.run_id), "run", started, None)
+    revive_idle_connection()  # reads the server's idle limit now, while the connection works
     with SigtermStops() as sigterm:  # until the run is recorded
         outcome: Ending | None = None
         if refusal:
@@ -121,6 +127,7 @@ def run_in_process(spec: TaskSpec, *, now: Callable[[], datetime] = timezone.now
             except StopSignal as exc:  # came after the function returned: its outcome stands
                 outcome = outcome or stopped(exc)
         autocommit_again(spec.name)  # or the finish goes into what the function left open
+        revive_idle_connection()  # the server may have closed it while the function ran
         outcome = bounded(outcome, conf.result_max_bytes)
         not_recorded: DatabaseError | None = None
         try:
@@ -240,30 +247,35 @@ class Heartbeat:
     def _beat(self) -> None:
         pk, run_id = self.run.pk, self.run.run_id
         try:
-            while not self.stopped.wait(self.every):
-                try:
-                    kept = TaskRun.objects.filter(pk=pk, status=RunStatus.RUNNING).update(
-                        last_seen=self.now()
-                    )
-                except DatabaseError:
-                    logger.warning(
-                        "Could not record that run %s is still going; trying again in %g s.",
-                        run_id,
-                        self.every,
-                        exc_info=True,
-                    )
-                    connection.close()
-                    continue
-                if not kept:
-                    logger.warning(
-                        "Run %s is no longer recorded as running (a scheduler that could not "
-                        "see this process for longer than ROCKET_LEASE_TIMEOUT recorded it as "
-                        "crash?); its end is recorded when the function returns.",
-                        run_id,
-                    )
-                    return
+            with IdleWatch() as idle:  # a beat longer than the server's idle limit
+                self._beats(pk, run_id, idle)
         finally:
             connection.close()
+
+    def _beats(self, pk: int, run_id: object, idle: IdleWatch) -> None:
+        while not self.stopped.wait(self.every):
+            idle.revive()
+            try:
+                kept = TaskRun.objects.filter(pk=pk, status=RunStatus.RUNNING).update(
+                    last_seen=self.now()
+                )
+            except DatabaseError:
+                logger.warning(
+                    "Could not record that run %s is still going; trying again in %g s.",
+                    run_id,
+                    self.every,
+                    exc_info=True,
+                )
+                connection.close()
+                continue
+            if not kept:
+                logger.warning(
+                    "Run %s is no longer recorded as running (a scheduler that could not "
+                    "see this process for longer than ROCKET_LEASE_TIMEOUT recorded it as "
+                    "crash?); its end is recorded when the function returns.",
+                    run_id,
+                )
+                return
 
 
 def _call(spec: TaskSpec) -> Ending:
