@@ -13,6 +13,7 @@ import pytest
 from django.db import connection
 
 from django_rocket.clock import FakeClock
+from tests.support.netproxy import CuttableProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -149,6 +150,18 @@ def standby():
     server = Standby()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def proxy(transactional_db):
+    """A CuttableProxy (tests.support.netproxy) in front of the test database's server."""
+    if connection.vendor not in ("postgresql", "mysql"):
+        pytest.skip("a database outage is tested on a database server (set DATABASE_URL)")
+    s = connection.settings_dict
+    default_port = 5432 if connection.vendor == "postgresql" else 3306
+    proxy = CuttableProxy(s.get("HOST") or "127.0.0.1", int(s.get("PORT") or default_port))
+    yield proxy
+    proxy.close()
 
 
 @pytest.fixture

@@ -52,6 +52,7 @@ from django_rocket.engine.recorder import (
     write_tick,
 )
 from django_rocket.engine.recovery import Recovered, recover_crashed
+from django_rocket.engine.stalls import StallWatch
 from django_rocket.engine.stopping import settle_runs, stop_local_runs
 from django_rocket.engine.tasktable import TaskTable
 from django_rocket.executors.local import IdleWatch, revive_idle_connection
@@ -105,6 +106,8 @@ class Scheduler:
         self.poller = Poller(self.clock, self.planner, poll_every, self.task_table)
         self.recorder = Recorder(self.clock, on_fatal=self.fail_stop)
         self.listener: Listener | None = None  # PostgreSQL: run requests wake the loop
+        # Says where the loop is stuck when a tick outlasts the lease (a partition, a main run).
+        self.stalls = StallWatch(self.leadership.lease_timeout.total_seconds())
         self.task_pks = self.task_table.task_pks  # runtime tasks add theirs as they come
         self.stop_requested = False
         self.stop_asked = False  # by request_stop (a signal, --duration), not by an error
@@ -128,10 +131,10 @@ class Scheduler:
     def run(self) -> int:
         """Run until stopped; return the process exit code."""
         # IdleWatch: the server may close a connection idle past its limit (a long main run).
-        with sqlite_checkpoints_less(), IdleWatch():
+        with sqlite_checkpoints_less(), IdleWatch(), self.stalls:
             try:
                 ready = when_the_database_answers(
-                    self.startup, self.clock, self.wakeup, lambda: self.stop_requested
+                    self._watched_startup, self.clock, self.wakeup, lambda: self.stop_requested
                 )
             except DataError:  # a value the database refuses: logged, and fatal
                 reconnect()
@@ -153,6 +156,7 @@ class Scheduler:
         try:
             self.listener = Listener.start_for_database(self.wakeup)
             while not self.stop_requested:
+                self.stalls.enter("tick")
                 try:
                     sleep = self.tick()
                 except DatabaseError:
@@ -164,6 +168,8 @@ class Scheduler:
                 except Exception as exc:
                     self.fail_stop("an unexpected error in the scheduler loop", exc)
                     break
+                finally:
+                    self.stalls.leave()
                 if self.once and not self.stop_requested:
                     # One cycle: what the first active tick started, then wait for it.
                     self.starting = not self.active
@@ -205,6 +211,13 @@ class Scheduler:
         self.stop_requested = True
         self.stop_reason = self.stop_reason or what
         self.wakeup.set()
+
+    def _watched_startup(self) -> None:
+        self.stalls.enter("start-up")
+        try:
+            self.startup()
+        finally:
+            self.stalls.leave()
 
     def startup(self) -> None:
         """Write spooled finishes, register this instance, sync tasks, and try to lead."""

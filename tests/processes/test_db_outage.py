@@ -13,28 +13,15 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from django_rocket.models import RunStatus, TaskRun
 from tests.conftest import ROOT, process_env, wait_until
-from tests.support.netproxy import CuttableProxy
 from tests.support.recovery import recover
 
 pytestmark = [pytest.mark.slow]
 
 OUTAGE_SECONDS = 20  # as long as a PostgreSQL restart with a slow recovery
-
-
-@pytest.fixture
-def proxy(transactional_db):
-    if connection.vendor not in ("postgresql", "mysql"):
-        pytest.skip("a database outage is tested on a database server (set DATABASE_URL)")
-    s = connection.settings_dict
-    default_port = 5432 if connection.vendor == "postgresql" else 3306
-    proxy = CuttableProxy(s.get("HOST") or "127.0.0.1", int(s.get("PORT") or default_port))
-    yield proxy
-    proxy.close()
 
 
 def setup(tmp_path):

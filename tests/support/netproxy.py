@@ -2,7 +2,8 @@
 
 Cutting it is what a scheduler sees when its database goes away: open
 connections are reset and new ones are refused, while the server itself (and
-every other client on it) carries on.
+every other client on it) carries on. Pausing it is a network partition instead: the
+connections stay open and nothing reaches either side until it resumes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ class CuttableProxy:
         self.port = self.listener.getsockname()[1]
         self.up = threading.Event()
         self.up.set()
+        self.flowing = threading.Event()  # cleared: bytes are held, connections stay open
+        self.flowing.set()
         self.closing = False
         self.sockets: set[socket.socket] = set()
         self.lock = threading.Lock()
@@ -48,6 +51,7 @@ class CuttableProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self.flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass
@@ -66,8 +70,20 @@ class CuttableProxy:
     def restore(self) -> None:
         self.up.set()
 
+    def pause(self) -> None:
+        """Hold every byte, both ways, keeping the connections open: a network partition.
+
+        Nothing is reset, so a client waits for its answer as long as its driver and the
+        operating system let it; :meth:`resume` delivers what was held.
+        """
+        self.flowing.clear()
+
+    def resume(self) -> None:
+        self.flowing.set()
+
     def close(self) -> None:
         self.closing = True
+        self.flowing.set()
         self.cut()
         self.listener.close()
 
