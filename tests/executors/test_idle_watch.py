@@ -66,7 +66,9 @@ def test_a_connection_idle_for_less_than_half_the_limit_is_not_asked(server):
     with IdleWatch(monotonic=clock) as watch:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        watch.revive()  # reads the limit of this connection
+        assert not watch.wrapping
+        watch.revive()  # reads the limit of this connection, and from then on notes its use
+        assert watch.wrapping
         assert watch.last_used == clock.now
         raw = connection.connection
         clock.now += LIMIT / 2 - 0.5
@@ -131,6 +133,32 @@ def test_sqlite_has_no_idle_limit_and_is_never_asked():
         assert len(queries) == 0
         assert connection.connection is raw
         assert watch.revived == 0
+        assert not watch.wrapping
+
+
+def test_where_the_server_has_no_limit_no_statement_is_wrapped(server):
+    if connection.vendor != "postgresql":
+        pytest.skip("only PostgreSQL can have no idle limit (wait_timeout is at least 1 s)")
+    set_idle_limit(0)
+    clock = Monotonic()
+    with IdleWatch(monotonic=clock) as watch:
+        watch.revive()
+        assert not watch.wrapping
+        assert watch not in connection.execute_wrappers
+        raw = connection.connection
+        clock.now += 10**6
+        watch.revive()
+        assert connection.connection is raw
+        assert watch.revived == 0
+    set_idle_limit(LIMIT)
+
+
+def test_leaving_the_watch_unwraps_the_connection(server):
+    with IdleWatch() as watch:
+        revive_idle_connection()
+        assert watch in connection.execute_wrappers
+    assert watch not in connection.execute_wrappers
+    revive_idle_connection()  # no watch any more: nothing happens
 
 
 def test_without_an_idle_watch_revive_idle_connection_does_nothing(transactional_db):
