@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from datetime import timedelta
 from io import StringIO
 
@@ -18,7 +19,9 @@ from django_rocket.models import SchedulerInstance, SchedulerRole
 from django_rocket.ops import overview
 from tests.conftest import ROOT, database_url, wait_until
 
-pytestmark = pytest.mark.django_db
+# The command reads the database in a thread of its own (--timeout), on its own
+# connection: it must see the rows the tests commit.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def check(*args: str) -> tuple[int, str, str]:
@@ -104,6 +107,31 @@ def test_bad_max_age(value):
         check("--max-age", value)
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "nan", "1e308", "--"])
+def test_bad_timeout(value):
+    with pytest.raises(CommandError, match="--timeout"):
+        check("--timeout", value)
+
+
+def test_a_database_slower_than_the_timeout_is_a_failure(monkeypatch):
+    """The read goes on in its thread; the check answers when the timeout is up."""
+    release = threading.Event()
+
+    def stuck(*args, **kwargs):
+        release.wait(30)
+        return None
+
+    monkeypatch.setattr(overview, "active_scheduler", stuck)
+    try:
+        assert check("--timeout", "0.2") == (
+            1,
+            "",
+            "FAIL: the database did not answer within 0.2 s (--timeout).\n",
+        )
+    finally:
+        release.set()
+
+
 def test_max_age_up_to_a_hundred_years():
     instance(SchedulerRole.STANDBY, seconds_ago=86400 * 365 * 50)
     code, _, err = check("--max-age", "3153600000")
@@ -111,15 +139,15 @@ def test_max_age_up_to_a_hundred_years():
     assert "is on standby (seen" in err
 
 
-def checkscheduler_process() -> subprocess.CompletedProcess:
+def checkscheduler_process(*args: str, port: int = 0) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
-        "DATABASE_URL": database_url(),
+        "DATABASE_URL": database_url(port),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "PYTHONPATH": str(ROOT),
     }
     return subprocess.run(
-        [sys.executable, "-m", "django", "checkscheduler", "--max-age", "30"],
+        [sys.executable, "-m", "django", "checkscheduler", "--max-age", "30", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -146,3 +174,24 @@ def test_exit_codes_against_a_real_scheduler(scheduler_process):
     after = checkscheduler_process()
     assert after.returncode == 1
     assert "stopped" in after.stderr
+
+
+@pytest.mark.slow
+def test_a_database_that_stopped_answering_fails_the_check_within_its_timeout(proxy):
+    """A partition: the proxy holds every byte and closes nothing.
+
+    Before, the check waited for the driver, which waits until the operating system gives
+    up on TCP (about 15 minutes); the probe's own caller timed out instead, without a
+    reason.
+    """
+    instance(SchedulerRole.ACTIVE)
+    healthy = checkscheduler_process(port=proxy.port)
+    assert healthy.returncode == 0, healthy.stderr
+    proxy.pause()
+    try:
+        done = checkscheduler_process("--timeout", "1", port=proxy.port)
+    finally:
+        proxy.resume()
+    assert done.returncode == 1
+    assert done.stderr == "FAIL: the database did not answer within 1 s (--timeout).\n"
+    assert done.stdout == ""

@@ -1,16 +1,20 @@
+import threading
 from datetime import timedelta
 from typing import Any, NoReturn
 
 from django.core.management.base import CommandParser
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from django_rocket.conf import conf
 from django_rocket.display import format_runtime
 from django_rocket.management.arguments import positive_seconds
 from django_rocket.management.base import RocketCommand
-from django_rocket.models import SchedulerRole
+from django_rocket.models import SchedulerInstance, SchedulerRole
 from django_rocket.ops import overview
+
+# Seconds the check waits for the database's answer.
+DEFAULT_TIMEOUT = 10.0
 
 
 class Command(RocketCommand):
@@ -30,14 +34,19 @@ class Command(RocketCommand):
             help="How recent the scheduler's heartbeat must be, above 0 and at most 100 years. "
             "Default: ROCKET_HEALTH_MAX_AGE.",
         )
+        parser.add_argument(
+            "--timeout",
+            type=positive_seconds,
+            default=DEFAULT_TIMEOUT,
+            metavar="SECONDS",
+            help="How long to wait for the database's answer before failing (a database "
+            "that stopped answering without closing the connection would hold the check "
+            f"for minutes). Default: {DEFAULT_TIMEOUT:g}.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         max_age = options["max_age"] if options["max_age"] is not None else conf.health_max_age
-        try:
-            active = overview.active_scheduler(max_age)
-            last = overview.last_seen_scheduler() if active is None else active
-        except DatabaseError as exc:
-            self.fail(f"cannot read the scheduler table: {str(exc).strip().splitlines()[0]}")
+        active, last = self.read(max_age, options["timeout"])
         now = timezone.now()
         if active is not None:
             age = format_runtime(max(now - active.last_seen, timedelta(0)))
@@ -57,6 +66,38 @@ class Command(RocketCommand):
             f"no active scheduler seen in the last {max_age:g} s; the last, {who} "
             f"({last.role}), was seen {age} ago."
         )
+
+    def read(
+        self, max_age: float, timeout: float
+    ) -> tuple[SchedulerInstance | None, SchedulerInstance | None]:
+        """The active scheduler and the last one seen, read within ``timeout`` seconds.
+
+        Read in a thread of its own: a database that stopped answering without closing
+        the connection (a network partition) holds the driver until the operating system
+        gives up on TCP, and the check must answer long before.
+        """
+        answer: list[tuple[SchedulerInstance | None, SchedulerInstance | None] | DatabaseError] = []
+
+        def read() -> None:
+            try:
+                active = overview.active_scheduler(max_age)
+                answer.append(
+                    (active, overview.last_seen_scheduler() if active is None else active)
+                )
+            except DatabaseError as exc:
+                answer.append(exc)
+            finally:
+                connections.close_all()  # this thread's
+
+        thread = threading.Thread(target=read, name="checkscheduler-read", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if not answer:
+            self.fail(f"the database did not answer within {timeout:g} s (--timeout).")
+        if isinstance(answer[0], DatabaseError):
+            first = str(answer[0]).strip().splitlines()[0]
+            self.fail(f"cannot read the scheduler table: {first}")
+        return answer[0]
 
     def fail(self, reason: str) -> NoReturn:
         self.stderr.write(f"FAIL: {reason}")
