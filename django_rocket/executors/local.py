@@ -175,9 +175,10 @@ class IdleWatch:
         idle = self._monotonic() - self.last_used
         limit: float | None = None
         try:
+            known = self._limit_for is not None and self._limit_for[0] is connection.connection
             limit = self._limit(connection)
-            if limit is None or idle < limit / 2:
-                return
+            if not known or limit is None or idle < limit / 2:
+                return  # a limit read just now was read on a connection that answers
             if connection.is_usable():
                 self.last_used = self._monotonic()
                 return

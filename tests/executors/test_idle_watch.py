@@ -169,3 +169,21 @@ def test_without_an_idle_watch_revive_idle_connection_does_nothing(transactional
         revive_idle_connection()
     assert len(queries) == 0
     assert connection.connection is raw
+
+
+def test_a_new_connection_is_asked_nothing_more_than_its_limit(server, monkeypatch):
+    clock = Monotonic()
+    asked: list[bool] = []
+    usable = connection.is_usable
+    monkeypatch.setattr(connection, "is_usable", lambda: asked.append(usable()) or asked[-1])
+    with IdleWatch(monotonic=clock) as watch:
+        watch.revive()  # reads the limit of this connection
+        connection.close()
+        set_idle_limit(LIMIT)  # a new connection, with the same limit
+        clock.now += 10 * LIMIT  # long after the watch last saw the old one used
+        watch.revive()  # reading the new one's limit showed that it answers
+        assert asked == []
+        assert watch.revived == 0
+        clock.now += LIMIT
+        watch.revive()
+        assert asked == [True]
