@@ -55,6 +55,9 @@ FUNCS = "tests.support.soak_tasks."
 LEASE_TIMEOUT = 5.0
 SHUTDOWN_GRACE = 5.0
 FAULT_KINDS = ("kill9", "sigterm", "db_cut", "smtp_stop")
+# Drawn only when --faults names them: the default schedule of a seed stays as it was.
+# db_pause: the proxy holds every byte, resets nothing (a network partition).
+MORE_FAULT_KINDS = ("db_pause",)
 # The end of a run's function (its ledger "end" line) and the row's finished_at may
 # differ by the time to report it; more than this is a run that hung after its function
 # returned (or a finish recorded with the wrong time).
@@ -170,13 +173,16 @@ class Fault:
     note: str = ""
 
 
-def plan_faults(rng: random.Random, seconds: float) -> list[Fault]:
+def plan_faults(
+    rng: random.Random, seconds: float, kinds: tuple[str, ...] = FAULT_KINDS
+) -> list[Fault]:
     """The fault schedule: one fault at a time, 10-25 s apart, none in the last 10 s."""
     faults: list[Fault] = []
     at = rng.uniform(8.0, 15.0)
     while at < seconds - 10.0:
-        kind = rng.choice(FAULT_KINDS)
-        duration = round(rng.uniform(5.0, 30.0), 1) if kind in ("db_cut", "smtp_stop") else 0.0
+        kind = rng.choice(kinds)
+        lasting = ("db_cut", "smtp_stop", "db_pause")
+        duration = round(rng.uniform(5.0, 30.0), 1) if kind in lasting else 0.0
         duration = round(min(duration, max(seconds - 5.0 - at, 5.0)), 1)
         faults.append(Fault(round(at, 1), kind, duration))
         at += duration + rng.uniform(10.0, 25.0)
@@ -374,6 +380,10 @@ class Soak:
             fault.target = f"slot {slot}"
             self.proxies[slot].cut()
             self._restore = lambda: self.proxies[slot].restore()
+        elif fault.kind == "db_pause":
+            fault.target = f"slot {slot}"
+            self.proxies[slot].pause()
+            self._restore = lambda: self.proxies[slot].resume()
         else:
             fault.target = "smtp"
             self.smtp.stop()
@@ -467,7 +477,7 @@ class Soak:
 
     def run(self) -> dict[str, Any]:
         seconds = self.args.minutes * 60
-        faults = plan_faults(self.rng, seconds)
+        faults = plan_faults(self.rng, seconds, self.args.faults)
         print(
             f"soak: seed {self.seed}, {self.args.minutes:g} min, {len(self.tasks)} tasks, "
             f"{len(faults)} faults planned, worker {'on' if self.with_worker else 'off'}, "
@@ -811,6 +821,16 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def fault_kinds(value: str) -> tuple[str, ...]:
+    kinds = tuple(kind.strip() for kind in value.split(",") if kind.strip())
+    unknown = [k for k in kinds if k not in FAULT_KINDS + MORE_FAULT_KINDS]
+    if not kinds or unknown:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: give faults of {', '.join(FAULT_KINDS + MORE_FAULT_KINDS)}"
+        )
+    return kinds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0, help="fault phase length")
@@ -825,6 +845,13 @@ def main(argv: list[str] | None = None) -> int:
         help="leave out execution 'tasks' (no db_worker)",
     )
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database")
+    parser.add_argument(
+        "--faults",
+        type=fault_kinds,
+        default=FAULT_KINDS,
+        help=f"the faults drawn, comma-separated, of {', '.join(FAULT_KINDS + MORE_FAULT_KINDS)} "
+        f"(default: {','.join(FAULT_KINDS)})",
+    )
     parser.add_argument(
         "--work-dir",
         type=Path,
