@@ -229,6 +229,8 @@ class Soak:
         self.args = args
         self.seed: int = args.seed
         self.rng = random.Random(self.seed)
+        if args.work_dir is not None:
+            args.work_dir.mkdir(parents=True, exist_ok=True)
         self.work = Path(tempfile.mkdtemp(prefix=f"rocket-soak-{self.seed}-", dir=args.work_dir))
         self.db = f"rocket_soak_{os.getpid()}_{self.seed}"
         self.ledger = self.work / "ledger.jsonl"
