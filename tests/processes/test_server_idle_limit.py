@@ -55,6 +55,20 @@ def alarming(output: str) -> list[str]:
     ]
 
 
+def lasting(tmp_path, seconds: float, start_cond: str, execution: str) -> dict:
+    """A task whose function returns after ``seconds``, touching no database meanwhile."""
+    return {
+        "func": "tests.support.tasks.wait_for_file",
+        "start_cond": start_cond,
+        "execution": execution,
+        "parameters": {
+            "marker": str(tmp_path / f"{execution}-started"),
+            "release": str(tmp_path / "never"),
+            "limit": seconds,
+        },
+    }
+
+
 def successes(name: str) -> int:
     return TaskRun.objects.filter(task__name=name, status=RunStatus.SUCCESS).count()
 
@@ -75,16 +89,7 @@ def test_a_scheduler_whose_idle_connections_the_server_closes_records_everything
 ):
     tasks = {
         # Runs on the scheduler's own connection, which idles meanwhile for 3 s.
-        "long-main": {
-            "func": "tests.support.tasks.wait_for_file",
-            "start_cond": "every('1 hour')",
-            "execution": "main",
-            "parameters": {
-                "marker": str(tmp_path / "main-started"),
-                "release": str(tmp_path / "never"),
-                "limit": 3 * LIMIT_SECONDS,
-            },
-        },
+        "long-main": lasting(tmp_path, 3 * LIMIT_SECONDS, "every('1 hour')", "main"),
         # Started every 3 s by a scheduler that otherwise says nothing to the database
         # for longer than the limit (heartbeat 10 s, poll 30 s).
         "every-3s": {
@@ -120,18 +125,7 @@ def test_runtask_whose_function_outlasts_the_servers_idle_limit_ends_quietly(
     idle_limited, tmp_path
 ):
     """The function idles the connection for 5 s; the heartbeat's idles 2 s between beats."""
-    tasks = {
-        "long": {
-            "func": "tests.support.tasks.wait_for_file",
-            "start_cond": "false",
-            "execution": "thread",
-            "parameters": {
-                "marker": str(tmp_path / "started"),
-                "release": str(tmp_path / "never"),
-                "limit": 5 * LIMIT_SECONDS,
-            },
-        }
-    }
+    tasks = {"long": lasting(tmp_path, 5 * LIMIT_SECONDS, "false", "thread")}
     settings = {
         "DATABASES": idle_limited,
         "ROCKET_HEARTBEAT": f"{2 * LIMIT_SECONDS} seconds",
