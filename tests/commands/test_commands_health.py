@@ -132,6 +132,17 @@ def test_a_database_slower_than_the_timeout_is_a_failure(monkeypatch):
         release.set()
 
 
+def test_an_error_that_is_not_the_databases_is_not_taken_for_a_timeout(monkeypatch):
+    """Raised in the reading thread, it is raised again by the command, as before --timeout."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug, not the database")
+
+    monkeypatch.setattr(overview, "active_scheduler", broken)
+    with pytest.raises(RuntimeError, match="a bug, not the database"):
+        check()
+
+
 def test_max_age_up_to_a_hundred_years():
     instance(SchedulerRole.STANDBY, seconds_ago=86400 * 365 * 50)
     code, _, err = check("--max-age", "3153600000")

@@ -76,28 +76,30 @@ class Command(RocketCommand):
         the connection (a network partition) holds the driver until the operating system
         gives up on TCP, and the check must answer long before.
         """
-        answer: list[tuple[SchedulerInstance | None, SchedulerInstance | None] | DatabaseError] = []
+        answer: list[tuple[SchedulerInstance | None, SchedulerInstance | None] | Exception] = []
 
-        def read() -> None:
+        def ask() -> None:
             try:
                 active = overview.active_scheduler(max_age)
                 answer.append(
                     (active, overview.last_seen_scheduler() if active is None else active)
                 )
-            except DatabaseError as exc:
+            except Exception as exc:  # raised again below, in the command's own thread
                 answer.append(exc)
             finally:
                 connections.close_all()  # this thread's
 
-        thread = threading.Thread(target=read, name="checkscheduler-read", daemon=True)
+        thread = threading.Thread(target=ask, name="checkscheduler-read", daemon=True)
         thread.start()
         thread.join(timeout)
         if not answer:
             self.fail(f"the database did not answer within {timeout:g} s (--timeout).")
-        if isinstance(answer[0], DatabaseError):
-            first = str(answer[0]).strip().splitlines()[0]
-            self.fail(f"cannot read the scheduler table: {first}")
-        return answer[0]
+        result = answer[0]
+        if isinstance(result, DatabaseError):
+            self.fail(f"cannot read the scheduler table: {str(result).strip().splitlines()[0]}")
+        if isinstance(result, Exception):
+            raise result  # not the database's answer: as if read here, not as a timeout
+        return result
 
     def fail(self, reason: str) -> NoReturn:
         self.stderr.write(f"FAIL: {reason}")
