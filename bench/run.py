@@ -678,6 +678,8 @@ def one_run(
             out["limit_runs_s"] = r["batched"] / r["batched_elapsed"] / 2
         if r.get("batched_v4"):  # the same with random ids, as before December 2026
             out["limit_v4_runs_s"] = r["batched_v4"] / r["batched_v4_elapsed"] / 2
+        if r.get("recorded"):  # W4's runs recorded with no scheduling, 100 a transaction
+            out["record_runs_s"] = r["recorded"] / r["recorded_elapsed"]
         return out
     runs = [tuple(r) for r in m.result.get("runs", [])]
     # Whole seconds, half open: a task on every('1 second') starts exactly once in each
@@ -920,6 +922,12 @@ def table(results: dict, workloads: list[str], baseline: Baseline | None = None)
                         f"; {ours / random_ids:.2f} of it with random (version 4) run ids "
                         f"({random_ids:,.0f} runs/s)"
                     )
+                recording = med.get("record_runs_s")
+                if ours and recording and recording == recording:
+                    text += (
+                        f"; {ours / recording:.2f} of the run-recording limit in W4's batches "
+                        f"({recording:,.0f} runs/s)"
+                    )
                 cells.append(text)
                 lines.append("| " + " | ".join(cells) + " |")
                 continue
@@ -955,7 +963,9 @@ def table(results: dict, workloads: list[str], baseline: Baseline | None = None)
         "throughput ours/theirs, costs theirs/ours. For raw rows: django-rocket's recorded "
         "runs/s as a fraction of one process's single-row INSERT+COMMIT rate, and of the "
         "two-writes-a-run limit: half the rows/s the same process inserts in 1,000-row "
-        "transactions (a run writes its start and its finish)."
+        "transactions (a run writes its start and its finish), and of the run-recording "
+        "limit in W4's batches: runs/s of the same process when each transaction inserts "
+        "100 starts and updates the previous 100 rows to finished (bench/README.md)."
     )
     if baseline:
         lines.append("")

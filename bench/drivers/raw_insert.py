@@ -8,6 +8,13 @@ writes (its start and its finish), so half the batched rate is what one process 
 record at most: the "two-writes-a-run limit". Run ids are time-ordered, as django-rocket's;
 a third window inserts batches with random (version 4) ids, the limit as measured until
 December 2026, when the issues' targets were set against it.
+
+A fourth window records runs as W4 makes them, with nothing else: each transaction
+inserts the starts of W4's 100 tasks and finishes the previous transaction's 100 runs
+(an UPDATE by run id of what a finish sets), the rows through ``executemany``. Its rate is
+the "run-recording limit in W4's batches": a finish is an UPDATE that moves a row's
+status and finish time, so every index holding them gets a new entry, and W4's
+transactions carry at most 100 runs, not 1,000 rows.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import os
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -25,6 +32,7 @@ sys.path.insert(0, str(HERE))
 from common import emit, load_config, write_result  # noqa: E402
 
 BATCH = 1000
+W4_TASKS = 100  # W4's task count: at most this many starts and finishes a transaction
 
 
 def uuid7() -> uuid.UUID:
@@ -109,6 +117,7 @@ def main() -> None:
     batched_v4, batched_v4_elapsed = batches(
         cur, con, sql, fmt, task_id, cfg["seconds"], uuid.uuid4
     )
+    recorded, recorded_elapsed = record_runs(cur, con, sql, fmt, task_id, cfg["seconds"])
     emit("STOPPING")
     con.close()
     write_result(
@@ -120,6 +129,8 @@ def main() -> None:
             "batched_elapsed": batched_elapsed,
             "batched_v4": batched_v4,
             "batched_v4_elapsed": batched_v4_elapsed,
+            "recorded": recorded,
+            "recorded_elapsed": recorded_elapsed,
             "runs": [],
         },
     )
@@ -146,6 +157,53 @@ def batches(
             con.commit()
         inserted += BATCH
     return inserted, time.perf_counter() - start
+
+
+FINISH_SQL = (
+    "UPDATE django_rocket_taskrun SET status = 'success', finished_at = {p}, runtime = {p}, "
+    "message = '', exc_text = '', exception_types = '[]' WHERE run_id = {p}"
+)
+
+
+def record_runs(cur, con, sql: str, fmt: str, task_id: int, seconds: float) -> tuple[int, float]:
+    """W4's runs with no scheduling: each transaction starts 100 and finishes the last 100.
+
+    Return (runs recorded, elapsed seconds): a run counts once its finish is committed.
+    """
+    finish = FINISH_SQL.format(p="?" if fmt == "sqlite" else "%s")
+    end = time.perf_counter() + seconds
+    recorded = 0
+    previous: list = []
+    start = time.perf_counter()
+    while time.perf_counter() < end:
+        now = datetime.now(UTC)
+        ids = [uuid7() for _ in range(W4_TASKS)]
+        runtime = timedelta(microseconds=150)
+        if fmt == "sqlite":
+            at = now.isoformat(" ")
+            starts = [(task_id, i.hex, at) for i in ids]
+            finishes = [(at, 150, i) for i in previous]
+            cur.execute("BEGIN")
+            cur.executemany(sql, starts)
+            cur.executemany(finish, finishes)
+            cur.execute("COMMIT")
+            previous = [i.hex for i in ids]
+        elif fmt == "mariadb":  # naive UTC; a duration is a bigint of microseconds
+            at = now.replace(tzinfo=None)
+            cur.executemany(sql, [(task_id, i.hex, at) for i in ids])
+            if previous:
+                cur.executemany(finish, [(at, 150, i) for i in previous])
+            con.commit()
+            previous = [i.hex for i in ids]
+        else:
+            cur.executemany(sql, [(task_id, i, now) for i in ids])
+            if previous:
+                cur.executemany(finish, [(now, runtime, i) for i in previous])
+            con.commit()
+            previous = ids
+        recorded += W4_TASKS
+    # The first transaction finished nothing: count what was finished.
+    return recorded - W4_TASKS, time.perf_counter() - start
 
 
 if __name__ == "__main__":
