@@ -63,6 +63,20 @@ def process_env(tasks: dict, settings: dict | None = None, db_port: int = 0) -> 
     return env
 
 
+def runtask_wait(
+    name: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """``manage.py runtask NAME --wait`` in a subprocess with ``env`` (process_env); its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "django", "runtask", name, "--wait"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 class SchedulerProcess:
     """A real ``runscheduler`` subprocess against the test database."""
 

@@ -87,9 +87,11 @@ class StallWatch:
             "it is stuck. Until it ends no run starts or is recorded and no heartbeat is "
             "written, so a standby scheduler may take the lease over. It waits here:\n%s"
             "A database that stopped answering without closing the connection holds it "
-            "until the operating system gives up on TCP (about 15 minutes on Linux; "
-            "PostgreSQL's connection option tcp_user_timeout shortens that); a `main` run "
-            "holds it until its function returns.",
+            "until the operating system gives up on TCP (about 15 minutes on Linux; the "
+            "connection options tcp_user_timeout and keepalives_interval on PostgreSQL, "
+            "read_timeout and connect_timeout on MySQL and MariaDB, bound that: see "
+            "'Networks that drop packets' in the deployment guide); a `main` run holds it "
+            "until its function returns.",
             self._what,
             lasted,
             self.limit,

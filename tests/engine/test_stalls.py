@@ -77,7 +77,9 @@ def test_a_stuck_step_is_reported_once_with_its_stack_and_its_end(stuck_thread, 
     ), text
     assert "in waits_in_a_function_with_a_name" in text
     assert "release.wait(30)" in text
-    assert "tcp_user_timeout" in text
+    assert "tcp_user_timeout and keepalives_interval on PostgreSQL" in text
+    assert "read_timeout and connect_timeout on MySQL and MariaDB" in text
+    assert "'Networks that drop packets' in the deployment guide" in text
     assert went_on.levelno == logging.INFO
     assert went_on.getMessage() == "The scheduler's tick went on after 91 s."
 

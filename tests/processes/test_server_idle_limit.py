@@ -15,15 +15,13 @@ gaps longer than that.
 
 import json
 import signal
-import subprocess
-import sys
 
 import pytest
 from django.db import connection
 
 from django_rocket.engine.listener import APPLICATION_NAME
 from django_rocket.models import RunStatus, TaskRun
-from tests.conftest import ROOT, process_env, wait_until
+from tests.conftest import process_env, runtask_wait, wait_until
 
 pytestmark = [pytest.mark.slow]
 
@@ -133,14 +131,7 @@ def test_runtask_whose_function_outlasts_the_servers_idle_limit_ends_quietly(
     }
     env = process_env(tasks, settings)
     assert json.loads(env["ROCKET_TEST_SETTINGS"])["DATABASES"] == idle_limited
-    done = subprocess.run(
-        [sys.executable, "-m", "django", "runtask", "long", "--wait"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = runtask_wait("long", env)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert alarming(output) == [], output

@@ -277,3 +277,13 @@ def leaves_autocommit_off() -> str:
 
     transaction.set_autocommit(False)
     return "left it off"
+
+
+def sleeps_in_the_database(marker: str, seconds: float = 3.0) -> str:
+    """Announce start through ``marker``, then ask the database to sleep: a statement in flight."""
+    Path(marker).write_text(str(os.getpid()))
+    connection = connections["default"]
+    sleep = "SELECT pg_sleep(%s)" if connection.vendor == "postgresql" else "SELECT SLEEP(%s)"
+    with connection.cursor() as cursor:
+        cursor.execute(sleep, [seconds])
+    return "slept"

@@ -1,0 +1,59 @@
+"""Drop every TCP packet to or from one local port: a partition the kernel does not hide.
+
+The test proxy's ``pause()`` holds bytes, but the kernel still acknowledges them, so no
+TCP timeout ever fires behind it. Dropping packets in netfilter (``nft``, root) is what a
+lost route or a failover that moved the server's address does: data sent goes
+unacknowledged, and a client that waits for an answer hears nothing, keep-alive probes
+included. Only the given port (a test proxy's) is touched: the server and every other
+client of it carry on.
+
+Without ``nft`` or root the tests that need it skip, unless ``ROCKET_NFT=required`` (CI)
+makes them fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+
+def available() -> None:
+    """Skip (or fail, with ROCKET_NFT=required) unless this process can drop packets."""
+    reason = ""
+    if shutil.which("nft") is None:
+        reason = "nft is not installed (apt-get install nftables)"
+    elif os.geteuid() != 0:
+        reason = "dropping packets with nft needs root"
+    else:
+        probe = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
+        if probe.returncode != 0:
+            reason = f"nft cannot change this host's rules: {probe.stderr.strip()}"
+    if reason:
+        if os.environ.get("ROCKET_NFT") == "required":
+            pytest.fail(f"ROCKET_NFT=required but {reason}")
+        pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def dropping(port: int) -> Iterator[None]:
+    """While inside, every TCP packet to or from ``port`` is dropped, silently, both ways."""
+    table = f"rocket_test_drop_{port}"
+    rules = (
+        f"table inet {table} {{\n"
+        "  chain output {\n"
+        "    type filter hook output priority 0; policy accept;\n"
+        f"    tcp dport {port} drop\n"
+        f"    tcp sport {port} drop\n"
+        "  }\n"
+        "}\n"
+    )
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], check=True, capture_output=True)
