@@ -10,6 +10,7 @@ short interval a statement in flight waits 75 s and more, without ``tcp_user_tim
 or ``read_timeout`` about 15 minutes, without ``connect_timeout`` two.
 """
 
+import os
 import signal
 import subprocess
 import sys
@@ -215,3 +216,22 @@ def test_runtask_through_a_partition_records_its_finish_once_packets_flow(
     run = TaskRun.objects.get()
     assert run.status == RunStatus.SUCCESS
     assert run.result == "released"
+
+
+def test_a_drop_left_by_a_test_process_that_died_is_removed():
+    """A killed pytest leaves its table; the next drop removes it, not a live process's."""
+    packetdrop.available()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan, live = f"{packetdrop.PREFIX}{dead.pid}_1", f"{packetdrop.PREFIX}1_2"
+    for table in (orphan, live):  # pid 1 is alive
+        subprocess.run(["nft", "add", "table", "inet", table], check=True)
+    try:
+        with packetdrop.dropping(9):
+            tables = packetdrop._tables()
+            assert orphan not in tables and live in tables, tables
+            assert f"{packetdrop.PREFIX}{os.getpid()}_9" in tables
+        assert f"{packetdrop.PREFIX}{os.getpid()}_9" not in packetdrop._tables()
+    finally:
+        for table in (orphan, live):
+            subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)

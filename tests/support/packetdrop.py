@@ -39,10 +39,44 @@ def available() -> None:
         pytest.skip(reason)
 
 
+PREFIX = "rocket_test_drop_"
+
+
+def _tables() -> list[str]:
+    listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True)
+    return [line.split()[-1] for line in listed.stdout.splitlines() if PREFIX in line]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans() -> list[str]:
+    """Delete the tables of test processes that died inside :func:`dropping`; return them.
+
+    A left table would go on dropping its port, and a port is reused: later as the source
+    port of an unrelated client's connection, which would then hang.
+    """
+    removed = []
+    for table in _tables():
+        pid = table.removeprefix(PREFIX).split("_")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
+            removed.append(table)
+    return removed
+
+
 @contextlib.contextmanager
 def dropping(port: int) -> Iterator[None]:
     """While inside, every TCP packet to or from ``port`` is dropped, silently, both ways."""
-    table = f"rocket_test_drop_{port}"
+    remove_orphans()
+    table = f"{PREFIX}{os.getpid()}_{port}"
     rules = (
         f"table inet {table} {{\n"
         "  chain output {\n"
