@@ -250,6 +250,19 @@ class Planner:
         progress, which they are; without it their finish raised ``KeyError`` and
         stopped the scheduler (found by bench/soak.py, seed 20261204).
         """
+        self.replace_history(history, last_failed)
+        self.active_since = now
+        self.cycles = 0
+        for run in queued:
+            self.queued.setdefault(run.task.name, []).append(run)
+
+    def replace_history(
+        self, history: BoundedHistory | MemoryHistory, last_failed: dict[str, int]
+    ) -> None:
+        """Read conditions from ``history`` now, a snapshot just loaded; look at every task.
+
+        The runs this process has going are added as in progress (see :meth:`activate`).
+        """
         for state in self.running.values():
             going = RunRecord(
                 task=state.task,
@@ -260,11 +273,7 @@ class Planner:
             with contextlib.suppress(ValueError):  # "already recorded": the snapshot has it
                 history.record_start(going)
         self.history = history
-        self.active_since = now
-        self.cycles = 0
         self.last_failed = dict(last_failed)
-        for run in queued:
-            self.queued.setdefault(run.task.name, []).append(run)
         self.dirty = set(self.specs)
 
     def forget_before(self, now: datetime) -> None:

@@ -9,7 +9,7 @@ the planner's snapshot.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.db import DatabaseError, connection
@@ -25,6 +25,12 @@ logger = logging.getLogger("django_rocket.scheduler")
 
 # How many ids behind its cursor the poll looks again for rows that committed late.
 POLL_LOOKBACK = 200
+
+# A ``runtask`` run recorded as ``crash`` because its heartbeat stopped (a partition, a
+# stopped container) may be alive: its own finish then lands later and is the truth. The
+# poll watches such runs for this long, at most this many (the oldest go first).
+WATCH_CRASHED = timedelta(hours=24)
+WATCH_CRASHED_MAX = 1000
 
 
 class Poller:
@@ -48,6 +54,11 @@ class Poller:
         self.task_cursor: datetime | None = None
         # The task cursor as the last poll found it, and since when (monotonic).
         self.task_cursor_seen: tuple[datetime | None, float] | None = None
+        # Runs of runtask recorded as crash, by pk: until when (monotonic) to watch for
+        # their own finish (WATCH_CRASHED). One that lands sets ``reload_wanted``: the
+        # snapshot holds the crash, the run log the run's true outcome.
+        self.crashed: dict[int, float] = {}
+        self.reload_wanted = False
 
     def follow_from_now(self, instance_pk: int | None) -> None:
         """Start the cursor at the newest run; call it inside the snapshot's transaction.
@@ -68,6 +79,17 @@ class Poller:
         self.external_open = set(
             TaskRun.objects.running().exclude(scheduler=instance_pk).values_list("pk", flat=True)
         )
+        # Crashes of runtask runs from the last WATCH_CRASHED, found through the index on
+        # (status, started_at, id): crash rows are few, whatever the size of the log.
+        since = self.clock.now() - WATCH_CRASHED
+        self.crashed = {}
+        recent = TaskRun.objects.filter(
+            status=RunStatus.CRASH, scheduler__isnull=True, finished_at__gte=since
+        ).order_by("-started_at")
+        newest_first = list(recent.values_list("pk", "finished_at")[:WATCH_CRASHED_MAX])
+        for pk, finished_at in reversed(newest_first):  # the oldest first: dropped first
+            left = cast(datetime, finished_at) - since  # >= since: not None
+            self._watch_crashed(pk, left.total_seconds())
         self.next_poll = 0.0
 
     def adopted(self, pks: list[int]) -> None:
@@ -79,6 +101,8 @@ class Poller:
         """Pick up admin requests: queued runs, paused tasks, runs other processes wrote."""
         self.next_poll = self.clock.monotonic() + self.poll_every
         try:
+            if self.crashed:
+                self._read_corrections()
             probe = self.probe()
             if probe == self.last_probe and not self.external_open:
                 return  # nothing was inserted, paused, resumed or committed late
@@ -135,6 +159,8 @@ class Poller:
                         run.exception_types or (),
                     )
                     self.external_open.discard(run.pk)
+                    if run.status == RunStatus.CRASH and run.scheduler_id is None:
+                        self._watch_crashed(run.pk, WATCH_CRASHED.total_seconds())
                 elif run.pk in self.external_seen:
                     continue
                 else:
@@ -151,6 +177,37 @@ class Poller:
         self.poll_cursor = max(self.poll_cursor, newest)
         floor = self.poll_cursor - POLL_LOOKBACK
         self.external_seen = {pk for pk in self.external_seen if pk > floor}
+
+    def _watch_crashed(self, pk: int, seconds: float) -> None:
+        self.crashed[pk] = self.clock.monotonic() + seconds
+        while len(self.crashed) > WATCH_CRASHED_MAX:
+            del self.crashed[next(iter(self.crashed))]  # the oldest watched
+
+    def _read_corrections(self) -> None:
+        """Has a watched ``crash`` been overwritten by its run's own finish? Reload if so.
+
+        One statement over the watched ids (their primary keys); what it finds is rare, so
+        the whole snapshot is read again (``reload_wanted``) rather than patched.
+        """
+        now = self.clock.monotonic()
+        for pk in [pk for pk, until in self.crashed.items() if until <= now]:
+            del self.crashed[pk]
+        if not self.crashed:
+            return
+        for pk, run_id, task, status in (
+            TaskRun.objects.filter(pk__in=list(self.crashed))
+            .exclude(status=RunStatus.CRASH)
+            .values_list("pk", "run_id", "task__name", "status")
+        ):
+            del self.crashed[pk]
+            self.reload_wanted = True
+            logger.info(
+                "Run %s of task %r, recorded as crash when its process stopped reporting, "
+                "has ended since as %s: its process was alive. Reading the run history again.",
+                run_id,
+                task,
+                status,
+            )
 
     def probe(self) -> tuple[Any, ...]:
         """One index-backed statement that changes whenever the full poll could find news.

@@ -13,6 +13,7 @@ The parts: :mod:`.leadership` (heartbeat, lease, fencing), :mod:`.recovery`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -261,6 +262,36 @@ class Scheduler:
             self.clock.monotonic() + self.leadership.lease_timeout.total_seconds()
         )
 
+    def _reload_history(self, now: datetime) -> None:
+        """Read the snapshot again: a run's outcome changed under it (Poller.crashed).
+
+        Finishes drained but not yet written are still ``running`` in the run log: they
+        are applied to the new snapshot, as they were to the old one.
+        """
+        try:
+            with one_snapshot():
+                history, last_failed = snapshot.load(
+                    now, needs=self.planner.needs, tz=self.tz, recent=self.planner.recent_runs
+                )
+                self.poller.follow_from_now(self.leadership.instance_pk)
+        except DatabaseError:
+            logger.warning("Reading the run history again failed; will retry.", exc_info=True)
+            reconnect()
+            return
+        self.poller.reload_wanted = False
+        self.planner.replace_history(history, last_failed)
+        for outcome in self.recorder.pending:
+            if outcome.finished_at is None:  # set when drained; a pending one has it
+                continue
+            with contextlib.suppress(KeyError):  # not in progress there: written already
+                history.record_finish(
+                    outcome.task,
+                    outcome.run_id,
+                    outcome.finished_at,
+                    outcome.status,
+                    outcome.exception_types,
+                )
+
     def recover_crashed(self, now: datetime) -> Recovered:
         """Record local runs of schedulers that are gone as ``crash``; claim remote ones."""
         return recover_crashed(
@@ -316,6 +347,8 @@ class Scheduler:
         requested = self.listener is not None and self.listener.heard()
         if requested or mono >= self.poller.next_poll:
             self.poller.poll()
+        if self.poller.reload_wanted:
+            self._reload_history(now)
         if mono >= self.next_maintenance:
             self._maintain(now)
         if mono >= self.next_prune:
