@@ -47,6 +47,7 @@ if str(ROOT) not in sys.path:
 import psycopg  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 
+from tests.support import packetdrop  # noqa: E402
 from tests.support.netproxy import CuttableProxy  # noqa: E402
 from tests.support.smtp import Inbox, email_settings, free_port  # noqa: E402
 
@@ -57,7 +58,11 @@ SHUTDOWN_GRACE = 5.0
 FAULT_KINDS = ("kill9", "sigterm", "db_cut", "smtp_stop")
 # Drawn only when --faults names them: the default schedule of a seed stays as it was.
 # db_pause: the proxy holds every byte, resets nothing (a network partition).
-MORE_FAULT_KINDS = ("db_pause",)
+# db_drop: netfilter drops every packet to and from the proxy (root and nft): a partition
+# the kernel does not hide; the schedulers then get docs/howto/deployment.rst's TCP
+# options, scaled to DROP_GIVE_UP seconds, so that it becomes an outage.
+MORE_FAULT_KINDS = ("db_pause", "db_drop")
+DROP_GIVE_UP = 2
 # The end of a run's function (its ledger "end" line) and the row's finished_at may
 # differ by the time to report it; more than this is a run that hung after its function
 # returned (or a finish recorded with the wrong time).
@@ -181,7 +186,7 @@ def plan_faults(
     at = rng.uniform(8.0, 15.0)
     while at < seconds - 10.0:
         kind = rng.choice(kinds)
-        lasting = ("db_cut", "smtp_stop", "db_pause")
+        lasting = ("db_cut", "smtp_stop", "db_pause", "db_drop")
         duration = round(rng.uniform(5.0, 30.0), 1) if kind in lasting else 0.0
         duration = round(min(duration, max(seconds - 5.0 - at, 5.0)), 1)
         faults.append(Fault(round(at, 1), kind, duration))
@@ -250,7 +255,13 @@ class Soak:
     # -- environment
 
     def url(self, port: int = PG_PORT) -> str:
-        return f"postgres://{PG_USER}@{PG_HOST}:{port}/{self.db}"
+        url = f"postgres://{PG_USER}@{PG_HOST}:{port}/{self.db}"
+        if "db_drop" in self.args.faults and port != PG_PORT:  # the schedulers' proxies
+            url += (
+                f"?tcp_user_timeout={DROP_GIVE_UP * 1000}&keepalives_idle=1"
+                f"&keepalives_interval=1&connect_timeout={DROP_GIVE_UP}"
+            )
+        return url
 
     def settings(self) -> dict[str, Any]:
         settings: dict[str, Any] = {
@@ -386,6 +397,11 @@ class Soak:
             fault.target = f"slot {slot}"
             self.proxies[slot].pause()
             self._restore = lambda: self.proxies[slot].resume()
+        elif fault.kind == "db_drop":
+            fault.target = f"slot {slot}"
+            dropped = contextlib.ExitStack()
+            dropped.enter_context(packetdrop.dropping(self.proxies[slot].port))
+            self._restore = dropped.close
         else:
             fault.target = "smtp"
             self.smtp.stop()
@@ -533,6 +549,8 @@ class Soak:
         return report
 
     def cleanup(self) -> None:
+        with contextlib.suppress(Exception):  # a fault still on (interrupted): end it
+            self._restore()
         for inc in self.incarnations:
             if inc.proc.poll() is None:
                 inc.proc.kill()
@@ -864,6 +882,8 @@ def main(argv: list[str] | None = None) -> int:
         "--keep-work", action="store_true", help="keep the run's directory even without violations"
     )
     args = parser.parse_args(argv)
+    if "db_drop" in args.faults and (why := packetdrop.refusal()):
+        parser.error(f"db_drop cannot run here: {why}")
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1_000_000)
     if not 0 < args.minutes <= 24 * 60:

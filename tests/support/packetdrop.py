@@ -22,17 +22,21 @@ from collections.abc import Iterator
 import pytest
 
 
+def refusal() -> str:
+    """Why this process cannot drop packets here; "" if it can."""
+    if shutil.which("nft") is None:
+        return "nft is not installed (apt-get install nftables)"
+    if os.geteuid() != 0:
+        return "dropping packets with nft needs root"
+    probe = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"nft cannot change this host's rules: {probe.stderr.strip()}"
+    return ""
+
+
 def available() -> None:
     """Skip (or fail, with ROCKET_NFT=required) unless this process can drop packets."""
-    reason = ""
-    if shutil.which("nft") is None:
-        reason = "nft is not installed (apt-get install nftables)"
-    elif os.geteuid() != 0:
-        reason = "dropping packets with nft needs root"
-    else:
-        probe = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
-        if probe.returncode != 0:
-            reason = f"nft cannot change this host's rules: {probe.stderr.strip()}"
+    reason = refusal()
     if reason:
         if os.environ.get("ROCKET_NFT") == "required":
             pytest.fail(f"ROCKET_NFT=required but {reason}")
