@@ -81,12 +81,24 @@ def sqlite_checkpoints_less() -> Iterator[None]:
         connection_created.disconnect(dispatch_uid=_CHECKPOINT_UID)
 
 
+# How many times reconnect() was called: a tick that sees it move has met a database
+# error, and leaves the rest of its statements to the next tick (Scheduler.tick).
+_failures = 0
+
+
 def reconnect() -> None:
     """Close the connection after an error; the next query opens a new one."""
+    global _failures
+    _failures += 1
     try:
         connection.close()
     except DatabaseError:
         pass
+
+
+def database_failures() -> int:
+    """How many database errors this process has met (reconnect() calls); only its changes count."""
+    return _failures
 
 
 def close_broken_connections() -> None:
