@@ -52,6 +52,8 @@ def _tables() -> list[str]:
 
 
 def _alive(pid: int) -> bool:
+    # As django_rocket.engine.leadership.pid_alive, which cannot be imported here:
+    # bench/soak.py imports this module without Django set up, and leadership imports models.
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
