@@ -157,7 +157,7 @@ def prefill(n: int) -> float:
             Task.objects.bulk_create(batch)
             batch = []
     Task.objects.bulk_create(batch)
-    # Created over the last day, as real tasks are: not all in the poll's look-back window.
+    # Created over the last day, as real tasks are (what the admin's list shows).
     for start in range(0, n, 5000):
         Task.objects.filter(name__gte=f"w5-{start:06d}", name__lt=f"w5-{start + 5000:06d}").update(
             updated_at=timezone.now() - timedelta(seconds=86400 * (n - start) / n)

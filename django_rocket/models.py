@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import models
-from django.db.models import Case, F, When
+from django.db import IntegrityError, connections, models, router, transaction
+from django.db.models import Case, F, Max, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -57,6 +57,13 @@ class TaskSource(models.TextChoices):
 
 
 class TaskQuerySet(models.QuerySet["Task"]):
+    def update(self, **kwargs: Any) -> int:
+        """Update the rows, giving them the next revision (see :class:`Counter`)."""
+        if "revision" in kwargs:
+            return super().update(**kwargs)
+        with transaction.atomic(using=self.db, savepoint=False):
+            return super().update(**kwargs, revision=next_task_revision(self.db))
+
     def declared(self) -> TaskQuerySet:
         return self.filter(declared=True)
 
@@ -142,6 +149,10 @@ class Task(models.Model):
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True, db_index=True)
+    # Which change to the row was the last (Counter): what the scheduler's poll follows.
+    revision = models.BigIntegerField(
+        _("revision"), default=0, db_default=0, db_index=True, editable=False
+    )
 
     objects = TaskQuerySet.as_manager()
 
@@ -153,6 +164,15 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save the row with the next revision (see :class:`Counter`)."""
+        using = kwargs.get("using") or router.db_for_write(Task, instance=self)
+        with transaction.atomic(using=using, savepoint=False):
+            self.revision = next_task_revision(using)
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "revision"}
+            super().save(*args, **kwargs)
 
     @property
     def effective_start_cond(self) -> str:
@@ -427,3 +447,74 @@ class SchedulerLease(models.Model):
 
     def __str__(self) -> str:
         return f"lease {self.name} (token {self.token})"
+
+
+# The counter row that numbers changes to Task rows (Counter.name).
+TASK_REVISIONS = "tasks"
+
+
+class Counter(models.Model):
+    """A named number a write takes the next of, its row locked until that write commits.
+
+    ``tasks`` numbers the changes to Task rows (``Task.revision``): a write that takes a
+    revision holds the row until it commits, so the next revision is taken only after it,
+    and revisions commit in their order. The scheduler's poll reads the tasks whose
+    revision is above the last one it saw, and misses none, whatever the writers' clocks
+    and however long their transactions.
+    """
+
+    name = models.CharField(_("name"), max_length=50, primary_key=True)
+    value = models.BigIntegerField(_("value"), default=0)
+
+    class Meta:
+        verbose_name = _("counter")
+        verbose_name_plural = _("counters")
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.value}"
+
+
+def next_task_revision(using: str) -> int:
+    """Take the next task revision, locking the counter until this transaction ends.
+
+    The caller must be inside a transaction (``atomic``): the lock is what orders the
+    commits. One statement: ``UPDATE ... RETURNING`` (PostgreSQL, SQLite 3.35+), or
+    MySQL's ``LAST_INSERT_ID(expr)``, which the driver hands back as ``lastrowid``.
+    A missing row (deleted, a test's flush) is created above every revision taken.
+    """
+    value = _increment(using)
+    if value is not None:
+        return value
+    top = Task.objects.using(using).aggregate(top=Max("revision"))["top"] or 0
+    try:
+        with transaction.atomic(using=using):  # a savepoint: the caller's transaction goes on
+            Counter.objects.using(using).create(name=TASK_REVISIONS, value=top + 1)
+    except IntegrityError:  # another writer created it meanwhile
+        value = _increment(using)
+        assert value is not None
+        return value
+    return top + 1
+
+
+def _increment(using: str) -> int | None:
+    connection = connections[using]
+    table = connection.ops.quote_name(Counter._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "mysql":
+            cursor.execute(
+                f"UPDATE {table} SET value = LAST_INSERT_ID(value + 1) WHERE name = %s",
+                [TASK_REVISIONS],
+            )
+            return int(cursor.lastrowid) if cursor.rowcount else None
+        if connection.vendor == "postgresql" or connection.features.can_return_columns_from_insert:
+            cursor.execute(
+                f"UPDATE {table} SET value = value + 1 WHERE name = %s RETURNING value",
+                [TASK_REVISIONS],
+            )
+            row = cursor.fetchone()
+            return int(row[0]) if row else None
+        cursor.execute(f"UPDATE {table} SET value = value + 1 WHERE name = %s", [TASK_REVISIONS])
+        if not cursor.rowcount:
+            return None
+        cursor.execute(f"SELECT value FROM {table} WHERE name = %s", [TASK_REVISIONS])
+        return int(cursor.fetchone()[0])

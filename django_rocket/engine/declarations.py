@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import DataError
+from django.db import DataError, router, transaction
 from django.db.models import Q
 
-from django_rocket.models import Task, TaskSource
+from django_rocket.models import Task, TaskSource, next_task_revision
 from django_rocket.registry import TaskSpec
 from django_rocket.registry.declared import NAME_MAX, shown
 
@@ -57,14 +57,19 @@ def sync_tasks(
     rows = Task.objects.filter(ours | Q(source=TaskSource.SETTINGS) if retire_others else ours)
     existing = {t.name: t for t in rows}
     # Several schedulers may start at once: whoever inserts first wins, others skip.
-    Task.objects.bulk_create(
-        [
-            Task(name=name, enabled=specs[name].enabled, **values)
-            for name, values in declared.items()
-            if name not in existing
-        ],
-        ignore_conflicts=True,
-    )
+    new = [name for name in declared if name not in existing]
+    if new:
+        with transaction.atomic():  # bulk_create does not save(): the revision is given here
+            revision = next_task_revision(router.db_for_write(Task))
+            Task.objects.bulk_create(
+                [
+                    Task(
+                        name=name, enabled=specs[name].enabled, revision=revision, **declared[name]
+                    )
+                    for name in new
+                ],
+                ignore_conflicts=True,
+            )
     # Changed declarations are written in one statement per batch, not one per task:
     # after a deploy that touches many tasks, start-up would otherwise commit once each.
     changed = []
@@ -114,8 +119,3 @@ def sync_tasks(
             "or text it refuses)."
         )
     return stored
-
-
-def latest_task_change() -> datetime | None:
-    """Return the newest ``Task.updated_at``: where the poll for task changes starts."""
-    return Task.objects.order_by("-updated_at").values_list("updated_at", flat=True).first()

@@ -18,7 +18,7 @@ from django_rocket.clock import Clock
 from django_rocket.engine import snapshot
 from django_rocket.engine.connection import reconnect
 from django_rocket.engine.planner import Planner
-from django_rocket.engine.tasktable import SETTLED, TaskTable
+from django_rocket.engine.tasktable import TaskTable
 from django_rocket.models import RunStatus, Task, TaskRun
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -51,9 +51,7 @@ class Poller:
         self.external_seen: set[int] = set()
         self.last_probe: tuple[Any, ...] | None = None
         self.poll_cursor = 0
-        self.task_cursor: datetime | None = None
-        # The task cursor as the last poll found it, and since when (monotonic).
-        self.task_cursor_seen: tuple[datetime | None, float] | None = None
+        self.task_cursor = 0  # the newest Task.revision read
         # Runs of runtask recorded as crash, by pk: until when (monotonic) to watch for
         # their own finish (WATCH_CRASHED). One that lands sets ``reload_wanted``: the
         # snapshot holds the crash, the run log the run's true outcome.
@@ -116,13 +114,8 @@ class Poller:
             reconnect()
 
     def _read_task_changes(self) -> None:
-        # Pauses, overrides and runtime tasks: only the rows whose updated_at moved.
-        now = self.clock.monotonic()
-        seen = self.task_cursor_seen
-        if seen is None or seen[0] != self.task_cursor:
-            seen = self.task_cursor_seen = (self.task_cursor, now)
-        settled = now - seen[1] >= SETTLED.total_seconds()
-        self.task_cursor = self.task_table.read_changes(self.task_cursor, settled=settled)
+        # Pauses, overrides and runtime tasks: only the rows whose revision moved.
+        self.task_cursor = self.task_table.read_changes(self.task_cursor)
 
     def _read_other_runs(self) -> None:
         # Read the upper bound first, so a row committed meanwhile is left for the next
@@ -213,8 +206,9 @@ class Poller:
         """One index-backed statement that changes whenever the full poll could find news.
 
         A queued run (run now, retry) or a run another process records inserts a row, so
-        the newest id moves; pausing or resuming moves a task's ``updated_at``; a row that
-        commits late inside the look-back window changes its count.
+        the newest id moves; a change to a task (a pause, an override, a runtime task)
+        takes the next task revision; a run row that commits late inside the look-back
+        window changes its count.
 
         The count reads at most ``POLL_LOOKBACK`` ids, and says so with a LIMIT: without
         it PostgreSQL estimated a third of the log for the open-ended range and, at
@@ -227,7 +221,7 @@ class Poller:
                 f"SELECT (SELECT MAX(id) FROM {runs}), "
                 f"(SELECT COUNT(*) FROM (SELECT id FROM {runs} "
                 f"WHERE id > (SELECT MAX(id) FROM {runs}) - %s ORDER BY id DESC LIMIT %s) w), "
-                f"(SELECT MAX(updated_at) FROM {tasks})",
+                f"(SELECT MAX(revision) FROM {tasks})",
                 [POLL_LOOKBACK, POLL_LOOKBACK],
             )
             row = cursor.fetchone()

@@ -36,7 +36,7 @@ from django_rocket.engine.connection import (
     sqlite_checkpoints_less,
     when_the_database_answers,
 )
-from django_rocket.engine.declarations import latest_task_change, sync_tasks
+from django_rocket.engine.declarations import sync_tasks
 from django_rocket.engine.events import level_of, log_run_event
 from django_rocket.engine.launching import launch
 from django_rocket.engine.leadership import Leadership
@@ -56,7 +56,7 @@ from django_rocket.engine.recorder import (
 from django_rocket.engine.recovery import Recovered, recover_crashed
 from django_rocket.engine.stalls import StallWatch
 from django_rocket.engine.stopping import settle_runs, stop_local_runs
-from django_rocket.engine.tasktable import TaskTable
+from django_rocket.engine.tasktable import TaskTable, latest_task_revision
 from django_rocket.executors.local import IdleWatch, revive_idle_connection
 from django_rocket.executors.outcome import Launch, Outcome
 from django_rocket.executors.runner import Runner
@@ -233,7 +233,7 @@ class Scheduler:
         rows = sync_tasks(self.task_table.declared, self.clock.now())
         self.task_pks.update({name: row.pk for name, row in rows.items()})
         self.planner.enabled.update({name: row.enabled for name, row in rows.items()})
-        self.poller.task_cursor = latest_task_change()
+        self.poller.task_cursor = latest_task_revision()
         self.task_table.load(self.poller.task_cursor)  # a change meanwhile is read again
         logger.info(
             "Scheduler %s:%s started with %d task(s) (%d declared) in %s.",

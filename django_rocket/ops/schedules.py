@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 from django.utils import timezone
 
 from django_rocket import registry
@@ -26,7 +26,14 @@ from django_rocket.conditions import (
 )
 from django_rocket.conf import conf
 from django_rocket.engine.snapshot import record_of
-from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun, TaskSource
+from django_rocket.models import (
+    RunStatus,
+    RunTrigger,
+    Task,
+    TaskRun,
+    TaskSource,
+    next_task_revision,
+)
 from django_rocket.ops.queue import RunRefused
 from django_rocket.registry import TaskSpec
 
@@ -179,6 +186,9 @@ def _write(name: str, values: dict[str, Any], replace: bool) -> Task:
     except IntegrityError:
         pass
     with transaction.atomic():
+        # The revision counter before the row, as every other write to tasks takes them:
+        # the other order could deadlock with a bulk update (set_enabled) of this row.
+        next_task_revision(router.db_for_write(Task))
         task = Task.objects.select_for_update().filter(name=name).first()
         if task is None:  # deleted since: raises IntegrityError if taken again meanwhile
             return Task.objects.create(name=name, **values)

@@ -394,7 +394,8 @@ def test_e036_routers_that_send_the_run_log_to_a_replica(settings):
     (message,) = check_settings()
     assert message.id == "django_rocket.E036"
     assert message.msg.startswith(
-        "DATABASE_ROUTERS send the reads of Task, TaskRun, SchedulerInstance, SchedulerLease"
+        "DATABASE_ROUTERS send the reads of Task, TaskRun, SchedulerInstance, SchedulerLease, "
+        "Counter to 'replica'"
     )
     assert "to 'replica'" in message.msg
     assert "the writes of" not in message.msg  # they go to "default"
