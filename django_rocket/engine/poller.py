@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.db import DatabaseError, connection
+from django.db.models import Q
 
 from django_rocket.clock import Clock
 from django_rocket.engine import snapshot
@@ -25,6 +26,15 @@ logger = logging.getLogger("django_rocket.scheduler")
 
 # How many ids behind its cursor the poll looks again for rows that committed late.
 POLL_LOOKBACK = 200
+# Ids the poll passed that were not committed then (another process's insert in
+# flight, or rolled back) are watched this long (monotonic seconds), at most this many
+# (the lowest go first): the look-back alone is a fifth of a second at a thousand runs
+# a second. When following starts, this many ids below the newest are checked too.
+HOLE_WATCH = 600.0
+HOLES_MAX = 1000
+FOLLOW_SCAN = 2000
+# How far below the newest id a poll looks for missing ones: ten seconds at W1's rate.
+HOLE_SCAN = 100_000
 
 # A ``runtask`` run recorded as ``crash`` because its heartbeat stopped (a partition, a
 # stopped container) may be alive: its own finish then lands later and is the truth. The
@@ -49,6 +59,9 @@ class Poller:
         # are recorded as crashed), and ids seen within POLL_LOOKBACK (pruned every poll).
         self.external_open: set[int] = set()
         self.external_seen: set[int] = set()
+        # Ids below the cursor not committed when the poll passed them: pk -> until when
+        # (monotonic) to look for them (HOLE_WATCH).
+        self.holes: dict[int, float] = {}
         self.last_probe: tuple[Any, ...] | None = None
         self.poll_cursor = 0
         self.task_cursor = 0  # the newest Task.revision read
@@ -77,6 +90,8 @@ class Poller:
         self.external_open = set(
             TaskRun.objects.running().exclude(scheduler=instance_pk).values_list("pk", flat=True)
         )
+        self.holes = {}
+        self._watch_holes(self.poll_cursor - FOLLOW_SCAN, self.poll_cursor, from_present=True)
         # Crashes of runtask runs from the last WATCH_CRASHED, found through the index on
         # (status, started_at, id): crash rows are few, whatever the size of the log.
         since = self.clock.now() - WATCH_CRASHED
@@ -102,13 +117,14 @@ class Poller:
             if self.crashed:
                 self._read_corrections()
             probe = self.probe()
-            if probe == self.last_probe and not self.external_open:
+            filled = self._filled_holes()
+            if probe == self.last_probe and not self.external_open and not filled:
                 return  # nothing was inserted, paused, resumed or committed late
             self.last_probe = probe
             for run in list(TaskRun.objects.queued().select_related("task")):
                 self.planner.add_queued(run)
             self._read_task_changes()
-            self._read_other_runs()
+            self._read_other_runs(filled)
         except DatabaseError:
             logger.warning("Polling the database failed; will retry.", exc_info=True)
             reconnect()
@@ -117,13 +133,61 @@ class Poller:
         # Pauses, overrides and runtime tasks: only the rows whose revision moved.
         self.task_cursor = self.task_table.read_changes(self.task_cursor)
 
-    def _read_other_runs(self) -> None:
+    def _watch_holes(self, low: int, high: int, *, from_present: bool = False) -> None:
+        """Watch the ids in (low, high] that are not committed now.
+
+        One count first: ids are rarely missing (an insert of another process still in
+        flight, a rolled-back one), and only then are the range's ids read. With
+        ``from_present`` no run at ``low`` was seen (following starts, or the log was
+        empty): ids below the lowest present one are taken as pruned, not late. Not on
+        SQLite: one writer at a time, so its ids commit in their order.
+        """
+        if connection.vendor == "sqlite":
+            return
+        low = max(low, high - HOLE_SCAN)
+        if high <= low:
+            return
+        rows = TaskRun.objects.filter(pk__gt=low, pk__lte=high).order_by()
+        if rows.count() == high - low:
+            return
+        present = set(rows.values_list("pk", flat=True))
+        if from_present:
+            if not present:
+                return
+            low = min(present)
+        until = self.clock.monotonic() + HOLE_WATCH
+        missing = [pk for pk in range(high, low, -1) if pk not in present][:HOLES_MAX]
+        for pk in reversed(missing):  # the lowest first: dropped first
+            self.holes[pk] = until
+        while len(self.holes) > HOLES_MAX:
+            del self.holes[min(self.holes)]
+
+    def _filled_holes(self) -> list[int]:
+        """The watched ids committed since: no longer watched, for this poll to read."""
+        now = self.clock.monotonic()
+        for pk in [pk for pk, until in self.holes.items() if until <= now]:
+            del self.holes[pk]
+        if not self.holes:
+            return []
+        filled = list(
+            TaskRun.objects.filter(pk__in=list(self.holes)).order_by().values_list("pk", flat=True)
+        )
+        for pk in filled:
+            del self.holes[pk]
+        return filled
+
+    def _read_other_runs(self, filled: list[int] | None = None) -> None:
         # Read the upper bound first, so a row committed meanwhile is left for the next
-        # poll instead of being skipped; look back a little because on PostgreSQL a row
-        # with a lower id can commit after one with a higher id.
+        # poll instead of being skipped. On PostgreSQL and MariaDB a row with a lower id
+        # can commit after one with a higher id: the ids passed that are not committed
+        # yet are watched (``holes``), and read once they are (``filled``).
         newest = TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        self._watch_holes(self.poll_cursor, newest, from_present=not self.poll_cursor)
+        window = Q(pk__gt=max(self.poll_cursor - POLL_LOOKBACK, 0), pk__lte=newest)
+        if filled:
+            window |= Q(pk__in=filled)
         external = (
-            TaskRun.objects.filter(pk__gt=max(self.poll_cursor - POLL_LOOKBACK, 0), pk__lte=newest)
+            TaskRun.objects.filter(window)
             .exclude(status=RunStatus.QUEUED)
             .select_related("task")
             .order_by("pk")
@@ -166,6 +230,7 @@ class Poller:
                 logger.warning("Skipped run %s from another process.", run.run_id, exc_info=True)
                 self.external_open.discard(run.pk)
             self.external_seen.add(run.pk)
+            self.holes.pop(run.pk, None)  # committed inside the look-back: read now
             self.planner.history_changed(run.task.name)
         self.poll_cursor = max(self.poll_cursor, newest)
         floor = self.poll_cursor - POLL_LOOKBACK

@@ -17,6 +17,7 @@ import pytest
 from django.db import connection, transaction
 
 from django_rocket import registry
+from django_rocket.engine.declarations import sync_tasks
 from django_rocket.engine.poller import POLL_LOOKBACK
 from django_rocket.engine.scheduler import Scheduler
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
@@ -40,6 +41,10 @@ def scheduler(settings, clock):
         "report": {"func": "tests.support.tasks.noop", "start_cond": "after_success('etl')"},
         "busy": {"func": "tests.support.tasks.noop", "start_cond": "false"},
     }
+    rows = sync_tasks(registry.tasks(), clock.now())
+    # A log with a run in it: ids below the lowest run when following starts are taken
+    # as pruned, not late.
+    TaskRun.objects.create(task_id=rows["busy"].pk, status=RunStatus.SUCCESS, host="h", pid=1)
     scheduler = Scheduler(registry.tasks(), clock=clock)
     scheduler.startup()
     scheduler.tick()
@@ -155,3 +160,93 @@ def test_a_late_run_still_running_is_followed_to_its_finish(scheduler, clock):
         clock.advance(1)
         scheduler.tick()
     assert TaskRun.objects.filter(task__name="report").count() == 1
+
+
+def test_a_run_committed_after_the_snapshot_at_start_up_reaches_the_conditions(settings, clock):
+    """Inserted before the scheduler read its snapshot, committed after: not in it."""
+    settings.ROCKET_EXECUTION = "main"
+    settings.ROCKET_HEARTBEAT = "1 hour"
+    settings.ROCKET_LEASE_TIMEOUT = "2 hours"
+    settings.ROCKET_POLL_INTERVAL = 1
+    settings.ROCKET_TASKS = {
+        "etl": {"func": "tests.support.tasks.noop", "start_cond": "false"},
+        "report": {"func": "tests.support.tasks.noop", "start_cond": "after_success('etl')"},
+        "busy": {"func": "tests.support.tasks.noop", "start_cond": "false"},
+    }
+    rows = sync_tasks(registry.tasks(), clock.now())
+    TaskRun.objects.create(task_id=rows["busy"].pk, status=RunStatus.SUCCESS, host="h", pid=1)
+    wrote, may_commit = threading.Event(), threading.Event()
+
+    def runtask_records_a_success() -> None:
+        TaskRun.objects.create(
+            task_id=rows["etl"].pk,
+            status=RunStatus.SUCCESS,
+            trigger=RunTrigger.MANUAL,
+            started_at=clock.now(),
+            finished_at=clock.now(),
+            host="elsewhere",
+            pid=1,
+        )
+
+    thread, errors = in_open_transaction(runtask_records_a_success, wrote, may_commit)
+    try:
+        assert wrote.wait(30)
+        TaskRun.objects.bulk_create(  # a busy log: later ids, committed first
+            TaskRun(
+                task_id=rows["busy"].pk,
+                status=RunStatus.SUCCESS,
+                started_at=clock.now(),
+                finished_at=clock.now(),
+                host="elsewhere",
+                pid=2,
+            )
+            for _ in range(5 * POLL_LOOKBACK)
+        )
+        scheduler = Scheduler(registry.tasks(), clock=clock)
+        scheduler.startup()
+        scheduler.tick()  # active: its snapshot holds the busy runs, not etl's
+    finally:
+        may_commit.set()
+        thread.join(30)
+    assert not errors, errors
+    try:
+        for _ in range(3):
+            clock.advance(1)
+            scheduler.tick()
+        assert TaskRun.objects.filter(task__name="report").count() == 1
+    finally:
+        scheduler.request_stop()
+        scheduler.shutdown()
+
+
+def test_an_id_that_never_commits_is_watched_for_a_while_then_let_go(scheduler, clock):
+    """A rolled-back insert leaves a hole for good: one query a poll, for HOLE_WATCH."""
+    from django.test.utils import CaptureQueriesContext
+
+    from django_rocket.engine.poller import HOLE_WATCH
+
+    etl = Task.objects.get(name="etl")
+    rolled_back: list[int] = []
+
+    def insert_and_roll_back() -> None:
+        with transaction.atomic():
+            run = TaskRun.objects.create(task=etl, status=RunStatus.RUNNING, host="h", pid=1)
+            rolled_back.append(run.pk)
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        insert_and_roll_back()
+    own_runs(scheduler, 3, clock)  # ids after the hole, so the poll passes it
+    clock.advance(1)
+    scheduler.tick()
+    poller = scheduler.poller
+    assert list(poller.holes) == rolled_back
+    clock.advance(1)
+    with CaptureQueriesContext(connection) as watched:
+        poller.poll()  # nothing new: the probe, and the look for the hole
+    assert len(watched.captured_queries) == 2, watched.captured_queries
+    clock.advance(HOLE_WATCH)
+    with CaptureQueriesContext(connection) as quiet:
+        poller.poll()
+    assert poller.holes == {}
+    assert len(quiet.captured_queries) == 1  # the probe alone again
