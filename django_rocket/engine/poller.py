@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.db import DatabaseError, connection
-from django.db.models import Q
+from django.db.models import Count, Max, Q
 
 from django_rocket.clock import Clock
 from django_rocket.engine import snapshot
@@ -133,30 +133,33 @@ class Poller:
         # Pauses, overrides and runtime tasks: only the rows whose revision moved.
         self.task_cursor = self.task_table.read_changes(self.task_cursor)
 
-    def _watch_holes(self, low: int, high: int, *, from_present: bool = False) -> None:
+    def _watch_holes(
+        self, low: int, high: int, *, present: int | None = None, from_present: bool = False
+    ) -> None:
         """Watch the ids in (low, high] that are not committed now.
 
-        One count first: ids are rarely missing (an insert of another process still in
-        flight, a rolled-back one), and only then are the range's ids read. With
-        ``from_present`` no run at ``low`` was seen (following starts, or the log was
-        empty): ids below the lowest present one are taken as pruned, not late. Not on
-        SQLite: one writer at a time, so its ids commit in their order.
+        ``present`` is how many ids of the range are committed, if the caller counted
+        them: ids are rarely missing (an insert of another process still in flight, a
+        rolled-back one), and only then are the range's ids read. With ``from_present``
+        no run at ``low`` was seen (following starts): ids below the lowest present one
+        are taken as pruned, not late. Not on SQLite: one writer at a time, so its ids
+        commit in their order.
         """
         if connection.vendor == "sqlite":
             return
-        low = max(low, high - HOLE_SCAN)
-        if high <= low:
-            return
         rows = TaskRun.objects.filter(pk__gt=low, pk__lte=high).order_by()
-        if rows.count() == high - low:
+        if present is None:
+            present = rows.count()
+        if present >= high - low:
             return
-        present = set(rows.values_list("pk", flat=True))
+        low = max(low, high - HOLE_SCAN)
+        ids = set(rows.filter(pk__gt=low).values_list("pk", flat=True))
         if from_present:
-            if not present:
+            if not ids:
                 return
-            low = min(present)
+            low = min(ids)
         until = self.clock.monotonic() + HOLE_WATCH
-        missing = [pk for pk in range(high, low, -1) if pk not in present][:HOLES_MAX]
+        missing = [pk for pk in range(high, low, -1) if pk not in ids][:HOLES_MAX]
         for pk in reversed(missing):  # the lowest first: dropped first
             self.holes[pk] = until
         while len(self.holes) > HOLES_MAX:
@@ -181,8 +184,7 @@ class Poller:
         # poll instead of being skipped. On PostgreSQL and MariaDB a row with a lower id
         # can commit after one with a higher id: the ids passed that are not committed
         # yet are watched (``holes``), and read once they are (``filled``).
-        newest = TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-        self._watch_holes(self.poll_cursor, newest, from_present=not self.poll_cursor)
+        newest = self._newest_run()
         window = Q(pk__gt=max(self.poll_cursor - POLL_LOOKBACK, 0), pk__lte=newest)
         if filled:
             window |= Q(pk__in=filled)
@@ -235,6 +237,18 @@ class Poller:
         self.poll_cursor = max(self.poll_cursor, newest)
         floor = self.poll_cursor - POLL_LOOKBACK
         self.external_seen = {pk for pk in self.external_seen if pk > floor}
+
+    def _newest_run(self) -> int:
+        """The newest run's id; the ids passed since the last poll that are missing are
+        watched (``holes``), counted in the same statement. From an empty log (cursor 0)
+        nothing is watched: ids below the first one seen are not news."""
+        low = self.poll_cursor
+        if not low or connection.vendor == "sqlite":
+            return TaskRun.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        passed = TaskRun.objects.filter(pk__gt=low).aggregate(newest=Max("pk"), present=Count("pk"))
+        newest = passed["newest"] or low
+        self._watch_holes(low, newest, present=passed["present"])
+        return newest
 
     def _watch_crashed(self, pk: int, seconds: float) -> None:
         self.crashed[pk] = self.clock.monotonic() + seconds
