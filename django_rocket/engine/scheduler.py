@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import signal
 import threading
 from datetime import datetime
 
@@ -205,6 +206,21 @@ class Scheduler:
         self.force_stop = self.force_stop or force
         self.stop_reason = self.stop_reason or reason
         self.wakeup.set()
+
+    def signalled(self, signum: int) -> None:
+        """Handle SIGINT or SIGTERM (``runscheduler``'s handler, in the main thread).
+
+        Asks the loop to stop, as :meth:`request_stop`. A ``main`` run in progress holds
+        the loop, so it is given ``ROCKET_SHUTDOWN_GRACE`` here and then stopped, or
+        stopped at once by a second signal (``executors/mainstop.py``).
+        """
+        name = signal.Signals(signum).name
+        again = self.stop_asked
+        self.request_stop(f"received {name}")
+        raw = conf.shutdown_grace
+        grace = parse_duration(raw).total_seconds()
+        text = raw if isinstance(raw, str) else f"{grace:g} seconds"
+        self.runner.main_stop.signalled(name, again=again, grace=grace, grace_text=text)
 
     def fail_stop(self, what: str, exc: BaseException | None = None) -> None:
         """Shut down because of an error the settings do not silence."""

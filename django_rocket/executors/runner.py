@@ -23,6 +23,7 @@ from django_rocket.executors.local import (
     revive_idle_connection,
     thread_job,
 )
+from django_rocket.executors.mainstop import MainRunStop
 from django_rocket.executors.outcome import (
     ActiveRun,
     Ending,
@@ -71,6 +72,7 @@ class Runner:
         # Told when a thread frees only if threads are capped: otherwise no one waits for one.
         self._workers = ThreadWorkers(on_free=on_thread_free if max_threads else None)
         self._functions: dict[str, Callable[..., Any]] = {}  # one per task function path
+        self.main_stop = MainRunStop()  # what a stop request does to a main run in progress
         self._launchers: dict[str, Callable[[ActiveRun], None]] = {
             "main": self._launch_main,
             "thread": self._launch_thread,
@@ -160,7 +162,7 @@ class Runner:
             raise
 
     def _launch_main(self, active: ActiveRun) -> None:
-        func = self._function(active.launch.func)
+        func = self.main_stop.wrap(active.launch.task, self._function(active.launch.func))
         ending = call_task(func, active.launch.parameters, self.result_max_bytes)
         autocommit_again(active.launch.task)  # it ran on the scheduler's own connection
         revive_idle_connection()  # which sat idle while it ran

@@ -57,3 +57,48 @@ def test_sigint_twice_forces_stop(scheduler_process, tmp_path):
     proc.proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 0, proc.output()
     assert TaskRun.objects.get().status == RunStatus.TERMINATE
+
+
+def test_sigterm_during_a_main_run_stops_it_after_the_grace(scheduler_process, tmp_path):
+    """A main run holds the loop: before, SIGTERM waited for it to return, however long."""
+    proc = scheduler_process(
+        {"w": waiting_task(tmp_path, "main")}, {"ROCKET_SHUTDOWN_GRACE": "1 second"}
+    )
+    wait_until((tmp_path / "started").exists, what="the task to start")
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0, proc.output()  # its function would wait 60 s
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.TERMINATE
+    assert run.message == (
+        "Stopped by SIGTERM: the main run did not return within ROCKET_SHUTDOWN_GRACE (1 second)."
+    )
+    assert "in wait_for_file" in run.exc_text  # where it was
+    assert "has ROCKET_SHUTDOWN_GRACE (1 second) to return" in proc.output()
+    assert SchedulerInstance.objects.get().role == "stopped"
+
+
+def test_a_second_signal_stops_a_main_run_at_once(scheduler_process, tmp_path):
+    proc = scheduler_process(
+        {"w": waiting_task(tmp_path, "main")}, {"ROCKET_SHUTDOWN_GRACE": "1 hour"}
+    )
+    wait_until((tmp_path / "started").exists, what="the task to start")
+    proc.proc.send_signal(signal.SIGINT)
+    proc.wait_for_output("A second Ctrl-C or SIGTERM stops it now")
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0, proc.output()
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.TERMINATE
+    assert run.message.startswith("Stopped by SIGTERM: the scheduler was told a second time")
+
+
+def test_a_main_run_that_returns_within_the_grace_is_a_success(scheduler_process, tmp_path):
+    proc = scheduler_process(
+        {"w": waiting_task(tmp_path, "main")}, {"ROCKET_SHUTDOWN_GRACE": "1 hour"}
+    )
+    wait_until((tmp_path / "started").exists, what="the task to start")
+    proc.proc.send_signal(signal.SIGTERM)
+    proc.wait_for_output("has ROCKET_SHUTDOWN_GRACE (1 hour) to return")
+    (tmp_path / "release").write_text("go")
+    assert proc.wait(timeout=20) == 0, proc.output()
+    run = TaskRun.objects.get()
+    assert (run.status, run.result) == (RunStatus.SUCCESS, "released")

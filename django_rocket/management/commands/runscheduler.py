@@ -43,7 +43,7 @@ class Command(RocketCommand):
         scheduler = Scheduler(once=options["once"], duration=options["duration"])
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            scheduler.request_stop(f"received {signal.Signals(signum).name}")
+            scheduler.signalled(signum)
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:

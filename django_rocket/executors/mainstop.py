@@ -1,0 +1,92 @@
+"""Stop a ``main`` run when the scheduler is told to stop (SIGTERM, Ctrl-C).
+
+A ``main`` run calls its function in the scheduler's loop, so the loop cannot wait out
+``ROCKET_SHUTDOWN_GRACE`` and then terminate it, as it does a thread or a process run:
+a ``main`` run that did not return held ``systemctl stop`` (and any number of Ctrl-C)
+until the supervisor killed the process, and crash recovery then recorded the run as
+``crash``. The signal handler runs in the main thread, inside the function: the first
+signal gives the function the grace (a ``SIGALRM`` timer), the second stops it at once.
+Either raises :class:`StopSignal` where the function is; the run is recorded as
+``terminate`` with that traceback, after its ``finally`` blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django_rocket.executors.outcome import StopSignal
+
+logger = logging.getLogger("django_rocket.scheduler")
+
+
+class MainRunStop:
+    """The ``main`` run being called, and how a stop request ends it."""
+
+    def __init__(self) -> None:
+        self.calling: str | None = None  # the task whose function is being called
+        self.armed = False
+        self.reason = ""
+        self.previous_alarm: Any = None
+
+    def wrap(self, task: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        """``func``, marked as being called while it runs (a stop may then end it)."""
+
+        def call(**parameters: Any) -> Any:
+            self.calling = task
+            try:
+                return func(**parameters)
+            finally:
+                self.calling = None
+                self.disarm()
+
+        return call
+
+    def signalled(self, name: str, *, again: bool, grace: float, grace_text: str) -> None:
+        """From the scheduler's signal handler: end the ``main`` run now, or after the grace.
+
+        Does nothing when no ``main`` function is being called, or off the main thread
+        (only there does a handler run inside the function).
+        """
+        task = self.calling
+        if task is None or threading.current_thread() is not threading.main_thread():
+            return
+        if again:
+            raise StopSignal(
+                f"Stopped by {name}: the scheduler was told a second time to stop while "
+                "this main run went on."
+            )
+        if grace <= 0:
+            raise StopSignal(f"Stopped by {name}: ROCKET_SHUTDOWN_GRACE is {grace_text}.")
+        if self.armed:
+            return
+        logger.warning(
+            "Stopping (received %s) while task %r runs in the scheduler's loop (execution "
+            "'main'): it has ROCKET_SHUTDOWN_GRACE (%s) to return, then it is stopped. "
+            "A second Ctrl-C or SIGTERM stops it now.",
+            name,
+            task,
+            grace_text,
+        )
+        self.reason = (
+            f"Stopped by {name}: the main run did not return within ROCKET_SHUTDOWN_GRACE "
+            f"({grace_text})."
+        )
+        self.previous_alarm = signal.signal(signal.SIGALRM, self._alarm)
+        signal.setitimer(signal.ITIMER_REAL, grace)
+        self.armed = True
+
+    def _alarm(self, signum: int, frame: object) -> None:
+        if self.calling is not None:
+            raise StopSignal(self.reason)
+
+    def disarm(self) -> None:
+        """Cancel the grace's timer, and give ``SIGALRM`` back its handler."""
+        if not self.armed:
+            return
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.previous_alarm or signal.SIG_DFL)
+        self.armed = False
