@@ -139,6 +139,15 @@ def scheduler_process(transactional_db):
         print(proc.output())
 
 
+@pytest.fixture(autouse=True)
+def _fresh_database_error_repeats():
+    """Each test's first database error is logged in full (engine/connection.py keeps,
+    per process, which errors repeat; the fake clocks of two tests overlap)."""
+    from django_rocket.engine import connection as engine_connection
+
+    engine_connection._repeats.clear()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _state_home(tmp_path_factory):
     """Spool files of the tests (and their scheduler subprocesses) stay out of ~/.local."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from django.db import DatabaseError, DataError, connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -99,6 +101,57 @@ def reconnect() -> None:
 def database_failures() -> int:
     """How many database errors this process has met (reconnect() calls); only its changes count."""
     return _failures
+
+
+# A database error that repeats (each tick, poll or heartbeat of an outage) is logged in
+# full once, then with how long and how often at most this often (monotonic seconds),
+# and at DEBUG in between. One that has not happened for this long starts over.
+REPEAT_EVERY = 60.0
+
+
+@dataclass
+class _Repeat:
+    since: float  # when this outage's first such error was logged
+    reported: float  # when it was last logged above DEBUG
+    last: float  # when it last happened
+    count: int = 1
+
+
+_repeats: dict[str, _Repeat] = {}
+
+
+def log_database_error(
+    log: logging.Logger, level: int, message: str, *args: object, now: float
+) -> None:
+    """Log a failed database statement (call it in the ``except`` block).
+
+    In an outage the same statement fails at every tick: a traceback a second, for as
+    long as the outage lasts (a full disk for an hour: 3,600 of them for the starts
+    alone). The first is logged in full at ``level``; the same ``message`` again at
+    ``level`` only once every ``REPEAT_EVERY`` seconds, without the traceback but with
+    how long it has failed, how often and the error; the others at DEBUG, in full.
+    ``now`` is the caller's monotonic clock.
+    """
+    seen = _repeats.get(message)
+    if seen is None or now - seen.last > REPEAT_EVERY:
+        _repeats[message] = _Repeat(since=now, reported=now, last=now)
+        log.log(level, message, *args, exc_info=True)
+        return
+    seen.count += 1
+    seen.last = now
+    if now - seen.reported < REPEAT_EVERY:
+        log.debug(message, *args, exc_info=True)
+        return
+    seen.reported = now
+    error = sys.exc_info()[1]
+    log.log(
+        level,
+        f"{message} Failing so for %d s, %d times (the first with its traceback); now: %s",
+        *args,
+        now - seen.since,
+        seen.count,
+        f"{type(error).__name__}: {error}".strip() if error else "?",
+    )
 
 
 def close_broken_connections() -> None:

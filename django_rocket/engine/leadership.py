@@ -27,7 +27,7 @@ from django_rocket.engine.clocks import (
     describe_offset,
     server_clock_offset,
 )
-from django_rocket.engine.connection import reconnect
+from django_rocket.engine.connection import log_database_error, reconnect
 from django_rocket.models import SchedulerInstance, SchedulerLease, SchedulerRole
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -135,7 +135,9 @@ class Leadership:
             else:
                 self._try_acquire(now)
         except DatabaseError:
-            logger.warning("Heartbeat failed; will retry.", exc_info=True)
+            log_database_error(
+                logger, logging.WARNING, "Heartbeat failed; will retry.", now=self.clock.monotonic()
+            )
             reconnect()
 
     def renew(self, now: datetime) -> bool:

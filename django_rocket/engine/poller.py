@@ -17,7 +17,7 @@ from django.db.models import Count, Max, Q
 
 from django_rocket.clock import Clock
 from django_rocket.engine import snapshot
-from django_rocket.engine.connection import reconnect
+from django_rocket.engine.connection import log_database_error, reconnect
 from django_rocket.engine.planner import Planner
 from django_rocket.engine.tasktable import TaskTable
 from django_rocket.models import RunStatus, Task, TaskRun
@@ -126,7 +126,12 @@ class Poller:
             self._read_task_changes()
             self._read_other_runs(filled)
         except DatabaseError:
-            logger.warning("Polling the database failed; will retry.", exc_info=True)
+            log_database_error(
+                logger,
+                logging.WARNING,
+                "Polling the database failed; will retry.",
+                now=self.clock.monotonic(),
+            )
             reconnect()
 
     def _read_task_changes(self) -> None:

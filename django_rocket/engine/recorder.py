@@ -23,7 +23,7 @@ from django.db import DatabaseError, transaction
 from django_rocket.clock import Clock
 from django_rocket.conf import conf
 from django_rocket.engine import runlog
-from django_rocket.engine.connection import reconnect
+from django_rocket.engine.connection import log_database_error, reconnect
 from django_rocket.engine.planner import Start
 from django_rocket.engine.spool import Spool, apply_spools
 from django_rocket.executors.outcome import Outcome, refused_note
@@ -313,11 +313,13 @@ class Recorder:
                 self.flush()
                 return self.commit_starts(now, count, renew=renew, write=write, at_once=at_once)
             # Write-ahead: a run whose row is not committed never starts.
-            logger.error(
+            log_database_error(
+                logger,
+                logging.ERROR,
                 "Could not record the start of %d run(s)%s; will retry.",
                 count,
                 f" nor {len(finishes)} finish(es)" if finishes else "",
-                exc_info=True,
+                now=self.clock.monotonic(),
             )
             reconnect()
             if finishes:

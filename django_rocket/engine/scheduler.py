@@ -32,6 +32,7 @@ from django_rocket.engine.collector import collecting_less, freeze_built
 from django_rocket.engine.connection import (
     close_broken_connections,
     database_failures,
+    log_database_error,
     one_snapshot,
     reconnect,
     sqlite_checkpoints_less,
@@ -413,7 +414,12 @@ class Scheduler:
         try:
             recovered = self.recover_crashed(now)
         except DatabaseError:
-            logger.warning("Crash recovery failed; will retry.", exc_info=True)
+            log_database_error(
+                logger,
+                logging.WARNING,
+                "Crash recovery failed; will retry.",
+                now=self.clock.monotonic(),
+            )
             reconnect()
         else:
             self._adopt(recovered.adopt)
@@ -424,7 +430,12 @@ class Scheduler:
         try:
             result = retention.apply_retention(now=now, max_batches=2)
         except DatabaseError:
-            logger.warning("Pruning the run log failed; will retry.", exc_info=True)
+            log_database_error(
+                logger,
+                logging.WARNING,
+                "Pruning the run log failed; will retry.",
+                now=self.clock.monotonic(),
+            )
             reconnect()
             result = None
         more = result is not None and not result.complete

@@ -92,6 +92,16 @@ class Deployment:
                     "ROCKET_LOG_RETRY": {"attempts": 3, "backoff": 0.2, "max_backoff": 0.5},
                     "ROCKET_SILENCE_TASK_LOGGING": silence,
                     "ROCKET_HEARTBEAT": "1 second",
+                    # DEBUG: the repeats of an error are logged there, in full.
+                    "LOGGING": {
+                        "version": 1,
+                        "disable_existing_loggers": False,
+                        "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+                        "handlers": {
+                            "stderr": {"class": "logging.StreamHandler", "formatter": "plain"}
+                        },
+                        "loggers": {"django_rocket": {"handlers": ["stderr"], "level": "DEBUG"}},
+                    },
                 }
             ),
             ROCKET_TEST_PARENT=str(os.getpid()),
@@ -194,3 +204,6 @@ def test_a_full_disk_starts_no_run_without_its_row_and_loses_none(small_disk, tm
         ).fetchone()
     assert json.loads(result) == "released"
     assert not list(spool.glob("spool-*")), "the spool was not applied"
+    # A failing start a tick, yet one ERROR with its traceback: the repeats went to DEBUG
+    # (the outage lasted less than a minute).
+    assert output.count("ERROR django_rocket.scheduler: Could not record the start") == 1
