@@ -171,18 +171,19 @@ class Poller:
             del self.holes[min(self.holes)]
 
     def _filled_holes(self) -> list[int]:
-        """The watched ids committed since: no longer watched, for this poll to read."""
+        """The watched ids committed since, for this poll to read.
+
+        Still watched until the poll has read them (``_read_other_runs``): a poll that
+        fails on the way reads them at the next one.
+        """
         now = self.clock.monotonic()
         for pk in [pk for pk, until in self.holes.items() if until <= now]:
             del self.holes[pk]
         if not self.holes:
             return []
-        filled = list(
+        return list(
             TaskRun.objects.filter(pk__in=list(self.holes)).order_by().values_list("pk", flat=True)
         )
-        for pk in filled:
-            del self.holes[pk]
-        return filled
 
     def _read_other_runs(self, filled: list[int] | None = None) -> None:
         # Read the upper bound first, so a row committed meanwhile is left for the next
@@ -240,6 +241,8 @@ class Poller:
             self.holes.pop(run.pk, None)  # committed inside the look-back: read now
             self.planner.history_changed(run.task.name)
         self.poll_cursor = max(self.poll_cursor, newest)
+        for pk in filled or ():  # read (or not news: queued, this scheduler's own)
+            self.holes.pop(pk, None)
         floor = self.poll_cursor - POLL_LOOKBACK
         self.external_seen = {pk for pk in self.external_seen if pk > floor}
 

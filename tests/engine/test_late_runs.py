@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from django_rocket import registry
 from django_rocket.engine.declarations import sync_tasks
@@ -250,3 +250,48 @@ def test_an_id_that_never_commits_is_watched_for_a_while_then_let_go(scheduler, 
         poller.poll()
     assert poller.holes == {}
     assert len(quiet.captured_queries) == 1  # the probe alone again
+
+
+def test_a_late_run_read_by_a_poll_that_failed_is_read_by_the_next(scheduler, clock, monkeypatch):
+    clock.advance(1)
+    etl = Task.objects.get(name="etl")
+    wrote, may_commit = threading.Event(), threading.Event()
+
+    def runtask_records_a_success() -> None:
+        TaskRun.objects.create(
+            task=etl,
+            status=RunStatus.SUCCESS,
+            trigger=RunTrigger.MANUAL,
+            started_at=clock.now(),
+            finished_at=clock.now(),
+            host="elsewhere",
+            pid=1,
+        )
+
+    thread, errors = in_open_transaction(runtask_records_a_success, wrote, may_commit)
+    try:
+        assert wrote.wait(30)
+        own_runs(scheduler, 5 * POLL_LOOKBACK, clock)
+        clock.advance(1)
+        scheduler.tick()
+    finally:
+        may_commit.set()
+        thread.join(30)
+    assert not errors, errors
+    poller = scheduler.poller
+    assert len(poller.holes) == 1
+    read_task_changes = poller._read_task_changes
+
+    def fails_once() -> None:
+        monkeypatch.setattr(poller, "_read_task_changes", read_task_changes)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(poller, "_read_task_changes", fails_once)
+    clock.advance(1)
+    poller.poll()  # finds etl's run committed, then fails before reading it
+    assert len(poller.holes) == 1
+    for _ in range(3):
+        clock.advance(1)
+        scheduler.tick()
+    assert poller.holes == {}
+    assert TaskRun.objects.filter(task__name="report").count() == 1
