@@ -16,6 +16,7 @@ from django.db.backends.signals import connection_created
 from django.db.migrations.executor import MigrationExecutor
 
 from django_rocket.clock import Clock
+from django_rocket.executors.outcome import describe
 
 logger = logging.getLogger("django_rocket.scheduler")
 
@@ -150,7 +151,7 @@ def log_database_error(
         *args,
         now - seen.since,
         seen.count,
-        f"{type(error).__name__}: {error}".strip() if error else "?",
+        describe(error) if error else "?",
     )
 
 

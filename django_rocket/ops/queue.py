@@ -93,8 +93,9 @@ def _queued_run(task: Task) -> TaskRun | None:
 def set_enabled(tasks: Task | QuerySet[Task], enabled: bool) -> int:
     """Pause or resume tasks; return how many changed.
 
-    ``updated_at`` moves with ``enabled`` because it is what the scheduler
-    polls for, so the change takes effect at its next tick.
+    The update takes the next task revision (``TaskQuerySet.update``), which the
+    scheduler's poll reads, so the change takes effect at its next poll;
+    ``updated_at`` moves with it for the admin.
     """
     now = timezone.now()
     if isinstance(tasks, Task):

@@ -195,7 +195,7 @@ def _write(name: str, values: dict[str, Any], replace: bool) -> Task:
         _check_replaceable(task, replace)
         for key, value in values.items():
             setattr(task, key, value)
-        task.save()  # moves updated_at: the scheduler's poll picks the change up
+        task.save()  # takes the next task revision: the scheduler's poll picks it up
     return task
 
 
