@@ -29,6 +29,20 @@ def wait_until(predicate: Callable[[], object], limit: float = 30.0, what: str =
     raise AssertionError(f"Timed out after {limit}s waiting for {what or predicate}.")
 
 
+def waiting_task(tmp_path: Path, execution: str) -> dict:
+    """A task (every hour) whose run writes ``tmp_path/started``, then waits for
+    ``tmp_path/release`` (tests.support.tasks.wait_for_file)."""
+    return {
+        "func": "tests.support.tasks.wait_for_file",
+        "start_cond": "every('1 hour')",
+        "execution": execution,
+        "parameters": {
+            "marker": str(tmp_path / "started"),
+            "release": str(tmp_path / "release"),
+        },
+    }
+
+
 _SCHEMES = {"postgresql": ("postgres", 5432), "mysql": ("mysql", 3306)}
 
 

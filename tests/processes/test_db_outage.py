@@ -16,7 +16,7 @@ import pytest
 from django.utils import timezone
 
 from django_rocket.models import RunStatus, TaskRun
-from tests.conftest import ROOT, process_env, wait_until
+from tests.conftest import ROOT, process_env, wait_until, waiting_task
 from tests.support.recovery import recover
 
 pytestmark = [pytest.mark.slow]
@@ -31,15 +31,7 @@ def setup(tmp_path):
             "start_cond": "every('1 second')",
             "execution": "thread",
         },
-        "slow": {
-            "func": "tests.support.tasks.wait_for_file",
-            "start_cond": "every('1 hour')",
-            "execution": "thread",
-            "parameters": {
-                "marker": str(tmp_path / "started"),
-                "release": str(tmp_path / "release"),
-            },
-        },
+        "slow": waiting_task(tmp_path, "thread"),
     }
     settings = {
         "ROCKET_SILENCE_TASK_LOGGING": True,

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, wait_until, waiting_task
 
 pytestmark = [
     pytest.mark.slow,
@@ -39,15 +39,7 @@ def tasks(tmp_path: Path) -> dict:
             "start_cond": "every('1 second')",
             "execution": "thread",
         },
-        "long": {
-            "func": "tests.support.tasks.wait_for_file",
-            "start_cond": "every('1 hour')",
-            "execution": "thread",
-            "parameters": {
-                "marker": str(tmp_path / "started"),
-                "release": str(tmp_path / "release"),
-            },
-        },
+        "long": waiting_task(tmp_path, "thread"),
     }
 
 

@@ -5,21 +5,9 @@ import signal
 import pytest
 
 from django_rocket.models import RunStatus, SchedulerInstance, TaskRun
-from tests.conftest import wait_until
+from tests.conftest import wait_until, waiting_task
 
 pytestmark = [pytest.mark.slow]
-
-
-def waiting_task(tmp_path, execution: str) -> dict:
-    return {
-        "func": "tests.support.tasks.wait_for_file",
-        "start_cond": "every('1 hour')",
-        "execution": execution,
-        "parameters": {
-            "marker": str(tmp_path / "started"),
-            "release": str(tmp_path / "release"),
-        },
-    }
 
 
 @pytest.mark.parametrize("execution", ["thread", "process"])
@@ -59,12 +47,18 @@ def test_sigint_twice_forces_stop(scheduler_process, tmp_path):
     assert TaskRun.objects.get().status == RunStatus.TERMINATE
 
 
-def test_sigterm_during_a_main_run_stops_it_after_the_grace(scheduler_process, tmp_path):
-    """A main run holds the loop: before, SIGTERM waited for it to return, however long."""
+def main_run_started(scheduler_process, tmp_path, grace: str):
+    """A scheduler whose main run (waiting for ``tmp_path/release``) has started."""
     proc = scheduler_process(
-        {"w": waiting_task(tmp_path, "main")}, {"ROCKET_SHUTDOWN_GRACE": "1 second"}
+        {"w": waiting_task(tmp_path, "main")}, {"ROCKET_SHUTDOWN_GRACE": grace}
     )
     wait_until((tmp_path / "started").exists, what="the task to start")
+    return proc
+
+
+def test_sigterm_during_a_main_run_stops_it_after_the_grace(scheduler_process, tmp_path):
+    """A main run holds the loop: before, SIGTERM waited for it to return, however long."""
+    proc = main_run_started(scheduler_process, tmp_path, "1 second")
     proc.proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0, proc.output()  # its function would wait 60 s
     run = TaskRun.objects.get()
@@ -78,10 +72,7 @@ def test_sigterm_during_a_main_run_stops_it_after_the_grace(scheduler_process, t
 
 
 def test_a_second_signal_stops_a_main_run_at_once(scheduler_process, tmp_path):
-    proc = scheduler_process(
-        {"w": waiting_task(tmp_path, "main")}, {"ROCKET_SHUTDOWN_GRACE": "1 hour"}
-    )
-    wait_until((tmp_path / "started").exists, what="the task to start")
+    proc = main_run_started(scheduler_process, tmp_path, "1 hour")
     proc.proc.send_signal(signal.SIGINT)
     proc.wait_for_output("A second Ctrl-C or SIGTERM stops it now")
     proc.proc.send_signal(signal.SIGTERM)
@@ -92,10 +83,7 @@ def test_a_second_signal_stops_a_main_run_at_once(scheduler_process, tmp_path):
 
 
 def test_a_main_run_that_returns_within_the_grace_is_a_success(scheduler_process, tmp_path):
-    proc = scheduler_process(
-        {"w": waiting_task(tmp_path, "main")}, {"ROCKET_SHUTDOWN_GRACE": "1 hour"}
-    )
-    wait_until((tmp_path / "started").exists, what="the task to start")
+    proc = main_run_started(scheduler_process, tmp_path, "1 hour")
     proc.proc.send_signal(signal.SIGTERM)
     proc.wait_for_output("has ROCKET_SHUTDOWN_GRACE (1 hour) to return")
     (tmp_path / "release").write_text("go")
