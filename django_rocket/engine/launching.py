@@ -57,6 +57,7 @@ def launch(
                 spec.execution,
                 spec.backend,
                 spec.queue,
+                spec.timeout if spec.execution == "main" else None,
             )
         )
     except DatabaseError as exc:

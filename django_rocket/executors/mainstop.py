@@ -1,4 +1,4 @@
-"""Stop a ``main`` run when the scheduler is told to stop (SIGTERM, Ctrl-C).
+"""Stop a ``main`` run at its timeout, or when the scheduler is told to stop (SIGTERM, Ctrl-C).
 
 A ``main`` run calls its function in the scheduler's loop, so the loop cannot wait out
 ``ROCKET_SHUTDOWN_GRACE`` and then terminate it, as it does a thread or a process run:
@@ -8,6 +8,12 @@ until the supervisor killed the process, and crash recovery then recorded the ru
 signal gives the function the grace (a ``SIGALRM`` timer), the second stops it at once.
 Either raises :class:`StopSignal` where the function is; the run is recorded as
 ``terminate`` with that traceback, after its ``finally`` blocks.
+
+The task's timeout (``ROCKET_TIMEOUT`` or its own) is enforced the same way: the loop
+that stops other runs at theirs is the one the function holds, so a ``SIGALRM`` timer
+set for the timeout raises :class:`StopSignal` in it ("Timed out after ..."). A process
+that uses ``SIGALRM`` itself (its handler installed, or a timer running, when the run
+starts) keeps it: the timeout is then not enforced, and a warning says so.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django_rocket.executors.outcome import StopSignal
@@ -28,22 +35,57 @@ class MainRunStop:
 
     def __init__(self) -> None:
         self.calling: str | None = None  # the task whose function is being called
-        self.armed = False
+        self.armed = False  # the timer and this handler of SIGALRM are in place
+        self.stopping = False  # a stop request's grace has begun
         self.reason = ""
         self.previous_alarm: Any = None
 
-    def wrap(self, task: str, func: Callable[..., Any]) -> Callable[..., Any]:
-        """``func``, marked as being called while it runs (a stop may then end it)."""
+    def wrap(
+        self, task: str, func: Callable[..., Any], timeout: timedelta | None = None
+    ) -> Callable[..., Any]:
+        """``func``, marked as being called while it runs (a stop may then end it).
+
+        With a ``timeout``, the call is stopped once it has lasted that long.
+        """
 
         def call(**parameters: Any) -> Any:
             self.calling = task
             try:
+                if timeout is not None:
+                    self._arm_timeout(task, timeout)
                 return func(**parameters)
             finally:
                 self.calling = None
                 self.disarm()
 
         return call
+
+    def _arm_timeout(self, task: str, timeout: timedelta) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # only there does a handler run inside the function
+        handler = signal.getsignal(signal.SIGALRM)
+        if signal.getitimer(signal.ITIMER_REAL)[0] > 0 or handler not in (
+            signal.SIG_DFL,
+            signal.SIG_IGN,
+            None,
+        ):
+            logger.warning(
+                "Task %r runs in the scheduler's loop (execution 'main') with a timeout of "
+                "%s, but this process uses SIGALRM already (%s): the timeout is not "
+                "enforced. Run the task as a 'process' or 'thread' to have it stopped.",
+                task,
+                timeout,
+                "a timer is running" if handler in (signal.SIG_DFL, signal.SIG_IGN) else handler,
+            )
+            return
+        self.reason = f"Timed out after {timeout}."
+        self._set_alarm(max(timeout.total_seconds(), 0.001))
+
+    def _set_alarm(self, seconds: float) -> None:
+        if not self.armed:
+            self.previous_alarm = signal.signal(signal.SIGALRM, self._alarm)
+            self.armed = True
+        signal.setitimer(signal.ITIMER_REAL, seconds)
 
     def signalled(self, name: str, *, again: bool, grace: float, grace_text: str) -> None:
         """From the scheduler's signal handler: end the ``main`` run now, or after the grace.
@@ -61,8 +103,9 @@ class MainRunStop:
             )
         if grace <= 0:
             raise StopSignal(f"Stopped by {name}: ROCKET_SHUTDOWN_GRACE is {grace_text}.")
-        if self.armed:
+        if self.stopping:
             return
+        self.stopping = True
         logger.warning(
             "Stopping (received %s) while task %r runs in the scheduler's loop (execution "
             "'main'): it has ROCKET_SHUTDOWN_GRACE (%s) to return, then it is stopped. "
@@ -71,20 +114,22 @@ class MainRunStop:
             task,
             grace_text,
         )
+        left = signal.getitimer(signal.ITIMER_REAL)[0] if self.armed else 0.0
+        if 0 < left <= grace:
+            return  # its timeout comes first, and stops it as a timeout
         self.reason = (
             f"Stopped by {name}: the main run did not return within ROCKET_SHUTDOWN_GRACE "
             f"({grace_text})."
         )
-        self.previous_alarm = signal.signal(signal.SIGALRM, self._alarm)
-        signal.setitimer(signal.ITIMER_REAL, grace)
-        self.armed = True
+        self._set_alarm(grace)
 
     def _alarm(self, signum: int, frame: object) -> None:
         if self.calling is not None:
             raise StopSignal(self.reason)
 
     def disarm(self) -> None:
-        """Cancel the grace's timer, and give ``SIGALRM`` back its handler."""
+        """Cancel the timer (timeout or grace), and give ``SIGALRM`` back its handler."""
+        self.stopping = False
         if not self.armed:
             return
         signal.setitimer(signal.ITIMER_REAL, 0)

@@ -18,7 +18,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from multiprocessing.process import BaseProcess
 from typing import Any, TypedDict
 
@@ -70,6 +70,8 @@ class Launch:
     # Execution 'tasks': the TASKS alias and queue to enqueue on ("": the default).
     backend: str = ""
     queue: str = ""
+    # Execution 'main': the task's timeout, enforced in the loop (executors/mainstop.py).
+    timeout: timedelta | None = None
 
 
 Report = Callable[[Outcome], None]

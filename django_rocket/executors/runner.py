@@ -162,7 +162,8 @@ class Runner:
             raise
 
     def _launch_main(self, active: ActiveRun) -> None:
-        func = self.main_stop.wrap(active.launch.task, self._function(active.launch.func))
+        launch = active.launch
+        func = self.main_stop.wrap(launch.task, self._function(launch.func), launch.timeout)
         ending = call_task(func, active.launch.parameters, self.result_max_bytes)
         autocommit_again(active.launch.task)  # it ran on the scheduler's own connection
         revive_idle_connection()  # which sat idle while it ran

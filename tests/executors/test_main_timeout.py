@@ -1,0 +1,141 @@
+"""A ``main`` run's timeout stops it in the scheduler's loop (executors/mainstop.py).
+
+The loop that enforces other runs' timeouts is the one a ``main`` function holds: before,
+such a run went on past its timeout for as long as it liked. These tests call the wrapped
+function in pytest's main thread, where ``SIGALRM``'s handler runs inside the function;
+the function waits on an event far longer than the timeout, and only the timer ends it.
+"""
+
+import logging
+import signal
+import threading
+from datetime import timedelta
+
+import pytest
+
+from django_rocket.executors.mainstop import MainRunStop
+from django_rocket.executors.outcome import call_task
+from django_rocket.models import RunStatus
+
+FOREVER = 30.0  # what the functions wait for, far beyond every timeout here
+
+
+@pytest.fixture(autouse=True)
+def _alarm_left_as_found():
+    """No test leaves a timer or a handler of SIGALRM behind (nor finds one)."""
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    before = signal.getsignal(signal.SIGALRM)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, before)
+
+
+def waits(cleaned: list[str], returns: threading.Event | None = None):
+    def func() -> str:
+        try:
+            if returns is not None and returns.is_set():
+                return "returned"
+            threading.Event().wait(FOREVER)
+            return "waited it out"
+        finally:
+            cleaned.append("finally")
+
+    return func
+
+
+def test_a_main_run_past_its_timeout_is_terminated_with_where_it_was():
+    stop, cleaned = MainRunStop(), []
+    wrapped = stop.wrap("m", waits(cleaned), timedelta(milliseconds=50))
+    ending = call_task(wrapped, {}, 10_000)
+    assert ending["status"] == RunStatus.TERMINATE
+    assert ending["message"] == "Timed out after 0:00:00.050000."
+    assert "in func" in ending["exc_text"]  # the traceback says where it was
+    assert cleaned == ["finally"]
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL  # given back
+    assert stop.calling is None and not stop.armed
+
+
+def test_a_main_run_within_its_timeout_is_a_success_and_leaves_no_timer():
+    stop, cleaned, returns = MainRunStop(), [], threading.Event()
+    returns.set()
+    ending = call_task(stop.wrap("m", waits(cleaned, returns), timedelta(hours=1)), {}, 10_000)
+    assert (ending["status"], ending["result"]) == (RunStatus.SUCCESS, "returned")
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0  # an hour's timer would be left
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+
+
+def test_without_a_timeout_no_timer_is_set():
+    stop = MainRunStop()
+    seen = []
+    wrapped = stop.wrap("m", lambda: seen.append(signal.getitimer(signal.ITIMER_REAL)[0]))
+    assert call_task(wrapped, {}, 10_000)["status"] == RunStatus.SUCCESS
+    assert seen == [0.0]
+
+
+def test_a_process_that_uses_sigalrm_keeps_it_and_is_told(caplog):
+    """Task code (or a library) with its own SIGALRM handler: the timeout gives way."""
+    rang = []
+    mine = signal.signal(signal.SIGALRM, lambda *_: rang.append("theirs"))
+    stop = MainRunStop()
+    seen = []
+
+    def func() -> str:
+        seen.append(signal.getsignal(signal.SIGALRM))
+        return "done"
+
+    with caplog.at_level(logging.WARNING, logger="django_rocket.scheduler"):
+        ending = call_task(stop.wrap("m", func, timedelta(milliseconds=1)), {}, 10_000)
+    assert ending["status"] == RunStatus.SUCCESS
+    assert seen and seen[0] is not stop._alarm  # theirs stayed in place during the run
+    assert signal.getsignal(signal.SIGALRM) is not stop._alarm
+    assert "uses SIGALRM already" in caplog.text and "not enforced" in caplog.text
+    assert "'m'" in caplog.text
+    signal.signal(signal.SIGALRM, mine)
+
+
+def test_a_running_timer_is_not_taken_over(caplog):
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)  # a timer that must not kill pytest
+    signal.setitimer(signal.ITIMER_REAL, 100)
+    stop = MainRunStop()
+    with caplog.at_level(logging.WARNING, logger="django_rocket.scheduler"):
+        ending = call_task(stop.wrap("m", lambda: "done", timedelta(seconds=1)), {}, 10_000)
+    assert ending["status"] == RunStatus.SUCCESS
+    assert 99 < signal.getitimer(signal.ITIMER_REAL)[0] <= 100  # theirs, untouched
+    assert "a timer is running" in caplog.text
+
+
+def stopped_inside(stop: MainRunStop, grace: float, cleaned: list[str]):
+    """A function during which the scheduler is told to stop (its handler runs in it)."""
+
+    def func() -> str:
+        stop.signalled("SIGTERM", again=False, grace=grace, grace_text=f"{grace:g} seconds")
+        return waits(cleaned)()
+
+    return func
+
+
+def test_a_timeout_sooner_than_the_grace_ends_the_run_as_a_timeout():
+    stop, cleaned = MainRunStop(), []
+    wrapped = stop.wrap("m", stopped_inside(stop, 60.0, cleaned), timedelta(milliseconds=50))
+    ending = call_task(wrapped, {}, 10_000)
+    assert (ending["status"], ending["message"]) == (
+        RunStatus.TERMINATE,
+        "Timed out after 0:00:00.050000.",
+    )
+    assert cleaned == ["finally"]
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+
+
+def test_a_grace_sooner_than_the_timeout_ends_the_run_as_a_stop():
+    stop, cleaned = MainRunStop(), []
+    wrapped = stop.wrap("m", stopped_inside(stop, 0.05, cleaned), timedelta(hours=1))
+    ending = call_task(wrapped, {}, 10_000)
+    assert ending["status"] == RunStatus.TERMINATE
+    assert ending["message"] == (
+        "Stopped by SIGTERM: the main run did not return within ROCKET_SHUTDOWN_GRACE "
+        "(0.05 seconds)."
+    )
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0  # the hour's timer too
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+    assert not stop.stopping  # the next main run starts with no stop in progress
