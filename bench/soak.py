@@ -153,6 +153,8 @@ def soak_tasks(with_worker: bool) -> list[SoakTask]:
         ("m_hostile", "hostile_value", "main", 15, s, None, {}),
         ("m_unprintable", "unprintable_exception", "main", 60, f, None, {}),
         ("m_deep", "deep_result", "main", 60, either, None, {}),
+        # Holds the loop until its timeout stops it (executors/mainstop.py).
+        ("m_timeout", "past_timeout", "main", 30, t, "1 second", {}),
     ]
     if with_worker:
         rows += [

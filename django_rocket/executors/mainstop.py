@@ -13,7 +13,8 @@ The task's timeout (``ROCKET_TIMEOUT`` or its own) is enforced the same way: the
 that stops other runs at theirs is the one the function holds, so a ``SIGALRM`` timer
 set for the timeout raises :class:`StopSignal` in it ("Timed out after ..."). A process
 that uses ``SIGALRM`` itself (its handler installed, or a timer running, when the run
-starts) keeps it: the timeout is then not enforced, and a warning says so.
+starts) keeps it: the timeout is then not enforced, and a warning says so. A function
+that swallows the exception is given it again every ``STOP_AGAIN_AFTER`` seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from typing import Any
 from django_rocket.executors.outcome import StopSignal
 
 logger = logging.getLogger("django_rocket.scheduler")
+
+# A function that swallows the StopSignal (``except BaseException``) gets it again after
+# this many seconds, and so on until it returns: a process run gets SIGKILL five seconds
+# after its SIGTERM, and a main run must not hold the loop for good either.
+STOP_AGAIN_AFTER = 5.0
 
 
 class MainRunStop:
@@ -85,7 +91,7 @@ class MainRunStop:
         if not self.armed:
             self.previous_alarm = signal.signal(signal.SIGALRM, self._alarm)
             self.armed = True
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        signal.setitimer(signal.ITIMER_REAL, seconds, STOP_AGAIN_AFTER)
 
     def signalled(self, name: str, *, again: bool, grace: float, grace_text: str) -> None:
         """From the scheduler's signal handler: end the ``main`` run now, or after the grace.

@@ -139,3 +139,42 @@ def test_a_grace_sooner_than_the_timeout_ends_the_run_as_a_stop():
     assert signal.getitimer(signal.ITIMER_REAL)[0] == 0  # the hour's timer too
     assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
     assert not stop.stopping  # the next main run starts with no stop in progress
+
+
+def test_a_function_that_swallows_the_stop_gets_it_again(monkeypatch):
+    """``except BaseException`` around a wait: before, the first stop was its last."""
+    monkeypatch.setattr("django_rocket.executors.mainstop.STOP_AGAIN_AFTER", 0.05)
+    stop, swallowed = MainRunStop(), []
+
+    def func() -> str:
+        for _ in range(3):
+            try:
+                threading.Event().wait(FOREVER)
+            except BaseException as exc:  # the point of the test
+                swallowed.append(type(exc).__name__)
+        return "outlived every stop"
+
+    ending = call_task(stop.wrap("m", func, timedelta(milliseconds=50)), {}, 10_000)
+    assert swallowed == ["StopSignal", "StopSignal", "StopSignal"]  # then it returned
+    assert ending["status"] == RunStatus.SUCCESS  # what it did, once it returned
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_a_stop_swallowed_in_a_loop_ends_the_run_at_the_next_one(monkeypatch):
+    monkeypatch.setattr("django_rocket.executors.mainstop.STOP_AGAIN_AFTER", 0.05)
+    stop, swallowed = MainRunStop(), []
+
+    def func() -> str:
+        try:
+            threading.Event().wait(FOREVER)
+        except BaseException:  # swallowed once
+            swallowed.append("first")
+        threading.Event().wait(FOREVER)  # the repeat ends it here
+        return "never"
+
+    ending = call_task(stop.wrap("m", func, timedelta(milliseconds=50)), {}, 10_000)
+    assert swallowed == ["first"]
+    assert (ending["status"], ending["message"]) == (
+        RunStatus.TERMINATE,
+        "Timed out after 0:00:00.050000.",
+    )

@@ -104,7 +104,8 @@ def inaction(task: str, period: float, **_: Any) -> None:
 
 
 def past_timeout(task: str, period: float, limit: float = 60.0, **_: Any) -> None:
-    """Runs until terminated (cooperatively in a thread, by signal in a process)."""
+    """Runs until terminated (cooperatively in a thread, by signal in a process; in the
+    loop, by the StopSignal its timeout raises)."""
     with _Ledgered(task, period):
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
