@@ -39,6 +39,55 @@ def close_run_connections() -> None:
         connections.close_all()
 
 
+def settle_connections(task: str, *, stopped: bool) -> None:
+    """Close the connections a stopped function may have left mid-statement.
+
+    A ``main`` run stopped at its timeout or by SIGTERM, or ``runtask``'s function
+    stopped by SIGTERM (``stopped``), is stopped by an exception raised where it is
+    (``StopSignal``): perhaps inside a driver's call. psycopg cancels the statement for
+    ``KeyboardInterrupt`` only, and otherwise leaves the connection mid-statement;
+    MySQLdb's statement is not interrupted, but the exception can come between the
+    statement and the reading of its result ("Commands out of sync"). The next statement
+    on that connection failed either way (the scheduler's poll, heartbeat, starts), and on
+    PostgreSQL the server went on with the abandoned one. So after a stopped function the
+    connections it used are closed (the next statement opens another), and a statement
+    still running in PostgreSQL is cancelled first, whatever ended the function.
+    """
+    for connection in connections.all(initialized_only=True):
+        raw = connection.connection
+        if raw is None:
+            continue
+        pgconn = getattr(raw, "pgconn", None)  # psycopg 3
+        in_flight = pgconn is not None and pgconn.transaction_status == _PG_ACTIVE
+        if not (in_flight or stopped):
+            continue
+        if in_flight:
+            logger.warning(
+                "Task %r ended while a statement of it waited for the database (%r); the "
+                "statement is cancelled and the connection closed.",
+                task,
+                connection.alias,
+            )
+            try:
+                cancel = getattr(raw, "cancel_safe", None)  # psycopg 3.2+: bounded
+                if cancel is not None:
+                    cancel(timeout=5.0)
+                else:
+                    raw.cancel()
+            except Exception:  # the connection is closed whatever the cancel did
+                logger.warning("Could not cancel the statement.", exc_info=True)
+        if connection.in_atomic_block:
+            continue  # a caller's transaction (a test's): it rolls back and closes
+        try:
+            connection.close()
+        except DatabaseError:
+            connection.connection = None
+
+
+# psycopg's pq.TransactionStatus.ACTIVE: a statement is in progress on the connection.
+_PG_ACTIVE = 1
+
+
 def autocommit_again(task: str) -> None:
     """Put back autocommit if a function left the thread's connection without it.
 

@@ -21,6 +21,7 @@ from django_rocket.executors.local import (
     ThreadWorkers,
     autocommit_again,
     revive_idle_connection,
+    settle_connections,
     thread_job,
 )
 from django_rocket.executors.mainstop import MainRunStop
@@ -165,6 +166,8 @@ class Runner:
         launch = active.launch
         func = self.main_stop.wrap(launch.task, self._function(launch.func), launch.timeout)
         ending = call_task(func, active.launch.parameters, self.result_max_bytes)
+        stopped = ending.get("status") == RunStatus.TERMINATE  # perhaps mid-statement
+        settle_connections(active.launch.task, stopped=stopped)
         autocommit_again(active.launch.task)  # it ran on the scheduler's own connection
         revive_idle_connection()  # which sat idle while it ran
         self._finish(active.launch.run_id, ending)

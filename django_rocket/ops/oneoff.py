@@ -39,7 +39,12 @@ from django_rocket.engine.declarations import sync_tasks
 from django_rocket.engine.events import log_run_event
 from django_rocket.engine.leadership import pid_namespace
 from django_rocket.engine.runlog import REFUSED
-from django_rocket.executors.local import IdleWatch, autocommit_again, revive_idle_connection
+from django_rocket.executors.local import (
+    IdleWatch,
+    autocommit_again,
+    revive_idle_connection,
+    settle_connections,
+)
 from django_rocket.executors.outcome import (
     Ending,
     StopSignal,
@@ -126,6 +131,8 @@ def _run_in_process(spec: TaskSpec, now: Callable[[], datetime]) -> TaskRun:
                     sigterm.returned()
             except StopSignal as exc:  # came after the function returned: its outcome stands
                 outcome = outcome or stopped(exc)
+        # Stopped by SIGTERM, perhaps mid-statement: its connections are closed.
+        settle_connections(spec.name, stopped=outcome["status"] == RunStatus.TERMINATE)
         autocommit_again(spec.name)  # or the finish goes into what the function left open
         revive_idle_connection()  # the server may have closed it while the function ran
         outcome = bounded(outcome, conf.result_max_bytes)

@@ -27,7 +27,7 @@ from django_rocket.models import (
     Task,
     TaskRun,
 )
-from tests.conftest import ROOT, process_env, wait_until
+from tests.conftest import ROOT, process_env, statements_sleeping, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -331,8 +331,14 @@ def stoppable(tmp_path, **popen) -> tuple[subprocess.Popen, Path, Path, Path]:
             "parameters": {"marker": str(marker), "release": str(release), "cleaned": str(cleaned)},
         }
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "django", "runtask", "stoppable", "--wait"],
+    return runtask_started(tasks, **popen), marker, release, cleaned
+
+
+def runtask_started(tasks: dict, **popen) -> subprocess.Popen:
+    """``runtask NAME --wait`` of the one task in ``tasks``, started in a real process."""
+    (name,) = tasks
+    return subprocess.Popen(
+        [sys.executable, "-m", "django", "runtask", name, "--wait"],
         cwd=ROOT,
         env=process_env(tasks),
         stdout=subprocess.PIPE,
@@ -340,7 +346,6 @@ def stoppable(tmp_path, **popen) -> tuple[subprocess.Popen, Path, Path, Path]:
         text=True,
         **popen,
     )
-    return proc, marker, release, cleaned
 
 
 @pytest.mark.slow
@@ -373,6 +378,45 @@ def test_sigterm_ends_the_run_as_terminate_after_its_finally(tmp_path, sent):
     )
     assert run.finished_at is not None
     assert "in stopped_cleanly" in run.exc_text and "StopSignal" in run.exc_text, run.exc_text
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_while_the_function_waits_for_a_statement(tmp_path):
+    """The function is stopped inside the driver. PostgreSQL: before, psycopg left the
+    connection mid-statement (it cancels only for KeyboardInterrupt), the finish failed
+    on it ("another command is already in progress") and the server slept on. MySQLdb's
+    statement is not interrupted: the stop comes once it returns."""
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has no statement that sleeps in a server")
+    mysql = connection.vendor == "mysql"
+    marker = tmp_path / "started"
+    tasks = {
+        "sleeper": {
+            "func": "tests.support.tasks.sleeps_in_the_database",
+            "start_cond": "false",
+            "parameters": {"marker": str(marker), "seconds": 4 if mysql else 30},
+        }
+    }
+    proc = runtask_started(tasks)
+    try:
+        wait_until(marker.exists, what="the function to start")
+        wait_until(lambda: statements_sleeping() == 1, limit=10, what="the statement to run")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20 if mysql else 10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    run = TaskRun.objects.get()
+    assert (run.status, run.message) == (
+        RunStatus.TERMINATE,
+        "Stopped by SIGTERM: runtask was asked to stop while it ran.",
+    ), err
+    assert "attempt" not in err and "retrying" not in err, err  # the finish went through
+    assert ("statement is cancelled" in err) is not mysql, err
+    assert statements_sleeping() == 0  # cancelled, not left to sleep out its 30 s
 
 
 @pytest.mark.slow

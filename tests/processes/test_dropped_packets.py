@@ -20,7 +20,7 @@ import pytest
 from django.db import connection
 
 from django_rocket.models import RunStatus, TaskRun
-from tests.conftest import ROOT, process_env, runtask_wait, wait_until
+from tests.conftest import ROOT, process_env, runtask_wait, statements_sleeping, wait_until
 from tests.support import packetdrop
 
 pytestmark = [pytest.mark.slow]
@@ -62,22 +62,6 @@ def settings_for(databases: dict) -> dict:
 
 def successes(name: str) -> int:
     return TaskRun.objects.filter(task__name=name, status=RunStatus.SUCCESS).count()
-
-
-def sleeping_statements() -> int:
-    """Statements of the scheduler's run now sleeping in the server, seen from here."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                "AND query LIKE 'SELECT pg_sleep%%'"
-            )
-        else:
-            cursor.execute(
-                "SELECT count(*) FROM information_schema.processlist "
-                "WHERE info LIKE 'SELECT SLEEP%%'"
-            )
-        return cursor.fetchone()[0]
 
 
 def goes_on_without_a_stall(proc, reported: float) -> None:
@@ -130,7 +114,7 @@ def test_a_statement_in_flight_when_packets_stop_fails_within_the_options(
     }
     proc = scheduler_process(tasks, settings_for(partitionable))
     wait_until((tmp_path / "started").exists, 30, "the sleeping run to start")
-    wait_until(sleeping_statements, 10, "the server to run the sleeping statement")
+    wait_until(statements_sleeping, 10, "the server to run the sleeping statement")
     with packetdrop.dropping(proxy.port):
         started = time.monotonic()
         proc.wait_for_output("Task 'sleeps' fail", 20)
@@ -146,7 +130,7 @@ def test_a_statement_in_flight_when_packets_stop_fails_within_the_options(
     assert "OperationalError" in run.exc_text, run.exc_text
     # The server goes on with a statement whose client is gone until it ends; the test
     # database cannot be dropped while it does.
-    wait_until(lambda: not sleeping_statements(), 30, "the orphaned statement to end")
+    wait_until(lambda: not statements_sleeping(), 30, "the orphaned statement to end")
 
 
 def test_a_long_statement_without_a_partition_is_cut_only_by_mysqls_read_timeout(

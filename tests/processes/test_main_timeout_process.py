@@ -5,7 +5,7 @@ import signal
 import pytest
 
 from django_rocket.models import RunStatus, TaskRun
-from tests.conftest import wait_until, waiting_task
+from tests.conftest import statements_sleeping, wait_until, waiting_task
 
 pytestmark = [pytest.mark.slow]
 
@@ -29,3 +29,58 @@ def test_a_main_run_past_its_timeout_is_terminated_and_the_loop_goes_on(
     assert run.runtime is not None and run.runtime.total_seconds() < 10
     proc.proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0, proc.output()
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_a_main_run_timed_out_in_a_statement_leaves_the_connection_usable(
+    scheduler_process, tmp_path
+):
+    """Its function waits in the driver for the server's answer when the timeout fires.
+
+    PostgreSQL: before, psycopg left the scheduler's connection mid-statement (it cancels
+    only for KeyboardInterrupt): the poll failed with "another command is already in
+    progress", and the server slept on. MySQLdb's statement is not interrupted at all:
+    the run is stopped once it returns (so here it sleeps 4 s, not 30).
+    """
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has no statement that sleeps in a server")
+    mysql = connection.vendor == "mysql"
+    stuck = {
+        "func": "tests.support.tasks.sleeps_in_the_database",
+        "start_cond": "every('1 hour')",
+        "execution": "main",
+        "timeout": "1 second",
+        "parameters": {"marker": str(tmp_path / "started"), "seconds": 4 if mysql else 30},
+    }
+    ticking = {"func": "tests.support.tasks.noop", "start_cond": "every('1 second')"}
+    proc = scheduler_process({"stuck": stuck, "ticking": {**ticking, "execution": "thread"}})
+    wait_until(
+        lambda: TaskRun.objects.filter(task__name="stuck").exclude(status="running").exists(),
+        limit=20,
+        what="the stuck run to end",
+    )
+    run = TaskRun.objects.get(task__name="stuck")
+    assert (run.status, run.message) == (RunStatus.TERMINATE, "Timed out after 0:00:01."), (
+        proc.output()
+    )
+    assert run.runtime is not None
+    if mysql:
+        assert run.runtime.total_seconds() >= 4  # stopped as the statement returned
+    else:
+        assert run.runtime.total_seconds() < 4
+    # The statement was cancelled in the server, not left to sleep out its 30 s ...
+    wait_until(lambda: statements_sleeping() == 0, limit=5, what="the statement to end")
+    # ... and the scheduler's connection, which the run used, serves the loop again.
+    count = TaskRun.objects.filter(task__name="ticking").count()
+    wait_until(
+        lambda: TaskRun.objects.filter(task__name="ticking", status="success").count() >= count + 2,
+        limit=15,
+        what="runs recorded after it",
+    )
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0, proc.output()
+    output = proc.output()
+    assert "interrupted a tick" not in output and "failed; will retry" not in output, output
+    assert ("statement is cancelled" in output) is not mysql, output
