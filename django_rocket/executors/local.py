@@ -88,6 +88,54 @@ def settle_connections(task: str, *, stopped: bool) -> None:
 _PG_ACTIVE = 1
 
 
+def statement_killer() -> Callable[[], None] | None:
+    """For this thread's MySQL connections: what ends the statement one runs, from elsewhere.
+
+    A ``main`` run is stopped by an exception raised from a ``SIGALRM`` handler, which
+    runs once the interpreter gets control back: MySQLdb waits for a statement's answer
+    in C and retries when a signal interrupts it, so a timeout or a stop waited for the
+    statement, however long. The function returned, called from another thread, sends
+    ``KILL QUERY`` on a connection of its own for each of these connections that is
+    running a statement: the statement fails at once, and the pending handler raises.
+    None where there is no MySQL connection open (psycopg's wait lets the handler run).
+    """
+    # Their server-side ids, read here: MySQLdb refuses a connection's use from another
+    # thread while this one waits on it.
+    held = [
+        (c, int(c.connection.thread_id()))
+        for c in connections.all(initialized_only=True)
+        if c.vendor == "mysql" and c.connection is not None
+    ]
+    if not held:
+        return None
+
+    def kill() -> None:
+        for wrapper, thread_id in held:
+            try:
+                other = wrapper.get_new_connection(wrapper.get_connection_params())
+                try:
+                    cursor = other.cursor()
+                    cursor.execute(
+                        "SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = %s",
+                        [thread_id],
+                    )
+                    row = cursor.fetchone()
+                    if row and row[0] == "Query":
+                        cursor.execute(f"KILL QUERY {thread_id}")
+                        logger.warning(
+                            "Ended the statement a stopped main run was waiting for "
+                            "(KILL QUERY %d on %r).",
+                            thread_id,
+                            wrapper.alias,
+                        )
+                finally:
+                    other.close()
+            except Exception:
+                logger.warning("Could not end a stopped main run's statement.", exc_info=True)
+
+    return kill
+
+
 def autocommit_again(task: str) -> None:
     """Put back autocommit if a function left the thread's connection without it.
 

@@ -15,6 +15,10 @@ set for the timeout raises :class:`StopSignal` in it ("Timed out after ..."). A 
 that uses ``SIGALRM`` itself (its handler installed, or a timer running, when the run
 starts) keeps it: the timeout is then not enforced, and a warning says so. A function
 that swallows the exception is given it again every ``STOP_AGAIN_AFTER`` seconds.
+
+A handler runs only once the interpreter has control: MySQLdb holds it until the
+statement it waits for returns. On MySQL and MariaDB a watchdog thread ends that
+statement at the timer's instants (``KILL QUERY``, local.statement_killer).
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ STOP_AGAIN_AFTER = 5.0
 class MainRunStop:
     """The ``main`` run being called, and how a stop request ends it."""
 
-    def __init__(self) -> None:
+    def __init__(self, killer: Callable[[], Callable[[], None] | None] | None = None) -> None:
+        # Gives what ends a statement the function waits for (local.statement_killer).
+        self.killer = killer
+        self.watching: threading.Event | None = None  # set: the watchdog's call is over
         self.calling: str | None = None  # the task whose function is being called
         self.armed = False  # the timer and this handler of SIGALRM are in place
         self.stopping = False  # a stop request's grace has begun
@@ -92,6 +99,25 @@ class MainRunStop:
             self.previous_alarm = signal.signal(signal.SIGALRM, self._alarm)
             self.armed = True
         signal.setitimer(signal.ITIMER_REAL, seconds, STOP_AGAIN_AFTER)
+        self._watch(seconds)
+
+    def _watch(self, seconds: float) -> None:
+        """End, at the same instants, a statement the handler would wait for (MySQL)."""
+        if self.watching is not None:
+            self.watching.set()  # the timer changed: so does the watchdog
+        kill = self.killer() if self.killer is not None else None
+        if kill is None:
+            self.watching = None
+            return
+        over = self.watching = threading.Event()
+
+        def watch() -> None:
+            delay = seconds
+            while not over.wait(delay) and self.calling is not None:
+                kill()
+                delay = STOP_AGAIN_AFTER
+
+        threading.Thread(target=watch, name="rocket-main-stop", daemon=True).start()
 
     def signalled(self, name: str, *, again: bool, grace: float, grace_text: str) -> None:
         """From the scheduler's signal handler: end the ``main`` run now, or after the grace.
@@ -136,6 +162,9 @@ class MainRunStop:
     def disarm(self) -> None:
         """Cancel the timer (timeout or grace), and give ``SIGALRM`` back its handler."""
         self.stopping = False
+        if self.watching is not None:
+            self.watching.set()
+            self.watching = None
         if not self.armed:
             return
         signal.setitimer(signal.ITIMER_REAL, 0)

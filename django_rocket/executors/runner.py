@@ -22,6 +22,7 @@ from django_rocket.executors.local import (
     autocommit_again,
     revive_idle_connection,
     settle_connections,
+    statement_killer,
     thread_job,
 )
 from django_rocket.executors.mainstop import MainRunStop
@@ -73,7 +74,8 @@ class Runner:
         # Told when a thread frees only if threads are capped: otherwise no one waits for one.
         self._workers = ThreadWorkers(on_free=on_thread_free if max_threads else None)
         self._functions: dict[str, Callable[..., Any]] = {}  # one per task function path
-        self.main_stop = MainRunStop()  # what a stop request does to a main run in progress
+        # What a timeout or a stop request does to a main run in progress.
+        self.main_stop = MainRunStop(statement_killer)
         self._launchers: dict[str, Callable[[ActiveRun], None]] = {
             "main": self._launch_main,
             "thread": self._launch_thread,
@@ -165,12 +167,12 @@ class Runner:
     def _launch_main(self, active: ActiveRun) -> None:
         launch = active.launch
         func = self.main_stop.wrap(launch.task, self._function(launch.func), launch.timeout)
-        ending = call_task(func, active.launch.parameters, self.result_max_bytes)
+        ending = call_task(func, launch.parameters, self.result_max_bytes)
         stopped = ending.get("status") == RunStatus.TERMINATE  # perhaps mid-statement
-        settle_connections(active.launch.task, stopped=stopped)
-        autocommit_again(active.launch.task)  # it ran on the scheduler's own connection
+        settle_connections(launch.task, stopped=stopped)
+        autocommit_again(launch.task)  # it ran on the scheduler's own connection
         revive_idle_connection()  # which sat idle while it ran
-        self._finish(active.launch.run_id, ending)
+        self._finish(launch.run_id, ending)
 
     def _launch_thread(self, active: ActiveRun) -> None:
         func = self._function(active.launch.func)
