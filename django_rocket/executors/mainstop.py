@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -38,6 +39,8 @@ logger = logging.getLogger("django_rocket.scheduler")
 # this many seconds, and so on until it returns: a process run gets SIGKILL five seconds
 # after its SIGTERM, and a main run must not hold the loop for good either.
 STOP_AGAIN_AFTER = 5.0
+# How often the watchdog of a main run on MySQL looks whether a statement must end.
+WATCH_EVERY = 0.1
 
 
 class MainRunStop:
@@ -47,6 +50,7 @@ class MainRunStop:
         # Gives what ends a statement the function waits for (local.statement_killer).
         self.killer = killer
         self.watching: threading.Event | None = None  # set: the watchdog's call is over
+        self.kill_at: float | None = None  # when the watchdog ends a statement (monotonic)
         self.calling: str | None = None  # the task whose function is being called
         self.armed = False  # the timer and this handler of SIGALRM are in place
         self.stopping = False  # a stop request's grace has begun
@@ -64,6 +68,7 @@ class MainRunStop:
         def call(**parameters: Any) -> Any:
             self.calling = task
             try:
+                self._watch()
                 if timeout is not None:
                     self._arm_timeout(task, timeout)
                 return func(**parameters)
@@ -99,23 +104,27 @@ class MainRunStop:
             self.previous_alarm = signal.signal(signal.SIGALRM, self._alarm)
             self.armed = True
         signal.setitimer(signal.ITIMER_REAL, seconds, STOP_AGAIN_AFTER)
-        self._watch(seconds)
+        self.kill_at = time.monotonic() + seconds  # read by the watchdog, if any
 
-    def _watch(self, seconds: float) -> None:
-        """End, at the same instants, a statement the handler would wait for (MySQL)."""
-        if self.watching is not None:
-            self.watching.set()  # the timer changed: so does the watchdog
+    def _watch(self) -> None:
+        """Start the thread that ends a statement the handler would wait for (MySQL).
+
+        Started as the call starts, never from a signal handler (the handler may have
+        interrupted threading's own locks): the timer's instants reach it through
+        :attr:`kill_at`, which the grace may bring forward.
+        """
         kill = self.killer() if self.killer is not None else None
-        if kill is None:
-            self.watching = None
+        if kill is None or threading.current_thread() is not threading.main_thread():
             return
         over = self.watching = threading.Event()
 
         def watch() -> None:
-            delay = seconds
-            while not over.wait(delay) and self.calling is not None:
+            while not over.wait(WATCH_EVERY):
+                at = self.kill_at
+                if at is None or time.monotonic() < at or self.calling is None:
+                    continue
+                self.kill_at = at + STOP_AGAIN_AFTER
                 kill()
-                delay = STOP_AGAIN_AFTER
 
         threading.Thread(target=watch, name="rocket-main-stop", daemon=True).start()
 
@@ -162,6 +171,7 @@ class MainRunStop:
     def disarm(self) -> None:
         """Cancel the timer (timeout or grace), and give ``SIGALRM`` back its handler."""
         self.stopping = False
+        self.kill_at = None
         if self.watching is not None:
             self.watching.set()
             self.watching = None
