@@ -82,18 +82,15 @@ class MainRunStop:
         if threading.current_thread() is not threading.main_thread():
             return  # only there does a handler run inside the function
         handler = signal.getsignal(signal.SIGALRM)
-        if signal.getitimer(signal.ITIMER_REAL)[0] > 0 or handler not in (
-            signal.SIG_DFL,
-            signal.SIG_IGN,
-            None,
-        ):
+        free = handler in (signal.SIG_DFL, signal.SIG_IGN, None)  # no one's handler
+        if signal.getitimer(signal.ITIMER_REAL)[0] > 0 or not free:
             logger.warning(
                 "Task %r runs in the scheduler's loop (execution 'main') with a timeout of "
                 "%s, but this process uses SIGALRM already (%s): the timeout is not "
                 "enforced. Run the task as a 'process' or 'thread' to have it stopped.",
                 task,
                 timeout,
-                "a timer is running" if handler in (signal.SIG_DFL, signal.SIG_IGN) else handler,
+                "a timer is running" if free else handler,
             )
             return
         self.reason = f"Timed out after {timeout}."
@@ -113,8 +110,10 @@ class MainRunStop:
         interrupted threading's own locks): the timer's instants reach it through
         :attr:`kill_at`, which the grace may bring forward.
         """
-        kill = self.killer() if self.killer is not None else None
-        if kill is None or threading.current_thread() is not threading.main_thread():
+        if self.killer is None or threading.current_thread() is not threading.main_thread():
+            return
+        kill = self.killer()
+        if kill is None:
             return
         over = self.watching = threading.Event()
 

@@ -30,10 +30,10 @@ def _alarm_left_as_found():
     signal.signal(signal.SIGALRM, before)
 
 
-def waits(cleaned: list[str], returns: threading.Event | None = None):
+def waits(cleaned: list[str], *, returns_at_once: bool = False):
     def func() -> str:
         try:
-            if returns is not None and returns.is_set():
+            if returns_at_once:
                 return "returned"
             threading.Event().wait(FOREVER)
             return "waited it out"
@@ -57,9 +57,9 @@ def test_a_main_run_past_its_timeout_is_terminated_with_where_it_was():
 
 
 def test_a_main_run_within_its_timeout_is_a_success_and_leaves_no_timer():
-    stop, cleaned, returns = MainRunStop(), [], threading.Event()
-    returns.set()
-    ending = call_task(stop.wrap("m", waits(cleaned, returns), timedelta(hours=1)), {}, 10_000)
+    stop, cleaned = MainRunStop(), []
+    wrapped = stop.wrap("m", waits(cleaned, returns_at_once=True), timedelta(hours=1))
+    ending = call_task(wrapped, {}, 10_000)
     assert (ending["status"], ending["result"]) == (RunStatus.SUCCESS, "returned")
     assert signal.getitimer(signal.ITIMER_REAL)[0] == 0  # an hour's timer would be left
     assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL

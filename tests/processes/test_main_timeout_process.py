@@ -3,11 +3,19 @@
 import signal
 
 import pytest
+from django.db import connection
 
 from django_rocket.models import RunStatus, TaskRun
 from tests.conftest import statements_sleeping, wait_until, waiting_task
 
 pytestmark = [pytest.mark.slow]
+
+# Runs every second while the loop is free: it shows the loop goes on after a stuck run.
+TICKING = {
+    "func": "tests.support.tasks.noop",
+    "start_cond": "every('1 second')",
+    "execution": "thread",
+}
 
 
 def test_a_main_run_past_its_timeout_is_terminated_and_the_loop_goes_on(
@@ -16,8 +24,7 @@ def test_a_main_run_past_its_timeout_is_terminated_and_the_loop_goes_on(
     """Before, the run held the loop until its function returned (here: 60 s), nothing
     else started meanwhile, and the timeout was looked at only after it."""
     stuck = {**waiting_task(tmp_path, "main"), "timeout": "1 second"}
-    ticking = {"func": "tests.support.tasks.noop", "start_cond": "every('1 second')"}
-    proc = scheduler_process({"stuck": stuck, "ticking": {**ticking, "execution": "thread"}})
+    proc = scheduler_process({"stuck": stuck, "ticking": TICKING})
     wait_until(
         lambda: TaskRun.objects.filter(task__name="ticking").count() >= 3,
         limit=30,
@@ -31,7 +38,6 @@ def test_a_main_run_past_its_timeout_is_terminated_and_the_loop_goes_on(
     assert proc.wait(timeout=20) == 0, proc.output()
 
 
-@pytest.mark.usefixtures("transactional_db")
 def test_a_main_run_timed_out_in_a_statement_leaves_the_connection_usable(
     scheduler_process, tmp_path
 ):
@@ -43,8 +49,6 @@ def test_a_main_run_timed_out_in_a_statement_leaves_the_connection_usable(
     statement (30 s), and could then leave its result unread ("Commands out of sync"):
     now the statement is ended by KILL QUERY from another connection.
     """
-    from django.db import connection
-
     if connection.vendor == "sqlite":
         pytest.skip("SQLite has no statement that sleeps in a server")
     mysql = connection.vendor == "mysql"
@@ -55,8 +59,7 @@ def test_a_main_run_timed_out_in_a_statement_leaves_the_connection_usable(
         "timeout": "1 second",
         "parameters": {"marker": str(tmp_path / "started"), "seconds": 30},
     }
-    ticking = {"func": "tests.support.tasks.noop", "start_cond": "every('1 second')"}
-    proc = scheduler_process({"stuck": stuck, "ticking": {**ticking, "execution": "thread"}})
+    proc = scheduler_process({"stuck": stuck, "ticking": TICKING})
     wait_until(
         lambda: TaskRun.objects.filter(task__name="stuck").exclude(status="running").exists(),
         limit=20,
