@@ -66,4 +66,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .tox docs/_build
+	rm -rf $(VENV) .tox .tox-lane-b docs/_build

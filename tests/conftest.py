@@ -44,17 +44,20 @@ def waiting_task(tmp_path: Path, execution: str) -> dict:
 
 
 def statements_sleeping() -> int:
-    """The test database's sessions running the sleep of ``sleeps_in_the_database``."""
+    """The test database's sessions running the sleep of ``sleeps_in_the_database``.
+
+    Only this database's: CI runs another suite against the same server at the same time.
+    """
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                "AND query LIKE 'SELECT pg_sleep%%'"
+                "AND datname = current_database() AND query LIKE 'SELECT pg_sleep%%'"
             )
         else:
             cursor.execute(
                 "SELECT count(*) FROM information_schema.processlist "
-                "WHERE info LIKE 'SELECT SLEEP%%'"
+                "WHERE db = DATABASE() AND info LIKE 'SELECT SLEEP%%'"
             )
         return int(cursor.fetchone()[0])
 

@@ -67,15 +67,23 @@ def test_a_change_stamped_behind_the_newest_one_seen_is_applied(two_tasks, clock
 
 
 def lock_waits() -> int:
-    """How many statements wait for a row lock now (on MariaDB: run an UPDATE of the counter)."""
+    """How many of this database's statements wait for a row lock now.
+
+    On MariaDB: run an UPDATE of the counter. Only this database's: CI runs another suite
+    against the same server at the same time.
+    """
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT COUNT(*) FROM pg_locks WHERE NOT granted")
+            cursor.execute(
+                "SELECT COUNT(*) FROM pg_locks JOIN pg_stat_activity USING (pid) "
+                "WHERE NOT granted AND datname = current_database()"
+            )
         else:
             # Not INNODB_TRX: MariaDB lists no transaction for a first statement waiting.
             cursor.execute(
                 "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE "
-                "COMMAND = 'Query' AND INFO LIKE 'UPDATE %%django_rocket_counter%%'"
+                "COMMAND = 'Query' AND DB = DATABASE() "
+                "AND INFO LIKE 'UPDATE %%django_rocket_counter%%'"
             )
         row = cursor.fetchone()
     connection.close()  # a fresh snapshot for the next look
