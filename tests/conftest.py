@@ -111,14 +111,19 @@ def runtask_wait(
 
 
 class SchedulerProcess:
-    """A real ``runscheduler`` subprocess against the test database."""
+    """A real ``runscheduler`` subprocess (or ``command``'s) against the test database."""
 
     def __init__(
-        self, tasks: dict, settings: dict | None = None, args: tuple = (), db_port: int = 0
+        self,
+        tasks: dict,
+        settings: dict | None = None,
+        args: tuple = (),
+        db_port: int = 0,
+        command: str = "runscheduler",
     ) -> None:
         env = process_env(tasks, settings, db_port)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "django", "runscheduler", *args],
+            [sys.executable, "-m", "django", command, *args],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -158,9 +163,13 @@ def scheduler_process(transactional_db):
     started: list[SchedulerProcess] = []
 
     def start(
-        tasks: dict, settings: dict | None = None, args: tuple = (), db_port: int = 0
+        tasks: dict,
+        settings: dict | None = None,
+        args: tuple = (),
+        db_port: int = 0,
+        command: str = "runscheduler",
     ) -> SchedulerProcess:
-        proc = SchedulerProcess(tasks, settings, args, db_port)
+        proc = SchedulerProcess(tasks, settings, args, db_port, command)
         started.append(proc)
         return proc
 

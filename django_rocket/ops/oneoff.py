@@ -35,6 +35,7 @@ from django.utils import timezone
 from django_rocket import registry
 from django_rocket.conditions import parse_duration
 from django_rocket.conf import conf
+from django_rocket.engine.connection import log_database_error
 from django_rocket.engine.declarations import sync_tasks
 from django_rocket.engine.events import log_run_event
 from django_rocket.engine.leadership import pid_namespace
@@ -136,7 +137,7 @@ def _run_in_process(spec: TaskSpec, now: Callable[[], datetime]) -> TaskRun:
         autocommit_again(spec.name)  # or the finish goes into what the function left open
         revive_idle_connection()  # the server may have closed it while the function ran
         outcome = bounded(outcome, conf.result_max_bytes)
-        not_recorded: DatabaseError | None = None
+        not_recorded: FinishNotRecorded | None = None
         try:
             _finish(
                 run,
@@ -146,8 +147,9 @@ def _run_in_process(spec: TaskSpec, now: Callable[[], datetime]) -> TaskRun:
                 storable(outcome.get("exc_text", "")),
                 outcome.get("result"),
                 outcome.get("exception_types", ()),
+                given_up=sigterm.given_up,
             )
-        except DatabaseError as exc:
+        except FinishNotRecorded as exc:
             not_recorded = exc  # the run's fields hold its outcome all the same
     # Logged (and so alerted) even when the run log could not take it.
     log_run_event(
@@ -162,7 +164,7 @@ def _run_in_process(spec: TaskSpec, now: Callable[[], datetime]) -> TaskRun:
         exc_text=run.exc_text,
     )
     if not_recorded is not None:
-        raise FinishNotRecorded(run, not_recorded) from not_recorded
+        raise not_recorded from not_recorded.cause
     return run
 
 
@@ -172,15 +174,19 @@ class SigtermStops:
     So a run that an orchestrator, a deploy or ``timeout`` stops ends ``terminate`` with
     its traceback, after its ``finally`` blocks, instead of leaving its row ``running``
     for crash recovery. SIGHUP (the terminal of an SSH session closing) does the same,
-    unless it is ignored (``nohup``): then it stays ignored. Only the first signal
-    raises, and only until the function has returned (:meth:`returned`); one that comes
-    later waits until the run is recorded, when the handlers that were there before are
-    put back and the command ends.
+    unless it is ignored (``nohup``): then it stays ignored. Only the first of these
+    raises. Ctrl-C (SIGINT) raises ``KeyboardInterrupt`` into the function, as Python
+    does. Once the function has returned (:meth:`returned`), a signal does not interrupt
+    the recording of the run: it tells a finish waiting for the database to give up
+    (:meth:`given_up`), and only a second Ctrl-C raises ``KeyboardInterrupt`` (a write
+    that hangs on a dead network). The handlers that were there before are put back when
+    the run is recorded, and the command ends.
     """
 
     def __init__(self) -> None:
         self.calling = True
-        self.told: list[str] = []
+        self.told: list[str] = []  # the signals received, in order
+        self.late = 0  # how many of them came after the function returned
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> SigtermStops:
@@ -188,10 +194,16 @@ class SigtermStops:
             self.previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._stop)
             if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
                 self.previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._stop)
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._stop)
         return self
 
     def returned(self) -> None:
         self.calling = False
+
+    def given_up(self) -> str:
+        """The signal that told this command to stop since the function began, or ``""``."""
+        return self.told[0] if self.told else ""
 
     def __exit__(self, *exc_info: object) -> None:
         for signum, handler in self.previous.items():
@@ -199,27 +211,51 @@ class SigtermStops:
 
     def _stop(self, signum: int, frame: object) -> None:
         self.told.append(signal.Signals(signum).name)
-        if self.calling and len(self.told) == 1:
-            raise StopSignal(f"Stopped by {self.told[0]}: runtask was asked to stop while it ran.")
+        if self.calling:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt  # every time, as Python's own handler does
+            if len(self.told) == 1:
+                raise StopSignal(
+                    f"Stopped by {self.told[0]}: runtask was asked to stop while it ran."
+                )
+            return
+        self.late += 1
+        if signum == signal.SIGINT and self.late > 1:
+            raise KeyboardInterrupt  # Ctrl-C again: the recording itself may hang
 
 
 class FinishNotRecorded(Exception):
-    """The run ended, but the database did not take its outcome within ROCKET_LOG_RETRY.
+    """The run ended, but the database did not take its outcome.
 
-    ``run`` holds the outcome; its row is still ``running``, and its heartbeat has
-    stopped, so a scheduler records it as ``crash`` once the lease has passed.
+    The finish is tried as ``ROCKET_LOG_RETRY`` says, then every
+    :data:`FINISH_RETRY_EVERY` seconds for as long as this process is not told to stop;
+    ``given_up`` is the signal that told it. ``run`` holds the outcome; its row is still
+    ``running``, and its heartbeat has stopped, so a scheduler records it as ``crash``
+    once the lease has passed.
     """
 
-    def __init__(self, run: TaskRun, cause: DatabaseError) -> None:
+    def __init__(
+        self, run: TaskRun, cause: DatabaseError, attempts: int, waited: float, given_up: str
+    ) -> None:
         super().__init__(str(cause))
         self.run = run
         self.cause = cause
-        self.attempts = finish_attempts()
+        self.attempts = attempts
+        self.waited = waited
+        self.given_up = given_up
 
 
 def finish_attempts() -> int:
-    """How many times a run's finish is tried, as ``ROCKET_LOG_RETRY`` says."""
+    """How many times a run's finish is tried as ``ROCKET_LOG_RETRY`` says, before the wait."""
     return max(int(conf.log_retry["attempts"]), 1)
+
+
+# Once ROCKET_LOG_RETRY's attempts are spent, a run's finish is tried this often until
+# the database takes it: soon after it is back, so that a scheduler's crash recovery
+# rarely records the run as crash first (the finish would then replace that).
+FINISH_RETRY_EVERY = 1.0
+# How often a finish waiting for the database looks whether it was told to give up.
+GIVE_UP_LOOK_EVERY = 0.1
 
 
 class Heartbeat:
@@ -305,11 +341,21 @@ def _finish(
     exc_text: str,
     result: Any,
     exception_types: Sequence[str] = (),
+    *,
+    given_up: Callable[[], str] = str,
 ) -> None:
-    """Record the finish, retrying as ROCKET_LOG_RETRY says while the database is away."""
+    """Record the finish, waiting for the database for as long as it takes.
+
+    Tried as ``ROCKET_LOG_RETRY`` says, then every :data:`FINISH_RETRY_EVERY` seconds
+    until the database takes it: a database that fails over, or restarts, must not turn
+    a run that ended into a ``crash``. Gives up, raising :class:`FinishNotRecorded`,
+    once ``given_up()`` names the signal that told this process to stop.
+    """
     policy = conf.log_retry
     attempts = finish_attempts()
-    for attempt in range(attempts):
+    began = time.monotonic()
+    attempt = 0
+    while True:
         try:
             run.finish(
                 status,
@@ -319,7 +365,6 @@ def _finish(
                 result=result,
                 exception_types=exception_types,
             )
-            return
         except REFUSED as exc:
             # Refused, not unreachable: record the run without what the database refused.
             logger.error("Run %s was refused as it ended (%s).", run.run_id, exc)
@@ -327,14 +372,51 @@ def _finish(
                 status, finished_at, message=refused_note(exc), exception_types=exception_types
             )
             return
-        except DatabaseError:
-            if attempt == attempts - 1:
-                raise
-            logger.warning(
-                "Recording the finish of run %s failed (attempt %d); retrying.",
-                run.run_id,
-                attempt + 1,
-                exc_info=True,
-            )
+        except DatabaseError as exc:
+            attempt += 1
+            signal_name = given_up()
+            if signal_name:
+                raise FinishNotRecorded(
+                    run, exc, attempt, time.monotonic() - began, signal_name
+                ) from exc
+            if attempt < attempts:
+                logger.warning(
+                    "Recording the finish of run %s failed (attempt %d); retrying.",
+                    run.run_id,
+                    attempt,
+                    exc_info=True,
+                )
+                pause = min(policy["backoff"] * 2 ** (attempt - 1), policy["max_backoff"])
+            else:
+                log_database_error(
+                    logger,
+                    logging.WARNING,
+                    "Run %s ended with %s, but the database does not take its outcome; "
+                    "trying again every %g s until it does (SIGTERM or Ctrl-C gives up, "
+                    "and leaves the row to crash recovery).",
+                    run.run_id,
+                    status,
+                    FINISH_RETRY_EVERY,
+                    now=time.monotonic(),
+                )
+                pause = FINISH_RETRY_EVERY
             connection.close()
-            time.sleep(min(policy["backoff"] * 2**attempt, policy["max_backoff"]))
+            _pause(pause, given_up)
+            continue
+        if attempt >= attempts:
+            logger.warning(
+                "Recorded the finish of run %s (%s) once the database took it, after %d "
+                "attempts over %.0f s.",
+                run.run_id,
+                status,
+                attempt + 1,
+                time.monotonic() - began,
+            )
+        return
+
+
+def _pause(seconds: float, given_up: Callable[[], str]) -> None:
+    """Sleep ``seconds``, or less once ``given_up()`` names a signal."""
+    end = time.monotonic() + seconds
+    while not given_up() and (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, GIVE_UP_LOOK_EVERY))

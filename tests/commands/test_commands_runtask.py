@@ -460,6 +460,49 @@ def test_a_sigterm_outside_the_function_is_not_raised_into_anything():
     assert (told, seen) == (["SIGTERM"], [])
 
 
+def test_ctrl_c_raises_into_the_function_each_time_and_after_it_only_the_second():
+    """While the function runs, Ctrl-C raises every time, as Python's own handler does.
+
+    Once it has returned, the first Ctrl-C only tells a finish waiting for the database
+    to give up; a second one interrupts the recording itself (a write that hangs).
+    """
+    from django_rocket.ops.oneoff import SigtermStops
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    raised = 0
+    with SigtermStops() as stops:
+        for _ in range(2):
+            try:
+                os.kill(os.getpid(), signal.SIGINT)  # handled before the next line runs
+            except KeyboardInterrupt:
+                raised += 1
+        stops.returned()
+        os.kill(os.getpid(), signal.SIGINT)
+        given_up = stops.given_up()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert raised == 2
+    assert given_up == "SIGINT"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_sigterm_raises_into_the_function_once_and_names_itself_to_the_finish():
+    from django_rocket.ops.oneoff import SigtermStops, StopSignal
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        with SigtermStops() as stops:
+            assert stops.given_up() == ""
+            with pytest.raises(StopSignal, match="Stopped by SIGTERM"):
+                os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)  # the second is only noted
+            stops.returned()
+            os.kill(os.getpid(), signal.SIGINT)  # the first after it: noted too
+            assert (stops.given_up(), stops.told) == ("SIGTERM", ["SIGTERM"] * 2 + ["SIGINT"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_function_that_leaves_autocommit_off_does_not_swallow_the_finish():

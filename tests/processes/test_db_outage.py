@@ -138,38 +138,72 @@ def runtask_through(proxy, tasks: dict, settings: dict) -> subprocess.Popen:
     )
 
 
-def test_runtask_whose_outcome_the_database_cannot_take_says_so_in_one_line(proxy, tmp_path):
-    """``runtask --wait`` ends while the database is away for longer than its retries.
+WAITING = "but the database does not take its outcome; trying again every 1 s until it does"
 
-    It printed a driver's traceback and dropped the outcome: no event was logged, so
-    not even an alert said how the run ended. Now the outcome is logged, the error is one
-    line naming it, and the row is left to crash recovery, which says why.
+
+def slow_run_ended_in_an_outage(scheduler_process, proxy, tmp_path):
+    """``runtask slow --wait`` whose function returns while the database is away.
+
+    Returned once the command has spent ROCKET_LOG_RETRY's attempts (3, about a second)
+    and waits for the database.
     """
     tasks, settings = setup(tmp_path)
-    proc = runtask_through(proxy, {"slow": tasks["slow"]}, settings)
-    try:
-        wait_until((tmp_path / "started").exists, what="the run to start")
-        proxy.cut()
-        (tmp_path / "release").write_text("go")
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc = scheduler_process(
+        {"slow": tasks["slow"]}, settings, ("slow", "--wait"), proxy.port, command="runtask"
+    )
+    wait_until((tmp_path / "started").exists, what="the run to start")
+    proxy.cut()
+    (tmp_path / "release").write_text("go")
+    proc.wait_for_output(WAITING)
+    return proc
+
+
+def test_runtask_waits_for_the_database_to_take_its_outcome(scheduler_process, proxy, tmp_path):
+    """``runtask --wait`` ends while the database is away for longer than its retries.
+
+    The command gave up after ROCKET_LOG_RETRY's attempts (a few seconds by default), so
+    a run that succeeded during a failover stayed ``running`` and was recorded ``crash``:
+    an operator would run the job again. Now it waits, as a scheduler's finishes do, and
+    records the outcome once the database is back.
+    """
+    proc = slow_run_ended_in_an_outage(scheduler_process, proxy, tmp_path)
+    assert TaskRun.objects.get().status == RunStatus.RUNNING  # this connection is not cut
     proxy.restore()
-    assert proc.returncode == 1, err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("CommandError: Run "), err
+    assert proc.wait(timeout=30) == 0, proc.output()
+    out = proc.output()
+    assert "once the database took it, after " in out, out
+    assert " of 'slow' ended with success after " in out.strip().splitlines()[-1], out
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.SUCCESS
+    assert run.finished_at is not None and run.runtime is not None
+
+
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT])
+def test_runtask_told_to_stop_while_it_waits_says_so_in_one_line(
+    scheduler_process, proxy, tmp_path, sent
+):
+    """A finish waiting for the database gives up at SIGTERM or Ctrl-C.
+
+    Before the wait, the command printed a driver's traceback and dropped the outcome:
+    no event was logged, so not even an alert said how the run ended. The outcome is
+    logged, the error is one line naming it and the signal, and the row is left to crash
+    recovery, which says why.
+    """
+    proc = slow_run_ended_in_an_outage(scheduler_process, proxy, tmp_path)
+    proc.proc.send_signal(sent)
+    assert proc.wait(timeout=10) == 1
+    proxy.restore()
+    out = proc.output()
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("CommandError: Run "), out
     assert " of 'slow' ended with success after " in last
-    assert (
-        "; but the database did not take this outcome (3 attempt(s), ROCKET_LOG_RETRY): "
-        "OperationalError: "
-    ) in last, last
+    assert "; but the database did not take this outcome (" in last, last
+    assert f" s, until {sent.name} told runtask to stop): OperationalError: " in last, last
     assert last.endswith(
         "Its row stays 'running' until a scheduler records it as crash, once its heartbeat is "
         "older than ROCKET_LEASE_TIMEOUT."
     ), last
-    assert "Task 'slow' success" in err  # the event, for the logs and the alerts
+    assert "Task 'slow' success" in out  # the event, for the logs and the alerts
     run = TaskRun.objects.get()
     assert run.status == RunStatus.RUNNING
     assert recover(run.last_seen + timedelta(seconds=31)).crashed == 1

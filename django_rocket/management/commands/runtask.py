@@ -121,8 +121,8 @@ class Command(RocketCommand):
         except oneoff.FinishNotRecorded as exc:
             raise CommandError(
                 f"{summary_of(exc.run, spec.name)}; but the database did not take this "
-                f"outcome ({exc.attempts} attempt(s), ROCKET_LOG_RETRY): "
-                f"{first_line(exc.cause)}. "
+                f"outcome ({exc.attempts} attempt(s) over {exc.waited:.0f} s, until "
+                f"{exc.given_up} told runtask to stop): {first_line(exc.cause)}. "
                 "Its row stays 'running' until a scheduler records it as crash, once its "
                 "heartbeat is older than ROCKET_LEASE_TIMEOUT."
             ) from exc
