@@ -60,6 +60,7 @@ from django_rocket.engine.stalls import StallWatch
 from django_rocket.engine.stopping import settle_runs, stop_local_runs
 from django_rocket.engine.tasktable import TaskTable, latest_task_revision
 from django_rocket.executors.local import IdleWatch, revive_idle_connection
+from django_rocket.executors.mainstop import shutdown_grace
 from django_rocket.executors.outcome import Launch, Outcome
 from django_rocket.executors.runner import Runner
 from django_rocket.models import TaskRun
@@ -218,9 +219,7 @@ class Scheduler:
         name = signal.Signals(signum).name
         again = self.stop_asked
         self.request_stop(f"received {name}")
-        raw = conf.shutdown_grace
-        grace = parse_duration(raw).total_seconds()
-        text = raw if isinstance(raw, str) else f"{grace:g} seconds"
+        grace, text = shutdown_grace()
         self.runner.main_stop.signalled(name, again=again, grace=grace, grace_text=text)
 
     def fail_stop(self, what: str, exc: BaseException | None = None) -> None:
@@ -572,7 +571,7 @@ class Scheduler:
             self.runner,
             self.planner,
             self._drain_outcomes,
-            grace=0.0 if self.force_stop else parse_duration(conf.shutdown_grace).total_seconds(),
+            grace=0.0 if self.force_stop else shutdown_grace()[0],
             stop_remote=stop_remote,
             forced=lambda: self.force_stop,
         )

@@ -18,19 +18,27 @@ that swallows the exception is given it again every ``STOP_AGAIN_AFTER`` seconds
 
 A handler runs only once the interpreter has control: MySQLdb holds it until the
 statement it waits for returns. On MySQL and MariaDB a watchdog thread ends that
-statement at the timer's instants (``KILL QUERY``, local.statement_killer).
+statement at the timer's instants (``KILL QUERY``, local.statement_killer). The
+timer's instants for a stop are set by the handler, which that statement holds too;
+so the watchdog also hears SIGTERM and SIGINT themselves, through the interpreter's
+wakeup file descriptor (``signal.set_wakeup_fd``, where no one else has set it), and
+ends the statement once the grace has passed since the signal, or at once at a second.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from django_rocket.conditions import parse_duration
+from django_rocket.conf import conf
 from django_rocket.executors.outcome import StopSignal
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -43,6 +51,13 @@ STOP_AGAIN_AFTER = 5.0
 WATCH_EVERY = 0.1
 
 
+def shutdown_grace() -> tuple[float, str]:
+    """``ROCKET_SHUTDOWN_GRACE`` in seconds, and as the settings say it."""
+    raw = conf.shutdown_grace
+    grace = parse_duration(raw).total_seconds()
+    return grace, raw if isinstance(raw, str) else f"{grace:g} seconds"
+
+
 class MainRunStop:
     """The ``main`` run being called, and how a stop request ends it."""
 
@@ -50,10 +65,13 @@ class MainRunStop:
         # Gives what ends a statement the function waits for (local.statement_killer).
         self.killer = killer
         self.watching: threading.Event | None = None  # set: the watchdog's call is over
+        self.wakeup_taken = False  # the watchdog hears signals through the wakeup fd
         self.kill_at: float | None = None  # when the watchdog ends a statement (monotonic)
         self.calling: str | None = None  # the task whose function is being called
         self.armed = False  # the timer and this handler of SIGALRM are in place
         self.stopping = False  # a stop request's grace has begun
+        self.heard_at: float | None = None  # when the watchdog heard the first stop signal
+        self.heard = 0  # how many SIGTERM and SIGINT it heard during the call
         self.reason = ""
         self.previous_alarm: Any = None
 
@@ -108,7 +126,8 @@ class MainRunStop:
 
         Started as the call starts, never from a signal handler (the handler may have
         interrupted threading's own locks): the timer's instants reach it through
-        :attr:`kill_at`, which the grace may bring forward.
+        :attr:`kill_at`, which the grace may bring forward. It hears SIGTERM and SIGINT
+        through the wakeup fd, since their handler cannot run during the statement.
         """
         if self.killer is None or threading.current_thread() is not threading.main_thread():
             return
@@ -116,16 +135,68 @@ class MainRunStop:
         if kill is None:
             return
         over = self.watching = threading.Event()
+        hearing, told = socket.socketpair()
+        hearing.setblocking(False)
+        told.setblocking(False)
+        previous = signal.set_wakeup_fd(told.fileno(), warn_on_full_buffer=False)
+        if previous != -1:
+            # Someone else's (an event loop's): theirs stays; the handler still stops.
+            signal.set_wakeup_fd(previous)
+            hearing.close()
+            told.close()
+            heard: socket.socket | None = None
+        else:
+            heard = hearing
 
         def watch() -> None:
-            while not over.wait(WATCH_EVERY):
-                at = self.kill_at
-                if at is None or time.monotonic() < at or self.calling is None:
-                    continue
-                self.kill_at = at + STOP_AGAIN_AFTER
-                kill()
+            try:
+                while not over.is_set():
+                    if heard is None:
+                        over.wait(WATCH_EVERY)
+                    elif select.select([heard], [], [], WATCH_EVERY)[0]:
+                        self._heard(heard)
+                    at = self.kill_at
+                    if over.is_set() or at is None or time.monotonic() < at:
+                        continue
+                    if self.calling is None:
+                        continue
+                    self.kill_at = at + STOP_AGAIN_AFTER
+                    kill()
+            finally:
+                if heard is not None:
+                    hearing.close()
+                    told.close()
 
         threading.Thread(target=watch, name="rocket-main-stop", daemon=True).start()
+        self.wakeup_taken = heard is not None
+
+    def _heard(self, heard: socket.socket) -> None:
+        """In the watchdog: SIGTERM or SIGINT came while the main thread may be in C."""
+        try:
+            numbers = heard.recv(64)
+        except OSError:
+            return
+        for number in numbers:
+            if number not in (signal.SIGTERM, signal.SIGINT) or self.calling is None:
+                continue
+            now = time.monotonic()
+            self.heard += 1
+            at = now  # a second signal: at once
+            if self.heard_at is None:
+                self.heard_at = now
+                grace, text = shutdown_grace()
+                at = now + max(grace, 0.0)
+                if not self.stopping:  # the handler has not run: a statement holds it?
+                    logger.warning(
+                        "Received %s while task %r runs in the scheduler's loop (execution "
+                        "'main'); if it waits for a statement, the statement is ended once "
+                        "ROCKET_SHUTDOWN_GRACE (%s) has passed, or at a second signal.",
+                        signal.Signals(number).name,
+                        self.calling,
+                        text,
+                    )
+            if self.kill_at is None or at < self.kill_at:
+                self.kill_at = at
 
     def signalled(self, name: str, *, again: bool, grace: float, grace_text: str) -> None:
         """From the scheduler's signal handler: end the ``main`` run now, or after the grace.
@@ -136,7 +207,9 @@ class MainRunStop:
         task = self.calling
         if task is None or threading.current_thread() is not threading.main_thread():
             return
-        if again:
+        # Two signals that came during a statement run this handler once: the watchdog
+        # counted them.
+        if again or self.heard >= 2:
             raise StopSignal(
                 f"Stopped by {name}: the scheduler was told a second time to stop while "
                 "this main run went on."
@@ -154,6 +227,10 @@ class MainRunStop:
             task,
             grace_text,
         )
+        # Counted from the signal: the watchdog heard it earlier if a statement held this.
+        heard_at = self.heard_at
+        if heard_at is not None:
+            grace -= time.monotonic() - heard_at
         left = signal.getitimer(signal.ITIMER_REAL)[0] if self.armed else 0.0
         if 0 < left <= grace:
             return  # its timeout comes first, and stops it as a timeout
@@ -161,6 +238,8 @@ class MainRunStop:
             f"Stopped by {name}: the main run did not return within ROCKET_SHUTDOWN_GRACE "
             f"({grace_text})."
         )
+        if grace <= 0:
+            raise StopSignal(self.reason)
         self._set_alarm(grace)
 
     def _alarm(self, signum: int, frame: object) -> None:
@@ -171,6 +250,11 @@ class MainRunStop:
         """Cancel the timer (timeout or grace), and give ``SIGALRM`` back its handler."""
         self.stopping = False
         self.kill_at = None
+        self.heard_at = None
+        self.heard = 0
+        if self.wakeup_taken:
+            signal.set_wakeup_fd(-1)  # it was no one's; the watchdog closes its sockets
+            self.wakeup_taken = False
         if self.watching is not None:
             self.watching.set()
             self.watching = None

@@ -7,7 +7,9 @@ the function waits on an event far longer than the timeout, and only the timer e
 """
 
 import logging
+import os
 import signal
+import socket
 import threading
 from datetime import timedelta
 
@@ -16,6 +18,7 @@ import pytest
 from django_rocket.executors.mainstop import MainRunStop
 from django_rocket.executors.outcome import call_task
 from django_rocket.models import RunStatus
+from tests.conftest import wait_until
 
 FOREVER = 30.0  # what the functions wait for, far beyond every timeout here
 
@@ -178,3 +181,61 @@ def test_a_stop_swallowed_in_a_loop_ends_the_run_at_the_next_one(monkeypatch):
         RunStatus.TERMINATE,
         "Timed out after 0:00:00.050000.",
     )
+
+
+@pytest.fixture
+def quiet_sigterm():
+    """A SIGTERM handler that does nothing: as runscheduler's does while a statement holds it."""
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def killed_by_the_watchdog(stop: MainRunStop, killed: threading.Event, signals: int):
+    """A function that gets SIGTERM ``signals`` times, then waits for the watchdog's kill."""
+
+    def func() -> str:
+        for sent in range(1, signals + 1):
+            os.kill(os.getpid(), signal.SIGTERM)
+            wait_until(lambda: stop.heard == sent, limit=10, what="the watchdog")  # noqa: B023
+        return "killed" if killed.wait(FOREVER) else "waited it out"
+
+    return func
+
+
+@pytest.mark.parametrize(("signals", "grace"), [(1, "0.05 seconds"), (2, "1 hour")])
+def test_the_watchdog_hears_a_stop_the_handler_cannot_run_for(
+    settings, caplog, quiet_sigterm, signals, grace
+):
+    """On MySQL the handler waits for the statement; the watchdog hears the signal itself.
+
+    It ends the statement once the grace has passed since the signal, or at a second.
+    """
+    settings.ROCKET_SHUTDOWN_GRACE = grace
+    killed = threading.Event()
+    stop = MainRunStop(killer=lambda: killed.set)
+    wrapped = stop.wrap("m", killed_by_the_watchdog(stop, killed, signals))
+    with caplog.at_level(logging.WARNING, "django_rocket.scheduler"):
+        ending = call_task(wrapped, {}, 10_000)
+    assert (ending["status"], ending.get("result")) == (RunStatus.SUCCESS, "killed")
+    assert f"ROCKET_SHUTDOWN_GRACE ({grace}) has passed, or at a second signal" in caplog.text
+    assert signal.set_wakeup_fd(-1) == -1  # given back: no one's
+    assert (stop.heard, stop.heard_at, stop.kill_at) == (0, None, None)
+
+
+def test_a_wakeup_fd_someone_set_stays_theirs(quiet_sigterm):
+    theirs, other_end = socket.socketpair()
+    theirs.setblocking(False)
+    killed = threading.Event()
+    stop = MainRunStop(killer=lambda: killed.set)
+    taken: list[bool] = []
+    assert signal.set_wakeup_fd(theirs.fileno()) == -1
+    try:
+        ending = call_task(stop.wrap("m", lambda: taken.append(stop.wakeup_taken)), {}, 10_000)
+        assert signal.set_wakeup_fd(-1) == theirs.fileno()
+    finally:
+        signal.set_wakeup_fd(-1)
+        theirs.close()
+        other_end.close()
+    assert ending["status"] == RunStatus.SUCCESS
+    assert taken == [False]

@@ -85,3 +85,44 @@ def test_a_main_run_timed_out_in_a_statement_leaves_the_connection_usable(
     assert "interrupted a tick" not in output and "failed; will retry" not in output, output
     said = "Ended the statement a stopped main run" if mysql else "statement is cancelled"
     assert said in output, output
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_stop_reaches_a_main_run_waiting_for_a_statement(scheduler_process, tmp_path, signals):
+    """SIGTERM while a ``main`` run's function waits for the server's answer (30 s).
+
+    MySQLdb waits in C, and a Python handler runs only once it returns: the scheduler
+    heard the signal, and the grace began, when the statement ended 30 s later, and a
+    second signal did not stop it sooner. Now the watchdog hears the signals through the
+    wakeup fd and ends the statement (KILL QUERY) once the grace has passed, or at the
+    second. PostgreSQL's driver lets the handler run during the wait: the same holds.
+    """
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has no statement that sleeps in a server")
+    mysql = connection.vendor == "mysql"
+    stuck = {
+        "func": "tests.support.tasks.sleeps_in_the_database",
+        "start_cond": "every('1 hour')",
+        "execution": "main",
+        "parameters": {"marker": str(tmp_path / "started"), "seconds": 30},
+    }
+    grace = "1 second" if signals == 1 else "1 hour"
+    proc = scheduler_process({"stuck": stuck}, {"ROCKET_SHUTDOWN_GRACE": grace})
+    wait_until(lambda: statements_sleeping() == 1, limit=20, what="the statement to sleep")
+    proc.proc.send_signal(signal.SIGTERM)
+    if signals == 2:
+        # Said by the watchdog on MySQL (the handler waits), else by the handler.
+        proc.wait_for_output("a second signal" if mysql else "A second Ctrl-C or SIGTERM")
+        proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0, proc.output()
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.TERMINATE, proc.output()
+    if signals == 1:
+        assert run.message == (
+            "Stopped by SIGTERM: the main run did not return within ROCKET_SHUTDOWN_GRACE "
+            "(1 second)."
+        )
+    else:
+        assert run.message.startswith("Stopped by SIGTERM: the scheduler was told a second time")
+    assert run.runtime is not None and run.runtime.total_seconds() < 8
+    wait_until(lambda: statements_sleeping() == 0, limit=5, what="the statement to end")
