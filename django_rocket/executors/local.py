@@ -91,12 +91,13 @@ _PG_ACTIVE = 1
 def statement_killer() -> Callable[[], None] | None:
     """For this thread's MySQL connections: what ends the statement one runs, from elsewhere.
 
-    A ``main`` run is stopped by an exception raised from a ``SIGALRM`` handler, which
-    runs once the interpreter gets control back: MySQLdb waits for a statement's answer
-    in C and retries when a signal interrupts it, so a timeout or a stop waited for the
-    statement, however long. The function returned, called from another thread, sends
-    ``KILL QUERY`` on a connection of its own for each of these connections that is
-    running a statement: the statement fails at once, and the pending handler raises.
+    A ``main`` run, or ``runtask``'s function, is stopped by an exception raised from a
+    signal handler, which runs once the interpreter gets control back: MySQLdb waits for
+    a statement's answer in C and retries when a signal interrupts it, so a timeout or a
+    stop waited for the statement, however long. The function returned, called from
+    another thread, sends ``KILL QUERY`` on a connection of its own for each of these
+    connections that is running a statement: the statement fails at once, and the
+    pending handler raises.
     None where there is no MySQL connection open (psycopg's wait lets the handler run).
     """
     # Their server-side ids, read here: MySQLdb refuses a connection's use from another
@@ -123,7 +124,7 @@ def statement_killer() -> Callable[[], None] | None:
                     if row and row[0] == "Query":
                         cursor.execute(f"KILL QUERY {thread_id}")
                         logger.warning(
-                            "Ended the statement a stopped main run was waiting for "
+                            "Ended the statement a stopped function was waiting for "
                             "(KILL QUERY %d on %r).",
                             thread_id,
                             wrapper.alias,
@@ -131,7 +132,7 @@ def statement_killer() -> Callable[[], None] | None:
                 finally:
                     other.close()
             except Exception:
-                logger.warning("Could not end a stopped main run's statement.", exc_info=True)
+                logger.warning("Could not end a stopped function's statement.", exc_info=True)
 
     return kill
 

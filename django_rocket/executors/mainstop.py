@@ -17,20 +17,17 @@ starts) keeps it: the timeout is then not enforced, and a warning says so. A fun
 that swallows the exception is given it again every ``STOP_AGAIN_AFTER`` seconds.
 
 A handler runs only once the interpreter has control: MySQLdb holds it until the
-statement it waits for returns. On MySQL and MariaDB a watchdog thread ends that
-statement at the timer's instants (``KILL QUERY``, local.statement_killer). The
-timer's instants for a stop are set by the handler, which that statement holds too;
-so the watchdog also hears SIGTERM and SIGINT themselves, through the interpreter's
-wakeup file descriptor (``signal.set_wakeup_fd``, where no one else has set it), and
-ends the statement once the grace has passed since the signal, or at once at a second.
+statement it waits for returns. On MySQL and MariaDB a watchdog thread
+(:mod:`~django_rocket.executors.statementwatch`) ends that statement at the timer's
+instants. The handler that sets a stop's instants is held too, so the watchdog also
+hears SIGTERM and SIGINT themselves and ends the statement once the grace has passed
+since the signal, or at once at a second.
 """
 
 from __future__ import annotations
 
 import logging
-import select
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -40,15 +37,9 @@ from typing import Any
 from django_rocket.conditions import parse_duration
 from django_rocket.conf import conf
 from django_rocket.executors.outcome import StopSignal
+from django_rocket.executors.statementwatch import STOP_AGAIN_AFTER, Killer, StatementWatch
 
 logger = logging.getLogger("django_rocket.scheduler")
-
-# A function that swallows the StopSignal (``except BaseException``) gets it again after
-# this many seconds, and so on until it returns: a process run gets SIGKILL five seconds
-# after its SIGTERM, and a main run must not hold the loop for good either.
-STOP_AGAIN_AFTER = 5.0
-# How often the watchdog of a main run on MySQL looks whether a statement must end.
-WATCH_EVERY = 0.1
 
 
 def shutdown_grace() -> tuple[float, str]:
@@ -61,12 +52,10 @@ def shutdown_grace() -> tuple[float, str]:
 class MainRunStop:
     """The ``main`` run being called, and how a stop request ends it."""
 
-    def __init__(self, killer: Callable[[], Callable[[], None] | None] | None = None) -> None:
+    def __init__(self, killer: Killer | None = None) -> None:
         # Gives what ends a statement the function waits for (local.statement_killer).
         self.killer = killer
-        self.watching: threading.Event | None = None  # set: the watchdog's call is over
-        self.wakeup_taken = False  # the watchdog hears signals through the wakeup fd
-        self.kill_at: float | None = None  # when the watchdog ends a statement (monotonic)
+        self.watch: StatementWatch | None = None  # the call's watchdog (MySQL)
         self.calling: str | None = None  # the task whose function is being called
         self.armed = False  # the timer and this handler of SIGALRM are in place
         self.stopping = False  # a stop request's grace has begun
@@ -86,7 +75,7 @@ class MainRunStop:
         def call(**parameters: Any) -> Any:
             self.calling = task
             try:
-                self._watch()
+                self.watch = StatementWatch.start(self.killer, self._heard)
                 if timeout is not None:
                     self._arm_timeout(task, timeout)
                 return func(**parameters)
@@ -119,84 +108,31 @@ class MainRunStop:
             self.previous_alarm = signal.signal(signal.SIGALRM, self._alarm)
             self.armed = True
         signal.setitimer(signal.ITIMER_REAL, seconds, STOP_AGAIN_AFTER)
-        self.kill_at = time.monotonic() + seconds  # read by the watchdog, if any
+        if self.watch is not None:
+            self.watch.kill_at = time.monotonic() + seconds
 
-    def _watch(self) -> None:
-        """Start the thread that ends a statement the handler would wait for (MySQL).
-
-        Started as the call starts, never from a signal handler (the handler may have
-        interrupted threading's own locks): the timer's instants reach it through
-        :attr:`kill_at`, which the grace may bring forward. It hears SIGTERM and SIGINT
-        through the wakeup fd, since their handler cannot run during the statement.
-        """
-        if self.killer is None or threading.current_thread() is not threading.main_thread():
-            return
-        kill = self.killer()
-        if kill is None:
-            return
-        over = self.watching = threading.Event()
-        hearing, told = socket.socketpair()
-        hearing.setblocking(False)
-        told.setblocking(False)
-        previous = signal.set_wakeup_fd(told.fileno(), warn_on_full_buffer=False)
-        if previous != -1:
-            # Someone else's (an event loop's): theirs stays; the handler still stops.
-            signal.set_wakeup_fd(previous)
-            hearing.close()
-            told.close()
-            heard: socket.socket | None = None
-        else:
-            heard = hearing
-
-        def watch() -> None:
-            try:
-                while not over.is_set():
-                    if heard is None:
-                        over.wait(WATCH_EVERY)
-                    elif select.select([heard], [], [], WATCH_EVERY)[0]:
-                        self._heard(heard)
-                    at = self.kill_at
-                    if over.is_set() or at is None or time.monotonic() < at:
-                        continue
-                    if self.calling is None:
-                        continue
-                    self.kill_at = at + STOP_AGAIN_AFTER
-                    kill()
-            finally:
-                if heard is not None:
-                    hearing.close()
-                    told.close()
-
-        threading.Thread(target=watch, name="rocket-main-stop", daemon=True).start()
-        self.wakeup_taken = heard is not None
-
-    def _heard(self, heard: socket.socket) -> None:
-        """In the watchdog: SIGTERM or SIGINT came while the main thread may be in C."""
-        try:
-            numbers = heard.recv(64)
-        except OSError:
-            return
-        for number in numbers:
-            if number not in (signal.SIGTERM, signal.SIGINT) or self.calling is None:
-                continue
-            now = time.monotonic()
-            self.heard += 1
-            at = now  # a second signal: at once
-            if self.heard_at is None:
-                self.heard_at = now
-                grace, text = shutdown_grace()
-                at = now + max(grace, 0.0)
-                if not self.stopping:  # the handler has not run: a statement holds it?
-                    logger.warning(
-                        "Received %s while task %r runs in the scheduler's loop (execution "
-                        "'main'); if it waits for a statement, the statement is ended once "
-                        "ROCKET_SHUTDOWN_GRACE (%s) has passed, or at a second signal.",
-                        signal.Signals(number).name,
-                        self.calling,
-                        text,
-                    )
-            if self.kill_at is None or at < self.kill_at:
-                self.kill_at = at
+    def _heard(self, watch: StatementWatch, number: int) -> None:
+        """In the watchdog: a stop signal came while the main thread may wait in C."""
+        if number == signal.SIGHUP or self.calling is None:
+            return  # runscheduler stops on SIGTERM and SIGINT
+        now = time.monotonic()
+        self.heard += 1
+        at = now  # a second signal: at once
+        if self.heard_at is None:
+            self.heard_at = now
+            grace, text = shutdown_grace()
+            at = now + max(grace, 0.0)
+            if not self.stopping:  # the handler has not run: a statement holds it?
+                logger.warning(
+                    "Received %s while task %r runs in the scheduler's loop (execution "
+                    "'main'); if it waits for a statement, the statement is ended once "
+                    "ROCKET_SHUTDOWN_GRACE (%s) has passed, or at a second signal.",
+                    signal.Signals(number).name,
+                    self.calling,
+                    text,
+                )
+        if watch.kill_at is None or at < watch.kill_at:
+            watch.kill_at = at
 
     def signalled(self, name: str, *, again: bool, grace: float, grace_text: str) -> None:
         """From the scheduler's signal handler: end the ``main`` run now, or after the grace.
@@ -249,17 +185,12 @@ class MainRunStop:
     def disarm(self) -> None:
         """Cancel the timer (timeout or grace), and give ``SIGALRM`` back its handler."""
         self.stopping = False
-        self.kill_at = None
         self.heard_at = None
         self.heard = 0
-        if self.wakeup_taken:
-            signal.set_wakeup_fd(-1)  # it was no one's; the watchdog closes its sockets
-            self.wakeup_taken = False
-        if self.watching is not None:
-            self.watching.set()
-            self.watching = None
-        if not self.armed:
-            return
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, self.previous_alarm or signal.SIG_DFL)
-        self.armed = False
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous_alarm or signal.SIG_DFL)
+            self.armed = False
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            watch.end()

@@ -45,6 +45,7 @@ from django_rocket.executors.local import (
     autocommit_again,
     revive_idle_connection,
     settle_connections,
+    statement_killer,
 )
 from django_rocket.executors.outcome import (
     Ending,
@@ -57,6 +58,7 @@ from django_rocket.executors.outcome import (
     stopped,
     storable,
 )
+from django_rocket.executors.statementwatch import StatementWatch
 from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from django_rocket.ops.queue import RunRefused
 from django_rocket.ops.schedules import runtime_row_spec
@@ -181,6 +183,10 @@ class SigtermStops:
     (:meth:`given_up`), and only a second Ctrl-C raises ``KeyboardInterrupt`` (a write
     that hangs on a dead network). The handlers that were there before are put back when
     the run is recorded, and the command ends.
+
+    On MySQL and MariaDB the driver holds the handler while the function waits for a
+    statement: a watchdog (:class:`StatementWatch`) hears these signals on its own and
+    ends the statement (``KILL QUERY``), so that the handler runs at once.
     """
 
     def __init__(self) -> None:
@@ -188,6 +194,7 @@ class SigtermStops:
         self.told: list[str] = []  # the signals received, in order
         self.late = 0  # how many of them came after the function returned
         self.previous: dict[int, Any] = {}
+        self.watch: StatementWatch | None = None
 
     def __enter__(self) -> SigtermStops:
         if threading.current_thread() is threading.main_thread():
@@ -196,16 +203,26 @@ class SigtermStops:
                 self.previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._stop)
             if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
                 self.previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._stop)
+            self.watch = StatementWatch.start(statement_killer, self._heard)
         return self
+
+    def _heard(self, watch: StatementWatch, number: int) -> None:
+        """In the watchdog: a signal this stops on came; its statement ends now."""
+        if self.calling and number in self.previous:
+            watch.kill_at = time.monotonic()
 
     def returned(self) -> None:
         self.calling = False
+        watch, self.watch = self.watch, None
+        if watch is not None:
+            watch.end()  # the finish's statements are not the function's
 
     def given_up(self) -> str:
         """The signal that told this command to stop since the function began, or ``""``."""
         return self.told[0] if self.told else ""
 
     def __exit__(self, *exc_info: object) -> None:
+        self.returned()
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
 

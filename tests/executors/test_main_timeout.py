@@ -220,7 +220,7 @@ def test_the_watchdog_hears_a_stop_the_handler_cannot_run_for(
     assert (ending["status"], ending.get("result")) == (RunStatus.SUCCESS, "killed")
     assert f"ROCKET_SHUTDOWN_GRACE ({grace}) has passed, or at a second signal" in caplog.text
     assert signal.set_wakeup_fd(-1) == -1  # given back: no one's
-    assert (stop.heard, stop.heard_at, stop.kill_at) == (0, None, None)
+    assert (stop.heard, stop.heard_at, stop.watch) == (0, None, None)
 
 
 def test_a_wakeup_fd_someone_set_stays_theirs(quiet_sigterm):
@@ -231,7 +231,8 @@ def test_a_wakeup_fd_someone_set_stays_theirs(quiet_sigterm):
     taken: list[bool] = []
     assert signal.set_wakeup_fd(theirs.fileno()) == -1
     try:
-        ending = call_task(stop.wrap("m", lambda: taken.append(stop.wakeup_taken)), {}, 10_000)
+        wrapped = stop.wrap("m", lambda: taken.append(stop.watch.wakeup_taken))
+        ending = call_task(wrapped, {}, 10_000)
         assert signal.set_wakeup_fd(-1) == theirs.fileno()
     finally:
         signal.set_wakeup_fd(-1)

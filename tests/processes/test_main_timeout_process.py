@@ -83,7 +83,7 @@ def test_a_main_run_timed_out_in_a_statement_leaves_the_connection_usable(
     assert proc.wait(timeout=20) == 0, proc.output()
     output = proc.output()
     assert "interrupted a tick" not in output and "failed; will retry" not in output, output
-    said = "Ended the statement a stopped main run" if mysql else "statement is cancelled"
+    said = "Ended the statement a stopped function" if mysql else "statement is cancelled"
     assert said in output, output
 
 
