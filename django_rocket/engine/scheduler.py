@@ -214,13 +214,14 @@ class Scheduler:
 
         Asks the loop to stop, as :meth:`request_stop`. A ``main`` run in progress holds
         the loop, so it is given ``ROCKET_SHUTDOWN_GRACE`` here and then stopped, or
-        stopped at once by a second signal (``executors/mainstop.py``).
+        stopped at once by a second signal (``executors/mainstop.py``). Two signals that
+        came while a MySQL statement held this handler run it once; the main run's
+        watchdog counted them, and they count as two here too.
         """
         name = signal.Signals(signum).name
-        again = self.stop_asked
-        self.request_stop(f"received {name}")
+        self.request_stop(f"received {name}", force=self.runner.main_stop.heard >= 2)
         grace, text = shutdown_grace()
-        self.runner.main_stop.signalled(name, again=again, grace=grace, grace_text=text)
+        self.runner.main_stop.signalled(name, again=self.force_stop, grace=grace, grace_text=text)
 
     def fail_stop(self, what: str, exc: BaseException | None = None) -> None:
         """Shut down because of an error the settings do not silence."""

@@ -60,7 +60,9 @@ class MainRunStop:
         self.armed = False  # the timer and this handler of SIGALRM are in place
         self.stopping = False  # a stop request's grace has begun
         self.heard_at: float | None = None  # when the watchdog heard the first stop signal
-        self.heard = 0  # how many SIGTERM and SIGINT it heard during the call
+        # How many SIGTERM and SIGINT it heard during the call: two that came while a
+        # statement held the handler run it once (the scheduler counts them as two).
+        self.heard = 0
         self.reason = ""
         self.previous_alarm: Any = None
 
@@ -143,9 +145,7 @@ class MainRunStop:
         task = self.calling
         if task is None or threading.current_thread() is not threading.main_thread():
             return
-        # Two signals that came during a statement run this handler once: the watchdog
-        # counted them.
-        if again or self.heard >= 2:
+        if again:
             raise StopSignal(
                 f"Stopped by {name}: the scheduler was told a second time to stop while "
                 "this main run went on."

@@ -104,18 +104,26 @@ def test_a_stop_reaches_a_main_run_waiting_for_a_statement(scheduler_process, tm
         "func": "tests.support.tasks.sleeps_in_the_database",
         "start_cond": "every('1 hour')",
         "execution": "main",
-        "parameters": {"marker": str(tmp_path / "started"), "seconds": 30},
+        "parameters": {"marker": str(tmp_path / "sleeping"), "seconds": 30},
     }
     grace = "1 second" if signals == 1 else "1 hour"
-    proc = scheduler_process({"stuck": stuck}, {"ROCKET_SHUTDOWN_GRACE": grace})
+    # Started first (tasks start in name order): a thread run the grace would wait for.
+    tasks = {"a_waits": waiting_task(tmp_path, "thread"), "z_stuck": stuck}
+    proc = scheduler_process(tasks, {"ROCKET_SHUTDOWN_GRACE": grace})
     wait_until(lambda: statements_sleeping() == 1, limit=20, what="the statement to sleep")
+    assert (tmp_path / "started").exists()
     proc.proc.send_signal(signal.SIGTERM)
     if signals == 2:
-        # Said by the watchdog on MySQL (the handler waits), else by the handler.
+        # Said by the watchdog on MySQL (the handler waits), else by the handler. The two
+        # signals run a held handler once: they must still count as two, for every run.
         proc.wait_for_output("a second signal" if mysql else "A second Ctrl-C or SIGTERM")
         proc.proc.send_signal(signal.SIGTERM)
+    else:
+        (tmp_path / "release").write_text("go")  # the thread run ends within the grace
     assert proc.wait(timeout=10) == 0, proc.output()
-    run = TaskRun.objects.get()
+    waits = TaskRun.objects.get(task__name="a_waits")
+    assert waits.status == (RunStatus.SUCCESS if signals == 1 else RunStatus.TERMINATE)
+    run = TaskRun.objects.get(task__name="z_stuck")
     assert run.status == RunStatus.TERMINATE, proc.output()
     if signals == 1:
         assert run.message == (
