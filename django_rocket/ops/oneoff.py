@@ -246,13 +246,14 @@ class FinishNotRecorded(Exception):
 
     The finish is tried as ``ROCKET_LOG_RETRY`` says, then every
     :data:`FINISH_RETRY_EVERY` seconds for as long as this process is not told to stop;
-    ``given_up`` is the signal that told it. ``run`` holds the outcome; its row is still
+    ``given_up`` is the signal that told it (``""``: the database refused the finish
+    even without its message, traceback and result). ``run`` holds the outcome; its row is still
     ``running``, and its heartbeat has stopped, so a scheduler records it as ``crash``
     once the lease has passed.
     """
 
     def __init__(
-        self, run: TaskRun, cause: DatabaseError, attempts: int, waited: float, given_up: str
+        self, run: TaskRun, cause: Exception, attempts: int, waited: float, given_up: str
     ) -> None:
         super().__init__(str(cause))
         self.run = run
@@ -371,8 +372,11 @@ def _finish(
     policy = conf.log_retry
     attempts = finish_attempts()
     began = time.monotonic()
-    attempt = 0
+    attempt = 0  # failed for want of the database
+    tried = 0
+    refused = False
     while True:
+        tried += 1
         try:
             run.finish(
                 status,
@@ -383,18 +387,19 @@ def _finish(
                 exception_types=exception_types,
             )
         except REFUSED as exc:
+            if refused:  # even without them: nothing more can be left out
+                raise FinishNotRecorded(run, exc, tried, time.monotonic() - began, "") from exc
             # Refused, not unreachable: record the run without what the database refused.
             logger.error("Run %s was refused as it ended (%s).", run.run_id, exc)
-            run.finish(
-                status, finished_at, message=refused_note(exc), exception_types=exception_types
-            )
-            return
+            refused = True
+            message, exc_text, result = refused_note(exc), "", None
+            continue
         except DatabaseError as exc:
             attempt += 1
             signal_name = given_up()
             if signal_name:
                 raise FinishNotRecorded(
-                    run, exc, attempt, time.monotonic() - began, signal_name
+                    run, exc, tried, time.monotonic() - began, signal_name
                 ) from exc
             if attempt < attempts:
                 logger.warning(
@@ -426,7 +431,7 @@ def _finish(
                 "attempts over %.0f s.",
                 run.run_id,
                 status,
-                attempt + 1,
+                tried,
                 time.monotonic() - began,
             )
         return

@@ -28,6 +28,7 @@ from django_rocket.models import (
     TaskRun,
 )
 from tests.conftest import ROOT, process_env, statements_sleeping, wait_until
+from tests.support.triggers import allow_run_updates, refuse_run_updates
 
 pytestmark = pytest.mark.django_db
 
@@ -289,6 +290,26 @@ def test_a_value_the_database_refuses_is_recorded_without_it(settings, monkeypat
     assert run.message.startswith("Recorded without its message, traceback and result")
     assert run.runtime == run.finished_at - run.started_at  # the rest of the finish is kept
     assert "ended with success" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_finish_refused_even_without_its_text_says_so_in_one_line(caplog):
+    """A trigger refuses every run's success: the finish without its text is refused too."""
+    refuse_run_updates("rocket_no_success", "no success here", only_status="success")
+    try:
+        with pytest.raises(CommandError) as info:
+            runtask("ok", "--wait")
+    finally:
+        allow_run_updates("rocket_no_success")
+    said = str(info.value)
+    assert " of 'ok' ended with success after " in said, said
+    assert (
+        "; but the database did not take this outcome (2 attempt(s) over 0 s, refused even "
+        "without its message, traceback and result): IntegrityError: "
+    ) in said, said
+    assert "no success here" in said
+    assert "was refused as it ended" in caplog.text  # the first refusal
+    assert TaskRun.objects.get().status == RunStatus.RUNNING  # left to crash recovery
 
 
 @pytest.mark.django_db(transaction=True)

@@ -119,10 +119,15 @@ class Command(RocketCommand):
         try:
             run = oneoff.run_in_process(spec, now=timezone.now)
         except oneoff.FinishNotRecorded as exc:
+            why = (
+                f"until {exc.given_up} told runtask to stop"
+                if exc.given_up
+                else "refused even without its message, traceback and result"
+            )
             raise CommandError(
                 f"{summary_of(exc.run, spec.name)}; but the database did not take this "
-                f"outcome ({exc.attempts} attempt(s) over {exc.waited:.0f} s, until "
-                f"{exc.given_up} told runtask to stop): {first_line(exc.cause)}. "
+                f"outcome ({exc.attempts} attempt(s) over {exc.waited:.0f} s, {why}): "
+                f"{first_line(exc.cause)}. "
                 "Its row stays 'running' until a scheduler records it as crash, once its "
                 "heartbeat is older than ROCKET_LEASE_TIMEOUT."
             ) from exc
