@@ -130,8 +130,10 @@ def _run_in_process(spec: TaskSpec, now: Callable[[], datetime]) -> TaskRun:
         else:
             try:
                 with Heartbeat(run, now):
-                    outcome = _call(spec)
-                    sigterm.returned()
+                    try:
+                        outcome = _call(spec)
+                    finally:  # a StopSignal just after: the watchdog must not meet the finish
+                        sigterm.returned()
             except StopSignal as exc:  # came after the function returned: its outcome stands
                 outcome = outcome or stopped(exc)
         # Stopped by SIGTERM, perhaps mid-statement: its connections are closed.
