@@ -220,7 +220,8 @@ def apply_spools(write: WriteSpooled) -> None:
     for path in sorted(directory.glob(PATTERN)):
         recorded = 0
         sound = True
-        for chunk in _chunks(_read(path)):
+        read: list[int] = []  # the inode read, once opened
+        for chunk in _chunks(_read(path, read)):
             if chunk is None:
                 sound = False
                 continue
@@ -228,11 +229,29 @@ def apply_spools(write: WriteSpooled) -> None:
             refused = write(live) if live else []
             recorded += len(live) - len(refused)
             sound = sound and not refused
+        if _rewritten(path, read):
+            # Its scheduler is alive (a second one on this host, started during the
+            # outage): it replaced the file with what it holds now, unread here.
+            logger.info(
+                "Recorded %d spooled run(s) from %s; its scheduler wrote it again meanwhile, "
+                "and records the rest itself.",
+                recorded,
+                path.name,
+            )
+            continue
         if sound:
             path.unlink()
         else:
             _move_aside(path)
         logger.info("Recorded %d spooled run(s) from %s.", recorded, path.name)
+
+
+def _rewritten(path: Path, read: list[int]) -> bool:
+    """Whether ``path`` is no longer the file that was read (its writer renamed another over it)."""
+    try:
+        return bool(read) and os.lstat(path).st_ino != read[0]
+    except OSError:
+        return False
 
 
 def _chunks(items: Iterator[Outcome | None]) -> Iterator[list[Outcome] | None]:
@@ -250,8 +269,11 @@ def _chunks(items: Iterator[Outcome | None]) -> Iterator[list[Outcome] | None]:
         yield batch
 
 
-def _read(path: Path) -> Iterator[Outcome | None]:
-    """The finishes in a spool file; None for a line (or a file) that is logged as bad."""
+def _read(path: Path, read: list[int]) -> Iterator[Outcome | None]:
+    """The finishes in a spool file; None for a line (or a file) that is logged as bad.
+
+    ``read`` is given the file's inode once it is open.
+    """
     try:
         # Not through a link; O_NONBLOCK so that a planted FIFO cannot block start-up.
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -261,6 +283,7 @@ def _read(path: Path) -> Iterator[Outcome | None]:
         return
     with os.fdopen(fd, "rb") as fh:
         info = os.fstat(fh.fileno())
+        read.append(info.st_ino)
         if not stat.S_ISREG(info.st_mode):
             _bad(path, None, "it is not a regular file")
             yield None

@@ -386,3 +386,32 @@ def test_an_outcome_too_large_for_a_line_is_spooled_cut(spool_dir, clock, monkey
     assert row.status == RunStatus.FAIL
     assert row.result is None and row.exc_text.endswith("eee") and len(row.exc_text) < 200_000
     assert "spool" in row.message
+
+
+def test_a_file_its_live_scheduler_writes_again_meanwhile_is_left_to_it(spool_dir, clock, caplog):
+    """A second scheduler on this host, started during an outage, applies the first's file.
+
+    The first is alive, and spools again (a run ended) while the second writes what it
+    read: the file is then another one, with a finish the second never read. It was
+    deleted all the same, and that finish lived only in the first's memory.
+    """
+    first, later = running_run("first"), running_run("later")
+    owner = spool.Spool()
+    owner.open_for("host", 1, 1)
+    ended = Outcome(str(first.run_id), "first", "success", FINISHED, "", "", None)
+    also = Outcome(str(later.run_id), "later", "fail", FINISHED, "boom", "Traceback ...", None)
+    owner.write([ended])
+    recorder = Recorder(clock, on_fatal=lambda what, exc: pytest.fail(f"fatal: {what}"))
+
+    def write_while_the_owner_spools(batch: list[Outcome]) -> list[Outcome]:
+        owner.write([ended, also])  # what the live scheduler holds now
+        return recorder._write_spooled(batch)
+
+    with caplog.at_level("INFO", "django_rocket.scheduler"):
+        spool.apply_spools(write_while_the_owner_spools)
+    assert (status(first), status(later)) == (RunStatus.SUCCESS, RunStatus.RUNNING)
+    assert owner.path is not None and owner.path.exists()  # left to its live writer
+    assert "its scheduler wrote it again meanwhile" in caplog.text
+    apply(clock)  # the owner died after all: the next start-up records the rest
+    assert status(later) == RunStatus.FAIL
+    assert list(spool_dir.iterdir()) == []
