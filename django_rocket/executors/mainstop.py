@@ -42,6 +42,11 @@ from django_rocket.executors.statementwatch import STOP_AGAIN_AFTER, Killer, Sta
 logger = logging.getLogger("django_rocket.scheduler")
 
 
+# A call that returns this long after its timeout's instant, unstopped, had its timer
+# taken: the timer fires at the instant, and its handler raises at once.
+MISSED_AFTER = 0.5
+
+
 def shutdown_grace() -> tuple[float, str]:
     """``ROCKET_SHUTDOWN_GRACE`` in seconds, and as the settings say it."""
     raw = conf.shutdown_grace
@@ -60,6 +65,8 @@ class MainRunStop:
         self.armed = False  # the timer and this handler of SIGALRM are in place
         self.stopping = False  # a stop request's grace has begun
         self.heard_at: float | None = None  # when the watchdog heard the first stop signal
+        self.deadline: float | None = None  # when the timeout's timer should fire (monotonic)
+        self.fired = False  # the timer raised StopSignal during this call
         # How many SIGTERM and SIGINT it heard during the call: two that came while a
         # statement held the handler run it once (the scheduler counts them as two).
         self.heard = 0
@@ -83,6 +90,7 @@ class MainRunStop:
                 return func(**parameters)
             finally:
                 self.calling = None
+                self._missed(task, timeout)
                 self.disarm()
 
         return call
@@ -104,6 +112,21 @@ class MainRunStop:
             return
         self.reason = f"Timed out after {timeout}."
         self._set_alarm(max(timeout.total_seconds(), 0.001))
+        self.deadline = time.monotonic() + timeout.total_seconds()
+
+    def _missed(self, task: str, timeout: timedelta | None) -> None:
+        """Warn if the call outlasted its timeout unstopped: its function took SIGALRM."""
+        deadline, self.deadline = self.deadline, None
+        if deadline is None or self.fired or time.monotonic() < deadline + MISSED_AFTER:
+            return
+        logger.warning(
+            "Task %r ran past its timeout (%s) in the scheduler's loop (execution 'main') "
+            "and was not stopped: its function set SIGALRM's handler or timer itself (a "
+            "signal-based timeout, say), which replaced the scheduler's. Run the task as a "
+            "'process' or 'thread' to have its timeout enforced.",
+            task,
+            timeout,
+        )
 
     def _set_alarm(self, seconds: float) -> None:
         if not self.armed:
@@ -180,6 +203,7 @@ class MainRunStop:
 
     def _alarm(self, signum: int, frame: object) -> None:
         if self.calling is not None:
+            self.fired = True
             raise StopSignal(self.reason)
 
     def disarm(self) -> None:
@@ -187,6 +211,7 @@ class MainRunStop:
         self.stopping = False
         self.heard_at = None
         self.heard = 0
+        self.fired = False
         if self.armed:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self.previous_alarm or signal.SIG_DFL)

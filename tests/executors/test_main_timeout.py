@@ -240,3 +240,40 @@ def test_a_wakeup_fd_someone_set_stays_theirs(quiet_sigterm):
         other_end.close()
     assert ending["status"] == RunStatus.SUCCESS
     assert taken == [False]
+
+
+def test_a_function_that_takes_sigalrm_is_not_stopped_and_is_told(caplog):
+    """A signal-based timeout inside the function replaces the scheduler's timer.
+
+    Its run then went on past its timeout without a word; now a warning says why.
+    """
+    stop = MainRunStop()
+
+    def takes_the_timer() -> str:
+        woke = threading.Event()
+        theirs = signal.signal(signal.SIGALRM, lambda signum, frame: woke.set())
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.6)  # replaces the scheduler's
+            woke.wait(FOREVER)
+        finally:
+            signal.signal(signal.SIGALRM, theirs)  # as such a library puts it back
+        return "its own timer"
+
+    with caplog.at_level(logging.WARNING, "django_rocket.scheduler"):
+        ending = call_task(stop.wrap("m", takes_the_timer, timedelta(milliseconds=50)), {}, 10_000)
+    assert (ending["status"], ending.get("result")) == (RunStatus.SUCCESS, "its own timer")
+    assert "Task 'm' ran past its timeout (0:00:00.050000)" in caplog.text
+    assert "its function set SIGALRM's handler or timer itself" in caplog.text
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL  # given back all the same
+
+
+def test_a_run_within_its_timeout_or_stopped_at_it_is_not_warned_about(caplog):
+    with caplog.at_level(logging.WARNING, "django_rocket.scheduler"):
+        within = call_task(
+            MainRunStop().wrap("m", waits([], returns_at_once=True), timedelta(hours=1)), {}, 1000
+        )
+        stopped = call_task(
+            MainRunStop().wrap("m", waits([]), timedelta(milliseconds=50)), {}, 1000
+        )
+    assert (within["status"], stopped["status"]) == (RunStatus.SUCCESS, RunStatus.TERMINATE)
+    assert "ran past its timeout" not in caplog.text
