@@ -209,8 +209,6 @@ class MainRunStop:
     def disarm(self) -> None:
         """Cancel the timer (timeout or grace), and give ``SIGALRM`` back its handler."""
         self.stopping = False
-        self.heard_at = None
-        self.heard = 0
         self.fired = False
         if self.armed:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -219,3 +217,5 @@ class MainRunStop:
         watch, self.watch = self.watch, None
         if watch is not None:
             watch.end()
+        self.heard_at = None  # after the watchdog's end: it writes them
+        self.heard = 0
