@@ -210,7 +210,7 @@ class Scheduler:
         self.wakeup.set()
 
     def signalled(self, signum: int) -> None:
-        """Handle SIGINT or SIGTERM (``runscheduler``'s handler, in the main thread).
+        """Handle SIGINT, SIGTERM or SIGHUP (``runscheduler``'s handler, in the main thread).
 
         Asks the loop to stop, as :meth:`request_stop`. A ``main`` run in progress holds
         the loop, so it is given ``ROCKET_SHUTDOWN_GRACE`` here and then stopped, or

@@ -20,7 +20,7 @@ A handler runs only once the interpreter has control: MySQLdb holds it until the
 statement it waits for returns. On MySQL and MariaDB a watchdog thread
 (:mod:`~django_rocket.executors.statementwatch`) ends that statement at the timer's
 instants. The handler that sets a stop's instants is held too, so the watchdog also
-hears SIGTERM and SIGINT themselves and ends the statement once the grace has passed
+hears SIGTERM, SIGINT and SIGHUP themselves and ends the statement once the grace has passed
 since the signal, or at once at a second.
 """
 
@@ -67,7 +67,7 @@ class MainRunStop:
         self.heard_at: float | None = None  # when the watchdog heard the first stop signal
         self.deadline: float | None = None  # when the timeout's timer should fire (monotonic)
         self.fired = False  # the timer raised StopSignal during this call
-        # How many SIGTERM and SIGINT it heard during the call: two that came while a
+        # How many stop signals it heard during the call: two that came while a
         # statement held the handler run it once (the scheduler counts them as two).
         self.heard = 0
         self.reason = ""
@@ -138,8 +138,8 @@ class MainRunStop:
 
     def _heard(self, watch: StatementWatch, number: int) -> None:
         """In the watchdog: a stop signal came while the main thread may wait in C."""
-        if number == signal.SIGHUP or self.calling is None:
-            return  # runscheduler stops on SIGTERM and SIGINT
+        if self.calling is None:
+            return
         now = time.monotonic()
         self.heard += 1
         at = now  # a second signal: at once

@@ -90,3 +90,36 @@ def test_a_main_run_that_returns_within_the_grace_is_a_success(scheduler_process
     assert proc.wait(timeout=20) == 0, proc.output()
     run = TaskRun.objects.get()
     assert (run.status, run.result) == (RunStatus.SUCCESS, "released")
+
+
+def test_sighup_stops_it_as_sigterm_does(scheduler_process, tmp_path):
+    """The terminal of the SSH session it was started from closes (SIGHUP).
+
+    SIGHUP killed the scheduler at once: its runs were left ``running`` for the next
+    scheduler to record as ``crash``, and it never marked itself stopped.
+    """
+    proc = scheduler_process({"w": waiting_task(tmp_path, "thread")})
+    wait_until((tmp_path / "started").exists, what="the task to start")
+    proc.proc.send_signal(signal.SIGHUP)
+    proc.wait_for_output("Stopping: waiting")
+    (tmp_path / "release").write_text("go")
+    assert proc.wait(timeout=20) == 0, proc.output()
+    assert TaskRun.objects.get().status == RunStatus.SUCCESS
+    assert SchedulerInstance.objects.get().role == "stopped"
+    assert "Scheduler stopped (received SIGHUP)" in proc.output()
+
+
+def test_under_nohup_sighup_stays_ignored(scheduler_process, tmp_path):
+    ticking = {"func": "tests.support.tasks.noop", "start_cond": "every('1 second')"}
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # inherited, as nohup does
+    try:
+        proc = scheduler_process({"ticking": ticking})
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    wait_until(lambda: TaskRun.objects.count() >= 1, what="a first run")
+    proc.proc.send_signal(signal.SIGHUP)
+    count = TaskRun.objects.count()
+    wait_until(lambda: TaskRun.objects.count() >= count + 2, what="runs after the SIGHUP")
+    assert proc.proc.poll() is None
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0, proc.output()

@@ -45,7 +45,13 @@ class Command(RocketCommand):
         def on_signal(signum: int, frame: FrameType | None) -> None:
             scheduler.signalled(signum)
 
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        # SIGHUP (the terminal of an SSH session closing) stops it as SIGTERM does, so
+        # that its runs are recorded, not left to crash recovery; unless it is ignored
+        # (nohup): then it stays ignored.
+        stops_on = [signal.SIGINT, signal.SIGTERM]
+        if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+            stops_on.append(signal.SIGHUP)
+        previous = {sig: signal.signal(sig, on_signal) for sig in stops_on}
         try:
             with console_story(options["verbosity"]):
                 code = scheduler.run()
