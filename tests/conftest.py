@@ -1,10 +1,11 @@
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -63,6 +64,21 @@ def statements_sleeping() -> int:
 
 
 _SCHEMES = {"postgresql": ("postgres", 5432), "mysql": ("mysql", 3306)}
+
+
+@contextlib.contextmanager
+def unreachable() -> Iterator[None]:
+    """The test database refuses every new connection: a closed port, a missing directory."""
+    connection.close()
+    settings = connection.settings_dict
+    key = "NAME" if connection.vendor == "sqlite" else "PORT"
+    saved = settings[key]
+    settings[key] = "/nonexistent/rocket/db.sqlite3" if key == "NAME" else 1
+    try:
+        yield
+    finally:
+        connection.close()
+        settings[key] = saved
 
 
 def database_url(port: int = 0) -> str:

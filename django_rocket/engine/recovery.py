@@ -41,6 +41,7 @@ def recover_crashed(
     instance_pk: int | None,
     here: Here,
     lease_timeout: timedelta,
+    answering_since: datetime | None = None,
 ) -> Recovered:
     """Record local runs of schedulers that are gone as ``crash``; claim their remote runs.
 
@@ -51,17 +52,24 @@ def recover_crashed(
     ``own_runs`` are the runs this scheduler already follows. A remote run is claimed
     (its row's scheduler becomes this one) unless the scheduler that has it is alive
     and active; the caller adopts the claimed runs.
+
+    ``answering_since``: when the database answered this scheduler again after an outage
+    (None: it saw none). A heartbeat is taken as stopped only once the database has
+    answered for a whole lease since: every other process's heartbeats failed during the
+    outage too, and a ``runtask`` that waited it out records its finish soon after.
     """
+    judged = answering_since is None or answering_since <= now - lease_timeout
+    lease = lease_timeout if judged else None
     crashed: list[TaskRun] = []
     remote: list[TaskRun] = []
     for run in TaskRun.objects.running().select_related("scheduler", "task"):
         if run.run_id and str(run.run_id) in own_runs:
             continue
         if run.remote_id:
-            if _may_adopt(run, now, instance_pk, here, lease_timeout):
+            if _may_adopt(run, now, instance_pk, here, lease):
                 remote.append(run)
             continue
-        cause = _orphaned(run, now, specs, instance_pk, here, lease_timeout)
+        cause = _orphaned(run, now, specs, instance_pk, here, lease, lease_timeout)
         if cause is None:
             continue
         message = f"{cause}; detected at {now.isoformat()} by {here.host}:{here.pid}."
@@ -116,22 +124,27 @@ def _pid_seen_here(run: TaskRun, here: Here) -> bool:
 
 
 def _owner_gone(
-    run: TaskRun, inst: SchedulerInstance, now: datetime, here: Here, lease_timeout: timedelta
+    run: TaskRun, inst: SchedulerInstance, now: datetime, here: Here, lease: timedelta | None
 ) -> bool:
-    """Whether ``inst``, the scheduler that recorded ``run``, is gone."""
+    """Whether ``inst``, the scheduler that recorded ``run``, is gone.
+
+    ``lease`` None: heartbeats are not judged now (the database was just away).
+    """
     if run.pid and _pid_seen_here(run, here) and not pid_alive(run.pid):
         return True
-    return inst.stopped_at is not None or inst.last_seen < now - lease_timeout
+    if inst.stopped_at is not None:
+        return True
+    return lease is not None and inst.last_seen < now - lease
 
 
 def _may_adopt(
-    run: TaskRun, now: datetime, instance_pk: int | None, here: Here, lease_timeout: timedelta
+    run: TaskRun, now: datetime, instance_pk: int | None, here: Here, lease: timedelta | None
 ) -> bool:
     """Whether to follow a remote run: unless a live, active scheduler still follows it."""
     inst = run.scheduler
     if inst is None or inst.pk == instance_pk:
         return True  # its scheduler's row was deleted, or this one left it (lost the lease)
-    return _owner_gone(run, inst, now, here, lease_timeout) or inst.role != SchedulerRole.ACTIVE
+    return _owner_gone(run, inst, now, here, lease) or inst.role != SchedulerRole.ACTIVE
 
 
 def _scheduler_of(run: TaskRun) -> str:
@@ -153,19 +166,28 @@ def _orphaned(
     specs: dict[str, TaskSpec],
     instance_pk: int | None,
     here: Here,
+    lease: timedelta | None,
     lease_timeout: timedelta,
 ) -> str | None:
-    """Why the process that was running the local run ``run`` is gone; None if it may not be."""
+    """Why the process that was running the local run ``run`` is gone; None if it may not be.
+
+    ``lease`` None: heartbeats are not judged now (the database was just away).
+    """
     inst = run.scheduler
     if inst is None:
-        return _runtask_gone(run, now, specs, here, lease_timeout)
-    if inst.pk == instance_pk or not _owner_gone(run, inst, now, here, lease_timeout):
+        return _runtask_gone(run, now, specs, here, lease, lease_timeout)
+    if inst.pk == instance_pk or not _owner_gone(run, inst, now, here, lease):
         return None
     return f"The scheduler {_scheduler_of(run)} stopped while this run was in progress"
 
 
 def _runtask_gone(
-    run: TaskRun, now: datetime, specs: dict[str, TaskSpec], here: Here, lease_timeout: timedelta
+    run: TaskRun,
+    now: datetime,
+    specs: dict[str, TaskSpec],
+    here: Here,
+    lease: timedelta | None,
+    lease_timeout: timedelta,
 ) -> str | None:
     """Why the process of a run no scheduler follows (``runtask``) is gone; None if not.
 
@@ -180,7 +202,7 @@ def _runtask_gone(
     if seen_here and not pid_alive(pid):
         return f"The process {where} that ran it (runtask) stopped while this run was in progress"
     if run.last_seen is not None:
-        if run.last_seen >= now - lease_timeout:
+        if lease is None or run.last_seen >= now - lease:
             return None
         return (
             f"The process {where} that ran it (runtask) last recorded that it was alive at "

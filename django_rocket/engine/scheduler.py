@@ -121,6 +121,10 @@ class Scheduler:
         self.stop_reason = ""
         self.exit_code = 0
         self.next_maintenance: float = 0.0
+        # Crash recovery judges other processes' heartbeats only once the database has
+        # answered this scheduler for a lease since its last failure (theirs failed too).
+        self.failures_seen = database_failures()
+        self.answering_since: datetime | None = None  # None: no failure seen
         self.next_prune: float = 0.0
         self.remote_poll: float | None = None
         self.started_mono: float = 0.0
@@ -311,7 +315,17 @@ class Scheduler:
                 )
 
     def recover_crashed(self, now: datetime) -> Recovered:
-        """Record local runs of schedulers that are gone as ``crash``; claim remote ones."""
+        """Record local runs of schedulers that are gone as ``crash``; claim remote ones.
+
+        A database failure since the last pass (an outage, which stopped every other
+        process's heartbeat too; start-up waiting for the database) restarts the wait
+        before heartbeats are judged: a ``runtask`` that waited out the outage records
+        its finish, and a scheduler its heartbeat, before they are taken as gone.
+        """
+        failures = database_failures()
+        if failures != self.failures_seen:
+            self.failures_seen = failures
+            self.answering_since = now
         return recover_crashed(
             now,
             specs=self.specs,
@@ -319,6 +333,7 @@ class Scheduler:
             instance_pk=self.leadership.instance_pk,
             here=self.leadership.here,
             lease_timeout=self.leadership.lease_timeout,
+            answering_since=self.answering_since,
         )
 
     def _adopt(self, runs: list[TaskRun]) -> None:

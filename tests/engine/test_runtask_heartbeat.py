@@ -77,6 +77,42 @@ def test_a_run_elsewhere_whose_heartbeat_stopped_is_crashed_after_the_lease(cloc
 
 
 @pytest.mark.django_db
+def test_after_an_outage_heartbeats_are_judged_a_lease_later(clock):
+    """Every process's heartbeat failed while the database was away, its own included.
+
+    A ``runtask`` that waited out the outage writes its finish within a second of the
+    database's return; recovery recorded it as ``crash`` first (alerted, and perhaps
+    retried beside it) as soon as the database answered it again.
+    """
+    run = runtask_row(clock.now(), host="batch-host", pid=31, namespace=NAMESPACE, seen=clock.now())
+    clock.advance(timedelta(minutes=2))  # away: no one could write anything
+    back = clock.now()
+    assert recover(clock.now(), specs=ten_minute_timeout(), answering_since=back).crashed == 0
+    clock.advance(timedelta(seconds=29))
+    assert recover(clock.now(), specs=ten_minute_timeout(), answering_since=back).crashed == 0
+    clock.advance(timedelta(seconds=1))  # a lease of answers, and no beat from it
+    assert recover(clock.now(), specs=ten_minute_timeout(), answering_since=back).crashed == 1
+    run.refresh_from_db()
+    assert run.status == RunStatus.CRASH
+
+
+@pytest.mark.django_db
+def test_after_an_outage_a_scheduler_elsewhere_is_judged_a_lease_later(clock):
+    other = SchedulerInstance.objects.create(
+        host="other-host", pid=7, role=SchedulerRole.ACTIVE, last_seen=clock.now()
+    )
+    run = runtask_row(clock.now(), host="other-host", pid=7, namespace=NAMESPACE)
+    TaskRun.objects.filter(pk=run.pk).update(scheduler=other)
+    clock.advance(timedelta(minutes=2))
+    back = clock.now()
+    assert recover(clock.now(), answering_since=back).crashed == 0
+    clock.advance(timedelta(seconds=30))
+    assert recover(clock.now(), answering_since=back).crashed == 1
+    run.refresh_from_db()
+    assert run.message.startswith("The scheduler other-host:7 stopped while this run was")
+
+
+@pytest.mark.django_db
 def test_a_live_pid_here_does_not_outweigh_a_stopped_heartbeat(clock):
     """The pid was reused (a restart numbers processes from the start again)."""
     run = runtask_row(clock.now(), host=HOST, pid=os.getpid(), namespace=pid_namespace())

@@ -8,32 +8,15 @@ done their job (bench/soak.py --faults db_drop). Now the first failure ends the 
 database work; what it skipped is due again at the next tick.
 """
 
-import contextlib
 import logging
-from collections.abc import Iterator
 
 import pytest
-from django.db import connection
 
 from django_rocket.engine.scheduler import Scheduler
-from django_rocket.models import TaskRun
+from django_rocket.models import RunStatus, Task, TaskRun
+from tests.conftest import unreachable
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@contextlib.contextmanager
-def unreachable() -> Iterator[None]:
-    """The test database refuses every new connection: a closed port, a missing directory."""
-    connection.close()
-    settings = connection.settings_dict
-    key = "NAME" if connection.vendor == "sqlite" else "PORT"
-    saved = settings[key]
-    settings[key] = "/nonexistent/rocket/db.sqlite3" if key == "NAME" else 1
-    try:
-        yield
-    finally:
-        connection.close()
-        settings[key] = saved
 
 
 def test_a_tick_stops_asking_the_database_after_its_first_failure(settings, clock, caplog):
@@ -62,5 +45,46 @@ def test_a_tick_stops_asking_the_database_after_its_first_failure(settings, cloc
         scheduler.tick()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert TaskRun.objects.filter(task__name="every").count() >= 2
+    scheduler.request_stop()
+    scheduler.shutdown()
+
+
+def test_after_an_outage_crash_recovery_waits_a_lease_for_heartbeats(settings, clock, caplog):
+    """A runtask on another host beat until the database went away for a minute.
+
+    Its heartbeat could not be written meanwhile, and is a minute old when the database
+    answers again. The scheduler's first recovery pass after that recorded it as
+    ``crash`` at once, though it waited the outage out and records its finish within a
+    second; now heartbeats are judged once the database has answered for a lease.
+    """
+    settings.ROCKET_HEARTBEAT = "1 second"
+    settings.ROCKET_TASKS = {}
+    scheduler = Scheduler(clock=clock)
+    scheduler.startup()
+    scheduler.tick()  # active; the first recovery pass is done
+    task = Task.objects.create(name="by-hand", func="tests.support.tasks.noop", start_cond="false")
+    run = TaskRun.objects.create(
+        task=task,
+        status=RunStatus.RUNNING,
+        trigger="manual",
+        started_at=clock.now(),
+        host="batch-host",
+        pid=31,
+        pid_namespace="batch-boot/pid:9",
+        last_seen=clock.now(),
+    )
+    with unreachable():
+        for _ in range(60):
+            clock.advance(1)
+            scheduler.tick()
+    for _ in range(29):  # recovery passes (one a lease) with the database back
+        clock.advance(1)
+        scheduler.tick()
+        assert TaskRun.objects.get(pk=run.pk).status == RunStatus.RUNNING
+    for _ in range(3):  # a lease of answers, and still no beat from it
+        clock.advance(1)
+        scheduler.tick()
+    run.refresh_from_db()
+    assert run.status == RunStatus.CRASH, run.message
     scheduler.request_stop()
     scheduler.shutdown()

@@ -22,10 +22,25 @@ LEASE = timedelta(seconds=30)
 ELSEWHERE = Here("sched-host", 1, "sched-boot/pid:1")
 
 
-def recover(now: datetime, *, here: Here = ELSEWHERE, specs: dict | None = None) -> Recovered:
-    """One pass of crash recovery at ``now`` by a standby at ``here``, with a 30-second lease."""
+def recover(
+    now: datetime,
+    *,
+    here: Here = ELSEWHERE,
+    specs: dict | None = None,
+    answering_since: datetime | None = None,
+) -> Recovered:
+    """One pass of crash recovery at ``now`` by a standby at ``here``, with a 30-second lease.
+
+    ``answering_since``: when the database answered it again after an outage.
+    """
     return recover_crashed(
-        now, specs=specs or {}, own_runs=set(), instance_pk=None, here=here, lease_timeout=LEASE
+        now,
+        specs=specs or {},
+        own_runs=set(),
+        instance_pk=None,
+        here=here,
+        lease_timeout=LEASE,
+        answering_since=answering_since,
     )
 
 
