@@ -111,7 +111,7 @@ def test_a_stop_reaches_a_main_run_waiting_for_a_statement(scheduler_process, tm
     tasks = {"a_waits": waiting_task(tmp_path, "thread"), "z_stuck": stuck}
     proc = scheduler_process(tasks, {"ROCKET_SHUTDOWN_GRACE": grace})
     wait_until(lambda: statements_sleeping() == 1, limit=20, what="the statement to sleep")
-    assert (tmp_path / "started").exists()
+    wait_until((tmp_path / "started").exists, limit=10, what="the thread run to start")
     proc.proc.send_signal(signal.SIGTERM)
     if signals == 2:
         # Said by the watchdog on MySQL (the handler waits), else by the handler. The two
