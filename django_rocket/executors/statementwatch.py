@@ -117,7 +117,13 @@ class StatementWatch:
             return
         for number in numbers:
             if number in STOP_SIGNALS and not self._over.is_set():
-                self.hear(self, number)
+                try:
+                    self.hear(self, number)
+                except Exception:
+                    # Never the end of this thread: its socket is the wakeup fd until end().
+                    logger.warning(
+                        "Could not act on signal %d in a watchdog.", number, exc_info=True
+                    )
 
     def end(self) -> None:
         """As the call ends (main thread): give the wakeup fd back, and wait for the thread.

@@ -11,12 +11,14 @@ import os
 import signal
 import socket
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 
 from django_rocket.executors.mainstop import MainRunStop
 from django_rocket.executors.outcome import call_task
+from django_rocket.executors.statementwatch import StatementWatch
 from django_rocket.models import RunStatus
 from tests.conftest import wait_until
 
@@ -277,3 +279,23 @@ def test_a_run_within_its_timeout_or_stopped_at_it_is_not_warned_about(caplog):
         )
     assert (within["status"], stopped["status"]) == (RunStatus.SUCCESS, RunStatus.TERMINATE)
     assert "ran past its timeout" not in caplog.text
+
+
+def test_a_watchdog_whose_hearing_fails_goes_on_watching(caplog, quiet_sigterm):
+    """Its socket is the interpreter's wakeup fd until the call ends: it must not die."""
+    killed = threading.Event()
+
+    def hear(watch: StatementWatch, number: int) -> None:
+        raise RuntimeError("a hearing that fails")
+
+    watch = StatementWatch.start(lambda: killed.set, hear)
+    assert watch is not None and watch.wakeup_taken
+    try:
+        with caplog.at_level(logging.WARNING, "django_rocket.scheduler"):
+            os.kill(os.getpid(), signal.SIGTERM)
+            wait_until(lambda: "Could not act on signal 15" in caplog.text, what="the warning")
+        watch.kill_at = time.monotonic()
+        assert killed.wait(10)  # still watching
+    finally:
+        watch.end()
+    assert signal.set_wakeup_fd(-1) == -1
