@@ -1,6 +1,7 @@
 """A real ``runscheduler``: a ``main`` run past its timeout is stopped, and the loop goes on."""
 
 import signal
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -16,6 +17,22 @@ TICKING = {
     "start_cond": "every('1 second')",
     "execution": "thread",
 }
+
+
+def sleeping_main_task(marker: Path, **options: str) -> dict:
+    """A ``main`` task whose function waits 30 s for the database server's answer.
+
+    Skips the test on SQLite, which has no statement that sleeps in a server.
+    """
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite has no statement that sleeps in a server")
+    return {
+        "func": "tests.support.tasks.sleeps_in_the_database",
+        "start_cond": "every('1 hour')",
+        "execution": "main",
+        "parameters": {"marker": str(marker), "seconds": 30},
+        **options,
+    }
 
 
 def test_a_main_run_past_its_timeout_is_terminated_and_the_loop_goes_on(
@@ -49,16 +66,8 @@ def test_a_main_run_timed_out_in_a_statement_leaves_the_connection_usable(
     statement (30 s), and could then leave its result unread ("Commands out of sync"):
     now the statement is ended by KILL QUERY from another connection.
     """
-    if connection.vendor == "sqlite":
-        pytest.skip("SQLite has no statement that sleeps in a server")
     mysql = connection.vendor == "mysql"
-    stuck = {
-        "func": "tests.support.tasks.sleeps_in_the_database",
-        "start_cond": "every('1 hour')",
-        "execution": "main",
-        "timeout": "1 second",
-        "parameters": {"marker": str(tmp_path / "started"), "seconds": 30},
-    }
+    stuck = sleeping_main_task(tmp_path / "started", timeout="1 second")
     proc = scheduler_process({"stuck": stuck, "ticking": TICKING})
     wait_until(
         lambda: TaskRun.objects.filter(task__name="stuck").exclude(status="running").exists(),
@@ -97,15 +106,8 @@ def test_a_stop_reaches_a_main_run_waiting_for_a_statement(scheduler_process, tm
     wakeup fd and ends the statement (KILL QUERY) once the grace has passed, or at the
     second. PostgreSQL's driver lets the handler run during the wait: the same holds.
     """
-    if connection.vendor == "sqlite":
-        pytest.skip("SQLite has no statement that sleeps in a server")
     mysql = connection.vendor == "mysql"
-    stuck = {
-        "func": "tests.support.tasks.sleeps_in_the_database",
-        "start_cond": "every('1 hour')",
-        "execution": "main",
-        "parameters": {"marker": str(tmp_path / "sleeping"), "seconds": 30},
-    }
+    stuck = sleeping_main_task(tmp_path / "sleeping")
     grace = "1 second" if signals == 1 else "1 hour"
     # Started first (tasks start in name order): a thread run the grace would wait for.
     tasks = {"a_waits": waiting_task(tmp_path, "thread"), "z_stuck": stuck}
