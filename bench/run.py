@@ -680,6 +680,8 @@ def one_run(
             out["limit_v4_runs_s"] = r["batched_v4"] / r["batched_v4_elapsed"] / 2
         if r.get("recorded"):  # W4's runs recorded with no scheduling, 100 a transaction
             out["record_runs_s"] = r["recorded"] / r["recorded_elapsed"]
+        if r.get("floor"):  # the same, each run's function called in a worker thread
+            out["floor_runs_s"] = r["floor"] / r["floor_elapsed"]
         return out
     runs = [tuple(r) for r in m.result.get("runs", [])]
     # Whole seconds, half open: a task on every('1 second') starts exactly once in each
@@ -928,6 +930,9 @@ def table(results: dict, workloads: list[str], baseline: Baseline | None = None)
                         f"; {ours / recording:.2f} of the run-recording limit in W4's batches "
                         f"({recording:,.0f} runs/s)"
                     )
+                floor = med.get("floor_runs_s")
+                if ours and floor and floor == floor:
+                    text += f"; {ours / floor:.2f} of the thread-run floor ({floor:,.0f} runs/s)"
                 cells.append(text)
                 lines.append("| " + " | ".join(cells) + " |")
                 continue
@@ -965,7 +970,9 @@ def table(results: dict, workloads: list[str], baseline: Baseline | None = None)
         "two-writes-a-run limit: half the rows/s the same process inserts in 1,000-row "
         "transactions (a run writes its start and its finish), and of the run-recording "
         "limit in W4's batches: runs/s of the same process when each transaction inserts "
-        "100 starts and updates the previous 100 rows to finished (bench/README.md)."
+        "100 starts and updates the previous 100 rows to finished, and of the thread-run "
+        "floor: the same with each run's function (one doing nothing) called in a worker "
+        "thread after its start commits, with no scheduling at all (bench/README.md)."
     )
     if baseline:
         lines.append("")

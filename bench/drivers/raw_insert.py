@@ -20,7 +20,9 @@ transactions carry at most 100 runs, not 1,000 rows.
 from __future__ import annotations
 
 import os
+import queue
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -118,6 +120,9 @@ def main() -> None:
         cur, con, sql, fmt, task_id, cfg["seconds"], uuid.uuid4
     )
     recorded, recorded_elapsed = record_runs(cur, con, sql, fmt, task_id, cfg["seconds"])
+    floor, floor_elapsed = record_runs(
+        cur, con, sql, fmt, task_id, cfg["seconds"], workers=ThreadRuns()
+    )
     emit("STOPPING")
     con.close()
     write_result(
@@ -131,6 +136,8 @@ def main() -> None:
             "batched_v4_elapsed": batched_v4_elapsed,
             "recorded": recorded,
             "recorded_elapsed": recorded_elapsed,
+            "floor": floor,
+            "floor_elapsed": floor_elapsed,
             "runs": [],
         },
     )
@@ -165,8 +172,16 @@ FINISH_SQL = (
 )
 
 
-def record_runs(cur, con, sql: str, fmt: str, task_id: int, seconds: float) -> tuple[int, float]:
+def record_runs(
+    cur, con, sql: str, fmt: str, task_id: int, seconds: float, workers: ThreadRuns | None = None
+) -> tuple[int, float]:
     """W4's runs with no scheduling: each transaction starts 100 and finishes the last 100.
+
+    With ``workers``, the "thread-run floor": each run's function (one that does nothing)
+    is called in a worker thread once its start is committed, as W4's runs are, and a
+    transaction starts again the tasks whose runs reported back since the last one and
+    finishes those runs. It is the least any scheduler with thread runs does in Python
+    while keeping a run's row committed before its function starts.
 
     Return (runs recorded, elapsed seconds): a run counts once its finish is committed.
     """
@@ -174,36 +189,82 @@ def record_runs(cur, con, sql: str, fmt: str, task_id: int, seconds: float) -> t
     end = time.perf_counter() + seconds
     recorded = 0
     previous: list = []
+    due = W4_TASKS
     start = time.perf_counter()
     while time.perf_counter() < end:
         now = datetime.now(UTC)
-        ids = [uuid7() for _ in range(W4_TASKS)]
+        ids = [uuid7() for _ in range(due)]
         runtime = timedelta(microseconds=150)
         if fmt == "sqlite":
             at = now.isoformat(" ")
             starts = [(task_id, i.hex, at) for i in ids]
-            finishes = [(at, 150, i) for i in previous]
+            finishes = [(at, 150, i.hex) for i in previous]
             cur.execute("BEGIN")
             cur.executemany(sql, starts)
             cur.executemany(finish, finishes)
             cur.execute("COMMIT")
-            previous = [i.hex for i in ids]
         elif fmt == "mariadb":  # naive UTC; a duration is a bigint of microseconds
             at = now.replace(tzinfo=None)
             cur.executemany(sql, [(task_id, i.hex, at) for i in ids])
             if previous:
-                cur.executemany(finish, [(at, 150, i) for i in previous])
+                cur.executemany(finish, [(at, 150, i.hex) for i in previous])
             con.commit()
-            previous = [i.hex for i in ids]
         else:
             cur.executemany(sql, [(task_id, i, now) for i in ids])
             if previous:
                 cur.executemany(finish, [(now, runtime, i) for i in previous])
             con.commit()
+        recorded += len(previous)
+        if workers is None:
             previous = ids
-        recorded += W4_TASKS
-    # The first transaction finished nothing: count what was finished.
-    return recorded - W4_TASKS, time.perf_counter() - start
+            continue
+        for i in ids:  # committed: their functions may start
+            workers.submit(i)
+        previous = workers.ended()
+        due = len(previous)
+    if workers is not None:
+        workers.close()
+    return recorded, time.perf_counter() - start
+
+
+class ThreadRuns:
+    """Worker threads that call a run's function and hand back the run ids that ended."""
+
+    THREADS = 16
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._ended: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, daemon=True) for _ in range(self.THREADS)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self) -> None:
+        while (run_id := self._jobs.get()) is not None:
+            nothing()
+            self._ended.put(run_id)
+
+    def submit(self, run_id: uuid.UUID) -> None:
+        self._jobs.put(run_id)
+
+    def ended(self) -> list[uuid.UUID]:
+        """The runs that ended since the last call, waiting for one if none has."""
+        ended = [self._ended.get()]
+        while True:
+            try:
+                ended.append(self._ended.get_nowait())
+            except queue.Empty:
+                return ended
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+
+
+def nothing() -> None:
+    """W4's task: it does nothing."""
 
 
 if __name__ == "__main__":
