@@ -88,6 +88,15 @@ class TaskRunAdmin(RocketModelAdmin):
         # The run page shows the task and the scheduler: one query, not three.
         queryset: QuerySet[TaskRun] = self.get_queryset(request).select_related("task", "scheduler")
         try:
+            # A run id names the run too: an alert links to it without asking the database
+            # for the row's number (alerts.message.admin_url_for), which may be unreachable
+            # as the alert is sent. A pk is an integer, never 32 hex digits.
+            return queryset.get(run_id=uuid.UUID(object_id))
+        except TaskRun.DoesNotExist:
+            return None
+        except ValueError:
+            pass
+        try:
             return queryset.get(pk=TaskRun._meta.pk.to_python(object_id))
         except (TaskRun.DoesNotExist, ValidationError, ValueError):
             return None

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.core.exceptions import ValidationError
-from django.db import connection
 from django.template import Context, Template
 from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
@@ -18,7 +16,6 @@ from django.urls import NoReverseMatch, reverse
 from django_rocket.alerts.config import EmailConfig
 from django_rocket.conditions import format_duration
 from django_rocket.conf import conf
-from django_rocket.models import TaskRun
 
 logger = logging.getLogger("django_rocket.scheduler")
 
@@ -149,25 +146,21 @@ def one_line(text: str, limit: int = SUBJECT_MAX) -> str:
 
 
 def admin_url_for(run_id: str | None) -> str | None:
-    """Return the absolute admin URL of the run, or None when it cannot be built."""
+    """Return the absolute admin URL of the run, or None when it cannot be built.
+
+    Built from the run id alone: the admin's run page answers at it as well as at the
+    row's number. An alert goes out when something broke, perhaps the database, and a
+    look-up here would hold every alert behind it for as long as a partitioned
+    connection waits (minutes, or for ever without keepalives).
+    """
     base = conf.admin_base_url
     if not base or not run_id:
         return None
     try:
-        pk = TaskRun.objects.filter(run_id=run_id).values_list("pk", flat=True).first()
-        if pk is None:
-            return None
-        return base.rstrip("/") + reverse("admin:django_rocket_taskrun_change", args=[pk])
-    except (NoReverseMatch, ValidationError, ValueError):
+        path = reverse("admin:django_rocket_taskrun_change", args=[uuid.UUID(str(run_id))])
+    except (NoReverseMatch, ValueError):
         return None
-    except Exception:
-        logger.warning(
-            "Could not look up run %s for the alert's admin link.", run_id, exc_info=True
-        )
-        return None
-    finally:
-        if threading.current_thread() is not threading.main_thread():
-            connection.close()
+    return base.rstrip("/") + path
 
 
 def render(config: EmailConfig, alert: Alert) -> tuple[str, str | None, str | None]:

@@ -136,39 +136,40 @@ def _run_in_process(spec: TaskSpec, now: Callable[[], datetime]) -> TaskRun:
                         sigterm.returned()
             except StopSignal as exc:  # came after the function returned: its outcome stands
                 outcome = outcome or stopped(exc)
+        outcome = bounded(outcome, conf.result_max_bytes)
+        status, finished = outcome["status"], now()
+        message = storable(outcome.get("message", ""))
+        exc_text = storable(outcome.get("exc_text", ""))
+        # Logged, and so alerted, before the run log is asked to take it, as the
+        # scheduler logs a run's end before writing it: a database that is away, or a
+        # write that hangs on a partitioned connection until an orchestrator's SIGKILL,
+        # must not keep the event from the logs and the alerts.
+        log_run_event(
+            spec.name,
+            str(run.run_id),
+            status,
+            run.started_at,
+            finished,
+            # Not level_of(): a one-off run logs only its failure above INFO, as it always has.
+            level=logging.ERROR if status == RunStatus.FAIL else logging.INFO,
+            message=message,
+            exc_text=exc_text,
+        )
         # Stopped by SIGTERM, perhaps mid-statement: its connections are closed.
-        settle_connections(spec.name, stopped=outcome["status"] == RunStatus.TERMINATE)
+        settle_connections(spec.name, stopped=status == RunStatus.TERMINATE)
         autocommit_again(spec.name)  # or the finish goes into what the function left open
         revive_idle_connection()  # the server may have closed it while the function ran
-        outcome = bounded(outcome, conf.result_max_bytes)
-        not_recorded: FinishNotRecorded | None = None
-        try:
-            _finish(
-                run,
-                outcome["status"],
-                now(),
-                storable(outcome.get("message", "")),
-                storable(outcome.get("exc_text", "")),
-                outcome.get("result"),
-                outcome.get("exception_types", ()),
-                given_up=sigterm.given_up,
-            )
-        except FinishNotRecorded as exc:
-            not_recorded = exc  # the run's fields hold its outcome all the same
-    # Logged (and so alerted) even when the run log could not take it.
-    log_run_event(
-        spec.name,
-        str(run.run_id),
-        str(run.status),
-        run.started_at,
-        run.finished_at,
-        # Not level_of(): a one-off run logs only its failure above INFO, as it always has.
-        level=logging.ERROR if run.status == RunStatus.FAIL else logging.INFO,
-        message=run.message,
-        exc_text=run.exc_text,
-    )
-    if not_recorded is not None:
-        raise not_recorded from not_recorded.cause
+        # FinishNotRecorded leaves the run's fields holding its outcome all the same.
+        _finish(
+            run,
+            status,
+            finished,
+            message,
+            exc_text,
+            outcome.get("result"),
+            outcome.get("exception_types", ()),
+            given_up=sigterm.given_up,
+        )
     return run
 
 

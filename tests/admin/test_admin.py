@@ -407,6 +407,24 @@ def test_run_page_shows_traceback_escaped_in_pre(superuser_client, report):
     assert "<script>alert(1)" not in page
 
 
+def test_a_run_page_answers_at_its_run_id(superuser_client, report, failed_run):
+    """The alert emails link to a run by its id (no look-up of its number as they go)."""
+    retry_by_number = reverse("admin:django_rocket_taskrun_retry", args=[failed_run.pk])
+    for form in (str(failed_run.run_id), failed_run.run_id.hex):
+        page = superuser_client.get(
+            reverse("admin:django_rocket_taskrun_change", args=[form])
+        ).content.decode()
+        assert str(failed_run.run_id) in page
+        assert "Traceback (most recent call last):\nValueError: boom" in page
+        assert f'action="{retry_by_number}"' in page  # the page's own links use its number
+    retry = reverse("admin:django_rocket_taskrun_retry", args=[failed_run.run_id])
+    assert superuser_client.post(retry).status_code == 302  # its actions answer there too
+    unknown = superuser_client.get(
+        reverse("admin:django_rocket_taskrun_change", args=["0193a6c4-1f2e-7b3a-9c4d-5e6f7a8b9c0d"])
+    )
+    assert unknown.status_code == 302  # the admin's "does not exist" message, as for a number
+
+
 def test_everything_from_task_data_is_escaped(superuser_client):
     alive_scheduler(host="<i>host</i>")
     evil = make_task(

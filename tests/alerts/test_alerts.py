@@ -28,6 +28,7 @@ from django_rocket.alerts import (
     sending,
     shutdown_alerts,
 )
+from django_rocket.alerts.message import admin_url_for
 from django_rocket.models import RunStatus, Task, TaskRun
 from tests.support.smtp import SilentServer, SMTPServer, free_port, parts, use_smtp
 
@@ -352,9 +353,22 @@ def test_the_email_links_to_the_run_in_the_admin(smtp, make_handler, settings):
     handler.handle(failure(run_id=str(run.run_id)))
     assert handler.shutdown(timeout=5)
     html, text = parts(smtp.inbox.wait_for(1)[0])
-    url = f"https://ops.example.com/admin/django_rocket/taskrun/{run.pk}/change/"
+    url = f"https://ops.example.com/admin/django_rocket/taskrun/{run.run_id}/change/"
     assert f'href="{url}"' in html
     assert url in text
+
+
+@pytest.mark.django_db
+def test_the_admin_link_asks_nothing_of_the_database(settings, django_assert_num_queries):
+    """An alert may be about the database being away: its link must not wait for it."""
+    settings.ROOT_URLCONF = __name__
+    settings.ROCKET_ADMIN_BASE_URL = "https://ops.example.com/"
+    run_id = "0193a6c4-1f2e-7b3a-9c4d-5e6f7a8b9c0d"
+    with django_assert_num_queries(0):
+        url = admin_url_for(run_id.replace("-", ""))  # the hex form, as rows store it
+    assert url == f"https://ops.example.com/admin/django_rocket/taskrun/{run_id}/change/"
+    assert admin_url_for("not a run id") is None
+    assert admin_url_for(None) is None
 
 
 def test_without_a_base_url_there_is_no_link(smtp, make_handler):

@@ -103,7 +103,7 @@ def test_pause_resume_and_run_now_in_a_browser(
 ):
     settings.ROCKET_TASKS = TASKS
     failed_run = _history()
-    failed = TaskRun.objects.get(pk=failed_run).task_id
+    failed, failed_run_id = TaskRun.objects.values_list("task_id", "run_id").get(pk=failed_run)
     django_user_model.objects.create_superuser("admin", "admin@example.com", PASSWORD)
     scheduler = scheduler_process(TASKS)
     wait_until(overview.active_scheduler, 30, "the scheduler to become active")
@@ -156,6 +156,12 @@ def test_pause_resume_and_run_now_in_a_browser(
             assert _reload_until_finished(page, retries, limit=20) == "Fail"
             retry_link = page.locator("#result_list tbody tr >> nth=0 >> .field-trigger_display a")
             assert retry_link.inner_text().strip() == f"↻ #{failed_run}"
+
+            # An alert email's link: the run's page at its run id.
+            page.goto(f"{admin}django_rocket/taskrun/{failed_run_id}/change/")
+            run_id_field = page.locator(".field-run_id .readonly").inner_text().strip()
+            assert run_id_field == str(failed_run_id)
+            assert "ValueError: boom" in page.locator(".rocket-traceback").inner_text()
 
             page.goto(f"{admin}django_rocket/taskrun/")
             page.screenshot(path=str(ARTIFACTS / "admin-runs.png"), full_page=True)

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django_rocket.models import RunStatus, TaskRun
 from tests.conftest import ROOT, process_env, wait_until, waiting_task
 from tests.support.recovery import recover
+from tests.support.smtp import SMTPServer, email_settings, parts
 
 pytestmark = [pytest.mark.slow]
 
@@ -209,6 +210,46 @@ def test_runtask_told_to_stop_while_it_waits_says_so_in_one_line(
     assert recover(run.last_seen + timedelta(seconds=31)).crashed == 1
     run.refresh_from_db()
     assert "last recorded that it was alive at" in run.message, run.message
+
+
+def test_runtask_alerts_a_failure_while_the_database_is_partitioned(
+    scheduler_process, proxy, tmp_path
+):
+    """The alert of a run that fails as the network to the database drops everything.
+
+    The command logged the run's end, and so alerted it, only once the run log had taken
+    it; the write waited on the partitioned connection (minutes, or for ever without
+    keepalives) until an orchestrator's SIGKILL, and no one heard how the run ended. The
+    alert's admin link looked the run's row up, so even a logged event waited there,
+    holding every alert behind it. Now the end is logged before it is written, as the
+    scheduler does, and the link is built from the run id alone.
+    """
+    tasks, settings = setup(tmp_path)
+    failing = {**tasks["slow"], "func": "tests.support.tasks.wait_then_fail"}
+    with SMTPServer() as smtp:
+        settings |= {
+            **email_settings(smtp.port),
+            "ROCKET_ALERTS": {"email": {"receivers": ["ops@example.com"]}},
+            "ROCKET_ADMIN_BASE_URL": "https://ops.example.com",
+        }
+        proc = scheduler_process(
+            {"slow": failing}, settings, ("slow", "--wait"), proxy.port, command="runtask"
+        )
+        wait_until((tmp_path / "started").exists, what="the run to start")
+        proxy.pause()
+        (tmp_path / "release").write_text("go")
+        (message,) = smtp.inbox.wait_for(1, limit=20, what=proc.output)
+        assert proc.proc.poll() is None, proc.output()  # its finish still waits
+    proc.proc.kill()
+    proxy.cut()  # what it held goes nowhere
+    proxy.resume()
+    run = TaskRun.objects.get()
+    assert run.status == RunStatus.RUNNING  # the alert did not wait for the run log
+    assert message["Subject"] == "[django-rocket] Task slow failed"
+    html, text = parts(message)
+    assert "ValueError: boom: the task failed on purpose" in text
+    url = f"https://ops.example.com/admin/django_rocket/taskrun/{run.run_id}/change/"
+    assert url in text and f'href="{url}"' in html
 
 
 def test_runtask_without_a_database_says_so_in_one_line(proxy, tmp_path):

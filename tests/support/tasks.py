@@ -52,6 +52,12 @@ def wait_for_file(marker: str, release: str, limit: float = 60.0) -> str:
     return "released"
 
 
+def wait_then_fail(marker: str, release: str, limit: float = 60.0) -> None:
+    """:func:`wait_for_file`, then fail as :func:`fails` does."""
+    wait_for_file(marker, release, limit)
+    fails()
+
+
 def returns_but_lingers(marker: str, release: str, limit: float = 60.0) -> str:
     """Return at once, leaving a non-daemon thread that keeps the process alive until
     ``release`` exists: in a process run, the function has ended (and reported) while its
