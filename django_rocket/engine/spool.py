@@ -175,8 +175,13 @@ class Spool:
         self.path: Path | None = None
 
     def open_for(self, host: str, pid: int, instance_pk: int) -> None:
-        """Name the file this process spools to (nothing is created yet)."""
-        self.path = spool_location() / f"spool-{host}-{pid}-{instance_pk}.jsonl"
+        """Name the file this process spools to (nothing is created yet).
+
+        Absolute from here on: a relative ``ROCKET_SPOOL_DIR`` is taken from the directory
+        the scheduler starts in, where the next one looks, even after a thread run
+        changed the working directory (``os.chdir``) of the process.
+        """
+        self.path = spool_location().absolute() / f"spool-{host}-{pid}-{instance_pk}.jsonl"
 
     def write(self, batch: list[Outcome]) -> bool:
         """Replace the file's content with ``batch``, atomically; False (logged) if it failed."""

@@ -375,6 +375,31 @@ def test_spooled_finishes_round_trip(spool_dir, clock):
     assert list(spool_dir.iterdir()) == []
 
 
+def test_a_relative_spool_dir_stays_where_the_scheduler_started(
+    settings, tmp_path, clock, monkeypatch
+):
+    """A thread run that changes the working directory does not move the spool.
+
+    A relative ``ROCKET_SPOOL_DIR`` was resolved at each write, so finishes spooled after
+    a task's ``os.chdir`` went to a directory the next scheduler, started where this one
+    was, never reads: runs that happened were missing from the log.
+    """
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    settings.ROCKET_SPOOL_DIR = "spool"
+    monkeypatch.chdir(project)
+    run = running_run()
+    written = spool.Spool()
+    written.open_for("host", 1, 1)
+    os.chdir(elsewhere)  # what a task did, in a thread run of this process
+    written.write([Outcome(str(run.run_id), "t", "success", FINISHED)])
+    assert not (elsewhere / "spool").exists()
+    os.chdir(project)  # the next scheduler starts where this one did
+    apply(clock)
+    assert status(run) == "success"
+
+
 def test_an_outcome_too_large_for_a_line_is_spooled_cut(spool_dir, clock, monkeypatch):
     monkeypatch.setattr(spool, "MAX_LINE_BYTES", 200_000)
     run = running_run()
