@@ -21,7 +21,12 @@ handler and its sender thread).
 
 from django_rocket.alerts.checks import check_alerts
 from django_rocket.alerts.config import EmailConfig
-from django_rocket.alerts.handler import EmailAlertHandler, install_alerts, shutdown_alerts
+from django_rocket.alerts.handler import (
+    EmailAlertHandler,
+    install_alerts,
+    revive_alerts,
+    shutdown_alerts,
+)
 from django_rocket.alerts.mailer import MailerError, SMTPSettings, destination, smtp_settings
 from django_rocket.alerts.message import Alert
 from django_rocket.alerts.sending import describe_error, send
@@ -36,6 +41,7 @@ __all__ = [
     "describe_error",
     "destination",
     "install_alerts",
+    "revive_alerts",
     "send",
     "shutdown_alerts",
     "smtp_settings",

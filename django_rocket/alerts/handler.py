@@ -206,8 +206,14 @@ class EmailAlertHandler(logging.Handler):
         self._report_dropped()
         return done
 
+    @property
+    def stopped(self) -> bool:
+        """Whether it was shut down (or closed): it drops every record from then on."""
+        return self._stopping.is_set()
+
     def close(self) -> None:
         # Called by logging.shutdown() at exit when shutdown_alerts() was not: stay brief.
+        # Also by logging.config.dictConfig, which closes every handler: see revive_alerts.
         self.shutdown(timeout=2.0)
         super().close()
 
@@ -244,6 +250,22 @@ def install_alerts() -> EmailAlertHandler | None:
         ", ".join(config.receivers),
     )
     return handler
+
+
+def revive_alerts() -> bool:
+    """Put ``ROCKET_ALERTS``' handler back if logging was configured again; True if it was.
+
+    ``logging.config.dictConfig`` (which ``django.setup()`` calls, as does a task module
+    written as a standalone script) closes every handler, ours too, which then drops
+    every record, and may take it off its logger. A new handler takes its place: what
+    the old one had queued it sent as it closed.
+    """
+    with _install_lock:
+        handler = _installed
+    if handler is None or (not handler.stopped and handler in task_logger.handlers):
+        return False
+    install_alerts()
+    return True
 
 
 def shutdown_alerts(timeout: float = 10.0) -> bool:

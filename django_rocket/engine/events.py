@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from django_rocket.alerts import revive_alerts
 from django_rocket.models import RunStatus
 
 logger = logging.getLogger("django_rocket.scheduler")
@@ -61,3 +62,44 @@ def log_run_event(
         task_logger.handle(record)
     except Exception:
         logger.error("A handler on django_rocket.task raised.", exc_info=True)
+
+
+class LoggingGuard:
+    """Keep run events and email alerts going when a run configures logging again.
+
+    ``logging.config.dictConfig``, which ``django.setup()`` calls (a task module written
+    as a standalone script does at import), closes every handler, the email alerts'
+    too, and disables every logger its configuration does not name unless it says
+    ``"disable_existing_loggers": False``. A run that did so stopped every later event
+    and alert of the process, silently. :meth:`check`, before events are logged, puts
+    back what was there when the guard was made, and says so.
+    """
+
+    NAMES = ("django_rocket", "django_rocket.task", "django_rocket.scheduler")
+
+    def __init__(self, where: str = "the scheduler") -> None:
+        self.where = where
+        # Only what was on: a logger disabled in LOGGING is the project's choice.
+        self._watched = [lg for lg in map(logging.getLogger, self.NAMES) if not lg.disabled]
+
+    def check(self) -> None:
+        """Put back what a new logging configuration took away; cheap when nothing did."""
+        disabled = [lg for lg in self._watched if lg.disabled]
+        for lg in disabled:
+            lg.disabled = False
+        alerts = revive_alerts()
+        if not disabled and not alerts:
+            return
+        lost = []
+        if disabled:
+            lost.append("disabled " + ", ".join(lg.name for lg in disabled))
+        if alerts:
+            lost.append("closed the email alerts' handler")
+        logger.warning(
+            "Logging was configured again while %s ran (a task called "
+            "logging.config.dictConfig, or django.setup()?): it %s, which would have "
+            "stopped run events and alerts. Put them back. Configure logging once, in "
+            'LOGGING, with "disable_existing_loggers": False.',
+            self.where,
+            " and ".join(lost),
+        )

@@ -39,7 +39,7 @@ from django_rocket.engine.connection import (
     when_the_database_answers,
 )
 from django_rocket.engine.declarations import sync_tasks
-from django_rocket.engine.events import level_of, log_run_event
+from django_rocket.engine.events import LoggingGuard, level_of, log_run_event
 from django_rocket.engine.launching import launch
 from django_rocket.engine.leadership import Leadership
 from django_rocket.engine.listener import Listener
@@ -88,6 +88,7 @@ class Scheduler:
         self.wakeup = threading.Event()
         # Drained every tick: holds the runs that ended since the last one.
         self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self.logging_guard = LoggingGuard()  # a run that configures logging again
         self.runner = Runner(
             self._report,
             self.clock.now,
@@ -403,7 +404,10 @@ class Scheduler:
         except ConditionFailed as exc:
             self.fail_stop(exc.what, exc.__cause__)
         if self.starting and not self.stop_requested and answering():
-            self._start_due(now)  # writes the finishes too when it starts runs
+            # Not the instant the tick began: a run that ended since, drained or polled
+            # above, would end after the starts its finish makes due, and after_success
+            # (its finish strictly later than their latest start) would start them again.
+            self._start_due(self.clock.now())  # writes the finishes too when it starts runs
         if answering():
             self.recorder.flush()
         return self._sleep_seconds()
@@ -544,6 +548,7 @@ class Scheduler:
             self.wakeup.set()
 
     def _drain_outcomes(self) -> None:
+        self.logging_guard.check()  # before the events of the runs that ended
         while True:
             try:
                 outcome = self.outcomes.get_nowait()

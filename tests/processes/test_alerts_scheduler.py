@@ -133,3 +133,63 @@ def test_a_broken_smtp_server_does_not_delay_runs_or_change_them(scheduler_proce
         assert {r.status for r in runs} == {status}
         gaps = [(b.started_at - a.started_at).total_seconds() for a, b in itertools.pairwise(runs)]
         assert max(gaps) <= 2.0, (name, gaps)
+
+
+# Django's own LOGGING example, without "disable_existing_loggers": False (its default is True).
+LOGGING_THAT_DISABLES = {
+    "version": 1,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"django": {"handlers": ["stderr"], "level": "INFO"}},
+    "root": {"handlers": ["stderr"], "level": "INFO"},
+}
+
+
+@pytest.mark.parametrize("logging_setting", [None, LOGGING_THAT_DISABLES], ids=["own", "disabling"])
+def test_a_task_that_configures_logging_again_does_not_stop_the_alerts(
+    scheduler_process, smtp, logging_setting
+):
+    """A run calls ``django.setup()`` (a task module written as a script), then one fails.
+
+    Django's ``dictConfig`` closed the alerts' handler, which then dropped every record:
+    no alert went out until the scheduler restarted, and nothing said so. With a LOGGING
+    that leaves ``disable_existing_loggers`` at True it also disabled django_rocket's
+    loggers, so run events stopped too. The scheduler now puts both back, and says why.
+    """
+    settings = alert_settings(smtp.port)
+    if logging_setting is not None:
+        settings["LOGGING"] = logging_setting
+    proc = scheduler_process(
+        {
+            "setup": task("tests.support.tasks.sets_django_up_again", execution="thread"),
+            "nightly": task(
+                "tests.support.tasks.fails", "after_success('setup')", execution="thread"
+            ),
+        },
+        settings,
+    )
+    (message,) = smtp.inbox.wait_for(1, limit=20, what=proc.output)
+    assert message["Subject"] == "[django-rocket] Task nightly failed"
+    proc.wait_for_output("Logging was configured again while the scheduler ran")
+    proc.stop()
+    out = proc.output()
+    assert "Task 'nightly' fail" in out  # the run event, on the console too
+    warning = next(line for line in out.splitlines() if "configured again" in line)
+    if logging_setting is None:
+        assert "the email alerts' handler" in warning and "disabled" not in warning, warning
+    else:
+        assert "disabled django_rocket" in warning, warning
+    assert TaskRun.objects.get(task__name="nightly").status == RunStatus.FAIL
+
+
+def test_runtask_alerts_a_function_that_configures_logging_again(scheduler_process, smtp):
+    settings = {**alert_settings(smtp.port), "LOGGING": LOGGING_THAT_DISABLES}
+    proc = scheduler_process(
+        {"nightly": task("tests.support.tasks.sets_django_up_again_then_fails", "false")},
+        settings,
+        ("nightly", "--wait"),
+        command="runtask",
+    )
+    assert proc.wait() == 1, proc.output()
+    (message,) = smtp.inbox.wait_for(1, limit=10, what=proc.output)
+    assert message["Subject"] == "[django-rocket] Task nightly failed"
+    assert "Logging was configured again while" in proc.output()

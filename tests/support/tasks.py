@@ -58,6 +58,23 @@ def wait_then_fail(marker: str, release: str, limit: float = 60.0) -> None:
     fails()
 
 
+def sets_django_up_again() -> None:
+    """What a task module written as a standalone script does at import: ``django.setup()``.
+
+    Django configures logging again: ``dictConfig`` closes every handler (the email
+    alerts' too) and disables the loggers LOGGING does not name, unless it says
+    ``"disable_existing_loggers": False``.
+    """
+    import django
+
+    django.setup()
+
+
+def sets_django_up_again_then_fails() -> None:
+    sets_django_up_again()
+    fails()
+
+
 def returns_but_lingers(marker: str, release: str, limit: float = 60.0) -> str:
     """Return at once, leaving a non-daemon thread that keeps the process alive until
     ``release`` exists: in a process run, the function has ended (and reported) while its
