@@ -192,7 +192,10 @@ class EmailAlertHandler(logging.Handler):
                 stop_queued = True
             except queue.Full:
                 continue
-        self._thread.join(max(deadline - time.monotonic(), 0.0))
+        # Not started yet when closed by another thread's dictConfig as this handler is
+        # made (logging registers it first): it will find the stop in the queue.
+        if self._thread.ident is not None:
+            self._thread.join(max(deadline - time.monotonic(), 0.0))
         done = not self._thread.is_alive()
         if not done:
             self._abandoned = True  # the thread exits after the email it is stuck on

@@ -70,9 +70,10 @@ class LoggingGuard:
     ``logging.config.dictConfig``, which ``django.setup()`` calls (a task module written
     as a standalone script does at import), closes every handler, the email alerts'
     too, and disables every logger its configuration does not name unless it says
-    ``"disable_existing_loggers": False``. A run that did so stopped every later event
-    and alert of the process, silently. :meth:`check`, before events are logged, puts
-    back what was there when the guard was made, and says so.
+    ``"disable_existing_loggers": False``; ``logging.disable`` silences every logger. A
+    run that did any of these stopped every later event and alert of the process,
+    silently. :meth:`check`, before events are logged, puts back what was there when
+    the guard was made, and says so.
     """
 
     NAMES = ("django_rocket", "django_rocket.task", "django_rocket.scheduler")
@@ -81,25 +82,29 @@ class LoggingGuard:
         self.where = where
         # Only what was on: a logger disabled in LOGGING is the project's choice.
         self._watched = [lg for lg in map(logging.getLogger, self.NAMES) if not lg.disabled]
+        self._manager = logging.getLogger().manager
+        self._disable = self._manager.disable  # logging.disable()'s level at the start
 
     def check(self) -> None:
         """Put back what a new logging configuration took away; cheap when nothing did."""
+        taken = []
+        if self._manager.disable > self._disable:
+            taken.append(f"called logging.disable({logging.getLevelName(self._manager.disable)})")
+            logging.disable(self._disable)
         disabled = [lg for lg in self._watched if lg.disabled]
-        for lg in disabled:
-            lg.disabled = False
-        alerts = revive_alerts()
-        if not disabled and not alerts:
-            return
-        lost = []
         if disabled:
-            lost.append("disabled " + ", ".join(lg.name for lg in disabled))
-        if alerts:
-            lost.append("closed the email alerts' handler")
-        logger.warning(
-            "Logging was configured again while %s ran (a task called "
-            "logging.config.dictConfig, or django.setup()?): it %s, which would have "
-            "stopped run events and alerts. Put them back. Configure logging once, in "
-            'LOGGING, with "disable_existing_loggers": False.',
-            self.where,
-            " and ".join(lost),
-        )
+            taken.append("disabled " + ", ".join(lg.name for lg in disabled))
+            for lg in disabled:
+                lg.disabled = False
+        if revive_alerts():
+            taken.append("closed the email alerts' handler")
+        if taken:
+            logger.warning(
+                "Logging was configured again while %s ran: it %s, which would have "
+                "stopped run events and alerts. Put them back. A task should leave logging "
+                "alone (logging.config.dictConfig, as django.setup() calls it, closes every "
+                "handler): configure it once, in LOGGING, with "
+                '"disable_existing_loggers": False.',
+                self.where,
+                " and ".join(taken),
+            )

@@ -3,6 +3,7 @@
 import inspect
 import logging
 import re
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -883,3 +884,21 @@ def test_a_client_certificate_is_loaded(mailers, tmp_path):
     assert alerts.smtp_settings().ssl_certfile == str(missing)
     with pytest.raises(FileNotFoundError):
         sending.smtp_sender(1.0)
+
+
+def test_a_handler_closed_before_its_thread_starts(make_handler, monkeypatch):
+    """``dictConfig`` in a run's thread closes every handler logging knows of, one being
+    made meanwhile too (the scheduler putting the alerts back): its close raised
+    "cannot join thread before it is started" into that run."""
+
+    class ClosedFirst(threading.Thread):
+        def start(self) -> None:
+            if self.name == "rocket-alerts":
+                self._target.__self__.close()  # what the other thread's dictConfig did
+            super().start()
+
+    monkeypatch.setattr(alerts.handler.threading, "Thread", ClosedFirst)
+    handler = make_handler()
+    assert handler.stopped
+    handler._thread.join(5)
+    assert not handler._thread.is_alive()  # it found the stop in its queue

@@ -144,9 +144,22 @@ LOGGING_THAT_DISABLES = {
 }
 
 
-@pytest.mark.parametrize("logging_setting", [None, LOGGING_THAT_DISABLES], ids=["own", "disabling"])
+@pytest.mark.parametrize(
+    ("func", "logging_setting", "said"),
+    [
+        ("sets_django_up_again", None, "it closed the email alerts' handler, which"),
+        (
+            "sets_django_up_again",
+            LOGGING_THAT_DISABLES,
+            "it disabled django_rocket, django_rocket.task, django_rocket.scheduler and "
+            "closed the email alerts' handler",
+        ),
+        ("disables_logging", None, "it called logging.disable(CRITICAL), which"),
+    ],
+    ids=["own", "disabling", "logging.disable"],
+)
 def test_a_task_that_configures_logging_again_does_not_stop_the_alerts(
-    scheduler_process, smtp, logging_setting
+    scheduler_process, smtp, func, logging_setting, said
 ):
     """A run calls ``django.setup()`` (a task module written as a script), then one fails.
 
@@ -160,7 +173,7 @@ def test_a_task_that_configures_logging_again_does_not_stop_the_alerts(
         settings["LOGGING"] = logging_setting
     proc = scheduler_process(
         {
-            "setup": task("tests.support.tasks.sets_django_up_again", execution="thread"),
+            "setup": task(f"tests.support.tasks.{func}", execution="thread"),
             "nightly": task(
                 "tests.support.tasks.fails", "after_success('setup')", execution="thread"
             ),
@@ -174,10 +187,7 @@ def test_a_task_that_configures_logging_again_does_not_stop_the_alerts(
     out = proc.output()
     assert "Task 'nightly' fail" in out  # the run event, on the console too
     warning = next(line for line in out.splitlines() if "configured again" in line)
-    if logging_setting is None:
-        assert "the email alerts' handler" in warning and "disabled" not in warning, warning
-    else:
-        assert "disabled django_rocket" in warning, warning
+    assert said in warning, warning
     assert TaskRun.objects.get(task__name="nightly").status == RunStatus.FAIL
 
 

@@ -70,6 +70,13 @@ def sets_django_up_again() -> None:
     django.setup()
 
 
+def disables_logging() -> None:
+    """A task that silences a noisy library the blunt way, for the whole process."""
+    import logging
+
+    logging.disable(logging.CRITICAL)
+
+
 def sets_django_up_again_then_fails() -> None:
     sets_django_up_again()
     fails()
