@@ -472,17 +472,25 @@ class After(Condition):
         for task in self.tasks:
             _check_task(task)
 
-    def _satisfied(self, ctx: Context, last_start: datetime | None, task: str) -> bool:
-        last = ctx.history.last_finish(task, AFTER_OUTCOMES[self.kind])
-        return last is not None and (last_start is None or last > last_start)
-
     def is_true(self, ctx: Context) -> bool:
-        last_start = ctx.history.last_start(ctx.task)
-        check = all if self.mode == "all" else any
-        return check(self._satisfied(ctx, last_start, task) for task in self.tasks)
+        return self.evaluate(ctx)[0]
 
     def evaluate(self, ctx: Context) -> tuple[bool, datetime | None]:
-        return self.is_true(ctx), None
+        last_start = ctx.history.last_start(ctx.task)
+        outcomes = AFTER_OUTCOMES[self.kind]
+        new = [
+            end
+            for end in (ctx.history.last_finish(task, outcomes) for task in self.tasks)
+            if end is not None and (last_start is None or end > last_start)
+        ]
+        # An end later than now (written by a process whose clock runs ahead of this
+        # one's) counts from its own instant. Counted now, it would make a run start
+        # before it, and still be later than that start at the next look: a second run.
+        seen = sum(1 for end in new if end <= ctx.now)
+        if seen == len(self.tasks) or (seen and self.mode != "all"):
+            return True, None
+        coming = [end for end in new if end > ctx.now]
+        return False, min(coming) if coming else None
 
     def facts(self, ctx: Context) -> dict[str, object]:
         outcomes = AFTER_OUTCOMES[self.kind]

@@ -346,6 +346,28 @@ def test_after_uses_the_latest_start_and_finish():
     assert after_success("a").next_change(ctx(now, *history)) is None
 
 
+def test_after_counts_an_end_from_its_own_instant():
+    """An end stamped later than now (another host's clock runs ahead) waits for its
+    instant: started at once, the run would start before it, and the end would still be
+    "after its latest start" at the next look, which started a second run."""
+    now = at("2026-03-02 11:00")
+    ahead = now + timedelta(milliseconds=50)
+    history = [run(T0, task="t"), run(T0, ahead, "success", task="a")]
+    assert after_success("a").evaluate(ctx(now, *history)) == (False, ahead)
+    assert after_success("a").evaluate(ctx(ahead, *history)) == (True, None)
+    started = [*history, run(ahead, task="t")]  # the run it starts, at that instant
+    assert after_success("a").evaluate(ctx(ahead + timedelta(seconds=1), *started)) == (
+        False,
+        None,
+    )
+    # Several dependencies: each counts from its own instant.
+    other = run(T0, at("2026-03-02 10:30"), "success", task="b")
+    assert after_any_success("a", "b").evaluate(ctx(now, *history, other)) == (True, None)
+    assert after_all_success("a", "b").evaluate(ctx(now, *history, other)) == (False, ahead)
+    assert after_all_success("a", "b").is_true(ctx(ahead, *history, other))
+    assert not after_all_success("a", "b").is_true(ctx(now, *history))
+
+
 def test_after_text_and_dependencies():
     assert str(after_all_success("a", "b")) == "after_all_success('a', 'b')"
     assert str(after_any_fail("x")) == "after_any_fail('x')"

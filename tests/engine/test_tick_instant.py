@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from django_rocket import registry
 from django_rocket.clock import FakeClock
 from django_rocket.engine.scheduler import Scheduler
-from django_rocket.models import RunStatus, TaskRun
+from django_rocket.models import RunStatus, RunTrigger, Task, TaskRun
 from tests.conftest import wait_until
 from tests.support import tasks as support_tasks
 
@@ -90,3 +90,42 @@ def test_a_run_that_ends_as_the_tick_begins_makes_its_dependants_run_once(settin
     assert etl.status == RunStatus.SUCCESS
     assert len(reports) == 1, [(r.started_at, r.status) for r in reports]
     assert reports[0].started_at >= etl.finished_at
+
+
+def test_an_end_stamped_ahead_of_the_schedulers_clock_starts_its_dependants_once(settings, clock):
+    """``runtask etl`` on a host whose clock runs 50 ms ahead: its end, read by the poll
+    (at once on PostgreSQL, which notifies), was later than the instant "report" then
+    started at, so after_success('etl') held again at the next look."""
+    settings.ROCKET_EXECUTION = "main"
+    settings.ROCKET_POLL_INTERVAL = 1
+    settings.ROCKET_HEARTBEAT = "1 hour"
+    settings.ROCKET_LEASE_TIMEOUT = "2 hours"
+    settings.ROCKET_TASKS = {
+        "etl": {"func": "tests.support.tasks.noop", "start_cond": "false"},
+        "report": {"func": "tests.support.tasks.noop", "start_cond": "after_success('etl')"},
+    }
+    scheduler = Scheduler(registry.tasks(), clock=clock)
+    scheduler.startup()
+    try:
+        scheduler.tick()
+        clock.advance(1)
+        ended = clock.now() + timedelta(milliseconds=50)
+        TaskRun.objects.create(
+            task=Task.objects.get(name="etl"),
+            status=RunStatus.SUCCESS,
+            trigger=RunTrigger.MANUAL,
+            started_at=clock.now() - timedelta(seconds=5),
+            finished_at=ended,
+            host="elsewhere",
+            pid=1,
+        )
+        scheduler.tick()  # the poll reads etl's end
+        for _ in range(3):
+            clock.advance(1)
+            scheduler.tick()
+    finally:
+        scheduler.request_stop()
+        scheduler.shutdown()
+    reports = list(TaskRun.objects.filter(task__name="report"))
+    assert len(reports) == 1, [(r.started_at, r.status) for r in reports]
+    assert reports[0].started_at >= ended
