@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -135,6 +137,38 @@ def statement_killer() -> Callable[[], None] | None:
                 logger.warning("Could not end a stopped function's statement.", exc_info=True)
 
     return kill
+
+
+def connection_closer() -> Callable[[], None] | None:
+    """For this thread's MySQL connections: what ends a wait on them, from elsewhere.
+
+    For a write that hangs on a partitioned network, where ``KILL QUERY`` cannot reach
+    the server either: the function returned, called from another thread, shuts the
+    connections' sockets down, so the driver's read fails at once ("Lost connection")
+    and the caller goes on. None where there is no MySQL connection open (psycopg's wait
+    lets a signal handler run).
+    """
+    # Their file descriptors, read here, in the thread that uses them.
+    held = [
+        (c.alias, c.connection.fileno())
+        for c in connections.all(initialized_only=True)
+        if c.vendor == "mysql" and c.connection is not None
+    ]
+    if not held:
+        return None
+
+    def close() -> None:
+        for alias, fd in held:
+            try:
+                # A duplicate of the descriptor: shutting it down ends the connection
+                # itself, and closing it leaves the driver's own descriptor alone.
+                with socket.socket(fileno=os.dup(fd)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+                logger.warning("Closed connection %r, which runtask's finish waited on.", alias)
+            except OSError:
+                logger.warning("Could not close connection %r.", alias, exc_info=True)
+
+    return close
 
 
 def autocommit_again(task: str) -> None:

@@ -19,13 +19,14 @@ the run is recorded as ``terminate``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,7 @@ from django_rocket.engine.runlog import REFUSED
 from django_rocket.executors.local import (
     IdleWatch,
     autocommit_again,
+    connection_closer,
     revive_idle_connection,
     settle_connections,
     statement_killer,
@@ -171,6 +173,7 @@ def _run_in_process(spec: TaskSpec, now: Callable[[], datetime]) -> TaskRun:
             outcome.get("result"),
             outcome.get("exception_types", ()),
             given_up=sigterm.given_up,
+            recording=sigterm.recording,
         )
     return run
 
@@ -185,8 +188,11 @@ class SigtermStops:
     raises. Ctrl-C (SIGINT) raises ``KeyboardInterrupt`` into the function, as Python
     does. Once the function has returned (:meth:`returned`), a signal does not interrupt
     the recording of the run: it tells a finish waiting for the database to give up
-    (:meth:`given_up`), and only a second Ctrl-C raises ``KeyboardInterrupt`` (a write
-    that hangs on a dead network). The handlers that were there before are put back when
+    (:meth:`given_up`); one that comes while the database is being asked to take it
+    (:meth:`recording`) raises :class:`FinishInterrupted` there, so a write that hangs
+    on a partitioned network ends at once (on PostgreSQL: psycopg waits in Python's
+    reach; MySQLdb holds the handler until its read gives up), and a second Ctrl-C
+    raises ``KeyboardInterrupt``. The handlers that were there before are put back when
     the run is recorded, and the command ends.
 
     On MySQL and MariaDB the driver holds the handler while the function waits for a
@@ -200,6 +206,31 @@ class SigtermStops:
         self.late = 0  # how many of them came after the function returned
         self.previous: dict[int, Any] = {}
         self.watch: StatementWatch | None = None
+        self.in_finish = False  # the database is being asked to take the run's finish
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        """While the finish is written: a stop signal raises :class:`FinishInterrupted`.
+
+        On MySQL and MariaDB, whose driver holds the handler while it waits, a watchdog
+        hears the signal and shuts the connection down (a partition lets no ``KILL
+        QUERY`` through either), so that the write fails at once.
+        """
+        self.in_finish = True
+        watch = None
+        if self.previous:  # the handlers are this command's: a signal can come
+            watch = StatementWatch.start(connection_closer, self._heard_in_finish)
+        try:
+            yield
+        finally:
+            self.in_finish = False
+            if watch is not None:
+                watch.end()
+
+    def _heard_in_finish(self, watch: StatementWatch, number: int) -> None:
+        """In the watchdog: a signal this command stops on came while the finish waits."""
+        if number in self.previous:
+            watch.kill_at = time.monotonic()
 
     def __enter__(self) -> SigtermStops:
         if threading.current_thread() is threading.main_thread():
@@ -242,8 +273,18 @@ class SigtermStops:
                 )
             return
         self.late += 1
+        if self.in_finish:
+            self.in_finish = False  # once: what follows is not the write
+            raise FinishInterrupted(self.told[-1])
         if signum == signal.SIGINT and self.late > 1:
             raise KeyboardInterrupt  # Ctrl-C again: the recording itself may hang
+
+
+class FinishInterrupted(Exception):
+    """A stop signal came while the database had not yet answered the run's finish."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(f"{signal_name} came while the database had not yet answered")
 
 
 class FinishNotRecorded(Exception):
@@ -366,6 +407,7 @@ def _finish(
     exception_types: Sequence[str] = (),
     *,
     given_up: Callable[[], str] = str,
+    recording: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> None:
     """Record the finish, waiting for the database for as long as it takes.
 
@@ -383,14 +425,17 @@ def _finish(
     while True:
         tried += 1
         try:
-            run.finish(
-                status,
-                finished_at,
-                message=message,
-                exc_text=exc_text,
-                result=result,
-                exception_types=exception_types,
-            )
+            with recording():
+                run.finish(
+                    status,
+                    finished_at,
+                    message=message,
+                    exc_text=exc_text,
+                    result=result,
+                    exception_types=exception_types,
+                )
+        except FinishInterrupted as exc:  # told to stop while a write hung
+            raise FinishNotRecorded(run, exc, tried, time.monotonic() - began, given_up()) from exc
         except REFUSED as exc:
             if refused:  # even without them: nothing more can be left out
                 raise FinishNotRecorded(run, exc, tried, time.monotonic() - began, "") from exc

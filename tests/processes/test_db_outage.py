@@ -252,6 +252,37 @@ def test_runtask_alerts_a_failure_while_the_database_is_partitioned(
     assert url in text and f'href="{url}"' in html
 
 
+def test_runtask_told_to_stop_while_its_finish_hangs_stops_at_once(
+    scheduler_process, proxy, tmp_path
+):
+    """SIGTERM while the finish's write waits on a partitioned connection.
+
+    The signal was only noted: the write went on waiting (minutes, or for ever without
+    keepalives), until the orchestrator's SIGKILL, and the command never said why it
+    ended. It ends the write now, in one line.
+    """
+    tasks, settings = setup(tmp_path)
+    settings["ROCKET_HEARTBEAT"] = "1 hour"  # so that the finish is all that is sent
+    proc = scheduler_process(
+        {"slow": tasks["slow"]}, settings, ("slow", "--wait"), proxy.port, command="runtask"
+    )
+    wait_until((tmp_path / "started").exists, what="the run to start")
+    proxy.pause()
+    held = proxy.held
+    (tmp_path / "release").write_text("go")
+    proc.wait_for_output("Task 'slow' success")  # logged before it is written
+    wait_until(lambda: proxy.held > held, 10, "the finish to be sent")
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 1, proc.output()
+    proxy.cut()
+    proxy.resume()
+    last = proc.output().strip().splitlines()[-1]
+    assert last.startswith("CommandError: Run "), last
+    assert "(1 attempt(s) over " in last and " s, until SIGTERM told runtask to stop): " in last
+    assert "FinishInterrupted: SIGTERM came while the database had not yet answered." in last
+    assert TaskRun.objects.get().status == RunStatus.RUNNING
+
+
 def test_runtask_without_a_database_says_so_in_one_line(proxy, tmp_path):
     tasks, settings = setup(tmp_path)
     proxy.cut()

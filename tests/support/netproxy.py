@@ -22,6 +22,7 @@ class CuttableProxy:
         self.up.set()
         self.flowing = threading.Event()  # cleared: bytes are held, connections stay open
         self.flowing.set()
+        self.held = 0  # chunks that waited for resume(): a client's request met a partition
         self.closing = False
         self.sockets: set[socket.socket] = set()
         self.lock = threading.Lock()
@@ -51,7 +52,10 @@ class CuttableProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                self.flowing.wait()
+                if not self.flowing.is_set():
+                    with self.lock:
+                        self.held += 1
+                    self.flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass
