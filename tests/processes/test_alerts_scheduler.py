@@ -147,14 +147,13 @@ LOGGING_THAT_DISABLES = {
 @pytest.mark.parametrize(
     ("func", "logging_setting", "said"),
     [
-        ("sets_django_up_again", None, "it closed the email alerts' handler, which"),
+        ("sets_django_up_again", None, ["closed the email alerts' handler"]),
         (
             "sets_django_up_again",
             LOGGING_THAT_DISABLES,
-            "it disabled django_rocket, django_rocket.task, django_rocket.scheduler and "
-            "closed the email alerts' handler",
+            ["disabled django_rocket, django_rocket.task, django_rocket.scheduler"],
         ),
-        ("disables_logging", None, "it called logging.disable(CRITICAL), which"),
+        ("disables_logging", None, ["it called logging.disable(CRITICAL), which"]),
     ],
     ids=["own", "disabling", "logging.disable"],
 )
@@ -186,8 +185,14 @@ def test_a_task_that_configures_logging_again_does_not_stop_the_alerts(
     proc.stop()
     out = proc.output()
     assert "Task 'nightly' fail" in out  # the run event, on the console too
-    warning = next(line for line in out.splitlines() if "configured again" in line)
-    assert said in warning, warning
+    # django.setup() configures logging twice (Django's defaults, then LOGGING), in the
+    # run's thread: the scheduler may look in between, and say what it put back in two
+    # warnings, one of which may meet the second configuration half done.
+    warnings = " / ".join(line for line in out.splitlines() if "configured again" in line)
+    for fragment in said:
+        assert fragment in warnings, warnings
+    if logging_setting is None:
+        assert "disabled django_rocket" not in warnings, warnings
     assert TaskRun.objects.get(task__name="nightly").status == RunStatus.FAIL
 
 
