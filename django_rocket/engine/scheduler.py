@@ -45,6 +45,7 @@ from django_rocket.engine.leadership import Leadership
 from django_rocket.engine.listener import Listener
 from django_rocket.engine.planner import ConditionFailed, Planner, Start
 from django_rocket.engine.poller import Poller
+from django_rocket.engine.processstate import WorkingDirectoryWatch, pin_sqlite_paths
 from django_rocket.engine.recorder import (
     LeaseLost,
     Recorder,
@@ -89,6 +90,8 @@ class Scheduler:
         # Drained every tick: holds the runs that ended since the last one.
         self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self.logging_guard = LoggingGuard()  # a run that configures logging again
+        pin_sqlite_paths()  # and one that changes the working directory
+        self.working_directory = WorkingDirectoryWatch()
         self.runner = Runner(
             self._report,
             self.clock.now,
@@ -549,6 +552,7 @@ class Scheduler:
 
     def _drain_outcomes(self) -> None:
         self.logging_guard.check()  # before the events of the runs that ended
+        self.working_directory.check()
         while True:
             try:
                 outcome = self.outcomes.get_nowait()

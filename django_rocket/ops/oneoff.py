@@ -40,6 +40,7 @@ from django_rocket.engine.connection import log_database_error
 from django_rocket.engine.declarations import sync_tasks
 from django_rocket.engine.events import LoggingGuard, log_run_event
 from django_rocket.engine.leadership import pid_namespace
+from django_rocket.engine.processstate import WorkingDirectoryWatch, pin_sqlite_paths
 from django_rocket.engine.runlog import REFUSED
 from django_rocket.executors.local import (
     IdleWatch,
@@ -124,6 +125,8 @@ def _run_in_process(spec: TaskSpec, now: Callable[[], datetime]) -> TaskRun:
     )
     log_run_event(spec.name, str(run.run_id), "run", started, None)
     logging_guard = LoggingGuard("runtask")  # the function may configure logging again
+    pin_sqlite_paths()  # or change the working directory: the finish's reconnect
+    working_directory = WorkingDirectoryWatch()
     revive_idle_connection()  # reads the server's idle limit now, while the connection works
     with SigtermStops() as sigterm:  # until the run is recorded
         outcome: Ending | None = None
@@ -144,6 +147,7 @@ def _run_in_process(spec: TaskSpec, now: Callable[[], datetime]) -> TaskRun:
         message = storable(outcome.get("message", ""))
         exc_text = storable(outcome.get("exc_text", ""))
         logging_guard.check()
+        working_directory.check()
         # Logged, and so alerted, before the run log is asked to take it, as the
         # scheduler logs a run's end before writing it: a database that is away, or a
         # write that hangs on a partitioned connection until an orchestrator's SIGKILL,

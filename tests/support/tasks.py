@@ -70,6 +70,19 @@ def sets_django_up_again() -> None:
     django.setup()
 
 
+def changes_directory(path: str) -> str:
+    """A task that moves into a directory of its own, for the whole process."""
+    os.chdir(path)
+    return path
+
+
+def changes_directory_and_closes_its_connection(path: str) -> str:
+    """As a long task does to spare the database an idle session: the next use reconnects."""
+    os.chdir(path)
+    connections["default"].close()
+    return path
+
+
 def disables_logging() -> None:
     """A task that silences a noisy library the blunt way, for the whole process."""
     import logging
