@@ -211,30 +211,54 @@ class SigtermStops:
         self.previous: dict[int, Any] = {}
         self.watch: StatementWatch | None = None
         self.in_finish = False  # the database is being asked to take the run's finish
+        self._finish_alarm: Any = None  # SIGALRM's handler before recording() took it
 
     @contextlib.contextmanager
     def recording(self) -> Iterator[None]:
-        """While the finish is written: a stop signal raises :class:`FinishInterrupted`.
+        """While the finish is written: a stop signal ends a write that hangs.
 
-        On MySQL and MariaDB, whose driver holds the handler while it waits, a watchdog
-        hears the signal and shuts the connection down (a partition lets no ``KILL
-        QUERY`` through either), so that the write fails at once.
+        The write gets :data:`FINISH_GRACE` seconds more, as one under way takes
+        milliseconds; then ``SIGALRM`` raises :class:`FinishInterrupted` where the write
+        waits (psycopg's wait lets a handler run). Where ``SIGALRM`` is someone else's,
+        the signal raises at once. On MySQL and MariaDB, whose driver holds handlers
+        while it waits, a watchdog hears the signal and shuts the connection down after
+        the same grace (a partition lets no ``KILL QUERY`` through either).
         """
         self.in_finish = True
+        self._finish_alarm = None
         watch = None
         if self.previous:  # the handlers are this command's: a signal can come
+            if signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None) and not any(
+                signal.getitimer(signal.ITIMER_REAL)
+            ):
+                self._finish_alarm = signal.signal(signal.SIGALRM, self._finish_overdue)
             watch = StatementWatch.start(connection_closer, self._heard_in_finish)
+            if self.late:  # told already: this write gets the grace, no more
+                if self._finish_alarm is not None:
+                    signal.setitimer(signal.ITIMER_REAL, FINISH_GRACE)
+                if watch is not None:
+                    watch.kill_at = time.monotonic() + FINISH_GRACE
         try:
             yield
         finally:
             self.in_finish = False
+            if self._finish_alarm is not None:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, self._finish_alarm)
+                self._finish_alarm = None
             if watch is not None:
                 watch.end()
 
+    def _finish_overdue(self, signum: int, frame: object) -> None:
+        """SIGALRM: the grace a stop signal gave the finish's write is over."""
+        if self.in_finish:
+            self.in_finish = False  # once: what follows is not the write
+            raise FinishInterrupted(self.told[0] if self.told else "a stop signal")
+
     def _heard_in_finish(self, watch: StatementWatch, number: int) -> None:
         """In the watchdog: a signal this command stops on came while the finish waits."""
-        if number in self.previous:
-            watch.kill_at = time.monotonic()
+        if number in self.previous and watch.kill_at is None:
+            watch.kill_at = time.monotonic() + FINISH_GRACE
 
     def __enter__(self) -> SigtermStops:
         if threading.current_thread() is threading.main_thread():
@@ -277,11 +301,18 @@ class SigtermStops:
                 )
             return
         self.late += 1
-        if self.in_finish:
+        if self.in_finish and self._finish_alarm is None:
             self.in_finish = False  # once: what follows is not the write
             raise FinishInterrupted(self.told[-1])
+        if self.in_finish and self.late == 1:
+            signal.setitimer(signal.ITIMER_REAL, FINISH_GRACE)  # a write under way ends
+            return
         if signum == signal.SIGINT and self.late > 1:
             raise KeyboardInterrupt  # Ctrl-C again: the recording itself may hang
+
+
+FINISH_GRACE = 2.0
+"""Seconds a finish's write still gets after a stop signal: one under way takes ms."""
 
 
 class FinishInterrupted(Exception):

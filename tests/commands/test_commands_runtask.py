@@ -526,6 +526,56 @@ def test_sigterm_raises_into_the_function_once_and_names_itself_to_the_finish():
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_a_stop_during_a_quick_finish_lets_it_be_recorded():
+    """A write under way takes milliseconds: a stop signal gives it FINISH_GRACE first.
+
+    Raising at once, as it first did, lost a finish that the database was about to take
+    when SIGTERM or Ctrl-C came just as the function returned.
+    """
+    from django_rocket.ops.oneoff import SigtermStops
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        with SigtermStops() as stops:
+            stops.returned()
+            with stops.recording():
+                os.kill(os.getpid(), signal.SIGTERM)  # handled before the next line runs
+                armed = signal.getitimer(signal.ITIMER_REAL)[0]
+            assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # disarmed
+            assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL  # put back
+            assert stops.given_up() == "SIGTERM"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert 0 < armed <= 2.0
+
+
+def test_a_finish_that_outlasts_the_grace_is_interrupted(monkeypatch):
+    """A write that hangs on a partitioned network: no answer, no error."""
+    import socket as sockets
+
+    from django_rocket.ops import oneoff
+
+    monkeypatch.setattr(oneoff, "FINISH_GRACE", 0.2)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    waiting, silent = sockets.socketpair()  # an answer that never comes
+    try:
+        with oneoff.SigtermStops() as stops:
+            stops.returned()
+
+            def write_that_hangs() -> None:
+                with stops.recording():
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    waiting.recv(1)
+
+            with pytest.raises(oneoff.FinishInterrupted, match="SIGTERM came while"):
+                write_that_hangs()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        waiting.close()
+        silent.close()
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_function_that_leaves_autocommit_off_does_not_swallow_the_finish():
