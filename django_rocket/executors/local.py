@@ -90,6 +90,15 @@ def settle_connections(task: str, *, stopped: bool) -> None:
 _PG_ACTIVE = 1
 
 
+def _open_mysql_connections() -> list[Any]:
+    """This thread's MySQL connections (their Django wrappers) that are open."""
+    return [
+        c
+        for c in connections.all(initialized_only=True)
+        if c.vendor == "mysql" and c.connection is not None
+    ]
+
+
 def statement_killer() -> Callable[[], None] | None:
     """For this thread's MySQL connections: what ends the statement one runs, from elsewhere.
 
@@ -104,11 +113,7 @@ def statement_killer() -> Callable[[], None] | None:
     """
     # Their server-side ids, read here: MySQLdb refuses a connection's use from another
     # thread while this one waits on it.
-    held = [
-        (c, int(c.connection.thread_id()))
-        for c in connections.all(initialized_only=True)
-        if c.vendor == "mysql" and c.connection is not None
-    ]
+    held = [(c, int(c.connection.thread_id())) for c in _open_mysql_connections()]
     if not held:
         return None
 
@@ -149,11 +154,7 @@ def connection_closer() -> Callable[[], None] | None:
     lets a signal handler run).
     """
     # Their file descriptors, read here, in the thread that uses them.
-    held = [
-        (c.alias, c.connection.fileno())
-        for c in connections.all(initialized_only=True)
-        if c.vendor == "mysql" and c.connection is not None
-    ]
+    held = [(c.alias, c.connection.fileno()) for c in _open_mysql_connections()]
     if not held:
         return None
 

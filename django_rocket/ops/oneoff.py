@@ -193,10 +193,10 @@ class SigtermStops:
     does. Once the function has returned (:meth:`returned`), a signal does not interrupt
     the recording of the run: it tells a finish waiting for the database to give up
     (:meth:`given_up`); one that comes while the database is being asked to take it
-    (:meth:`recording`) raises :class:`FinishInterrupted` there, so a write that hangs
-    on a partitioned network ends at once (on PostgreSQL: psycopg waits in Python's
-    reach; MySQLdb holds the handler until its read gives up), and a second Ctrl-C
-    raises ``KeyboardInterrupt``. The handlers that were there before are put back when
+    (:meth:`recording`) gives the write :data:`FINISH_GRACE` seconds, then ends it
+    (:class:`FinishInterrupted`, or on MySQL a connection shut down), so a write that
+    hangs on a partitioned network does not wait for SIGKILL; a second Ctrl-C raises
+    ``KeyboardInterrupt``. The handlers that were there before are put back when
     the run is recorded, and the command ends.
 
     On MySQL and MariaDB the driver holds the handler while the function waits for a
@@ -449,7 +449,8 @@ def _finish(
     Tried as ``ROCKET_LOG_RETRY`` says, then every :data:`FINISH_RETRY_EVERY` seconds
     until the database takes it: a database that fails over, or restarts, must not turn
     a run that ended into a ``crash``. Gives up, raising :class:`FinishNotRecorded`,
-    once ``given_up()`` names the signal that told this process to stop.
+    once ``given_up()`` names the signal that told this process to stop, or when that
+    signal ends a write that hangs (each attempt is made inside ``recording()``).
     """
     policy = conf.log_retry
     attempts = finish_attempts()
